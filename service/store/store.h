@@ -1,0 +1,312 @@
+/*
+ * store.h - the versioned record store.
+ *
+ * The store owns every rule of DESIGN.md §3-§4 that concerns data:
+ * versions that are never reused (tombstones), the store-wide revision,
+ * history, preconditions, leased locks with fencing tokens, request-id
+ * idempotency and the limits. Callers (the RPC handlers, tests, a future
+ * PostgreSQL backend's users) see plain C structs only: no protobuf, no
+ * nng.
+ *
+ * Threads and connections. A `store` is the shared, thread-safe handle
+ * (configuration, clock). Each thread that touches the database opens its
+ * own `store_conn`; a connection must be used by one thread at a time.
+ * Reads on different connections run in parallel (WAL snapshots). Writes
+ * on different connections serialise inside the backend; SQLITE_BUSY never
+ * reaches a caller. The server funnels writes through one connection and
+ * store_apply_batch() so that many writes share one commit (group commit).
+ *
+ * Errors. Every fallible function returns a store_err. Functions that take
+ * a `store_error *` fill it on failure with the field at fault and a human
+ * message that names the limit ("key exceeds max_key_bytes (512)"). A
+ * NULL `store_error *` is allowed.
+ *
+ * Ownership. Request structs are borrowed for the duration of the call.
+ * Result structs (store_record, store_write_result, store_list_page) are
+ * written by the store, own their memory, and are released with their
+ * _fini function; a zeroed result is valid input to _fini. On failure a
+ * result holds only what the function documents (the current record on a
+ * conflict, the lock on LOCKED) and must still be finished.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ds_clock.h"
+#include "store_limits.h"
+
+/* --- errors --- */
+
+typedef enum store_err {
+	STORE_OK = 0,
+	STORE_EPRECONDITION_REQUIRED, /* write without a precondition */
+	STORE_ECONFLICT,              /* precondition failed: VERSION_CONFLICT */
+	STORE_ELOCKED,                /* somebody else holds a live lease */
+	STORE_ELOCK_EXPIRED,          /* the caller's lease ran out */
+	STORE_ETOKEN_MISMATCH,        /* Unlock with a token that is not held */
+	STORE_ENOT_LOCKED,            /* Unlock/renew with nothing held */
+	STORE_ENOTFOUND,              /* no live record (or no such version) */
+	STORE_ECOMPACTED,             /* that version left the history */
+	STORE_EINVAL,                 /* bad argument; error.field names it */
+	STORE_ETOOLARGE,              /* a limit was exceeded; field names it */
+	STORE_EREQUEST_ID_REUSED,     /* same request_id, different request */
+	STORE_ENOMEM,                 /* allocation failed */
+	STORE_EIO,                    /* the database failed (disk, corrupt) */
+	STORE_ECLOSED,                /* the store is shutting down */
+} store_err;
+
+/* store_strerror returns a static human name for e; never NULL. */
+const char *store_strerror(store_err e);
+
+/* store_reason returns the machine-readable reason of DESIGN §4 for e
+ * ("VERSION_CONFLICT", "LOCKED", "INVALID_ARGUMENT", ...); static, never
+ * NULL; "" for STORE_OK. */
+const char *store_reason(store_err e);
+
+/* store_error: the detail of a failure. Fixed-size so filling it cannot
+ * fail. */
+typedef struct store_error {
+	store_err code;
+	char field[32];    /* request field at fault ("key"), or "" */
+	char message[192]; /* one line, names the field or limit */
+} store_error;
+
+/* --- configuration --- */
+
+typedef enum store_durability {
+	STORE_DURABILITY_FULL = 0, /* fsync the WAL on every commit */
+	STORE_DURABILITY_NORMAL,   /* survive a process crash, not power loss */
+} store_durability;
+
+typedef struct store_config {
+	const char *path;        /* database file, or ":memory:"; borrowed
+	                          * during store_open only */
+	const ds_clock *clock;   /* wall clock for leases and timestamps;
+	                          * borrowed for the store's lifetime; NULL =
+	                          * ds_clock_wall() */
+	store_durability durability;
+	store_limits limits;     /* start from store_limits_default() */
+} store_config;
+
+/* store_config_default fills cfg with the defaults of DESIGN §4 and §7
+ * (path "./datasync.db", wall clock, full durability, default limits). */
+void store_config_default(store_config *cfg);
+
+/* --- records --- */
+
+typedef struct store_lock_info {
+	char *owner;            /* owned, NUL-terminated */
+	int64_t expires_at_ms;  /* wall clock, ms since the epoch */
+	uint64_t fencing_token; /* store-wide, grows on every acquisition */
+} store_lock_info;
+
+typedef struct store_record {
+	char *key;               /* owned, NUL-terminated; key_len bytes */
+	size_t key_len;
+	uint8_t *value;          /* owned; may be NULL when value_len == 0 or
+	                          * when the operation omits values (List) */
+	size_t value_len;
+	char *content_type;      /* owned, NUL-terminated, may be "" */
+	char *updated_by;        /* owned, NUL-terminated, may be "" */
+	uint64_t version;        /* per key, never reused */
+	uint64_t revision;       /* store-wide revision of the last change */
+	int64_t created_at_ms;
+	int64_t updated_at_ms;
+	bool deleted;            /* a tombstone (conflict details only) */
+	bool locked;             /* lock is valid only when true */
+	store_lock_info lock;
+} store_record;
+
+/* store_record_fini frees what r owns and zeroes it; NULL or zeroed is a
+ * no-op. */
+void store_record_fini(store_record *r);
+
+/* --- handle and connections --- */
+
+typedef struct store store;
+typedef struct store_conn store_conn;
+
+/* store_open validates cfg (limits above their hard maxima are rejected
+ * with STORE_EINVAL naming the limit), creates or migrates the database
+ * and returns the handle in *out (owned; store_close). On failure *out is
+ * untouched and err says why (unwritable path, corrupt file). */
+store_err store_open(const store_config *cfg, store **out, store_error *err);
+
+/* store_close releases the handle. Every connection must be closed first
+ * (a debug build asserts it). NULL is a no-op. */
+void store_close(store *s);
+
+/* store_limits_of returns the limits in force; borrowed for the store's
+ * lifetime. */
+const store_limits *store_limits_of(const store *s);
+
+/* store_conn_open opens a connection for the calling thread (owned;
+ * store_conn_close). Its prepared statements live as long as it does. */
+store_err store_conn_open(store *s, store_conn **out, store_error *err);
+
+/* store_conn_close finalizes the connection; NULL is a no-op. */
+void store_conn_close(store_conn *c);
+
+/* --- reads --- */
+
+/* store_get reads the latest live version of key (version == 0) or a
+ * historical one. On STORE_OK *out holds the record (caller finishes it).
+ * Errors: STORE_EINVAL (key), STORE_ENOTFOUND (absent, deleted, or a
+ * version never written), STORE_ECOMPACTED (older than the history keeps).
+ * The record's lock reflects live leases only: an expired lease is no
+ * lock. */
+store_err store_get(store_conn *c, const char *key, size_t key_len,
+    uint64_t version, store_record *out, store_error *err);
+
+typedef struct store_list_req {
+	const char *prefix;      /* borrowed; may be NULL = every key */
+	size_t prefix_len;
+	uint32_t page_size;      /* 0 = limits.default_page_size */
+	const char *page_token;  /* borrowed; NULL or "" = first page */
+	size_t page_token_len;
+} store_list_req;
+
+typedef struct store_list_page {
+	store_record *records;   /* owned array of n live records, key order,
+	                          * values omitted (value == NULL) */
+	size_t n;
+	char *next_page_token;   /* owned; NULL on the last page */
+	uint64_t revision;       /* store revision the page was read at */
+} store_list_page;
+
+/* store_list returns one page of live keys under a prefix in byte order.
+ * The page token is opaque to callers; it resumes strictly after the last
+ * key returned, so a key present throughout a paging session is returned
+ * exactly once even when writes happen between pages. Errors:
+ * STORE_EINVAL (prefix, page_token), STORE_ETOOLARGE (page_size). */
+store_err store_list(store_conn *c, const store_list_req *req,
+    store_list_page *out, store_error *err);
+
+/* store_list_page_fini frees a page; zeroed is a no-op. */
+void store_list_page_fini(store_list_page *p);
+
+/* --- writes --- */
+
+typedef enum store_op {
+	STORE_OP_UPDATE = 1,
+	STORE_OP_DELETE,
+	STORE_OP_LOCK,
+	STORE_OP_UNLOCK,
+} store_op;
+
+typedef enum store_precond_kind {
+	STORE_PRECOND_NONE = 0,     /* refused: PRECONDITION_REQUIRED */
+	STORE_PRECOND_IF_VERSION,   /* current version must equal .version */
+	STORE_PRECOND_IF_ABSENT,    /* no live record may exist */
+	STORE_PRECOND_IF_EXISTS,    /* a live record must exist, any version */
+	STORE_PRECOND_UNCONDITIONAL,
+} store_precond_kind;
+
+typedef struct store_precond {
+	store_precond_kind kind;
+	uint64_t version; /* for STORE_PRECOND_IF_VERSION */
+} store_precond;
+
+/* A lock token: 128 random bits, shown only to the holder. */
+#define STORE_TOKEN_BYTES 16
+#define STORE_TOKEN_HEX_LEN (2 * STORE_TOKEN_BYTES)
+
+typedef struct store_token {
+	uint8_t b[STORE_TOKEN_BYTES];
+} store_token;
+
+/* store_token_parse reads the 32-hex-digit text form. STORE_EINVAL with
+ * field "lock_token" when it is not exactly that. */
+store_err store_token_parse(const char *s, size_t len, store_token *out,
+    store_error *err);
+
+/* store_token_format writes the 32 hex digits and a NUL into out. */
+void store_token_format(const store_token *t,
+    char out[STORE_TOKEN_HEX_LEN + 1]);
+
+/* store_write: one write. Every pointer is borrowed for the call. Which
+ * fields matter depends on op:
+ *   UPDATE  key, value, content_type, precond, token?, request_id?, author?
+ *   DELETE  key, precond, token?, request_id?, author?
+ *   LOCK    key, owner, ttl_ms (0 = default), token? (renew), request_id?
+ *   UNLOCK  key, token, request_id?                                     */
+typedef struct store_write {
+	store_op op;
+	const char *key;
+	size_t key_len;
+	const uint8_t *value;
+	size_t value_len;
+	const char *content_type; /* NULL = "" */
+	size_t content_type_len;
+	store_precond precond;
+	bool has_token;
+	store_token token;
+	const char *owner;
+	size_t owner_len;
+	int64_t ttl_ms;
+	const char *request_id;   /* NULL or "" = not idempotent */
+	size_t request_id_len;
+	const char *author;       /* stored as updated_by; NULL = "" */
+	size_t author_len;
+} store_write;
+
+/* store_write_result: what one write did.
+ *   OK:        record = the record as written (UPDATE: with value; DELETE:
+ *              the tombstone's version and revision; LOCK/UNLOCK: the
+ *              record's metadata with the lock state after the call);
+ *              token = the lock token (LOCK only, also on renew);
+ *              renewed (LOCK); replayed = this is the stored result of an
+ *              earlier write with the same request_id.
+ *   ECONFLICT: record = the current record with value (deleted = true for
+ *              a tombstone; version 0 if the key never existed).
+ *   ELOCKED:   record = the current metadata with its lock (owner,
+ *              expiry, fencing token).
+ *   other:     error only. */
+typedef struct store_write_result {
+	store_error error;   /* error.code is the outcome; STORE_OK = applied */
+	store_record record; /* owned; finish with store_write_result_fini */
+	store_token token;
+	bool renewed;
+	bool replayed;
+} store_write_result;
+
+/* store_write_result_fini frees what r owns; zeroed is a no-op. */
+void store_write_result_fini(store_write_result *r);
+
+/* store_validate checks w against the limits and the rules that need no
+ * database (precondition present, key well-formed, ttl bounds) without
+ * touching SQL. Returns the error it also writes to err. Pure; used by
+ * store_apply* and by callers that want to reject early. */
+store_err store_validate(const store_limits *lim, const store_write *w,
+    store_error *err);
+
+/* store_apply applies one write in its own transaction and returns
+ * result->error.code. result must be zeroed by the caller; it is filled
+ * on every outcome (see store_write_result). */
+store_err store_apply(store_conn *c, const store_write *w,
+    store_write_result *result);
+
+/* store_apply_batch applies n writes in ONE transaction, in order, each
+ * seeing the effects of those before it. Each write gets its own result:
+ * a failed precondition fails that write only. The function returns
+ * STORE_OK when the transaction committed (whatever the individual
+ * outcomes), or the error that made the whole batch fail (STORE_EIO,
+ * STORE_ENOMEM): then nothing was applied and every result carries that
+ * error. results[0..n) must be zeroed by the caller. When the call
+ * returns STORE_OK the commit is durable to the configured level. */
+store_err store_apply_batch(store_conn *c, const store_write *ws, size_t n,
+    store_write_result *results);
+
+/* --- maintenance --- */
+
+/* store_revision reads the current store-wide revision. */
+store_err store_revision(store_conn *c, uint64_t *out, store_error *err);
+
+/* store_integrity_check runs PRAGMA integrity_check; STORE_OK when the
+ * database reports "ok", STORE_EIO with the first problem otherwise. */
+store_err store_integrity_check(store_conn *c, store_error *err);
+
+#endif /* STORE_H */

@@ -1,0 +1,160 @@
+/*
+ * ds_text.c - UTF-8, hex, constant-time compare, OS randomness, FNV-1a.
+ */
+#include <errno.h>
+#include <sys/random.h>
+
+#include "ds_text.h"
+
+bool
+ds_utf8_valid(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = p[i];
+		size_t need;
+		uint32_t cp;
+		uint32_t min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			need = 1;
+			cp = c & 0x1f;
+			min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2;
+			cp = c & 0x0f;
+			min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3;
+			cp = c & 0x07;
+			min = 0x10000;
+		} else {
+			return false; /* continuation byte, 0xc0/0xc1, > 0xf4 */
+		}
+		if (n - i - 1 < need) {
+			return false;
+		}
+		for (size_t k = 1; k <= need; k++) {
+			if ((p[i + k] & 0xc0) != 0x80) {
+				return false;
+			}
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+			return false;
+		}
+		i += need + 1;
+	}
+	return true;
+}
+
+bool
+ds_utf8_has_control(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < 0x20 || p[i] == 0x7f) {
+			return true;
+		}
+		/* U+0080..U+009F encode as C2 80..C2 9F. */
+		if (p[i] == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 &&
+		    p[i + 1] <= 0x9f) {
+			return true;
+		}
+	}
+	return false;
+}
+
+void
+ds_hex_encode(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 0x0f];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+ds_hex_digit(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+ds_err
+ds_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n)
+{
+	if (slen != 2 * n) {
+		return DS_EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int hi = ds_hex_digit(s[2 * i]);
+		int lo = ds_hex_digit(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			return DS_EINVAL;
+		}
+		out[i] = (uint8_t) ((hi << 4) | lo);
+	}
+	return DS_OK;
+}
+
+bool
+ds_ct_equal(const void *a, const void *b, size_t n)
+{
+	const volatile uint8_t *x = a;
+	const volatile uint8_t *y = b;
+	uint8_t acc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		acc |= (uint8_t) (x[i] ^ y[i]);
+	}
+	return acc == 0;
+}
+
+ds_err
+ds_random_bytes(void *p, size_t n)
+{
+	uint8_t *out = p;
+
+	while (n > 0) {
+		ssize_t got = getrandom(out, n, 0);
+
+		if (got < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return DS_EIO;
+		}
+		out += got;
+		n -= (size_t) got;
+	}
+	return DS_OK;
+}
+
+uint64_t
+ds_hash64(uint64_t seed, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t h = seed;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
