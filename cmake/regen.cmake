@@ -1,9 +1,10 @@
 # Run as: cmake -DPROTOC_C=.. -DPROTOC=.. [-DPLUGIN=..] -DPROTO_DIR=..
-#               -DPROTOS="a.proto;b.proto" -DOUT=dir [-DCOMPARE=dir]
+#               -DPROTOS=a.proto,b.proto -DOUT=dir [-DCOMPARE=dir]
 #               -P regen.cmake
 # Writes protoc-c's output (and protoc-gen-nrpc's, when PLUGIN is given)
 # for PROTOS under OUT. With COMPARE, fails when any generated file differs
 # from the one under COMPARE: that is the drift check CI runs.
+string(REPLACE "," ";" PROTOS "${PROTOS}")
 file(MAKE_DIRECTORY ${OUT})
 execute_process(
   COMMAND ${PROTOC_C} -I${PROTO_DIR} --c_out=${OUT} ${PROTOS}
