@@ -1,0 +1,85 @@
+/*
+ * cli.h - private to the `datasync` command: parsed arguments and the
+ * helpers shared by its commands.
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasync.h"
+
+#define CLI_MAX_URLS 16
+/* Largest value read from stdin: the server's hard maximum, so the
+ * server, not the CLI, names the configured limit. */
+#define CLI_MAX_STDIN_BYTES (64u * 1024 * 1024)
+
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_ERROR = 1,
+	CLI_EXIT_USAGE = 2,
+	CLI_EXIT_CONFLICT = 3,
+	CLI_EXIT_LOCKED = 4,
+	CLI_EXIT_NOT_FOUND = 5,
+};
+
+typedef enum cli_precond {
+	CLI_PRE_NONE = 0,
+	CLI_PRE_IF_VERSION,
+	CLI_PRE_IF_ABSENT,
+	CLI_PRE_IF_EXISTS,
+	CLI_PRE_FORCE,
+} cli_precond;
+
+/* cli_args: every flag of every command; pointers borrow argv. */
+typedef struct cli_args {
+	const char *urls[CLI_MAX_URLS];
+	size_t n_urls;
+	int64_t timeout_ms;
+	bool json;
+	const char *value;
+	const char *content_type;
+	cli_precond precond;
+	uint64_t if_version;
+	const char *lock_token;
+	const char *owner;
+	int64_t ttl_ms;
+	uint64_t version;
+	const char *prefix;
+	uint32_t page_size;
+	const char *page_token;
+	bool all;
+	const char *request_id;
+	const char *author;
+	const char *const *args; /* positional arguments after the command */
+	size_t n_args;
+} cli_args;
+
+/* cli_run runs cmd and returns the process exit code. */
+int cli_run(const char *cmd, const cli_args *a);
+
+/* cli_usage_error prints "datasync: <msg>" and a hint; returns 2. */
+int cli_usage_error(const char *fmt, ...) DS_PRINTF(1, 2);
+
+/* cli_fail prints st as one line on stderr (with the current record of a
+ * conflict or the holder of a lock) and returns the exit code for it. */
+int cli_fail(const nrpc_status *st);
+
+/* cli_exit_for maps a status to an exit code without printing. */
+int cli_exit_for(const nrpc_status *st);
+
+/* cli_print_json prints msg as proto3 JSON and a newline on stdout. */
+int cli_print_json(const ProtobufCMessage *msg);
+
+/* cli_parse_duration_ms reads "500ms", "30s", "5m", "1h" or seconds. */
+int cli_parse_duration_ms(const char *s, int64_t *out);
+
+/* cli_parse_u64 reads a decimal number without sign. */
+int cli_parse_u64(const char *s, uint64_t *out);
+
+/* cli_format_time writes ms since the epoch as ISO 8601 UTC, or "-". */
+void cli_format_time(int64_t ms, char *buf, size_t cap);
+
+#endif /* CLI_H */

@@ -1,0 +1,404 @@
+/*
+ * cli_main.c - the `datasync` command: flags, dispatch, output and exit
+ * codes (DESIGN §7).
+ *
+ * stdout carries results only (a raw value, a token, a table, or JSON);
+ * errors go to stderr as one line with the reason. Exit codes: 0 ok,
+ * 1 error, 2 usage, 3 conflict, 4 locked, 5 not found.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ds_alloc.h"
+#include "ds_buf.h"
+#include "pbjson.h"
+
+static const char cli_usage[] =
+    "usage: datasync [--url URL]... [--timeout DUR] [--json] COMMAND ...\n"
+    "\n"
+    "Commands:\n"
+    "  get KEY [--version N]              print the value (raw) to stdout\n"
+    "  put KEY [--value V] PRECONDITION   write stdin or --value\n"
+    "      [--content-type T] [--lock-token T] [--author A]\n"
+    "  delete KEY PRECONDITION [--lock-token T]\n"
+    "  lock KEY --owner O [--ttl 30s] [--lock-token T]\n"
+    "                                     take (or renew) a lease; prints "
+    "the token\n"
+    "  unlock KEY --lock-token T\n"
+    "  list [--prefix P] [--page-size N] [--page-token T] [--all]\n"
+    "\n"
+    "PRECONDITION is one of: --if-version N, --if-absent (create only),\n"
+    "--if-exists (any version), --force (unconditional overwrite).\n"
+    "\n"
+    "Global options:\n"
+    "  --url URL        service address, repeat for several\n"
+    "                   (default " DATASYNC_DEFAULT_URL ")\n"
+    "  --timeout DUR    per-call deadline, e.g. 500ms, 5s (default 10s)\n"
+    "  --json           print the whole reply as proto3 JSON\n"
+    "  --request-id ID  idempotency key for a write (default: generated)\n"
+    "\n"
+    "Exit codes: 0 ok, 1 error, 2 usage, 3 conflict, 4 locked,\n"
+    "5 not found.\n";
+
+static const struct {
+	const char *cmd;
+	const char *help;
+} cli_cmd_help[] = {
+    {"get", "usage: datasync get KEY [--version N] [--json]\n"
+            "Print the value of KEY to stdout, raw (nothing else goes to\n"
+            "stdout). --version N reads an older version from the history.\n"
+            "--json prints the whole record as proto3 JSON instead.\n"},
+    {"put", "usage: datasync put KEY PRECONDITION [--value V] "
+            "[--content-type T]\n"
+            "                    [--lock-token T] [--author A] [--json]\n"
+            "Write --value, or stdin when --value is absent, to KEY.\n"
+            "PRECONDITION (required): --if-version N | --if-absent |\n"
+            "--if-exists | --force. On a conflict (exit 3) the current\n"
+            "version is reported on stderr. Prints 'KEY: version N'.\n"},
+    {"delete", "usage: datasync delete KEY PRECONDITION [--lock-token T] "
+               "[--json]\n"
+               "Delete KEY (a tombstone keeps its version from being "
+               "reused).\n"},
+    {"lock", "usage: datasync lock KEY --owner O [--ttl DUR] [--lock-token "
+             "T] [--json]\n"
+             "Take a leased lock on KEY (default ttl 30s, 1s..1h) and print\n"
+             "its secret token alone on stdout. With --lock-token, renew\n"
+             "the lease held with that token. Exit 4 when someone else\n"
+             "holds it (owner and expiry on stderr).\n"},
+    {"unlock", "usage: datasync unlock KEY --lock-token T [--json]\n"
+               "Release the lock held with token T.\n"},
+    {"list", "usage: datasync list [--prefix P] [--page-size N] "
+             "[--page-token T] [--all] [--json]\n"
+             "Print one line per key: key, version, revision, updated_at,\n"
+             "lock owner and expiry. Without --all, one page; the next\n"
+             "page's token goes to stderr.\n"},
+};
+
+static void
+cli_print_cmd_help(const char *cmd)
+{
+	for (size_t i = 0; i < sizeof(cli_cmd_help) / sizeof(cli_cmd_help[0]);
+	     i++) {
+		if (strcmp(cli_cmd_help[i].cmd, cmd) == 0) {
+			fputs(cli_cmd_help[i].help, stdout);
+			return;
+		}
+	}
+	fputs(cli_usage, stdout);
+}
+
+int
+cli_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("datasync: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\ntry 'datasync --help'\n", stderr);
+	return CLI_EXIT_USAGE;
+}
+
+int
+cli_parse_duration_ms(const char *s, int64_t *out)
+{
+	char *end;
+	double v;
+	double mult = 1000.0; /* a bare number is seconds */
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || v < 0) {
+		return -1;
+	}
+	if (strcmp(end, "ms") == 0) {
+		mult = 1.0;
+	} else if (strcmp(end, "s") == 0 || *end == '\0') {
+		mult = 1000.0;
+	} else if (strcmp(end, "m") == 0) {
+		mult = 60000.0;
+	} else if (strcmp(end, "h") == 0) {
+		mult = 3600000.0;
+	} else {
+		return -1;
+	}
+	v *= mult;
+	if (v > 9.0e15) {
+		return -1;
+	}
+	*out = (int64_t) v;
+	return 0;
+}
+
+int
+cli_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s[0] == '-' || s[0] == '\0') {
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* --- output --- */
+
+void
+cli_format_time(int64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || gmtime_r(&t, &tm) == NULL) {
+		(void) snprintf(buf, cap, "-");
+		return;
+	}
+	(void) snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, (int) (ms % 1000));
+}
+
+int
+cli_print_json(const ProtobufCMessage *msg)
+{
+	pbjson_options o;
+	pbjson_error err;
+	char *text = NULL;
+	size_t len = 0;
+
+	memset(&o, 0, sizeof(o));
+	memset(&err, 0, sizeof(err));
+	if (pbjson_encode(msg, &o, &text, &len, &err) != PBJSON_OK) {
+		fprintf(stderr, "datasync: cannot print JSON: %s\n", err.message);
+		return CLI_EXIT_ERROR;
+	}
+	fwrite(text, 1, len, stdout);
+	fputc('\n', stdout);
+	ds_free(text);
+	return CLI_EXIT_OK;
+}
+
+int
+cli_exit_for(const nrpc_status *st)
+{
+	if (strcmp(st->reason, "VERSION_CONFLICT") == 0) {
+		return CLI_EXIT_CONFLICT;
+	}
+	if (strcmp(st->reason, "LOCKED") == 0 ||
+	    strcmp(st->reason, "LOCK_EXPIRED") == 0) {
+		return CLI_EXIT_LOCKED;
+	}
+	if (st->code == NRPC_NOT_FOUND) {
+		return CLI_EXIT_NOT_FOUND;
+	}
+	return CLI_EXIT_ERROR;
+}
+
+int
+cli_fail(const nrpc_status *st)
+{
+	Datasync__V1__Record *rec = NULL;
+	const char *reason =
+	    st->reason[0] != '\0' ? st->reason : nrpc_code_name(st->code);
+
+	fprintf(stderr, "datasync: %s: %s", reason, st->message);
+	if (datasync_status_record(st, &rec) == NRPC_OK) {
+		char when[40];
+
+		if (rec->lock != NULL && strcmp(reason, "LOCKED") == 0) {
+			cli_format_time(rec->lock->expires_at_ms, when, sizeof(when));
+			fprintf(stderr, " (locked by %s until %s, fencing token %" PRIu64
+			        ")", rec->lock->owner, when, rec->lock->fencing_token);
+		} else if (rec->deleted) {
+			fprintf(stderr, " (current: deleted at version %" PRIu64 ")",
+			    rec->version);
+		} else if (rec->version == 0) {
+			fprintf(stderr, " (current: absent)");
+		} else {
+			cli_format_time(rec->updated_at_ms, when, sizeof(when));
+			fprintf(stderr, " (current version %" PRIu64 ", written %s%s%s)",
+			    rec->version, when, rec->updated_by[0] ? " by " : "",
+			    rec->updated_by);
+		}
+		datasync__v1__record__free_unpacked(rec, NULL);
+	}
+	fputc('\n', stderr);
+	return cli_exit_for(st);
+}
+
+/* --- main --- */
+
+int
+main(int argc, char **argv)
+{
+	enum { O_URL = 1, O_TIMEOUT, O_JSON, O_VALUE, O_CTYPE, O_IF_VERSION,
+		O_IF_ABSENT, O_IF_EXISTS, O_FORCE, O_TOKEN, O_OWNER, O_TTL,
+		O_VERSION, O_PREFIX, O_PAGE_SIZE, O_PAGE_TOKEN, O_ALL,
+		O_REQUEST_ID, O_AUTHOR, O_HELP };
+	static const struct option longopts[] = {
+	    {"url", required_argument, NULL, O_URL},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"json", no_argument, NULL, O_JSON},
+	    {"value", required_argument, NULL, O_VALUE},
+	    {"content-type", required_argument, NULL, O_CTYPE},
+	    {"if-version", required_argument, NULL, O_IF_VERSION},
+	    {"if-absent", no_argument, NULL, O_IF_ABSENT},
+	    {"if-exists", no_argument, NULL, O_IF_EXISTS},
+	    {"force", no_argument, NULL, O_FORCE},
+	    {"lock-token", required_argument, NULL, O_TOKEN},
+	    {"owner", required_argument, NULL, O_OWNER},
+	    {"ttl", required_argument, NULL, O_TTL},
+	    {"version", required_argument, NULL, O_VERSION},
+	    {"prefix", required_argument, NULL, O_PREFIX},
+	    {"page-size", required_argument, NULL, O_PAGE_SIZE},
+	    {"page-token", required_argument, NULL, O_PAGE_TOKEN},
+	    {"all", no_argument, NULL, O_ALL},
+	    {"request-id", required_argument, NULL, O_REQUEST_ID},
+	    {"author", required_argument, NULL, O_AUTHOR},
+	    {"help", no_argument, NULL, O_HELP},
+	    {NULL, 0, NULL, 0},
+	};
+	cli_args a;
+	int c;
+	int n_pre = 0;
+	bool help = false;
+	const char *cmd;
+	uint64_t u;
+
+	memset(&a, 0, sizeof(a));
+	a.timeout_ms = 10000;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_URL:
+			if (a.n_urls == CLI_MAX_URLS) {
+				return cli_usage_error("at most %d --url", CLI_MAX_URLS);
+			}
+			a.urls[a.n_urls++] = optarg;
+			break;
+		case O_TIMEOUT:
+			if (cli_parse_duration_ms(optarg, &a.timeout_ms) != 0 ||
+			    a.timeout_ms <= 0) {
+				return cli_usage_error(
+				    "--timeout wants a duration like 500ms or 5s, got "
+				    "'%s'", optarg);
+			}
+			break;
+		case O_JSON:
+			a.json = true;
+			break;
+		case O_VALUE:
+			a.value = optarg;
+			break;
+		case O_CTYPE:
+			a.content_type = optarg;
+			break;
+		case O_IF_VERSION:
+			if (cli_parse_u64(optarg, &a.if_version) != 0 ||
+			    a.if_version == 0) {
+				return cli_usage_error(
+				    "--if-version wants a version >= 1, got '%s'", optarg);
+			}
+			a.precond = CLI_PRE_IF_VERSION;
+			n_pre++;
+			break;
+		case O_IF_ABSENT:
+			a.precond = CLI_PRE_IF_ABSENT;
+			n_pre++;
+			break;
+		case O_IF_EXISTS:
+			a.precond = CLI_PRE_IF_EXISTS;
+			n_pre++;
+			break;
+		case O_FORCE:
+			a.precond = CLI_PRE_FORCE;
+			n_pre++;
+			break;
+		case O_TOKEN:
+			a.lock_token = optarg;
+			break;
+		case O_OWNER:
+			a.owner = optarg;
+			break;
+		case O_TTL:
+			if (cli_parse_duration_ms(optarg, &a.ttl_ms) != 0) {
+				return cli_usage_error(
+				    "--ttl wants a duration like 30s or 5m, got '%s'",
+				    optarg);
+			}
+			break;
+		case O_VERSION:
+			if (cli_parse_u64(optarg, &a.version) != 0) {
+				return cli_usage_error(
+				    "--version wants a number, got '%s'", optarg);
+			}
+			break;
+		case O_PREFIX:
+			a.prefix = optarg;
+			break;
+		case O_PAGE_SIZE:
+			if (cli_parse_u64(optarg, &u) != 0 || u > UINT32_MAX) {
+				return cli_usage_error(
+				    "--page-size wants a number, got '%s'", optarg);
+			}
+			a.page_size = (uint32_t) u;
+			break;
+		case O_PAGE_TOKEN:
+			a.page_token = optarg;
+			break;
+		case O_ALL:
+			a.all = true;
+			break;
+		case O_REQUEST_ID:
+			a.request_id = optarg;
+			break;
+		case O_AUTHOR:
+			a.author = optarg;
+			break;
+		case O_HELP:
+		case 'h':
+			help = true;
+			break;
+		default:
+			return cli_usage_error("unknown or incomplete option '%s'",
+			    argv[optind - 1]);
+		}
+	}
+	if (optind >= argc) {
+		if (help) {
+			fputs(cli_usage, stdout);
+			return CLI_EXIT_OK;
+		}
+		return cli_usage_error("missing command");
+	}
+	cmd = argv[optind++];
+	if (help) {
+		cli_print_cmd_help(cmd);
+		return CLI_EXIT_OK;
+	}
+	if (n_pre > 1) {
+		return cli_usage_error("give one precondition: --if-version, "
+		                       "--if-absent, --if-exists or --force");
+	}
+	if (a.n_urls == 0) {
+		a.urls[a.n_urls++] = DATASYNC_DEFAULT_URL;
+	}
+	a.args = (const char *const *) argv + optind;
+	a.n_args = (size_t) (argc - optind);
+	return cli_run(cmd, &a);
+}

@@ -1,0 +1,91 @@
+/*
+ * datasync_handlers.h - the DataSync service: request message -> store
+ * call -> response message, and store errors -> nrpc status.
+ *
+ * Reads (Get, List) run on the nrpc worker threads, each with its own
+ * store read connection (WAL snapshots, never blocked by the writer).
+ * Writes (Update, Delete, Lock, Unlock) are validated on the worker, then
+ * handed to one writer thread that applies everything waiting in one
+ * store_apply_batch() transaction (group commit) and answers each call
+ * only after the batch is on disk.
+ *
+ * Wiring (service/main.c does this):
+ *   dsh_service_create(store)          starts the writer
+ *   nrpc_server_config.worker_init = dsh_worker_init, .worker_fini =
+ *   dsh_worker_fini, .worker_arg = the service
+ *   nrpc_server_create, dsh_service_register, nrpc_server_start
+ *   ... nrpc_server_stop (in-flight calls are answered: the writer is
+ *   still running), dsh_service_destroy, nrpc_server_destroy, store_close
+ */
+#ifndef DATASYNC_HANDLERS_H
+#define DATASYNC_HANDLERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasync/v1/datasync.pb-c.h"
+#include "nrpc.h"
+#include "store.h"
+
+typedef struct dsh_service dsh_service;
+
+/* The writer applies at most this many writes per transaction: enough to
+ * batch everything in flight at 1000 concurrent clients, small enough that
+ * one batch's results stay in cache. */
+#define DSH_MAX_BATCH_DEFAULT 1024
+#define DSH_MAX_BATCH_HARD 65536
+
+typedef struct dsh_config {
+	store *store;       /* borrowed; must outlive the service */
+	unsigned max_batch; /* 0 = DSH_MAX_BATCH_DEFAULT */
+} dsh_config;
+
+typedef struct dsh_stats {
+	uint64_t batches;      /* transactions committed by the writer */
+	uint64_t writes;       /* writes applied or refused in them */
+	uint64_t max_batch;    /* largest batch so far */
+	uint64_t conflicts;    /* VERSION_CONFLICT outcomes */
+	uint64_t locks;        /* successful Lock acquisitions and renewals */
+	uint64_t lock_refused; /* LOCKED outcomes */
+} dsh_stats;
+
+/* dsh_service_create opens the writer's store connection and starts the
+ * writer thread. *out is owned (dsh_service_destroy). On failure nothing
+ * is left running and st says why. */
+int dsh_service_create(const dsh_config *cfg, dsh_service **out,
+    nrpc_status *st);
+
+/* dsh_service_register installs the DataSync handlers on srv (before
+ * nrpc_server_start). The service is borrowed by srv until it is
+ * destroyed. */
+int dsh_service_register(dsh_service *svc, nrpc_server *srv, nrpc_status *st);
+
+/* Worker hooks for nrpc_server_config: each worker opens its own read
+ * connection. arg is the dsh_service. */
+int dsh_worker_init(void *arg, unsigned index, void **wstate);
+void dsh_worker_fini(void *arg, void *wstate);
+
+/* dsh_service_stats_get copies the counters; thread-safe. */
+void dsh_service_stats_get(dsh_service *svc, dsh_stats *out);
+
+/* dsh_service_destroy answers every write still queued (applying it),
+ * stops the writer and frees the service. Call it after nrpc_server_stop
+ * and before nrpc_server_destroy. NULL is a no-op. */
+void dsh_service_destroy(dsh_service *svc);
+
+/* --- pure conversions, exposed for tests and fuzzers --- */
+
+/* dsh_status_from_store maps a store error to an nrpc status (code and
+ * reason per DESIGN §4) with err's message and field. rec (may be NULL)
+ * becomes the detail (a packed datasync.v1.Record) for VERSION_CONFLICT
+ * and LOCKED. Returns st->code. */
+nrpc_code dsh_status_from_store(const store_error *err,
+    const store_record *rec, nrpc_status *st);
+
+/* dsh_record_view fills *out (and *lock, which out->lock may point to) to
+ * describe rec without copying: every pointer in *out borrows from rec,
+ * valid while rec is. include_value = false leaves the value empty. */
+void dsh_record_view(const store_record *rec, bool include_value,
+    Datasync__V1__Record *out, Datasync__V1__LockInfo *lock);
+
+#endif /* DATASYNC_HANDLERS_H */

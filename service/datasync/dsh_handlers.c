@@ -1,0 +1,551 @@
+/*
+ * dsh_handlers.c - the DataSync handlers and the group-commit writer.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "datasync/v1/datasync.nrpc.h"
+#include "ds_alloc.h"
+#include "ds_log.h"
+#include "dsh_int.h"
+
+/* dsh_pending: a write waiting for the writer. It borrows the request
+ * message through w, which the call keeps alive until it is finished. */
+typedef struct dsh_pending {
+	struct dsh_pending *next;
+	nrpc_call *call;
+	store_write w;
+} dsh_pending;
+
+struct dsh_service {
+	store *store;       /* borrowed */
+	unsigned max_batch;
+	pthread_t writer;
+	bool writer_started;
+	store_conn *wconn;  /* the writer's connection; writer thread only */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	dsh_pending *head;  /* guarded by mu: FIFO of waiting writes */
+	dsh_pending *tail;  /* guarded by mu */
+	bool stopping;      /* guarded by mu */
+
+	/* The writer's scratch arrays, max_batch entries each; writer only. */
+	dsh_pending **batch;
+	store_write *ws;
+	store_write_result *results;
+
+	_Atomic uint64_t n_batches;
+	_Atomic uint64_t n_writes;
+	_Atomic uint64_t n_max_batch;
+	_Atomic uint64_t n_conflicts;
+	_Atomic uint64_t n_locks;
+	_Atomic uint64_t n_lock_refused;
+};
+
+/* --- replies --- */
+
+static void
+dsh_fail_store(nrpc_call *call, const store_error *err,
+    const store_record *rec)
+{
+	nrpc_status st;
+
+	memset(&st, 0, sizeof(st));
+	(void) dsh_status_from_store(err, rec, &st);
+	nrpc_call_finish(call, &st, NULL);
+	nrpc_status_fini(&st);
+}
+
+static void
+dsh_reply_write(dsh_service *svc, nrpc_call *call, const store_write *w,
+    const store_write_result *r)
+{
+	Datasync__V1__Record rec;
+	Datasync__V1__LockInfo lock;
+
+	if (r->error.code != STORE_OK) {
+		if (r->error.code == STORE_ECONFLICT) {
+			atomic_fetch_add(&svc->n_conflicts, 1);
+		} else if (r->error.code == STORE_ELOCKED) {
+			atomic_fetch_add(&svc->n_lock_refused, 1);
+		}
+		dsh_fail_store(call, &r->error, &r->record);
+		return;
+	}
+	switch (w->op) {
+	case STORE_OP_UPDATE: {
+		Datasync__V1__UpdateResponse resp =
+		    DATASYNC__V1__UPDATE_RESPONSE__INIT;
+
+		dsh_record_view(&r->record, true, &rec, &lock);
+		resp.record = &rec;
+		resp.replayed = r->replayed;
+		datasync_v1_data_sync_update_reply(call, &resp);
+		break;
+	}
+	case STORE_OP_DELETE: {
+		Datasync__V1__DeleteResponse resp =
+		    DATASYNC__V1__DELETE_RESPONSE__INIT;
+
+		resp.version = r->record.version;
+		resp.revision = r->record.revision;
+		resp.replayed = r->replayed;
+		datasync_v1_data_sync_delete_reply(call, &resp);
+		break;
+	}
+	case STORE_OP_LOCK: {
+		Datasync__V1__LockResponse resp = DATASYNC__V1__LOCK_RESPONSE__INIT;
+		char token[STORE_TOKEN_HEX_LEN + 1];
+
+		atomic_fetch_add(&svc->n_locks, 1);
+		store_token_format(&r->token, token);
+		dsh_record_view(&r->record, false, &rec, &lock);
+		resp.lock_token = token;
+		resp.lock = rec.lock;
+		resp.renewed = r->renewed;
+		resp.version = r->record.deleted ? 0 : r->record.version;
+		resp.replayed = r->replayed;
+		datasync_v1_data_sync_lock_reply(call, &resp);
+		break;
+	}
+	case STORE_OP_UNLOCK: {
+		Datasync__V1__UnlockResponse resp =
+		    DATASYNC__V1__UNLOCK_RESPONSE__INIT;
+
+		resp.replayed = r->replayed;
+		datasync_v1_data_sync_unlock_reply(call, &resp);
+		break;
+	}
+	default:
+		nrpc_call_fail(call, NRPC_INTERNAL, "INTERNAL", NULL,
+		    "unknown write operation %d", (int) w->op);
+		break;
+	}
+}
+
+/* --- the writer --- */
+
+/* dsh_writer_take moves up to max_batch waiting writes into svc->batch.
+ * Returns how many; 0 only when stopping with nothing queued. */
+static size_t
+dsh_writer_take(dsh_service *svc)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&svc->mu);
+	while (svc->head == NULL && !svc->stopping) {
+		pthread_cond_wait(&svc->cv, &svc->mu);
+	}
+	while (svc->head != NULL && n < svc->max_batch) {
+		dsh_pending *p = svc->head;
+
+		svc->head = p->next;
+		svc->batch[n++] = p;
+	}
+	if (svc->head == NULL) {
+		svc->tail = NULL;
+	}
+	pthread_mutex_unlock(&svc->mu);
+	return n;
+}
+
+static void
+dsh_writer_run_batch(dsh_service *svc, size_t n)
+{
+	size_t m = 0;
+	store_err rv;
+	uint64_t prev;
+
+	/* Work whose deadline has passed is answered, not applied: the
+	 * client has given up and may already be retrying. */
+	for (size_t i = 0; i < n; i++) {
+		dsh_pending *p = svc->batch[i];
+
+		if (nrpc_call_expired(p->call)) {
+			nrpc_call_fail(p->call, NRPC_DEADLINE_EXCEEDED,
+			    "DEADLINE_EXCEEDED", NULL,
+			    "the deadline passed before the write was applied");
+			ds_free(p);
+			continue;
+		}
+		svc->batch[m] = p;
+		svc->ws[m] = p->w;
+		memset(&svc->results[m], 0, sizeof(svc->results[m]));
+		m++;
+	}
+	if (m == 0) {
+		return;
+	}
+	rv = store_apply_batch(svc->wconn, svc->ws, m, svc->results);
+	if (rv != STORE_OK) {
+		ds_log(DS_LOG_ERROR, "datasync", "batch of %zu writes failed: %s",
+		    m, store_strerror(rv));
+	}
+	atomic_fetch_add(&svc->n_batches, 1);
+	atomic_fetch_add(&svc->n_writes, m);
+	prev = atomic_load(&svc->n_max_batch);
+	while (prev < m &&
+	    !atomic_compare_exchange_weak(&svc->n_max_batch, &prev, m)) {
+	}
+	/* The batch is committed (durably, per the store's configuration)
+	 * before the first reply leaves: DESIGN §4 rule 7. */
+	for (size_t i = 0; i < m; i++) {
+		dsh_reply_write(svc, svc->batch[i]->call, &svc->ws[i],
+		    &svc->results[i]);
+		store_write_result_fini(&svc->results[i]);
+		ds_free(svc->batch[i]);
+	}
+}
+
+static void *
+dsh_writer_main(void *arg)
+{
+	dsh_service *svc = arg;
+	size_t n;
+
+	while ((n = dsh_writer_take(svc)) > 0) {
+		dsh_writer_run_batch(svc, n);
+	}
+	return NULL;
+}
+
+/* dsh_enqueue hands a validated write to the writer. */
+static void
+dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w)
+{
+	dsh_pending *p;
+	bool stopping;
+
+	if ((p = ds_alloc(sizeof(*p))) == NULL) {
+		nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED,
+		    "RESOURCE_EXHAUSTED", NULL, "out of memory queueing a write");
+		return;
+	}
+	p->next = NULL;
+	p->call = call;
+	p->w = *w;
+	pthread_mutex_lock(&svc->mu);
+	stopping = svc->stopping;
+	if (!stopping) {
+		if (svc->tail != NULL) {
+			svc->tail->next = p;
+		} else {
+			svc->head = p;
+		}
+		svc->tail = p;
+		pthread_cond_signal(&svc->cv);
+	}
+	pthread_mutex_unlock(&svc->mu);
+	if (stopping) {
+		ds_free(p);
+		nrpc_call_fail(call, NRPC_UNAVAILABLE, "UNAVAILABLE", NULL,
+		    "the server is shutting down");
+	}
+}
+
+/* --- handlers --- */
+
+static dsh_call_ids
+dsh_ids_of(nrpc_call *call)
+{
+	dsh_call_ids ids;
+
+	ids.request_id = nrpc_call_request_id(call);
+	ids.client_name = nrpc_call_client_name(call);
+	return ids;
+}
+
+/* dsh_submit validates a converted write where it is cheap (the worker)
+ * so that only plausible writes reach the single writer. */
+static void
+dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
+    const store_write *w, const store_error *conv_err)
+{
+	store_error err;
+
+	memset(&err, 0, sizeof(err));
+	if (conv != STORE_OK) {
+		dsh_fail_store(call, conv_err, NULL);
+		return;
+	}
+	if (store_validate(store_limits_of(svc->store), w, &err) != STORE_OK) {
+		dsh_fail_store(call, &err, NULL);
+		return;
+	}
+	dsh_enqueue(svc, call, w);
+}
+
+static void
+dsh_update(nrpc_call *call, const Datasync__V1__UpdateRequest *req, void *arg)
+{
+	dsh_call_ids ids = dsh_ids_of(call);
+	store_write w;
+	store_error err;
+	store_err rv;
+
+	memset(&err, 0, sizeof(err));
+	rv = dsh_write_from_update(req, &ids, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err);
+}
+
+static void
+dsh_delete(nrpc_call *call, const Datasync__V1__DeleteRequest *req, void *arg)
+{
+	dsh_call_ids ids = dsh_ids_of(call);
+	store_write w;
+	store_error err;
+	store_err rv;
+
+	memset(&err, 0, sizeof(err));
+	rv = dsh_write_from_delete(req, &ids, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err);
+}
+
+static void
+dsh_lock(nrpc_call *call, const Datasync__V1__LockRequest *req, void *arg)
+{
+	dsh_call_ids ids = dsh_ids_of(call);
+	store_write w;
+	store_error err;
+	store_err rv;
+
+	memset(&err, 0, sizeof(err));
+	rv = dsh_write_from_lock(req, &ids, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err);
+}
+
+static void
+dsh_unlock(nrpc_call *call, const Datasync__V1__UnlockRequest *req, void *arg)
+{
+	dsh_call_ids ids = dsh_ids_of(call);
+	store_write w;
+	store_error err;
+	store_err rv;
+
+	memset(&err, 0, sizeof(err));
+	rv = dsh_write_from_unlock(req, &ids, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err);
+}
+
+/* dsh_read_conn returns the worker's read connection, or fails the call
+ * (a handler run off the pool has none). */
+static store_conn *
+dsh_read_conn(nrpc_call *call)
+{
+	store_conn *c = nrpc_call_worker_state(call);
+
+	if (DS_NEVER(c == NULL)) {
+		nrpc_call_fail(call, NRPC_INTERNAL, "INTERNAL", NULL,
+		    "no read connection on this thread");
+	}
+	return c;
+}
+
+static void
+dsh_get(nrpc_call *call, const Datasync__V1__GetRequest *req, void *arg)
+{
+	store_conn *c;
+	store_record rec;
+	store_error err;
+	Datasync__V1__Record view;
+	Datasync__V1__LockInfo lock;
+	Datasync__V1__GetResponse resp = DATASYNC__V1__GET_RESPONSE__INIT;
+
+	(void) arg;
+	if ((c = dsh_read_conn(call)) == NULL) {
+		return;
+	}
+	memset(&rec, 0, sizeof(rec));
+	memset(&err, 0, sizeof(err));
+	if (store_get(c, req->key, strlen(req->key), req->version, &rec,
+	        &err) != STORE_OK) {
+		dsh_fail_store(call, &err, NULL);
+		return;
+	}
+	dsh_record_view(&rec, true, &view, &lock);
+	resp.record = &view;
+	datasync_v1_data_sync_get_reply(call, &resp);
+	store_record_fini(&rec);
+}
+
+static void
+dsh_list(nrpc_call *call, const Datasync__V1__ListRequest *req, void *arg)
+{
+	store_conn *c;
+	store_list_req lr;
+	store_list_page page;
+	store_error err;
+	Datasync__V1__ListResponse resp = DATASYNC__V1__LIST_RESPONSE__INIT;
+	Datasync__V1__Record *views = NULL;
+	Datasync__V1__Record **ptrs = NULL;
+	Datasync__V1__LockInfo *locks = NULL;
+
+	(void) arg;
+	if ((c = dsh_read_conn(call)) == NULL) {
+		return;
+	}
+	memset(&page, 0, sizeof(page));
+	memset(&err, 0, sizeof(err));
+	lr.prefix = req->prefix;
+	lr.prefix_len = strlen(req->prefix);
+	lr.page_size = req->page_size;
+	lr.page_token = req->page_token;
+	lr.page_token_len = strlen(req->page_token);
+	if (store_list(c, &lr, &page, &err) != STORE_OK) {
+		dsh_fail_store(call, &err, NULL);
+		return;
+	}
+	if (page.n > 0 &&
+	    ((views = ds_calloc(page.n, sizeof(*views))) == NULL ||
+	        (ptrs = ds_calloc(page.n, sizeof(*ptrs))) == NULL ||
+	        (locks = ds_calloc(page.n, sizeof(*locks))) == NULL)) {
+		nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED",
+		    NULL, "out of memory building a page of %zu records", page.n);
+		goto out;
+	}
+	for (size_t i = 0; i < page.n; i++) {
+		dsh_record_view(&page.records[i], false, &views[i], &locks[i]);
+		ptrs[i] = &views[i];
+	}
+	resp.n_records = page.n;
+	resp.records = ptrs;
+	resp.next_page_token =
+	    page.next_page_token != NULL ? page.next_page_token : (char *) "";
+	resp.revision = page.revision;
+	datasync_v1_data_sync_list_reply(call, &resp);
+out:
+	ds_free(views);
+	ds_free(ptrs);
+	ds_free(locks);
+	store_list_page_fini(&page);
+}
+
+static const datasync_v1_data_sync_handlers dsh_table = {
+    .get = dsh_get,
+    .update = dsh_update,
+    .delete = dsh_delete,
+    .lock = dsh_lock,
+    .unlock = dsh_unlock,
+    .list = dsh_list,
+};
+
+/* --- lifecycle --- */
+
+int
+dsh_worker_init(void *arg, unsigned index, void **wstate)
+{
+	dsh_service *svc = arg;
+	store_conn *c;
+	store_error err;
+
+	(void) index;
+	memset(&err, 0, sizeof(err));
+	if (store_conn_open(svc->store, &c, &err) != STORE_OK) {
+		ds_log(DS_LOG_ERROR, "datasync",
+		    "worker %u: cannot open a read connection: %s", index,
+		    err.message);
+		return -1;
+	}
+	*wstate = c;
+	return 0;
+}
+
+void
+dsh_worker_fini(void *arg, void *wstate)
+{
+	(void) arg;
+	store_conn_close(wstate);
+}
+
+int
+dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
+{
+	dsh_service *svc;
+	store_error err;
+	unsigned max_batch = cfg->max_batch ? cfg->max_batch : DSH_MAX_BATCH_DEFAULT;
+
+	if (cfg->store == NULL || max_batch > DSH_MAX_BATCH_HARD) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    "max_batch", "max_batch must be 1..%d", DSH_MAX_BATCH_HARD);
+		return st->code;
+	}
+	if ((svc = ds_calloc(1, sizeof(*svc))) == NULL) {
+		goto nomem;
+	}
+	svc->store = cfg->store;
+	svc->max_batch = max_batch;
+	pthread_mutex_init(&svc->mu, NULL);
+	pthread_cond_init(&svc->cv, NULL);
+	if ((svc->batch = ds_calloc(max_batch, sizeof(*svc->batch))) == NULL ||
+	    (svc->ws = ds_calloc(max_batch, sizeof(*svc->ws))) == NULL ||
+	    (svc->results = ds_calloc(max_batch, sizeof(*svc->results))) ==
+	        NULL) {
+		dsh_service_destroy(svc);
+		goto nomem;
+	}
+	memset(&err, 0, sizeof(err));
+	if (store_conn_open(svc->store, &svc->wconn, &err) != STORE_OK) {
+		nrpc_status_set(st, NRPC_INTERNAL, store_reason(err.code), NULL,
+		    "cannot open the writer's connection: %s", err.message);
+		dsh_service_destroy(svc);
+		return st->code;
+	}
+	if (pthread_create(&svc->writer, NULL, dsh_writer_main, svc) != 0) {
+		nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
+		    "cannot start the writer thread");
+		dsh_service_destroy(svc);
+		return st->code;
+	}
+	svc->writer_started = true;
+	*out = svc;
+	return NRPC_OK;
+nomem:
+	nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED", NULL,
+	    "out of memory creating the DataSync service");
+	return st->code;
+}
+
+int
+dsh_service_register(dsh_service *svc, nrpc_server *srv, nrpc_status *st)
+{
+	return datasync_v1_data_sync_register(srv, &dsh_table, svc, st);
+}
+
+void
+dsh_service_stats_get(dsh_service *svc, dsh_stats *out)
+{
+	out->batches = atomic_load(&svc->n_batches);
+	out->writes = atomic_load(&svc->n_writes);
+	out->max_batch = atomic_load(&svc->n_max_batch);
+	out->conflicts = atomic_load(&svc->n_conflicts);
+	out->locks = atomic_load(&svc->n_locks);
+	out->lock_refused = atomic_load(&svc->n_lock_refused);
+}
+
+void
+dsh_service_destroy(dsh_service *svc)
+{
+	if (svc == NULL) {
+		return;
+	}
+	if (svc->writer_started) {
+		/* The writer drains the queue before it sees stopping with an
+		 * empty queue, so every accepted write is applied and
+		 * answered. */
+		pthread_mutex_lock(&svc->mu);
+		svc->stopping = true;
+		pthread_cond_broadcast(&svc->cv);
+		pthread_mutex_unlock(&svc->mu);
+		pthread_join(svc->writer, NULL);
+	}
+	store_conn_close(svc->wconn);
+	ds_free(svc->batch);
+	ds_free(svc->ws);
+	ds_free(svc->results);
+	pthread_cond_destroy(&svc->cv);
+	pthread_mutex_destroy(&svc->mu);
+	ds_free(svc);
+}

@@ -1,0 +1,344 @@
+/*
+ * main.c - datasyncd: flags, wiring, signals. No logic of its own.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "datasync_handlers.h"
+#include "ds_log.h"
+#include "nrpc.h"
+#include "store.h"
+#ifdef DATASYNC_HAVE_GATEWAY
+#include "gateway.h"
+#endif
+
+#define DSD_MAX_LISTEN 16
+#define DSD_STOP_GRACE_MS 10000
+
+static const char dsd_usage[] =
+    "usage: datasyncd [options]\n"
+    "\n"
+    "Serve the datasync record store over nng (RPC) and HTTP (gateway).\n"
+    "\n"
+    "  --listen URL          RPC address; repeat for several (ipc://, tcp://,\n"
+    "                        inproc://). Default: ipc:///tmp/datasync.sock\n"
+    "                        and tcp://127.0.0.1:7070\n"
+    "  --http HOST:PORT|off  HTTP + JSON gateway and demo page\n"
+    "                        (default 127.0.0.1:8080)\n"
+    "  --db PATH             SQLite database file (default ./datasync.db)\n"
+    "  --workers N           handler threads (default: number of CPUs)\n"
+    "  --web-root DIR        static files for the gateway (default: the\n"
+    "                        demo page, clients/web)\n"
+    "  --cors-origin ORIGIN  allow cross-origin requests from ORIGIN;\n"
+    "                        repeat for several (default: same-origin only)\n"
+    "  --max-value-bytes N   largest value accepted (default 1048576)\n"
+    "  --history N           versions kept readable per key (default 16)\n"
+    "  --durability MODE     full: fsync every commit (default); normal:\n"
+    "                        survive a process crash, not a power loss\n"
+    "  --quiet               log warnings and errors only\n"
+    "  --help                show this text\n"
+    "\n"
+    "SIGINT or SIGTERM: finish in-flight requests, close the database,\n"
+    "exit 0.\n";
+
+typedef struct dsd_opts {
+	const char *listen[DSD_MAX_LISTEN];
+	size_t n_listen;
+	const char *http;
+	const char *db;
+	unsigned workers;
+	const char *web_root;
+	const char *cors[DSD_MAX_LISTEN];
+	size_t n_cors;
+	int64_t max_value_bytes;
+	int64_t history;
+	store_durability durability;
+	bool quiet;
+} dsd_opts;
+
+static int
+dsd_parse_int(const char *flag, const char *s, int64_t min, int64_t max,
+    int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+		fprintf(stderr,
+		    "datasyncd: %s must be an integer in %" PRId64 "..%" PRId64
+		    ", got '%s'\n", flag, min, max, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* dsd_parse returns 0 to run, 1 to exit 0 (help), 2 on a usage error. */
+static int
+dsd_parse(int argc, char **argv, dsd_opts *o)
+{
+	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
+		O_MAX_VALUE, O_HISTORY, O_DURABILITY, O_QUIET, O_HELP };
+	static const struct option longopts[] = {
+	    {"listen", required_argument, NULL, O_LISTEN},
+	    {"http", required_argument, NULL, O_HTTP},
+	    {"db", required_argument, NULL, O_DB},
+	    {"workers", required_argument, NULL, O_WORKERS},
+	    {"web-root", required_argument, NULL, O_WEB_ROOT},
+	    {"cors-origin", required_argument, NULL, O_CORS},
+	    {"max-value-bytes", required_argument, NULL, O_MAX_VALUE},
+	    {"history", required_argument, NULL, O_HISTORY},
+	    {"durability", required_argument, NULL, O_DURABILITY},
+	    {"quiet", no_argument, NULL, O_QUIET},
+	    {"help", no_argument, NULL, O_HELP},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+	int64_t v;
+
+	memset(o, 0, sizeof(*o));
+	o->http = "127.0.0.1:8080";
+	o->db = "./datasync.db";
+	o->max_value_bytes = STORE_MAX_VALUE_BYTES_DEFAULT;
+	o->history = STORE_HISTORY_DEFAULT;
+	o->durability = STORE_DURABILITY_FULL;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_LISTEN:
+			if (o->n_listen == DSD_MAX_LISTEN) {
+				fprintf(stderr, "datasyncd: at most %d --listen\n",
+				    DSD_MAX_LISTEN);
+				return 2;
+			}
+			o->listen[o->n_listen++] = optarg;
+			break;
+		case O_HTTP:
+			o->http = optarg;
+			break;
+		case O_DB:
+			o->db = optarg;
+			break;
+		case O_WORKERS:
+			if (dsd_parse_int("--workers", optarg, 1, 256, &v) != 0) {
+				return 2;
+			}
+			o->workers = (unsigned) v;
+			break;
+		case O_WEB_ROOT:
+			o->web_root = optarg;
+			break;
+		case O_CORS:
+			if (o->n_cors == DSD_MAX_LISTEN) {
+				fprintf(stderr, "datasyncd: at most %d --cors-origin\n",
+				    DSD_MAX_LISTEN);
+				return 2;
+			}
+			o->cors[o->n_cors++] = optarg;
+			break;
+		case O_MAX_VALUE:
+			if (dsd_parse_int("--max-value-bytes", optarg, 0,
+			        STORE_MAX_VALUE_BYTES_HARD, &o->max_value_bytes) != 0) {
+				return 2;
+			}
+			break;
+		case O_HISTORY:
+			if (dsd_parse_int("--history", optarg, 0, STORE_HISTORY_HARD,
+			        &o->history) != 0) {
+				return 2;
+			}
+			break;
+		case O_DURABILITY:
+			if (strcmp(optarg, "full") == 0) {
+				o->durability = STORE_DURABILITY_FULL;
+			} else if (strcmp(optarg, "normal") == 0) {
+				o->durability = STORE_DURABILITY_NORMAL;
+			} else {
+				fprintf(stderr, "datasyncd: --durability must be full "
+				                "or normal, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case O_QUIET:
+			o->quiet = true;
+			break;
+		case O_HELP:
+		case 'h':
+			fputs(dsd_usage, stdout);
+			return 1;
+		default:
+			fprintf(stderr, "datasyncd: unknown or incomplete option '%s'\n"
+			                "try 'datasyncd --help'\n", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "datasyncd: unexpected argument '%s'\n",
+		    argv[optind]);
+		return 2;
+	}
+	if (o->n_listen == 0) {
+		o->listen[o->n_listen++] = "ipc:///tmp/datasync.sock";
+		o->listen[o->n_listen++] = "tcp://127.0.0.1:7070";
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	dsd_opts o;
+	store_config scfg;
+	store *st_store = NULL;
+	store_error serr;
+	dsh_service *svc = NULL;
+	dsh_config dcfg;
+	nrpc_server_config ncfg;
+	nrpc_server *srv = NULL;
+	nrpc_status nst;
+	sigset_t sigs;
+	int sig;
+	int rc = 1;
+	const char *urls[DSD_MAX_LISTEN + 1];
+	size_t n_urls;
+#ifdef DATASYNC_HAVE_GATEWAY
+	gw_server *gw = NULL;
+	char inproc[64];
+#endif
+
+	switch (dsd_parse(argc, argv, &o)) {
+	case 0:
+		break;
+	case 1:
+		return 0;
+	default:
+		return 2;
+	}
+	if (o.quiet) {
+		ds_log_set_level(DS_LOG_WARN);
+	}
+	memset(&nst, 0, sizeof(nst));
+	memset(&serr, 0, sizeof(serr));
+
+	/* Every thread created from here on inherits the blocked signals;
+	 * main alone receives them in sigwait. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	/* A client that goes away mid-reply must not kill the server. */
+	signal(SIGPIPE, SIG_IGN);
+
+	store_config_default(&scfg);
+	scfg.path = o.db;
+	scfg.durability = o.durability;
+	scfg.limits.max_value_bytes = (uint32_t) o.max_value_bytes;
+	scfg.limits.history = (uint32_t) o.history;
+	if (store_open(&scfg, &st_store, &serr) != STORE_OK) {
+		fprintf(stderr, "datasyncd: cannot open database %s: %s\n", o.db,
+		    serr.message);
+		goto out;
+	}
+
+	memset(&dcfg, 0, sizeof(dcfg));
+	dcfg.store = st_store;
+	if (dsh_service_create(&dcfg, &svc, &nst) != NRPC_OK) {
+		fprintf(stderr, "datasyncd: %s\n", nst.message);
+		goto out;
+	}
+
+	n_urls = 0;
+	for (size_t i = 0; i < o.n_listen; i++) {
+		urls[n_urls++] = o.listen[i];
+	}
+#ifdef DATASYNC_HAVE_GATEWAY
+	/* The embedded gateway is an ordinary client of the RPC service,
+	 * over inproc://, so embedded and separate deployments run the same
+	 * code (DESIGN §2). */
+	(void) snprintf(inproc, sizeof(inproc), "inproc://datasyncd-%ld",
+	    (long) getpid());
+	if (strcmp(o.http, "off") != 0) {
+		urls[n_urls++] = inproc;
+	}
+#endif
+	nrpc_server_config_default(&ncfg);
+	ncfg.urls = urls;
+	ncfg.n_urls = n_urls;
+	ncfg.workers = o.workers;
+	ncfg.max_message_bytes = (size_t) o.max_value_bytes + 64 * 1024;
+	ncfg.worker_init = dsh_worker_init;
+	ncfg.worker_fini = dsh_worker_fini;
+	ncfg.worker_arg = svc;
+	if (nrpc_server_create(&ncfg, &srv, &nst) != NRPC_OK ||
+	    dsh_service_register(svc, srv, &nst) != NRPC_OK ||
+	    nrpc_server_start(srv, &nst) != NRPC_OK) {
+		fprintf(stderr, "datasyncd: %s\n", nst.message);
+		goto out;
+	}
+	printf("datasyncd: database %s (durability %s, history %" PRId64 ")\n",
+	    o.db, o.durability == STORE_DURABILITY_FULL ? "full" : "normal",
+	    o.history);
+	for (size_t i = 0; i < o.n_listen; i++) {
+		printf("datasyncd: listening on %s\n", o.listen[i]);
+	}
+#ifdef DATASYNC_HAVE_GATEWAY
+	if (strcmp(o.http, "off") != 0) {
+		gw_config gcfg;
+
+		gw_config_default(&gcfg);
+		gcfg.upstreams = (const char *const[]){inproc};
+		gcfg.n_upstreams = 1;
+		gcfg.http = o.http;
+		gcfg.web_root = o.web_root;
+		gcfg.cors_origins = o.cors;
+		gcfg.n_cors_origins = o.n_cors;
+		gcfg.max_value_bytes = (size_t) o.max_value_bytes;
+		if (gw_start(&gcfg, &gw, &nst) != NRPC_OK) {
+			fprintf(stderr, "datasyncd: %s\n", nst.message);
+			goto out;
+		}
+		printf("datasyncd: gateway and demo page on http://%s/\n", o.http);
+	}
+#else
+	if (strcmp(o.http, "off") != 0) {
+		printf("datasyncd: HTTP gateway not built; --http %s ignored\n",
+		    o.http);
+	}
+#endif
+	fflush(stdout);
+
+	do {
+		if (sigwait(&sigs, &sig) != 0) {
+			sig = SIGTERM;
+		}
+	} while (sig != SIGINT && sig != SIGTERM);
+	printf("datasyncd: %s received, shutting down\n",
+	    sig == SIGINT ? "SIGINT" : "SIGTERM");
+	fflush(stdout);
+	rc = 0;
+
+out:
+#ifdef DATASYNC_HAVE_GATEWAY
+	gw_stop(gw);
+#endif
+	/* Order matters: the server answers in-flight calls while the writer
+	 * still runs; then the writer drains; then the database closes. */
+	if (srv != NULL) {
+		nrpc_server_stop(srv, DSD_STOP_GRACE_MS);
+	}
+	dsh_service_destroy(svc);
+	nrpc_server_destroy(srv);
+	store_close(st_store);
+	nrpc_status_fini(&nst);
+	return rc;
+}
