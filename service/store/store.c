@@ -1,0 +1,770 @@
+/*
+ * store.c - the backend-independent half of the store: errors, limits,
+ * validation, lock tokens, request hashing, result lifetimes and the
+ * dispatch to the backend. Nothing here touches a database, so
+ * store_validate() can be called (and fuzzed) without one.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ds_alloc.h"
+#include "ds_text.h"
+#include "store_int.h"
+
+/* --- errors --- */
+
+const char *
+store_strerror(store_err e)
+{
+	switch (e) {
+	case STORE_OK:
+		return "ok";
+	case STORE_EPRECONDITION_REQUIRED:
+		return "a precondition is required";
+	case STORE_ECONFLICT:
+		return "version conflict";
+	case STORE_ELOCKED:
+		return "locked by another holder";
+	case STORE_ELOCK_EXPIRED:
+		return "lock expired";
+	case STORE_ETOKEN_MISMATCH:
+		return "lock token mismatch";
+	case STORE_ENOT_LOCKED:
+		return "not locked";
+	case STORE_ENOTFOUND:
+		return "not found";
+	case STORE_ECOMPACTED:
+		return "version compacted";
+	case STORE_EINVAL:
+		return "invalid argument";
+	case STORE_ETOOLARGE:
+		return "too large";
+	case STORE_EREQUEST_ID_REUSED:
+		return "request id reused";
+	case STORE_ENOMEM:
+		return "out of memory";
+	case STORE_EIO:
+		return "database error";
+	case STORE_ECLOSED:
+		return "store closed";
+	}
+	return "unknown error";
+}
+
+const char *
+store_reason(store_err e)
+{
+	switch (e) {
+	case STORE_OK:
+		return "";
+	case STORE_EPRECONDITION_REQUIRED:
+		return "PRECONDITION_REQUIRED";
+	case STORE_ECONFLICT:
+		return "VERSION_CONFLICT";
+	case STORE_ELOCKED:
+		return "LOCKED";
+	case STORE_ELOCK_EXPIRED:
+		return "LOCK_EXPIRED";
+	case STORE_ETOKEN_MISMATCH:
+		return "LOCK_TOKEN_MISMATCH";
+	case STORE_ENOT_LOCKED:
+		return "NOT_LOCKED";
+	case STORE_ENOTFOUND:
+		return "NOT_FOUND";
+	case STORE_ECOMPACTED:
+		return "VERSION_COMPACTED";
+	case STORE_EINVAL:
+		return "INVALID_ARGUMENT";
+	case STORE_ETOOLARGE:
+		return "TOO_LARGE";
+	case STORE_EREQUEST_ID_REUSED:
+		return "REQUEST_ID_REUSED";
+	case STORE_ENOMEM:
+		return "RESOURCE_EXHAUSTED";
+	case STORE_EIO:
+		return "INTERNAL";
+	case STORE_ECLOSED:
+		return "UNAVAILABLE";
+	}
+	return "INTERNAL";
+}
+
+store_err
+store_error_set(store_error *err, store_err code, const char *field,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL) {
+		return code;
+	}
+	err->code = code;
+	(void) snprintf(err->field, sizeof(err->field), "%s",
+	    field != NULL ? field : ""); /* truncation is acceptable */
+	va_start(ap, fmt);
+	/* A message cut at 191 bytes still names the field and limit: they
+	 * come first in every message. */
+	(void) vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+void
+store_error_clear(store_error *err)
+{
+	if (err != NULL) {
+		memset(err, 0, sizeof(*err));
+	}
+}
+
+/* --- configuration and limits --- */
+
+store_limits
+store_limits_default(void)
+{
+	store_limits l;
+
+	memset(&l, 0, sizeof(l));
+	l.max_key_bytes = STORE_MAX_KEY_BYTES_DEFAULT;
+	l.max_value_bytes = STORE_MAX_VALUE_BYTES_DEFAULT;
+	l.max_content_type_bytes = STORE_MAX_CONTENT_TYPE_BYTES_DEFAULT;
+	l.max_owner_bytes = STORE_MAX_OWNER_BYTES_DEFAULT;
+	l.max_request_id_bytes = STORE_MAX_REQUEST_ID_BYTES_DEFAULT;
+	l.max_page_size = STORE_MAX_PAGE_SIZE_DEFAULT;
+	l.default_page_size = STORE_DEFAULT_PAGE_SIZE;
+	l.history = STORE_HISTORY_DEFAULT;
+	l.lock_ttl_default_ms = STORE_LOCK_TTL_DEFAULT_MS;
+	l.lock_ttl_min_ms = STORE_LOCK_TTL_MIN_MS;
+	l.lock_ttl_max_ms = STORE_LOCK_TTL_MAX_MS;
+	l.request_id_ttl_ms = STORE_REQUEST_ID_TTL_DEFAULT_MS;
+	return l;
+}
+
+void
+store_config_default(store_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->path = "./datasync.db";
+	cfg->clock = NULL;
+	cfg->durability = STORE_DURABILITY_FULL;
+	cfg->limits = store_limits_default();
+}
+
+/* store_limit_range checks lo <= v <= hi for a limit named name. */
+static store_err
+store_limit_range(const char *name, int64_t v, int64_t lo, int64_t hi,
+    const char *hi_name, store_error *err)
+{
+	if (v < lo) {
+		return store_error_set(err, STORE_EINVAL, name,
+		    "%s (%lld) is below its minimum (%lld)", name,
+		    (long long) v, (long long) lo);
+	}
+	if (v > hi) {
+		return store_error_set(err, STORE_EINVAL, name,
+		    "%s (%lld) exceeds %s (%lld)", name, (long long) v,
+		    hi_name, (long long) hi);
+	}
+	return STORE_OK;
+}
+
+store_err
+store_limits_check(const store_limits *l, store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(l == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "limits",
+		    "limits is NULL");
+	}
+	/* Keys, owners and page sizes need at least 1 or no request could
+	 * ever pass; the other byte limits may be 0 (feature off). */
+	if ((rv = store_limit_range("max_key_bytes", l->max_key_bytes, 1,
+	         STORE_MAX_KEY_BYTES_HARD, "its hard maximum", err)) !=
+	        STORE_OK ||
+	    (rv = store_limit_range("max_value_bytes", l->max_value_bytes, 0,
+	         STORE_MAX_VALUE_BYTES_HARD, "its hard maximum", err)) !=
+	        STORE_OK ||
+	    (rv = store_limit_range("max_content_type_bytes",
+	         l->max_content_type_bytes, 0,
+	         STORE_MAX_CONTENT_TYPE_BYTES_HARD, "its hard maximum",
+	         err)) != STORE_OK ||
+	    (rv = store_limit_range("max_owner_bytes", l->max_owner_bytes, 1,
+	         STORE_MAX_OWNER_BYTES_HARD, "its hard maximum", err)) !=
+	        STORE_OK ||
+	    (rv = store_limit_range("max_request_id_bytes",
+	         l->max_request_id_bytes, 0,
+	         STORE_MAX_REQUEST_ID_BYTES_HARD, "its hard maximum", err)) !=
+	        STORE_OK ||
+	    (rv = store_limit_range("max_page_size", l->max_page_size, 1,
+	         STORE_MAX_PAGE_SIZE_HARD, "its hard maximum", err)) !=
+	        STORE_OK ||
+	    (rv = store_limit_range("default_page_size",
+	         l->default_page_size, 1, l->max_page_size, "max_page_size",
+	         err)) != STORE_OK ||
+	    (rv = store_limit_range("history", l->history, 0,
+	         STORE_HISTORY_HARD, "its hard maximum", err)) != STORE_OK ||
+	    (rv = store_limit_range("lock_ttl_max_ms", l->lock_ttl_max_ms, 1,
+	         STORE_LOCK_TTL_HARD_MAX_MS, "its hard maximum", err)) !=
+	        STORE_OK ||
+	    (rv = store_limit_range("lock_ttl_min_ms", l->lock_ttl_min_ms, 1,
+	         l->lock_ttl_max_ms, "lock_ttl_max_ms", err)) != STORE_OK ||
+	    (rv = store_limit_range("lock_ttl_default_ms",
+	         l->lock_ttl_default_ms, l->lock_ttl_min_ms,
+	         l->lock_ttl_max_ms, "lock_ttl_max_ms", err)) != STORE_OK ||
+	    (rv = store_limit_range("request_id_ttl_ms", l->request_id_ttl_ms,
+	         0, INT64_MAX, "its hard maximum", err)) != STORE_OK) {
+		return rv;
+	}
+	return STORE_OK;
+}
+
+/* --- validation --- */
+
+/* store_check_text checks a UTF-8 name (key, owner, author, prefix). */
+static store_err
+store_check_text(const char *field, const char *limit_name, uint32_t max,
+    const char *p, size_t n, bool required, bool controls_ok,
+    store_error *err)
+{
+	if (n == 0) {
+		if (required) {
+			return store_error_set(err, STORE_EINVAL, field,
+			    "%s is empty", field);
+		}
+		return STORE_OK;
+	}
+	if (p == NULL) {
+		return store_error_set(err, STORE_EINVAL, field,
+		    "%s is NULL with length %zu", field, n);
+	}
+	if (n > max) {
+		return store_error_set(err, STORE_ETOOLARGE, field,
+		    "%s exceeds %s (%u)", field, limit_name, (unsigned) max);
+	}
+	if (!ds_utf8_valid((const uint8_t *) p, n)) {
+		return store_error_set(err, STORE_EINVAL, field,
+		    "%s is not valid UTF-8", field);
+	}
+	if (!controls_ok && ds_utf8_has_control((const uint8_t *) p, n)) {
+		return store_error_set(err, STORE_EINVAL, field,
+		    "%s contains a control character", field);
+	}
+	return STORE_OK;
+}
+
+/* store_check_ascii checks printable ASCII (content_type, request_id). */
+static store_err
+store_check_ascii(const char *field, const char *limit_name, uint32_t max,
+    const char *p, size_t n, store_error *err)
+{
+	if (n == 0) {
+		return STORE_OK;
+	}
+	if (p == NULL) {
+		return store_error_set(err, STORE_EINVAL, field,
+		    "%s is NULL with length %zu", field, n);
+	}
+	if (n > max) {
+		return store_error_set(err, STORE_ETOOLARGE, field,
+		    "%s exceeds %s (%u)", field, limit_name, (unsigned) max);
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char) p[i];
+
+		if (ch < 0x20 || ch > 0x7e) {
+			return store_error_set(err, STORE_EINVAL, field,
+			    "%s must be printable ASCII", field);
+		}
+	}
+	return STORE_OK;
+}
+
+store_err
+store_validate_key(const store_limits *lim, const char *key, size_t key_len,
+    store_error *err)
+{
+	return store_check_text("key", "max_key_bytes", lim->max_key_bytes,
+	    key, key_len, true, false, err);
+}
+
+static store_err
+store_validate_precond(const store_write *w, store_error *err)
+{
+	switch (w->precond.kind) {
+	case STORE_PRECOND_NONE:
+		return store_error_set(err, STORE_EPRECONDITION_REQUIRED,
+		    "precondition",
+		    "precondition is required: if_version, if_absent, "
+		    "if_exists or unconditional");
+	case STORE_PRECOND_IF_ABSENT:
+		if (w->op == STORE_OP_DELETE) {
+			return store_error_set(err, STORE_EINVAL,
+			    "precondition",
+			    "precondition if_absent cannot delete anything");
+		}
+		return STORE_OK;
+	case STORE_PRECOND_IF_VERSION:
+	case STORE_PRECOND_IF_EXISTS:
+	case STORE_PRECOND_UNCONDITIONAL:
+		return STORE_OK;
+	}
+	return store_error_set(err, STORE_EINVAL, "precondition",
+	    "precondition kind %d is unknown", (int) w->precond.kind);
+}
+
+static store_err
+store_validate_ttl(const store_limits *lim, int64_t ttl, store_error *err)
+{
+	if (ttl == 0) {
+		return STORE_OK;
+	}
+	if (ttl < lim->lock_ttl_min_ms) {
+		return store_error_set(err, STORE_EINVAL, "ttl_ms",
+		    "ttl_ms (%lld) is below lock_ttl_min_ms (%lld)",
+		    (long long) ttl, (long long) lim->lock_ttl_min_ms);
+	}
+	if (ttl > lim->lock_ttl_max_ms) {
+		return store_error_set(err, STORE_EINVAL, "ttl_ms",
+		    "ttl_ms (%lld) exceeds lock_ttl_max_ms (%lld)",
+		    (long long) ttl, (long long) lim->lock_ttl_max_ms);
+	}
+	return STORE_OK;
+}
+
+store_err
+store_validate(const store_limits *lim, const store_write *w,
+    store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(lim == NULL || w == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "write or limits is NULL");
+	}
+	if (w->op < STORE_OP_UPDATE || w->op > STORE_OP_UNLOCK) {
+		return store_error_set(err, STORE_EINVAL, "op",
+		    "op %d is unknown", (int) w->op);
+	}
+	if ((rv = store_validate_key(lim, w->key, w->key_len, err)) !=
+	    STORE_OK) {
+		return rv;
+	}
+	switch (w->op) {
+	case STORE_OP_UPDATE:
+		if (w->value == NULL && w->value_len > 0) {
+			return store_error_set(err, STORE_EINVAL, "value",
+			    "value is NULL with length %zu", w->value_len);
+		}
+		if (w->value_len > lim->max_value_bytes) {
+			return store_error_set(err, STORE_ETOOLARGE, "value",
+			    "value exceeds max_value_bytes (%u)",
+			    (unsigned) lim->max_value_bytes);
+		}
+		if ((rv = store_check_ascii("content_type",
+		         "max_content_type_bytes",
+		         lim->max_content_type_bytes, w->content_type,
+		         w->content_type_len, err)) != STORE_OK) {
+			return rv;
+		}
+		/* FALLTHROUGH */
+	case STORE_OP_DELETE:
+		if ((rv = store_validate_precond(w, err)) != STORE_OK ||
+		    (rv = store_check_text("author", "max_owner_bytes",
+		         lim->max_owner_bytes, w->author, w->author_len, false,
+		         false, err)) != STORE_OK) {
+			return rv;
+		}
+		break;
+	case STORE_OP_LOCK:
+		if ((rv = store_check_text("owner", "max_owner_bytes",
+		         lim->max_owner_bytes, w->owner, w->owner_len, true,
+		         false, err)) != STORE_OK ||
+		    (rv = store_validate_ttl(lim, w->ttl_ms, err)) !=
+		        STORE_OK) {
+			return rv;
+		}
+		break;
+	case STORE_OP_UNLOCK:
+		if (!w->has_token) {
+			return store_error_set(err, STORE_EINVAL, "lock_token",
+			    "lock_token is required to unlock");
+		}
+		break;
+	}
+	if ((rv = store_check_ascii("request_id", "max_request_id_bytes",
+	         lim->max_request_id_bytes, w->request_id, w->request_id_len,
+	         err)) != STORE_OK) {
+		return rv;
+	}
+	store_error_clear(err);
+	return STORE_OK;
+}
+
+store_err
+store_validate_list(const store_limits *lim, const store_list_req *req,
+    store_list_args *args, store_error *err)
+{
+	store_err rv;
+	size_t n;
+
+	/* A prefix may be any valid UTF-8, even with controls: it can only
+	 * narrow the result, and keys never contain controls anyway. */
+	if ((rv = store_check_text("prefix", "max_key_bytes",
+	         lim->max_key_bytes, req->prefix, req->prefix_len, false, true,
+	         err)) != STORE_OK) {
+		return rv;
+	}
+	if (req->page_size > lim->max_page_size) {
+		return store_error_set(err, STORE_ETOOLARGE, "page_size",
+		    "page_size exceeds max_page_size (%u)",
+		    (unsigned) lim->max_page_size);
+	}
+	args->page_size =
+	    req->page_size == 0 ? lim->default_page_size : req->page_size;
+	args->cursor = NULL;
+	args->cursor_len = 0;
+	n = req->page_token_len;
+	if (n == 0) {
+		return STORE_OK;
+	}
+	/* The token is the hex of the last key returned: check its length
+	 * before decoding, then that it decodes to a key we could have
+	 * returned (a forged token must not smuggle bytes into SQL). */
+	if (req->page_token == NULL || n % 2 != 0 ||
+	    n / 2 > lim->max_key_bytes ||
+	    ds_hex_decode(req->page_token, n, args->cursor_buf, n / 2) !=
+	        DS_OK ||
+	    !ds_utf8_valid(args->cursor_buf, n / 2)) {
+		return store_error_set(err, STORE_EINVAL, "page_token",
+		    "page_token is malformed");
+	}
+	args->cursor = args->cursor_buf;
+	args->cursor_len = n / 2;
+	return STORE_OK;
+}
+
+char *
+store_page_token_format(const uint8_t *key, size_t key_len)
+{
+	char *t;
+
+	if (key_len > (SIZE_MAX - 1) / 2 ||
+	    (t = ds_alloc(2 * key_len + 1)) == NULL) {
+		return NULL;
+	}
+	ds_hex_encode(key, key_len, t);
+	return t;
+}
+
+int64_t
+store_effective_ttl(const store_limits *lim, int64_t ttl_ms)
+{
+	return ttl_ms == 0 ? lim->lock_ttl_default_ms : ttl_ms;
+}
+
+/* --- tokens --- */
+
+store_err
+store_token_parse(const char *s, size_t len, store_token *out,
+    store_error *err)
+{
+	store_token t;
+
+	if (s == NULL || len != STORE_TOKEN_HEX_LEN ||
+	    ds_hex_decode(s, len, t.b, sizeof(t.b)) != DS_OK) {
+		return store_error_set(err, STORE_EINVAL, "lock_token",
+		    "lock_token must be %d hex digits", STORE_TOKEN_HEX_LEN);
+	}
+	*out = t;
+	return STORE_OK;
+}
+
+void
+store_token_format(const store_token *t, char out[STORE_TOKEN_HEX_LEN + 1])
+{
+	ds_hex_encode(t->b, sizeof(t->b), out);
+}
+
+/* --- request hashing --- */
+
+static uint64_t
+store_hash_u64(uint64_t h, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++) {
+		b[i] = (uint8_t) (v >> (8 * i));
+	}
+	return ds_hash64(h, b, sizeof(b));
+}
+
+static uint64_t
+store_hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	h = store_hash_u64(h, (uint64_t) n);
+	return n > 0 ? ds_hash64(h, p, n) : h;
+}
+
+static uint64_t
+store_hash_token(uint64_t h, const store_write *w)
+{
+	h = store_hash_u64(h, w->has_token ? 1 : 0);
+	return w->has_token ? ds_hash64(h, w->token.b, sizeof(w->token.b))
+	                    : h;
+}
+
+uint64_t
+store_request_hash(const store_limits *lim, const store_write *w)
+{
+	static const char tag[] = "datasync.store.request.v1";
+	uint64_t h = ds_hash64(DS_HASH64_INIT, tag, sizeof(tag) - 1);
+
+	h = store_hash_u64(h, (uint64_t) w->op);
+	h = store_hash_bytes(h, w->key, w->key_len);
+	switch (w->op) {
+	case STORE_OP_UPDATE:
+		h = store_hash_bytes(h, w->value, w->value_len);
+		h = store_hash_bytes(h, w->content_type, w->content_type_len);
+		/* FALLTHROUGH */
+	case STORE_OP_DELETE:
+		h = store_hash_u64(h, (uint64_t) w->precond.kind);
+		h = store_hash_u64(h,
+		    w->precond.kind == STORE_PRECOND_IF_VERSION
+		        ? w->precond.version
+		        : 0);
+		h = store_hash_token(h, w);
+		h = store_hash_bytes(h, w->author, w->author_len);
+		break;
+	case STORE_OP_LOCK:
+		h = store_hash_bytes(h, w->owner, w->owner_len);
+		/* The effective ttl: "0" and the default mean the same. */
+		h = store_hash_u64(h,
+		    (uint64_t) store_effective_ttl(lim, w->ttl_ms));
+		h = store_hash_token(h, w);
+		break;
+	case STORE_OP_UNLOCK:
+		h = store_hash_token(h, w);
+		break;
+	}
+	return h;
+}
+
+/* --- results --- */
+
+store_err
+store_record_set_text(char **out, const void *p, size_t n)
+{
+	char *s;
+
+	if ((s = ds_memdup(n > 0 ? p : "", n)) == NULL) {
+		return STORE_ENOMEM;
+	}
+	*out = s;
+	return STORE_OK;
+}
+
+void
+store_record_fini(store_record *r)
+{
+	if (r == NULL) {
+		return;
+	}
+	ds_free(r->key);
+	ds_free(r->value);
+	ds_free(r->content_type);
+	ds_free(r->updated_by);
+	ds_free(r->lock.owner);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+store_write_result_fini(store_write_result *r)
+{
+	if (r == NULL) {
+		return;
+	}
+	store_record_fini(&r->record);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+store_list_page_fini(store_list_page *p)
+{
+	if (p == NULL) {
+		return;
+	}
+	for (size_t i = 0; p->records != NULL && i < p->n; i++) {
+		store_record_fini(&p->records[i]);
+	}
+	ds_free(p->records);
+	ds_free(p->next_page_token);
+	memset(p, 0, sizeof(*p));
+}
+
+/* --- handle and dispatch --- */
+
+store_err
+store_open(const store_config *cfg, store **out, store_error *err)
+{
+	store *s;
+	store_err rv;
+
+	if (cfg == NULL || out == NULL) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "config or out is NULL");
+	}
+	if (cfg->path == NULL || cfg->path[0] == '\0') {
+		return store_error_set(err, STORE_EINVAL, "path",
+		    "path is empty");
+	}
+	if (cfg->durability != STORE_DURABILITY_FULL &&
+	    cfg->durability != STORE_DURABILITY_NORMAL) {
+		return store_error_set(err, STORE_EINVAL, "durability",
+		    "durability %d is unknown", (int) cfg->durability);
+	}
+	if ((rv = store_limits_check(&cfg->limits, err)) != STORE_OK) {
+		return rv;
+	}
+	if ((s = ds_calloc(1, sizeof(*s))) == NULL) {
+		return store_error_set(err, STORE_ENOMEM, "",
+		    "out of memory opening the store");
+	}
+	if ((s->path = ds_strdup(cfg->path)) == NULL) {
+		ds_free(s);
+		return store_error_set(err, STORE_ENOMEM, "",
+		    "out of memory opening the store");
+	}
+	s->be = &store_sqlite_backend;
+	s->clock = cfg->clock != NULL ? cfg->clock : ds_clock_wall();
+	s->durability = cfg->durability;
+	s->limits = cfg->limits;
+	atomic_init(&s->nconns, 0);
+	if ((rv = s->be->open(s, err)) != STORE_OK) {
+		ds_free(s->path);
+		ds_free(s);
+		return rv;
+	}
+	store_error_clear(err);
+	*out = s;
+	return STORE_OK;
+}
+
+void
+store_close(store *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	/* Closing under open connections would free what they borrow. */
+	assert(atomic_load(&s->nconns) == 0);
+	s->be->close(s);
+	ds_free(s->path);
+	ds_free(s);
+}
+
+const store_limits *
+store_limits_of(const store *s)
+{
+	return &s->limits;
+}
+
+store_err
+store_conn_open(store *s, store_conn **out, store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(s == NULL || out == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "store or out is NULL");
+	}
+	if ((rv = s->be->conn_open(s, out, err)) == STORE_OK) {
+		atomic_fetch_add(&s->nconns, 1);
+		store_error_clear(err);
+	}
+	return rv;
+}
+
+void
+store_conn_close(store_conn *c)
+{
+	store *s;
+
+	if (c == NULL) {
+		return;
+	}
+	s = c->s;
+	s->be->conn_close(c);
+	atomic_fetch_sub(&s->nconns, 1);
+}
+
+store_err
+store_get(store_conn *c, const char *key, size_t key_len, uint64_t version,
+    store_record *out, store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(c == NULL || out == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn or out is NULL");
+	}
+	if ((rv = store_validate_key(&c->s->limits, key, key_len, err)) !=
+	    STORE_OK) {
+		return rv;
+	}
+	return c->s->be->get(c, key, key_len, version, out, err);
+}
+
+store_err
+store_list(store_conn *c, const store_list_req *req, store_list_page *out,
+    store_error *err)
+{
+	if (DS_NEVER(c == NULL || req == NULL || out == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn, req or out is NULL");
+	}
+	return c->s->be->list(c, req, out, err);
+}
+
+store_err
+store_apply(store_conn *c, const store_write *w, store_write_result *result)
+{
+	if (DS_NEVER(c == NULL || w == NULL || result == NULL)) {
+		return STORE_EINVAL;
+	}
+	(void) c->s->be->apply_batch(c, w, 1, result); /* see result */
+	return result->error.code;
+}
+
+store_err
+store_apply_batch(store_conn *c, const store_write *ws, size_t n,
+    store_write_result *results)
+{
+	if (n == 0) {
+		return STORE_OK;
+	}
+	if (DS_NEVER(c == NULL || ws == NULL || results == NULL)) {
+		return STORE_EINVAL;
+	}
+	return c->s->be->apply_batch(c, ws, n, results);
+}
+
+store_err
+store_revision(store_conn *c, uint64_t *out, store_error *err)
+{
+	if (DS_NEVER(c == NULL || out == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn or out is NULL");
+	}
+	return c->s->be->revision(c, out, err);
+}
+
+store_err
+store_integrity_check(store_conn *c, store_error *err)
+{
+	if (DS_NEVER(c == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "", "conn is NULL");
+	}
+	return c->s->be->integrity_check(c, err);
+}

@@ -1,0 +1,186 @@
+/*
+ * store_schema.c - the SQLite schema and its versioned migrations.
+ *
+ * PRAGMA user_version holds the schema version; migration i turns version
+ * i into i+1 and sets user_version in the same transaction, so a crash
+ * mid-migration leaves the previous version intact. application_id marks
+ * the file as ours: opening some other application's database fails
+ * instead of adding our tables to it. A database newer than this build is
+ * refused rather than guessed at.
+ *
+ * Layout decisions (v1):
+ *   - Keys are BLOBs so that ORDER BY and range scans compare with
+ *     memcmp: List's byte order and its prefix bound (prefix || x'ff',
+ *     valid since UTF-8 never contains 0xff) need exactly that.
+ *   - records and history are WITHOUT ROWID: one B-tree keyed by the key
+ *     instead of a rowid table plus a unique index, so a write touches
+ *     one tree per table. `value` is the last column so that reading the
+ *     metadata of a row never walks a large value's overflow pages.
+ *   - records keeps one row per key forever: deleting leaves a tombstone
+ *     (deleted = 1) carrying the last version, so versions are never
+ *     reused. A key that was locked before it existed has a placeholder
+ *     row with version 0 and deleted = 1 (not live, not listed).
+ *   - history holds superseded versions (tombstones included, so a
+ *     missing row means "compacted", never "was a tombstone").
+ *   - requests remembers successful writes by request_id for replay; a
+ *     rowid table because pruning walks it in insertion order.
+ *   - meta is a single row: the store-wide revision and fencing counters.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store_int.h"
+
+/* 'dsyc' */
+#define STORE_SCHEMA_APPLICATION_ID 0x64737963
+
+static const char *const store_schema_migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE meta ("
+    " id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " revision INTEGER NOT NULL,"
+    " fencing INTEGER NOT NULL);"
+    "INSERT INTO meta (id, revision, fencing) VALUES (0, 0, 0);"
+    "CREATE TABLE records ("
+    " key BLOB NOT NULL PRIMARY KEY,"
+    " version INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL,"
+    " deleted INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " updated_by TEXT NOT NULL,"
+    " lock_owner TEXT,"
+    " lock_token BLOB,"
+    " lock_expires_at INTEGER,"
+    " lock_fencing INTEGER,"
+    " value BLOB"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE history ("
+    " key BLOB NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL,"
+    " deleted INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " updated_by TEXT NOT NULL,"
+    " value BLOB,"
+    " PRIMARY KEY (key, version)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE requests ("
+    " seq INTEGER PRIMARY KEY,"
+    " id BLOB NOT NULL UNIQUE,"
+    " hash INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL,"
+    " rec_created_at INTEGER NOT NULL,"
+    " rec_updated_at INTEGER NOT NULL,"
+    " flags INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " updated_by TEXT NOT NULL,"
+    " lock_owner TEXT,"
+    " lock_expires_at INTEGER,"
+    " lock_fencing INTEGER,"
+    " token BLOB);"
+    "PRAGMA application_id = 1685289315;" /* STORE_SCHEMA_APPLICATION_ID */
+    "PRAGMA user_version = 1;",
+};
+
+#define STORE_SCHEMA_VERSION                                                  \
+	((int) (sizeof(store_schema_migrations) /                             \
+	    sizeof(store_schema_migrations[0])))
+
+/* store_schema_int runs a one-integer query. */
+static store_err
+store_schema_int(sqlite3 *db, const char *sql, int *out, store_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_step(st)) != SQLITE_ROW) {
+		store_err rv = store_error_set(err,
+		    (rc & 0xff) == SQLITE_NOMEM ? STORE_ENOMEM : STORE_EIO, "",
+		    "reading the schema: %s", sqlite3_errmsg(db));
+
+		(void) sqlite3_finalize(st); /* the error is reported */
+		return rv;
+	}
+	*out = sqlite3_column_int(st, 0);
+	(void) sqlite3_finalize(st); /* a finished query cannot fail here */
+	return STORE_OK;
+}
+
+static store_err
+store_schema_exec(sqlite3 *db, const char *sql, store_error *err)
+{
+	char *msg = NULL;
+	int rc;
+	store_err rv = STORE_OK;
+
+	if ((rc = sqlite3_exec(db, sql, NULL, NULL, &msg)) != SQLITE_OK) {
+		rv = store_error_set(err,
+		    (rc & 0xff) == SQLITE_NOMEM ? STORE_ENOMEM : STORE_EIO, "",
+		    "migrating the schema: %s",
+		    msg != NULL ? msg : sqlite3_errstr(rc));
+	}
+	sqlite3_free(msg);
+	return rv;
+}
+
+store_err
+store_schema_migrate(sqlite3 *db, store_error *err)
+{
+	int version;
+	int app_id;
+	int ntables;
+	store_err rv;
+
+	/* IMMEDIATE: two processes opening a new file at once must not both
+	 * run migration 0 -> 1. */
+	if ((rv = store_schema_exec(db, "BEGIN IMMEDIATE", err)) != STORE_OK) {
+		return rv;
+	}
+	if ((rv = store_schema_int(db, "PRAGMA user_version", &version,
+	         err)) != STORE_OK ||
+	    (rv = store_schema_int(db, "PRAGMA application_id", &app_id,
+	         err)) != STORE_OK ||
+	    (rv = store_schema_int(db, "SELECT count(*) FROM sqlite_schema",
+	         &ntables, err)) != STORE_OK) {
+		goto out;
+	}
+	if (app_id != 0 && app_id != STORE_SCHEMA_APPLICATION_ID) {
+		rv = store_error_set(err, STORE_EIO, "path",
+		    "the file belongs to another application (application_id "
+		    "%d)", app_id);
+		goto out;
+	}
+	if (version == 0 && ntables > 0) {
+		rv = store_error_set(err, STORE_EIO, "path",
+		    "the file is an SQLite database but not a datasync one");
+		goto out;
+	}
+	if (version > STORE_SCHEMA_VERSION) {
+		rv = store_error_set(err, STORE_EIO, "path",
+		    "the database schema (version %d) is newer than this "
+		    "build (version %d)",
+		    version, STORE_SCHEMA_VERSION);
+		goto out;
+	}
+	for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
+		if ((rv = store_schema_exec(db, store_schema_migrations[v],
+		         err)) != STORE_OK) {
+			goto out;
+		}
+	}
+	rv = store_schema_exec(db, "COMMIT", err);
+out:
+	if (rv != STORE_OK && !sqlite3_get_autocommit(db)) {
+		/* Best effort: closing the connection rolls back anyway. */
+		(void) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rv;
+}

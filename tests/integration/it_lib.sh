@@ -1,0 +1,91 @@
+# it_lib.sh - shared by the shell integration tests: start a datasyncd on
+# a temporary ipc:// path and free ports, stop it on exit, and assertions
+# that say what they expected.
+#   source it_lib.sh; it_start [datasyncd flags...]
+# Needs DATASYNCD and DATASYNC (paths of the binaries) in the environment.
+set -euo pipefail
+
+IT_DIR=$(mktemp -d /tmp/dsit.XXXXXX)
+IT_PID=
+IT_FAILS=0
+
+it_cleanup() {
+  if [[ -n $IT_PID ]] && kill -0 "$IT_PID" 2>/dev/null; then
+    kill -TERM "$IT_PID" 2>/dev/null || true
+    wait "$IT_PID" 2>/dev/null || true
+  fi
+  [[ -n ${DS_KEEP_TMP:-} ]] || rm -rf "$IT_DIR"
+}
+trap it_cleanup EXIT
+
+it_free_port() {
+  # Ask the kernel for a free port by binding to port 0.
+  local p
+  for p in $(shuf -i 20000-60000 -n 20); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"; return 0
+    fi
+  done
+  return 1
+}
+
+it_start() {
+  IT_IPC="ipc://$IT_DIR/ds.sock"
+  IT_TCP_PORT=$(it_free_port)
+  IT_TCP="tcp://127.0.0.1:$IT_TCP_PORT"
+  IT_DB="$IT_DIR/datasync.db"
+  "$DATASYNCD" --db "$IT_DB" --listen "$IT_IPC" --listen "$IT_TCP" \
+    "$@" >"$IT_DIR/datasyncd.log" 2>&1 &
+  IT_PID=$!
+  for _ in $(seq 1 500); do
+    if grep -q "listening on $IT_TCP" "$IT_DIR/datasyncd.log" 2>/dev/null; then
+      return 0
+    fi
+    kill -0 "$IT_PID" 2>/dev/null || break
+    sleep 0.02
+  done
+  echo "datasyncd did not start:" >&2
+  cat "$IT_DIR/datasyncd.log" >&2
+  exit 1
+}
+
+it_stop() {
+  kill -TERM "$IT_PID"
+  local rc=0
+  wait "$IT_PID" || rc=$?
+  IT_PID=
+  return $rc
+}
+
+# ds ARGS...: the CLI against the test daemon; sets OUT, ERR and RC.
+ds() {
+  RC=0
+  OUT=$("$DATASYNC" --url "$IT_IPC" "$@" 2>"$IT_DIR/stderr") || RC=$?
+  ERR=$(cat "$IT_DIR/stderr")
+}
+
+it_fail() {
+  echo "FAIL: $*" >&2
+  echo "  stdout: $OUT" >&2
+  echo "  stderr: $ERR" >&2
+  echo "  exit:   $RC" >&2
+  IT_FAILS=$((IT_FAILS + 1))
+}
+
+expect_rc() {   # expect_rc N description
+  [[ $RC -eq $1 ]] || it_fail "$2: expected exit $1, got $RC"
+}
+expect_out() {  # expect_out STRING description
+  [[ $OUT == "$1" ]] || it_fail "$2: expected stdout '$1'"
+}
+expect_err_has() {  # expect_err_has SUBSTRING description
+  [[ $ERR == *"$1"* ]] || it_fail "$2: expected stderr to contain '$1'"
+}
+
+it_done() {
+  if (( IT_FAILS > 0 )); then
+    echo "$IT_FAILS check(s) failed" >&2
+    exit 1
+  fi
+  echo "all checks passed"
+}

@@ -1,0 +1,279 @@
+/*
+ * it_socket_test.c - bad input at the socket: random, truncated and
+ * oversized envelopes, garbage bodies and unknown methods sent with a raw
+ * nng REQ socket to a live datasyncd get a status reply or a closed pipe,
+ * while a valid client keeps working (and counting correctly) throughout.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "datasync.h"
+#include "ds_daemon.h"
+#include "ds_test.h"
+#include "nrpc/v1/rpc.pb-c.h"
+
+static ds_daemon it_d;
+
+static int
+it_setup(void **state)
+{
+	(void) state;
+	return ds_daemon_start(&it_d, false, NULL);
+}
+
+static int
+it_teardown(void **state)
+{
+	int rc;
+
+	(void) state;
+	rc = ds_daemon_stop(&it_d);
+	ds_daemon_fini(&it_d);
+	return rc == 0 ? 0 : -1;
+}
+
+/* it_raw sends bytes on a fresh REQ socket and returns the decoded reply
+ * (owned) or NULL when the server closed the pipe or did not answer. */
+static Nrpc__V1__Response *
+it_raw(const char *url, const void *buf, size_t len)
+{
+	nng_socket s;
+	void *reply = NULL;
+	size_t rlen = 0;
+	Nrpc__V1__Response *r = NULL;
+
+	assert_int_equal(nng_req0_open(&s), 0);
+	assert_int_equal(nng_setopt_ms(s, NNG_OPT_RECVTIMEO, 2000), 0);
+	assert_int_equal(nng_setopt_ms(s, NNG_OPT_SENDTIMEO, 2000), 0);
+	/* A closed pipe would make REQ resend forever; one try is enough. */
+	assert_int_equal(nng_setopt_ms(s, NNG_OPT_REQ_RESENDTIME, 60000), 0);
+	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
+	if (nng_send(s, (void *) buf, len, 0) == 0 &&
+	    nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC) == 0) {
+		r = nrpc__v1__response__unpack(NULL, rlen, reply);
+		/* A reply must always be a well-formed Response. */
+		assert_non_null(r);
+		nng_free(reply, rlen);
+	}
+	nng_close(s);
+	return r;
+}
+
+static size_t
+it_envelope(const char *method, const void *body, size_t body_len,
+    uint8_t **out)
+{
+	Nrpc__V1__Request req = NRPC__V1__REQUEST__INIT;
+	size_t n;
+
+	req.method = (char *) method;
+	req.body.data = (uint8_t *) body;
+	req.body.len = body_len;
+	req.timeout_ms = 2000;
+	n = nrpc__v1__request__get_packed_size(&req);
+	*out = malloc(n);
+	assert_non_null(*out);
+	nrpc__v1__request__pack(&req, *out);
+	return n;
+}
+
+static int
+it_code(const Nrpc__V1__Response *r)
+{
+	return r->status != NULL ? r->status->code : 0;
+}
+
+/* --- the valid client running beside the garbage --- */
+
+typedef struct it_bg {
+	atomic_bool stop;
+	atomic_uint done;
+	atomic_uint failed;
+} it_bg;
+
+static int
+it_inc(void *ctx, const Datasync__V1__Record *cur, uint8_t **v, size_t *len)
+{
+	char t[32];
+	long long n = 0;
+
+	(void) ctx;
+	if (cur != NULL && cur->value.len < sizeof(t)) {
+		memcpy(t, cur->value.data, cur->value.len);
+		t[cur->value.len] = '\0';
+		n = atoll(t);
+	}
+	*len = (size_t) snprintf(t, sizeof(t), "%lld", n + 1);
+	*v = malloc(*len);
+	if (*v == NULL) {
+		return -1;
+	}
+	memcpy(*v, t, *len);
+	return 0;
+}
+
+static void *
+it_bg_main(void *arg)
+{
+	it_bg *bg = arg;
+	datasync_client *c = NULL;
+	nrpc_status st = {0};
+
+	if (datasync_connect((const char *const[]){it_d.tcp_url}, 1, 5000,
+	        "it-socket-valid", &c, &st) != NRPC_OK) {
+		atomic_fetch_add(&bg->failed, 1);
+		return NULL;
+	}
+	while (!atomic_load(&bg->stop)) {
+		if (datasync_update_with_retry(c, "socket/valid", it_inc, NULL, 100,
+		        NULL, &st) != NRPC_OK) {
+			fprintf(stderr, "valid client: %s %s\n", st.reason, st.message);
+			atomic_fetch_add(&bg->failed, 1);
+			nrpc_status_fini(&st);
+		} else {
+			atomic_fetch_add(&bg->done, 1);
+		}
+	}
+	datasync_close(c);
+	return NULL;
+}
+
+static void
+test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work(
+    void **state)
+{
+	pthread_t th;
+	it_bg bg;
+	uint64_t seed = ds_test_seed();
+	uint8_t *env = NULL;
+	size_t n;
+	Nrpc__V1__Response *r;
+	Datasync__V1__GetRequest get = DATASYNC__V1__GET_REQUEST__INIT;
+	uint8_t body[64];
+	unsigned replies = 0;
+	unsigned closed = 0;
+
+	(void) state;
+	srand((unsigned) seed);
+	atomic_init(&bg.stop, false);
+	atomic_init(&bg.done, 0);
+	atomic_init(&bg.failed, 0);
+	assert_int_equal(pthread_create(&th, NULL, it_bg_main, &bg), 0);
+
+	/* Unknown method: UNIMPLEMENTED. */
+	get.key = "socket/x";
+	n = datasync__v1__get_request__pack(&get, body);
+	{
+		size_t m = it_envelope("/datasync.v1.DataSync/Nope", body, n, &env);
+
+		r = it_raw(it_d.ipc_url, env, m);
+		assert_non_null(r);
+		assert_int_equal(it_code(r), NRPC_UNIMPLEMENTED);
+		nrpc__v1__response__free_unpacked(r, NULL);
+		free(env);
+	}
+	/* Garbage body for a real method: INVALID_ARGUMENT. */
+	{
+		static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12};
+		size_t m = it_envelope("/datasync.v1.DataSync/Get", junk,
+		    sizeof(junk), &env);
+
+		r = it_raw(it_d.ipc_url, env, m);
+		assert_non_null(r);
+		assert_int_equal(it_code(r), NRPC_INVALID_ARGUMENT);
+		nrpc__v1__response__free_unpacked(r, NULL);
+		free(env);
+	}
+	/* Truncated envelopes of a valid request, at every length. */
+	{
+		size_t m = it_envelope("/datasync.v1.DataSync/Get", body, n, &env);
+
+		for (size_t cut = 0; cut < m; cut++) {
+			r = it_raw(cut % 2 ? it_d.ipc_url : it_d.tcp_url, env, cut);
+			if (r != NULL) {
+				assert_int_not_equal(it_code(r), NRPC_INTERNAL);
+				replies++;
+				nrpc__v1__response__free_unpacked(r, NULL);
+			} else {
+				closed++;
+			}
+		}
+		free(env);
+	}
+	/* Random bytes. */
+	for (int i = 0; i < 200; i++) {
+		uint8_t buf[512];
+		size_t len = (size_t) (rand() % (int) sizeof(buf));
+
+		for (size_t k = 0; k < len; k++) {
+			buf[k] = (uint8_t) rand();
+		}
+		r = it_raw(i % 2 ? it_d.ipc_url : it_d.tcp_url, buf, len);
+		if (r != NULL) {
+			replies++;
+			nrpc__v1__response__free_unpacked(r, NULL);
+		} else {
+			closed++;
+		}
+	}
+	/* Oversized: beyond the 1 MiB + 64 KiB message limit. */
+	{
+		size_t big = 2 * 1024 * 1024;
+		uint8_t *buf = calloc(1, big);
+
+		assert_non_null(buf);
+		r = it_raw(it_d.ipc_url, buf, big);
+		if (r != NULL) {
+			assert_int_equal(it_code(r), NRPC_RESOURCE_EXHAUSTED);
+			nrpc__v1__response__free_unpacked(r, NULL);
+		}
+		free(buf);
+	}
+	atomic_store(&bg.stop, true);
+	pthread_join(th, NULL);
+	printf("socket garbage: %u status replies, %u closed pipes; valid client "
+	       "did %u increments, %u failures\n", replies, closed,
+	    atomic_load(&bg.done), atomic_load(&bg.failed));
+	assert_true(ds_daemon_alive(&it_d));
+	assert_int_equal(atomic_load(&bg.failed), 0);
+	assert_true(atomic_load(&bg.done) > 0);
+	/* The valid client's count is exact. */
+	{
+		datasync_client *c = NULL;
+		nrpc_status st = {0};
+		Datasync__V1__GetResponse *resp = NULL;
+
+		assert_int_equal(datasync_connect((const char *const[]){it_d.ipc_url},
+		                     1, 5000, NULL, &c, &st),
+		    NRPC_OK);
+		get.key = "socket/valid";
+		assert_int_equal(datasync_v1_data_sync_get(datasync_rpc(c), &get,
+		                     &resp, NULL, &st),
+		    NRPC_OK);
+		assert_int_equal(resp->record->version, atomic_load(&bg.done));
+		datasync__v1__get_response__free_unpacked(resp, NULL);
+		datasync_close(c);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(
+	        test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work),
+	};
+
+	return cmocka_run_group_tests(tests, it_setup, it_teardown);
+}
