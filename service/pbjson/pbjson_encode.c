@@ -282,7 +282,7 @@ pbjson_enc_map(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
 	for (i = 0; i < n; i++) {
 		pbjson_path step = {path, NULL, 0, i, false};
 		char buf[PBJSON_NUMBUF];
-		const char *key;
+		const char *key = "";
 		json_t *v;
 
 		if (entries[i] == NULL) {

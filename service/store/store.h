@@ -91,6 +91,15 @@ typedef struct store_config {
 	store_limits limits;     /* start from store_limits_default() */
 } store_config;
 
+/* store_limits_check validates limits as store_open does: every value
+ * within its hard maximum, minimums above zero where a zero would refuse
+ * every request, default_page_size <= max_page_size and lock_ttl_min_ms
+ * <= lock_ttl_default_ms <= lock_ttl_max_ms. STORE_EINVAL with field and
+ * message naming the limit ("max_key_bytes (5000) exceeds its hard
+ * maximum (4096)"). Pure; lets a program reject its flags before opening
+ * anything. */
+store_err store_limits_check(const store_limits *lim, store_error *err);
+
 /* store_config_default fills cfg with the defaults of DESIGN §4 and §7
  * (path "./datasync.db", wall clock, full durability, default limits). */
 void store_config_default(store_config *cfg);

@@ -976,7 +976,9 @@ store_sqlite_list_read(store_sqlite_conn *c, const store_list_req *req,
 
 	rc = SQLITE_OK;
 	if (args->cursor != NULL &&
-	    store_key_cmp(args->cursor, args->cursor_len, prefix, plen) >= 0) {
+	    (plen == 0 ||
+	        store_key_cmp(args->cursor, args->cursor_len, prefix, plen) >=
+	            0)) {
 		st = c->st[STORE_STMT_LIST_AFTER];
 		store_bind_blob(st, 1, args->cursor, args->cursor_len, &rc);
 	} else {
@@ -1221,7 +1223,7 @@ out:
  * request id, in the write's transaction. */
 static store_err
 store_req_remember(store_wctx *x, const store_write *w, uint64_t hash,
-    const store_write_result *res)
+    store_write_result *res)
 {
 	sqlite3_stmt *st = x->c->st[STORE_STMT_REQ_PUT];
 	const store_record *r = &res->record;
@@ -1261,7 +1263,8 @@ store_req_remember(store_wctx *x, const store_write *w, uint64_t hash,
 	}
 	store_sqlite_done(st);
 	if (rc != SQLITE_OK) {
-		return store_sqlite_err(x->c->db, rc, NULL, "");
+		return store_sqlite_err(x->c->db, rc, &res->error,
+		    "remembering request_id");
 	}
 	return STORE_OK;
 }
@@ -1718,11 +1721,8 @@ store_write_one(store_wctx *x, const store_write *w, store_write_result *res)
 		    "op %d is unknown", (int) w->op);
 		break;
 	}
-	if (rv == STORE_OK && idempotent &&
-	    (rv = store_req_remember(x, w, hash, res)) != STORE_OK) {
-		(void) store_sqlite_err(x->c->db, SQLITE_ERROR, &res->error,
-		    "remembering request_id");
-		res->error.code = rv;
+	if (rv == STORE_OK && idempotent) {
+		rv = store_req_remember(x, w, hash, res);
 	}
 	if (rv == STORE_OK) {
 		store_error_clear(&res->error);
@@ -1752,8 +1752,8 @@ store_fail_all(store_write_result *results, size_t n, const store_error *e)
 }
 
 /* store_batch_write runs write w in its own savepoint. Returns STORE_OK
- * unless the whole transaction was lost (then the batch fails with the
- * returned error in *e). */
+ * when the batch can go on (w succeeded or failed alone), or the error
+ * that lost the whole transaction, with its detail in *e. */
 static store_err
 store_batch_write(store_wctx *x, const store_write *w,
     store_write_result *res, store_error *e)
@@ -1768,7 +1768,7 @@ store_batch_write(store_wctx *x, const store_write *w,
 	if ((rc = store_sqlite_run(x->c, STORE_STMT_SAVEPOINT)) != SQLITE_OK) {
 		rv = store_sqlite_err(x->c->db, rc, &res->error,
 		    "opening a savepoint");
-		goto lost;
+		goto lost_or_alone;
 	}
 	if ((rv = store_write_one(x, w, res)) == STORE_OK) {
 		if ((rc = store_sqlite_run(x->c, STORE_STMT_RELEASE)) ==
@@ -1790,24 +1790,32 @@ store_batch_write(store_wctx *x, const store_write *w,
 		store_write_result_fini(res);
 		res->error = err;
 	}
+	if (sqlite3_get_autocommit(x->c->db)) {
+		goto lost; /* SQLite already rolled everything back */
+	}
 	if ((rc = store_sqlite_run(x->c, STORE_STMT_ROLLBACK_TO)) !=
 	        SQLITE_OK ||
 	    (rc = store_sqlite_run(x->c, STORE_STMT_RELEASE)) != SQLITE_OK) {
+		/* The write may be half applied: nothing of the batch may
+		 * commit. */
 		(void) store_sqlite_err(x->c->db, rc, &res->error,
 		    "rolling back a savepoint");
-		rv = res->error.code;
 		goto lost;
 	}
 	return STORE_OK;
-lost:
-	/* SQLite rolls the whole transaction back on some errors (I/O,
-	 * disk full, out of memory at a bad moment); then every earlier
-	 * write of the batch is gone too. */
-	if (sqlite3_get_autocommit(x->c->db) || store_hard(rv)) {
-		*e = res->error;
-		return e->code != STORE_OK ? e->code : STORE_EIO;
+lost_or_alone:
+	/* Nothing of w ran. The batch goes on unless SQLite rolled the
+	 * whole transaction back (it does on some I/O and memory errors). */
+	if (!sqlite3_get_autocommit(x->c->db)) {
+		return STORE_OK;
 	}
-	return STORE_OK;
+lost:
+	*e = res->error;
+	if (e->code == STORE_OK) {
+		(void) store_error_set(e, STORE_EIO, "",
+		    "the transaction was rolled back");
+	}
+	return e->code;
 }
 
 /* store_batch_finish prunes old request ids, writes the counters and
