@@ -127,6 +127,14 @@ bool pgn_is_reserved(const char *s);
  * the name itself, or with a trailing '_' when pgn_is_reserved. */
 DS_WUR char *pgn_member_name(pgn_arena *a, const char *snake);
 
+/* pgn_method_stem is what a method contributes to its stubs' names
+ * (<prefix>_<stem>, <prefix>_<stem>_async, ...): the snake name, with a
+ * trailing '_' when it is one of the names a service's own declarations
+ * end in (methods, service, handlers, register, dispatch), so that a
+ * method called Register gets <prefix>_register_() and the service keeps
+ * <prefix>_register(). */
+DS_WUR char *pgn_method_stem(pgn_arena *a, const char *snake);
+
 /* pgn_strip_proto is protoc-c's StripProto: "a/b.proto" -> "a/b". */
 DS_WUR char *pgn_strip_proto(pgn_arena *a, const char *file);
 
@@ -153,6 +161,8 @@ typedef struct pgn_type {
 typedef struct pgn_method {
 	const char *name;        /* "Get" */
 	const char *snake;       /* "get" */
+	const char *stem;        /* in function and type names: "get",
+	                          * "register_" (see pgn_method_stem) */
 	const char *upper;       /* "GET" */
 	const char *member;      /* handler member: "get", "default_" */
 	const pgn_type *in;
@@ -177,7 +187,8 @@ typedef struct pgn_file {
 	const char *proto;     /* "datasync/v1/datasync.proto" */
 	const char *base;      /* "datasync/v1/datasync" */
 	const char *guard;     /* include guard of the .nrpc.h */
-	const char **includes; /* .pb-c.h headers, own file first */
+	const char **includes; /* .pb-c.h of the files defining request and
+	                        * response types, in order of first use */
 	size_t n_includes;
 	pgn_service *services; /* n_services >= 1, in .proto order */
 	size_t n_services;

@@ -521,7 +521,8 @@ pgn_method_build(pgn_ctx *ctx, const Google__Protobuf__FileDescriptorProto *fd,
 	}
 	if ((m->snake = pgn_camel_to_lower(&ctx->arena, md->name)) == NULL ||
 	    (m->upper = pgn_to_upper(&ctx->arena, m->snake)) == NULL ||
-	    (m->member = pgn_member_name(&ctx->arena, m->snake)) == NULL) {
+	    (m->member = pgn_member_name(&ctx->arena, m->snake)) == NULL ||
+	    (m->stem = pgn_method_stem(&ctx->arena, m->snake)) == NULL) {
 		return PGN_ENOMEM;
 	}
 	if (o != NULL && o->has_idempotency_level) {
@@ -652,7 +653,7 @@ pgn_file_build(pgn_ctx *ctx, size_t f, pgn_file *pf)
 	         sizeof(pgn_service))) == NULL) {
 		return PGN_ENOMEM;
 	}
-	max_includes = 1;
+	max_includes = 0;
 	for (i = 0; i < fd->n_service; i++) {
 		if ((rv = pgn_service_build(ctx, f, fd->service[i],
 		         &pf->services[i])) != PGN_OK) {
@@ -663,13 +664,16 @@ pgn_file_build(pgn_ctx *ctx, size_t f, pgn_file *pf)
 	if ((rv = pgn_comments(ctx, fd, pf->services)) != PGN_OK) {
 		return rv;
 	}
-	/* Includes: the file's own .pb-c.h, then those of the files that
-	 * define a request or response type, in order of first use. */
+	/* Includes: the .pb-c.h of each file that defines a request or
+	 * response type, in order of first use; the file's own only when it
+	 * defines one. Not including it otherwise matters: protoc-c writes
+	 * its own service code into it, which is invalid C when a method is
+	 * named after a C keyword (Default, Register), so such services can
+	 * only be used from a .proto that holds no messages. */
 	if ((pf->includes = pgn_arena_array(&ctx->arena, max_includes,
 	         sizeof(char *))) == NULL) {
 		return PGN_ENOMEM;
 	}
-	rv = pgn_include(ctx, pf, f);
 	for (i = 0; rv == PGN_OK && i < pf->n_services; i++) {
 		for (j = 0; rv == PGN_OK && j < pf->services[i].n_methods; j++) {
 			const pgn_method *m = &pf->services[i].methods[j];
@@ -802,7 +806,7 @@ pgn_collisions(pgn_ctx *ctx, const pgn_file *files, size_t n_files)
 					rv = pgn_names_add(ctx, names, &n, proto,
 					    pgn_arena_printf(a,
 					        pgn_method_names[k][0], sv->prefix,
-					        me->snake),
+					        me->stem),
 					    pgn_arena_printf(a,
 					        pgn_method_names[k][1], sn,
 					        me->name));

@@ -360,6 +360,21 @@ pgn_member_name(pgn_arena *a, const char *snake)
 	    pgn_is_reserved(snake) ? "_" : "");
 }
 
+char *
+pgn_method_stem(pgn_arena *a, const char *snake)
+{
+	/* Must match the service-level names pgn_skel.c writes. */
+	static const char *const taken[] = {"dispatch", "handlers", "methods",
+	    "register", "service"};
+	size_t i;
+	bool clash = false;
+
+	for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		clash = clash || strcmp(snake, taken[i]) == 0;
+	}
+	return pgn_arena_printf(a, "%s%s", snake, clash ? "_" : "");
+}
+
 bool
 pgn_c_text_ok(const char *s)
 {

@@ -91,10 +91,10 @@ pgn_skel_decls(pgn_emit *e, const pgn_service *s)
 		if (pgn_is_reserved(m->snake)) {
 			pgn_emit_para(e,
 			    "%s (%s: %s is reserved in C): reply with %s_%s_reply()",
-			    m->name, m->member, m->snake, s->prefix, m->snake);
+			    m->name, m->member, m->snake, s->prefix, m->stem);
 		} else {
 			pgn_emit_para(e, "%s: reply with %s_%s_reply()", m->name,
-			    s->prefix, m->snake);
+			    s->prefix, m->stem);
 		}
 		pgn_emit_comment_end(e);
 		params[0] = "nrpc_call *call";
@@ -132,12 +132,12 @@ pgn_skel_decls(pgn_emit *e, const pgn_service *s)
 		    "%s_%s_reply finishes a %s.%s call with OK and resp "
 		    "(borrowed; packed before the return). The call and its "
 		    "request are freed: use neither afterwards. Thread-safe.",
-		    s->prefix, m->snake, s->name, m->name);
+		    s->prefix, m->stem, s->name, m->name);
 		pgn_emit_comment_end(e);
 		params[0] = "nrpc_call *call";
 		params[1] = pgn_emit_str(e, "const %s *resp", m->out->c_name);
 		pgn_emit_list(e,
-		    pgn_emit_str(e, "void %s_%s_reply(", s->prefix, m->snake),
+		    pgn_emit_str(e, "void %s_%s_reply(", s->prefix, m->stem),
 		    params, 2, ");");
 		pgn_emitf(e, "\n\n");
 	}
@@ -272,7 +272,7 @@ pgn_skel_defs(pgn_emit *e, const pgn_service *s)
 		params[0] = "nrpc_call *call";
 		params[1] = pgn_emit_str(e, "const %s *resp", m->out->c_name);
 		pgn_emitf(e, "void\n");
-		pgn_emit_list(e, pgn_emit_str(e, "%s_%s_reply(", s->prefix, m->snake),
+		pgn_emit_list(e, pgn_emit_str(e, "%s_%s_reply(", s->prefix, m->stem),
 		    params, 2, ")");
 		pgn_emitf(e, "\n{\n");
 		pgn_emit_in(e);

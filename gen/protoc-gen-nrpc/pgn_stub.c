@@ -21,7 +21,7 @@ pgn_stub_decl_call(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 
 	pgn_emit_comment_begin(e);
 	pgn_emit_para(e, "%s_%s calls %s.%s and waits for the reply.",
-	    s->prefix, m->snake, s->name, m->name);
+	    s->prefix, m->stem, s->name, m->name);
 	if (m->comment != NULL) {
 		pgn_emit_verbatim(e, m->comment);
 	}
@@ -36,7 +36,7 @@ pgn_stub_decl_call(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	pgn_emit_para(e,
 	    "Thread-safe. It blocks, so never call it from an nng callback "
 	    "thread: use %s_%s_async() there.%s%s%s",
-	    s->prefix, m->snake,
+	    s->prefix, m->stem,
 	    m->idempotency != NULL ? " Idempotent (" : "",
 	    m->idempotency != NULL ? m->idempotency : "",
 	    m->idempotency != NULL ? "): resent without a request id." : "");
@@ -49,7 +49,7 @@ pgn_stub_decl_call(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	params[2] = pgn_emit_str(e, "%s **resp", m->out->c_name);
 	params[3] = "const nrpc_call_opts *opts";
 	params[4] = "nrpc_status *st";
-	pgn_emit_list(e, pgn_emit_str(e, "nrpc_code %s_%s(", s->prefix, m->snake),
+	pgn_emit_list(e, pgn_emit_str(e, "nrpc_code %s_%s(", s->prefix, m->stem),
 	    params, 5, ");");
 	pgn_emitf(e, "\n\n");
 }
@@ -66,13 +66,13 @@ pgn_stub_decl_cb(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	    "the callback: free it with %s__free_unpacked(resp, NULL)), NULL "
 	    "unless st->code is NRPC_OK. st is borrowed until the callback "
 	    "returns.",
-	    s->prefix, m->snake, s->prefix, m->snake, m->out->lower);
+	    s->prefix, m->stem, s->prefix, m->stem, m->out->lower);
 	pgn_emit_comment_end(e);
 	params[0] = "void *arg";
 	params[1] = pgn_emit_str(e, "%s *resp", m->out->c_name);
 	params[2] = "const nrpc_status *st";
 	pgn_emit_list(e,
-	    pgn_emit_str(e, "typedef void (*%s_%s_cb)(", s->prefix, m->snake),
+	    pgn_emit_str(e, "typedef void (*%s_%s_cb)(", s->prefix, m->stem),
 	    params, 3, ");");
 	pgn_emitf(e, "\n\n");
 }
@@ -89,7 +89,7 @@ pgn_stub_decl_async(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	    "call is under way and cb(arg, resp, st) will run exactly once, "
 	    "possibly before this returns. Otherwise cb will not run and st "
 	    "(which may be NULL) says why. A NULL cb discards the reply.",
-	    s->prefix, m->snake, s->name, m->name);
+	    s->prefix, m->stem, s->name, m->name);
 	pgn_emit_para(e,
 	    "Thread-safe and never blocks: the stub to use on nng callback "
 	    "threads.");
@@ -97,11 +97,11 @@ pgn_stub_decl_async(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	params[0] = "nrpc_client *c";
 	params[1] = pgn_emit_str(e, "const %s *req", m->in->c_name);
 	params[2] = "const nrpc_call_opts *opts";
-	params[3] = pgn_emit_str(e, "%s_%s_cb cb", s->prefix, m->snake);
+	params[3] = pgn_emit_str(e, "%s_%s_cb cb", s->prefix, m->stem);
 	params[4] = "void *arg";
 	params[5] = "nrpc_status *st";
 	pgn_emit_list(e,
-	    pgn_emit_str(e, "nrpc_code %s_%s_async(", s->prefix, m->snake),
+	    pgn_emit_str(e, "nrpc_code %s_%s_async(", s->prefix, m->stem),
 	    params, 6, ");");
 	pgn_emitf(e, "\n\n");
 }
@@ -141,7 +141,7 @@ pgn_stub_def_call(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	params[3] = "const nrpc_call_opts *opts";
 	params[4] = "nrpc_status *st";
 	pgn_emitf(e, "nrpc_code\n");
-	pgn_emit_list(e, pgn_emit_str(e, "%s_%s(", s->prefix, m->snake), params,
+	pgn_emit_list(e, pgn_emit_str(e, "%s_%s(", s->prefix, m->stem), params,
 	    5, ")");
 	pgn_emitf(e, "\n{\n");
 	pgn_emit_in(e);
@@ -176,19 +176,19 @@ pgn_stub_def_done(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	pgn_emit_para(e,
 	    "The nrpc_done_fn of %s_%s_async(): converts the callback back to "
 	    "its own type before calling it.",
-	    s->prefix, m->snake);
+	    s->prefix, m->stem);
 	pgn_emit_comment_end(e);
 	params[0] = "nrpc_fnptr user_cb";
 	params[1] = "void *user_arg";
 	params[2] = "ProtobufCMessage *resp";
 	params[3] = "const nrpc_status *st";
 	pgn_emitf(e, "static void\n");
-	pgn_emit_list(e, pgn_emit_str(e, "%s_%s_done(", s->prefix, m->snake),
+	pgn_emit_list(e, pgn_emit_str(e, "%s_%s_done(", s->prefix, m->stem),
 	    params, 4, ")");
 	pgn_emitf(e, "\n{\n");
 	pgn_emit_in(e);
-	pgn_emit_decl(e, pgn_emit_str(e, "%s_%s_cb cb =", s->prefix, m->snake),
-	    pgn_emit_str(e, "(%s_%s_cb) user_cb;", s->prefix, m->snake));
+	pgn_emit_decl(e, pgn_emit_str(e, "%s_%s_cb cb =", s->prefix, m->stem),
+	    pgn_emit_str(e, "(%s_%s_cb) user_cb;", s->prefix, m->stem));
 	pgn_emitf(e, "\n");
 	pgn_emitf(e, "if (cb == NULL) {\n");
 	pgn_emit_in(e);
@@ -218,11 +218,11 @@ pgn_stub_def_async(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	params[0] = "nrpc_client *c";
 	params[1] = pgn_emit_str(e, "const %s *req", m->in->c_name);
 	params[2] = "const nrpc_call_opts *opts";
-	params[3] = pgn_emit_str(e, "%s_%s_cb cb", s->prefix, m->snake);
+	params[3] = pgn_emit_str(e, "%s_%s_cb cb", s->prefix, m->stem);
 	params[4] = "void *arg";
 	params[5] = "nrpc_status *st";
 	pgn_emitf(e, "nrpc_code\n");
-	pgn_emit_list(e, pgn_emit_str(e, "%s_%s_async(", s->prefix, m->snake),
+	pgn_emit_list(e, pgn_emit_str(e, "%s_%s_async(", s->prefix, m->stem),
 	    params, 6, ")");
 	pgn_emitf(e, "\n{\n");
 	pgn_emit_in(e);
@@ -230,7 +230,7 @@ pgn_stub_def_async(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	args[1] = pgn_stub_method_ref(e, s, m);
 	args[2] = "(const ProtobufCMessage *) req";
 	args[3] = "opts";
-	args[4] = pgn_emit_str(e, "%s_%s_done", s->prefix, m->snake);
+	args[4] = pgn_emit_str(e, "%s_%s_done", s->prefix, m->stem);
 	args[5] = "(nrpc_fnptr) cb";
 	args[6] = "arg";
 	args[7] = "st";

@@ -252,8 +252,7 @@ pbjson_field_by_key(const ProtobufCMessageDescriptor *d, const char *key,
 	for (i = 0; i < d->n_fields; i++) {
 		const char *name = d->fields[i].name;
 
-		if (strncmp(name, key, key_len) == 0 && name[key_len] == '\0' &&
-		    memchr(key, '\0', key_len) == NULL) {
+		if (strlen(name) == key_len && memcmp(name, key, key_len) == 0) {
 			return &d->fields[i];
 		}
 	}

@@ -4,6 +4,7 @@
  * safe to put into error messages.
  */
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -480,10 +481,11 @@ pbjson_fmt_double(double d, char *buf)
 	int len = 0;
 	int p;
 
-	/* 15 significant digits always read back when fewer suffice, and
-	 * %g drops trailing zeros, so the first precision that reads back
-	 * gives the shortest form. */
-	for (p = 15; p <= 17; p++) {
+	/* For a normal double, when k <= 15 digits read back, "%.15g" is
+	 * those k digits (the double is closer to them than 15-digit
+	 * decimals are spaced, and %g drops trailing zeros): start there.
+	 * Subnormals carry fewer bits, so try every precision. */
+	for (p = fabs(d) < DBL_MIN ? 1 : 15; p <= 17; p++) {
 		len = snprintf(buf, PBJSON_NUMBUF, "%.*g", p, d);
 		if (strtod(buf, NULL) == d) {
 			break;
@@ -499,7 +501,8 @@ pbjson_float_as_double(float f)
 	double d;
 	int p;
 
-	for (p = 6; p <= 9; p++) {
+	/* As in pbjson_fmt_double, with 6 digits for a float. */
+	for (p = fabsf(f) < FLT_MIN ? 1 : 6; p <= 9; p++) {
 		(void) snprintf(buf, sizeof(buf), "%.*g", p, (double) f);
 		if (strtof(buf, NULL) == f) {
 			break;

@@ -1,0 +1,255 @@
+/*
+ * nrpc_int.h - private to service/nrpc: the envelope codec, the decode
+ * arena, the worker pool, and the server's request path without sockets
+ * (for the fuzz harness and socket-free tests).
+ *
+ * Nothing outside service/nrpc includes this header except nrpc's own
+ * tests and fuzz harness (STYLE §4: tests may include anything).
+ */
+#ifndef NRPC_INT_H
+#define NRPC_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "nrpc.h"
+#include "nrpc/v1/rpc.pb-c.h"
+
+/* --- internal limits --- */
+
+/* nng counts the REQ/REP backtrace (4 bytes per hop, at most 8 hops by
+ * default) in NNG_OPT_RECVMAXSZ but not in the message body we see, so
+ * the socket limit is max_message_bytes plus this slack and our own check
+ * enforces the exact limit on the envelope. */
+#define NRPC_RECVMAXSZ_SLACK 64
+
+/* Decoding copies strings and bytes and allocates a struct per repeated
+ * submessage, so the memory a request decodes into can be many times its
+ * wire size (a 2-byte empty metadata entry becomes ~48 bytes). The arena
+ * that holds a decoded request is capped at twice the envelope limit (the
+ * envelope's body is copied, then the message decoded from it) plus this
+ * much; beyond it the call fails with RESOURCE_EXHAUSTED "TOO_LARGE". */
+#define NRPC_DECODE_SLACK_BYTES (64 * 1024)
+
+/* Arena chunk size: a typical request (envelope, a key, a small value)
+ * fits in the first chunk, which is kept between calls. */
+#define NRPC_ARENA_CHUNK_BYTES 4096
+
+/* A reply that nng cannot hand to the peer within this time (a client
+ * that stopped reading) is dropped so the context can serve others. */
+#define NRPC_SEND_TIMEOUT_MS 10000
+
+/* nng 1.5.2 has no linger: closing the socket can drop a reply that was
+ * handed to a pipe but not yet written. nrpc_server_stop waits this long
+ * (bounded by the grace) between the last answer and the close. */
+#define NRPC_STOP_LINGER_MS 20
+
+/* --- varints (protobuf base-128) --- */
+
+/* nrpc_varint_len returns the encoded size of v: 1..10 bytes. */
+size_t nrpc_varint_len(uint64_t v);
+
+/* nrpc_varint_put writes v to out (room for nrpc_varint_len(v) bytes)
+ * and returns the number of bytes written. */
+size_t nrpc_varint_put(uint8_t *out, uint64_t v);
+
+/* --- decode arena --- */
+
+typedef struct nrpc_arena_chunk nrpc_arena_chunk;
+
+/* nrpc_arena is a bump allocator behind a ProtobufCAllocator: everything
+ * decoded for one call lives in it and is released at once by
+ * nrpc_arena_reset, so a steady stream of small requests allocates
+ * nothing. Not thread-safe: one call uses it at a time. */
+typedef struct nrpc_arena {
+	ProtobufCAllocator pa;   /* pass &arena->pa to *__unpack */
+	nrpc_arena_chunk *first; /* owned; kept across resets */
+	nrpc_arena_chunk *cur;   /* chunk being filled */
+	nrpc_arena_chunk *big;   /* owned; oversized allocations, freed on
+	                          * reset */
+	size_t used;             /* bytes handed out since the last reset */
+	size_t max;              /* used never exceeds this */
+	bool over_max;           /* an allocation was refused: max */
+	bool oom;                /* an allocation failed: out of memory */
+} nrpc_arena;
+
+/* nrpc_arena_init prepares an empty arena holding at most max bytes.
+ * Allocates nothing. */
+void nrpc_arena_init(nrpc_arena *a, size_t max);
+
+/* nrpc_arena_reset releases everything allocated since the last reset
+ * (keeping the first chunk) and clears the failure flags. */
+void nrpc_arena_reset(nrpc_arena *a);
+
+/* nrpc_arena_fini frees everything; a zeroed arena is a no-op. */
+void nrpc_arena_fini(nrpc_arena *a);
+
+/* --- envelope: encode --- */
+
+/* nrpc_request_plan: a Request to be written by nrpc_envelope_write_
+ * request. Every pointer is borrowed from the arguments of
+ * nrpc_envelope_plan_request and must stay valid until the write. */
+typedef struct nrpc_request_plan {
+	Nrpc__V1__Request env; /* everything but the body */
+	Nrpc__V1__Metadata md[NRPC_MAX_METADATA];
+	Nrpc__V1__Metadata *mdp[NRPC_MAX_METADATA];
+	const ProtobufCMessage *body;
+	size_t env_len;  /* packed size of env */
+	size_t body_len; /* packed size of body */
+	size_t total;    /* bytes nrpc_envelope_write_request writes */
+} nrpc_request_plan;
+
+/* nrpc_envelope_plan_request sizes a Request for method (a C string),
+ * body (borrowed), timeout, request_id and client_name (C strings, may be
+ * NULL) and n_metadata key/value pairs (metadata[2i], metadata[2i+1]).
+ * INVALID_ARGUMENT (field names the envelope field) when a field exceeds
+ * its NRPC_MAX_* limit or a metadata entry is NULL. */
+nrpc_code nrpc_envelope_plan_request(nrpc_request_plan *p, const char *method,
+    const ProtobufCMessage *body, uint32_t timeout_ms, const char *request_id,
+    const char *client_name, const char *const *metadata, size_t n_metadata,
+    nrpc_status *st);
+
+/* nrpc_envelope_write_request writes exactly p->total bytes to out. The
+ * body is packed straight into out after the rest of the envelope (field
+ * order does not matter in protobuf), so it is never copied. */
+void nrpc_envelope_write_request(const nrpc_request_plan *p, uint8_t *out);
+
+/* nrpc_reply_plan: a Response to be written by nrpc_envelope_write_reply;
+ * borrows from the status and message given to nrpc_envelope_plan_reply. */
+typedef struct nrpc_reply_plan {
+	Nrpc__V1__Status status;
+	bool has_status;              /* false for OK: an absent status is OK */
+	const ProtobufCMessage *body; /* NULL: no body */
+	size_t status_len;
+	size_t body_len;
+	size_t total;
+} nrpc_reply_plan;
+
+/* nrpc_envelope_plan_reply sizes a Response carrying st (borrowed) and,
+ * when st->code is OK, body (borrowed; may be NULL). */
+void nrpc_envelope_plan_reply(nrpc_reply_plan *p, const nrpc_status *st,
+    const ProtobufCMessage *body);
+
+/* nrpc_envelope_write_reply writes exactly p->total bytes to out. */
+void nrpc_envelope_write_reply(const nrpc_reply_plan *p, uint8_t *out);
+
+/* --- envelope: decode --- */
+
+/* nrpc_envelope_decode_request decodes buf[0..len) into *out (allocated
+ * in a; valid until a is reset) and checks it: size against max first
+ * (RESOURCE_EXHAUSTED "TOO_LARGE"), then protobuf (INVALID_ARGUMENT
+ * "MALFORMED_ENVELOPE"), then the fields (method present, UTF-8, within
+ * the NRPC_MAX_* limits: INVALID_ARGUMENT "MALFORMED_ENVELOPE" with the
+ * field). Arena exhaustion gives RESOURCE_EXHAUSTED "TOO_LARGE" (or
+ * "OUT_OF_MEMORY"). *out is written only on NRPC_OK. Pure. */
+nrpc_code nrpc_envelope_decode_request(const uint8_t *buf, size_t len,
+    size_t max, nrpc_arena *a, Nrpc__V1__Request **out, nrpc_status *st);
+
+/* nrpc_envelope_decode_body decodes a method's request body of type d
+ * into *out (in a). INVALID_ARGUMENT "MALFORMED_BODY" naming the type when
+ * it does not decode; arena exhaustion as above. Pure. */
+nrpc_code nrpc_envelope_decode_body(const ProtobufCMessageDescriptor *d,
+    const uint8_t *buf, size_t len, nrpc_arena *a, ProtobufCMessage **out,
+    nrpc_status *st);
+
+/* nrpc_envelope_decode_reply decodes a Response of len bytes (checked
+ * against max first). When its status is OK, *resp is the body decoded as
+ * d (owned; protobuf_c_message_free_unpacked with NULL allocator) and st
+ * is OK; otherwise *resp is NULL and st holds the remote status, detail
+ * included (owned by st). An undecodable reply or body gives INTERNAL
+ * "MALFORMED_REPLY". st is overwritten, never read. Pure. */
+nrpc_code nrpc_envelope_decode_reply(const uint8_t *buf, size_t len,
+    size_t max, const ProtobufCMessageDescriptor *d, ProtobufCMessage **resp,
+    nrpc_status *st);
+
+/* --- status helpers --- */
+
+/* nrpc_status_from_wire overwrites st with the wire status ws (borrowed;
+ * NULL means OK): strings are truncated to fit, a code outside gRPC's
+ * table becomes UNKNOWN, the detail is copied (dropped, with a note in the
+ * message, when out of memory). */
+void nrpc_status_from_wire(nrpc_status *st, const Nrpc__V1__Status *ws);
+
+/* nrpc_status_printable copies at most cap-1 bytes of s[0..n) to out,
+ * replacing bytes outside printable ASCII with '?', so a peer-chosen name
+ * can be quoted in a message or log. Always NUL-terminates (cap > 0). */
+void nrpc_status_printable(char *out, size_t cap, const char *s, size_t n);
+
+/* nrpc_status_move overwrites dst with src, transferring the detail, and
+ * leaves src zeroed. */
+void nrpc_status_move(nrpc_status *dst, nrpc_status *src);
+
+/* --- worker pool --- */
+
+/* nrpc_pool_run_fn runs one item on a worker thread; wstate is that
+ * worker's state from worker_init (or NULL). */
+typedef void (*nrpc_pool_run_fn)(void *item, void *wstate, void *arg);
+
+/* nrpc_pool: worker threads taking items from a bounded FIFO. The
+ * producer side (nrpc_pool_push) never blocks, so nng callbacks can use
+ * it. */
+typedef struct nrpc_pool {
+	pthread_mutex_t mtx;
+	pthread_cond_t work_cv;  /* workers wait here for items */
+	pthread_cond_t start_cv; /* nrpc_pool_start waits for the inits */
+	/* guarded by mtx: */
+	void **ring;             /* cap slots; owned */
+	size_t cap;
+	size_t head;             /* index of the oldest item */
+	size_t count;            /* items queued */
+	unsigned idle;           /* workers waiting on work_cv */
+	unsigned inits_done;     /* workers whose init returned */
+	unsigned inits_failed;
+	int first_fail_rc;       /* rc of the first failed init */
+	unsigned first_fail_idx;
+	bool go;                 /* every init succeeded: take work */
+	bool stopping;           /* no new items; exit when empty */
+	/* fixed after start: */
+	pthread_t *threads;      /* owned */
+	unsigned n_threads;
+	nrpc_pool_run_fn run;
+	void *run_arg;
+	nrpc_worker_init_fn init;
+	nrpc_worker_fini_fn fini;
+	void *worker_arg;
+	bool started;
+} nrpc_pool;
+
+/* nrpc_pool_start starts n workers (each runs init on its own thread)
+ * and waits for every init. On failure (INTERNAL "WORKER_INIT_FAILED", or
+ * RESOURCE_EXHAUSTED/INTERNAL when memory or threads run out) every
+ * worker is joined, each successful init has been matched by its fini,
+ * and the pool is as zeroed. */
+nrpc_code nrpc_pool_start(nrpc_pool *p, unsigned n, size_t max_queue,
+    nrpc_pool_run_fn run, void *run_arg, nrpc_worker_init_fn init,
+    nrpc_worker_fini_fn fini, void *worker_arg, nrpc_status *st);
+
+/* nrpc_pool_push queues item; false when the queue is full or the pool
+ * is stopping (the caller keeps the item). Never blocks beyond the
+ * queue's mutex. */
+bool nrpc_pool_push(nrpc_pool *p, void *item);
+
+/* nrpc_pool_stop lets the workers run what is queued, then joins them
+ * (each runs fini) and frees the pool. Not from a worker. A pool that was
+ * never started is a no-op. */
+void nrpc_pool_stop(nrpc_pool *p);
+
+/* --- the server's request path without sockets --- */
+
+/* nrpc_server_process runs one envelope through the server's request path
+ * on the calling thread: size check, envelope decode, method lookup, body
+ * decode, deadline, dispatch (handlers run inline; worker state NULL) -
+ * exactly what a REP context does with a received message. If the handler
+ * hands the call to another thread, this waits until it is finished.
+ * srv needs its services added but need not be started. On NRPC_OK *reply
+ * is the packed nrpc.v1.Response (owned; ds_free) of *reply_len bytes;
+ * RESOURCE_EXHAUSTED when memory ran out (nothing is returned). This is
+ * the fuzz harness's entry point ("bytes -> envelope decode -> dispatch"). */
+nrpc_code nrpc_server_process(nrpc_server *srv, const uint8_t *buf,
+    size_t len, uint8_t **reply, size_t *reply_len);
+
+#endif /* NRPC_INT_H */
