@@ -76,12 +76,12 @@ main(int argc, char **argv)
 	pgn_err prv;
 	int status = 1;
 
+	(void) argv;
 	if (argc > 1) {
 		fprintf(stderr,
 		    "%s: takes no arguments; run it through protoc:\n"
 		    "  protoc --plugin=%s=PATH --nrpc_out=DIR FILE.proto\n",
 		    PGN_PROG, PGN_PROG);
-		(void) argv;
 		return 2;
 	}
 	ds_buf_init(&in, PGN_MAX_REQUEST_BYTES);

@@ -170,21 +170,21 @@ pgn_c_package(pgn_ctx *ctx, const Google__Protobuf__FileDescriptorProto *fd,
 		if (!pgn_varint(f->data, f->len, &i, &len) ||
 		    len != f->len - i) {
 			return pgn_fail(ctx, PGN_EBADREQ,
-			    "%s: malformed (pb_c_file) option", pgn_str(fd->name));
+			    "%s: malformed (pb_c_file) option", pgn_shown(fd->name));
 		}
 		if ((rv = pgn_c_package_scan(ctx, f->data + i, (size_t) len,
 		         out)) != PGN_OK) {
 			return rv == PGN_EBADREQ
 			           ? pgn_fail(ctx, rv,
 			                 "%s: malformed (pb_c_file) option",
-			                 pgn_str(fd->name))
+			                 pgn_shown(fd->name))
 			           : rv;
 		}
 	}
 	if (*out != NULL && !pgn_is_dotted(*out)) {
 		return pgn_fail(ctx, PGN_EPROTO,
 		    "%s: (pb_c_file).c_package \"%s\" is not a package name",
-		    pgn_str(fd->name), pgn_shown(*out));
+		    pgn_shown(fd->name), pgn_shown(*out));
 	}
 	return PGN_OK;
 }
@@ -286,7 +286,8 @@ pgn_types_build(pgn_ctx *ctx)
 		}
 		if (!pgn_is_dotted(pgn_str(fd->package))) {
 			return pgn_fail(ctx, PGN_EBADREQ,
-			    "%s: the package is not a dotted name", fd->name);
+			    "%s: the package is not a dotted name",
+			    pgn_shown(fd->name));
 		}
 		if ((rv = pgn_c_package(ctx, fd, &ctx->c_packages[f])) !=
 		    PGN_OK) {
@@ -294,7 +295,7 @@ pgn_types_build(pgn_ctx *ctx)
 		}
 		for (i = 0; i < fd->n_message_type; i++) {
 			if ((rv = pgn_count_types(ctx, fd->message_type[i],
-			         fd->name, 1, &count)) != PGN_OK) {
+			         pgn_shown(fd->name), 1, &count)) != PGN_OK) {
 				return rv;
 			}
 		}

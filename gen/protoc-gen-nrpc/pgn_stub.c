@@ -10,6 +10,8 @@
  * back before calling it, so a function is never called through a pointer
  * of another type.
  */
+#include <string.h>
+
 #include "pgn.h"
 
 /* --- declarations (.nrpc.h) --- */
@@ -22,6 +24,12 @@ pgn_stub_decl_call(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	pgn_emit_comment_begin(e);
 	pgn_emit_para(e, "%s_%s calls %s.%s and waits for the reply.",
 	    s->prefix, m->stem, s->name, m->name);
+	if (strcmp(m->stem, m->snake) != 0) {
+		pgn_emit_para(e,
+		    "(The trailing underscore keeps its names apart from %s_%s, "
+		    "which belongs to the service.)",
+		    s->prefix, m->snake);
+	}
 	if (m->comment != NULL) {
 		pgn_emit_verbatim(e, m->comment);
 	}
@@ -29,9 +37,9 @@ pgn_stub_decl_call(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	pgn_emit_para(e,
 	    "req is borrowed; opts may be NULL. On NRPC_OK *resp is the "
 	    "response (owned: free it with %s__free_unpacked(*resp, NULL)); on "
-	    "failure *resp is untouched. Either way st holds the status, "
-	    "detail included: release it with nrpc_status_fini(). Returns "
-	    "st->code.",
+	    "failure *resp is untouched. Either way st, unless NULL, is "
+	    "overwritten with the status, detail included: release it with "
+	    "nrpc_status_fini(). Returns the status code.",
 	    m->out->lower);
 	pgn_emit_para(e,
 	    "Thread-safe. It blocks, so never call it from an nng callback "
@@ -39,7 +47,9 @@ pgn_stub_decl_call(pgn_emit *e, const pgn_service *s, const pgn_method *m)
 	    s->prefix, m->stem,
 	    m->idempotency != NULL ? " Idempotent (" : "",
 	    m->idempotency != NULL ? m->idempotency : "",
-	    m->idempotency != NULL ? "): resent without a request id." : "");
+	    m->idempotency != NULL ? "): nrpc may resend it without a request "
+	                              "id."
+	                            : "");
 	if (m->deprecated) {
 		pgn_emit_para(e, "Deprecated in the .proto file.");
 	}
