@@ -49,6 +49,24 @@ it_start() {
   exit 1
 }
 
+# it_start_http [datasyncd flags...]: it_start with the HTTP gateway on a
+# free port; sets IT_HTTP (http://127.0.0.1:PORT) and waits for it.
+it_start_http() {
+  IT_HTTP_PORT=$(it_free_port)
+  IT_HTTP="http://127.0.0.1:$IT_HTTP_PORT"
+  it_start --http "127.0.0.1:$IT_HTTP_PORT" "$@"
+  for _ in $(seq 1 500); do
+    if grep -q "gateway and demo page on" "$IT_DIR/datasyncd.log" 2>/dev/null; then
+      return 0
+    fi
+    kill -0 "$IT_PID" 2>/dev/null || break
+    sleep 0.02
+  done
+  echo "the gateway did not start:" >&2
+  cat "$IT_DIR/datasyncd.log" >&2
+  exit 1
+}
+
 it_stop() {
   kill -TERM "$IT_PID"
   local rc=0

@@ -134,7 +134,7 @@ rs_run(rsut *t, const ds_model_op *op, ds_model_reply *got)
 {
 	nrpc_client *rpc = datasync_rpc(t->c);
 	nrpc_status st = {0};
-	char key[32];
+	char key[64];
 	char prefix[32];
 	char val[32];
 	char owner[8];
