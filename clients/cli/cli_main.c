@@ -222,8 +222,9 @@ cli_fail(const nrpc_status *st)
 
 		if (rec->lock != NULL && strcmp(reason, "LOCKED") == 0) {
 			cli_format_time(rec->lock->expires_at_ms, when, sizeof(when));
-			fprintf(stderr, " (locked by %s until %s, fencing token %" PRIu64
-			        ")", rec->lock->owner, when, rec->lock->fencing_token);
+			/* The message names the holder; add the expiry in a form
+			 * people read. */
+			fprintf(stderr, " (expires %s)", when);
 		} else if (rec->deleted) {
 			fprintf(stderr, " (current: deleted at version %" PRIu64 ")",
 			    rec->version);
