@@ -22,18 +22,24 @@
  *    the default json_name ("if_version" -> "ifVersion"): protoc-c's
  *    descriptors do not carry a custom `json_name` option.
  *  - Maps: protoc-c represents a map as a repeated field of nested
- *    "<Name>Entry" messages with fields key = 1 and value = 2. Such a field
- *    is encoded and decoded as a JSON object. A repeated field of a
- *    hand-written nested message that fits that shape exactly is treated
- *    as a map too.
+ *    "<Name>Entry" messages with fields key = 1 and value = 2, and its
+ *    descriptors do not say "map". A repeated message field is treated as
+ *    a map (a JSON object) when its message is nested, has exactly those
+ *    two fields, a valid key type, and is named as protoc names map
+ *    entries after the field ("by_id" -> "ByIdEntry"). A hand-written
+ *    message of exactly that shape and name would be taken for a map too.
+ *    Integer map keys must be in canonical decimal form ("7", "-7"; not
+ *    "07", "7e0" or "-0"), so that no two JSON keys name one entry.
  *  - Well-known types (Timestamp, Duration, Any, Struct, wrappers) get no
  *    special form: they are encoded as ordinary messages.
  *  - Unsigned 64-bit values above INT64_MAX must be sent as strings, as
  *    every proto3 JSON encoder does: jansson cannot hold such a number
  *    literal and it is rejected with PBJSON_ERANGE. An integer field also
  *    rejects a JSON number written with a fraction or exponent ("1e3" is
- *    fine) whose magnitude is above 2^53, because the double it was read
- *    into may already have lost digits.
+ *    fine) whose magnitude is 2^53 or more, because the double jansson
+ *    read it into may already have lost digits. Below 2^53 a fraction too
+ *    small for that double to hold (4503599627370496.5) goes unnoticed:
+ *    jansson keeps no number text. Strings are parsed exactly.
  *  - Duplicate JSON keys, and one field given by both of its names, are
  *    errors (PBJSON_EDUPLICATE), as in Go's and Java's parsers: different
  *    parsers keep different duplicates, so accepting them lets a gateway
@@ -88,7 +94,9 @@
 
 /* PBJSON_MAX_BYTES_HARD is the largest max_bytes accepted: a bigger value
  * is PBJSON_EINVAL, not clamped. jansson builds the whole document in
- * memory, several times the size of the text. */
+ * memory first, and that tree can be 16 times the text (measured: 4 MiB
+ * of "[0,0,...]" takes 64 MiB), so callers should keep max_bytes near
+ * what their messages need. */
 #define PBJSON_MAX_BYTES_HARD ((size_t) 256 << 20)
 
 /* --- errors --- */
@@ -115,7 +123,7 @@ typedef enum pbjson_err {
 } pbjson_err;
 
 /* PBJSON_PATH_MAX and PBJSON_MESSAGE_MAX size pbjson_error's texts. */
-#define PBJSON_PATH_MAX 128
+#define PBJSON_PATH_MAX    128
 #define PBJSON_MESSAGE_MAX 256
 
 /* pbjson_error describes a failure for people and for programs. Both
@@ -123,18 +131,19 @@ typedef enum pbjson_err {
  * boundary, control characters replaced by '?'), so they can go into a
  * JSON error body as they are. */
 typedef struct pbjson_error {
-	char path[PBJSON_PATH_MAX]; /* JSON path of the value at fault,
-	                               "precondition.ifVersion",
-	                               "records[2].key", "counts[\"a\"]";
-	                               "" for the document itself. Keys are
-	                               spelled as in the input. */
+	char path[PBJSON_PATH_MAX];       /* JSON path of the value at fault,
+	                                     "precondition.ifVersion",
+	                                     "records[2].key", "counts[\"a\"]";
+	                                     "" for the document itself. Keys
+	                                     are spelled as in the input. */
 	char message[PBJSON_MESSAGE_MAX]; /* the whole story, starting with
 	                                     the path when there is one:
 	                                     "precondition.ifVersion: expected
 	                                     an integer, got number 1.5" */
 	int line;        /* EPARSE (and other errors jansson's parser finds):
-	                    1-based line; otherwise 0 */
-	int column;      /* same, 1-based column as jansson counts it */
+	                    1-based line; otherwise 0. jansson points just
+	                    past the token it could not use. */
+	int column;      /* same, 1-based column (in characters) */
 	size_t position; /* same, byte offset into the input */
 } pbjson_error;
 
@@ -172,8 +181,8 @@ typedef struct pbjson_options {
  * PBJSON_EINVAL, PBJSON_ENOMEM. On failure *out and *out_len are
  * untouched and nothing is leaked. */
 DS_WUR pbjson_err pbjson_encode(const ProtobufCMessage *msg,
-    const pbjson_options *o, char **out, size_t *out_len,
-    pbjson_error *err);
+                                const pbjson_options *o, char **out,
+                                size_t *out_len, pbjson_error *err);
 
 /* pbjson_to_json is pbjson_encode's first half: msg as a jansson value,
  * for embedding into a larger document (the gateway's error bodies).
@@ -182,7 +191,8 @@ DS_WUR pbjson_err pbjson_encode(const ProtobufCMessage *msg,
  * (0.1f becomes 0.1), which reads back as the same float. Failures as for
  * pbjson_encode, except that max_bytes does not apply. */
 DS_WUR pbjson_err pbjson_to_json(const ProtobufCMessage *msg,
-    const pbjson_options *o, json_t **out, pbjson_error *err);
+                                 const pbjson_options *o, json_t **out,
+                                 pbjson_error *err);
 
 /* pbjson_dump serializes any JSON value the way pbjson_encode does:
  * compact or pretty (o->pretty), reals in their shortest round-trip form
@@ -194,7 +204,7 @@ DS_WUR pbjson_err pbjson_to_json(const ProtobufCMessage *msg,
  * PBJSON_MAX_JSON_DEPTH), PBJSON_EUTF8, PBJSON_EINVAL (a real that is not
  * finite), PBJSON_ENOMEM. */
 DS_WUR pbjson_err pbjson_dump(const json_t *j, const pbjson_options *o,
-    char **out, size_t *out_len, pbjson_error *err);
+                              char **out, size_t *out_len, pbjson_error *err);
 
 /* --- decode --- */
 
@@ -213,8 +223,9 @@ DS_WUR pbjson_err pbjson_dump(const json_t *j, const pbjson_options *o,
  * PBJSON_ETOOLARGE, PBJSON_EDEPTH, or any error of pbjson_from_json. On
  * failure *out is untouched and nothing is leaked. */
 DS_WUR pbjson_err pbjson_decode(const ProtobufCMessageDescriptor *d,
-    const char *json, size_t len, const pbjson_options *o,
-    ProtobufCMessage **out, pbjson_error *err);
+                                const char *json, size_t len,
+                                const pbjson_options *o,
+                                ProtobufCMessage **out, pbjson_error *err);
 
 /* pbjson_from_json is pbjson_decode after parsing: j (borrowed for the
  * call, not modified, its reference count untouched) becomes a new
@@ -225,7 +236,7 @@ DS_WUR pbjson_err pbjson_decode(const ProtobufCMessageDescriptor *d,
  * PBJSON_EUTF8, PBJSON_EDEPTH, PBJSON_EINVAL, PBJSON_ENOMEM. On failure
  * *out is untouched and nothing is leaked. */
 DS_WUR pbjson_err pbjson_from_json(const ProtobufCMessageDescriptor *d,
-    const json_t *j, const pbjson_options *o, ProtobufCMessage **out,
-    pbjson_error *err);
+                                   const json_t *j, const pbjson_options *o,
+                                   ProtobufCMessage **out, pbjson_error *err);
 
 #endif /* PBJSON_H */

@@ -70,7 +70,7 @@ pbjson_path_put(char *dst, size_t cap, size_t *len, const pbjson_path *p)
 	} else {
 		pbjson_safe_copyn(key, sizeof(key), p->key, p->key_len);
 		n = snprintf(step, sizeof(step), "%s%s", *len == 0 ? "" : ".",
-		    key);
+		             key);
 	}
 	if (n < 0) {
 		return;
@@ -84,7 +84,7 @@ pbjson_path_put(char *dst, size_t cap, size_t *len, const pbjson_path *p)
 
 static pbjson_err
 pbjson_vreport(pbjson_error *err, pbjson_err code, const pbjson_path *path,
-    const char *fmt, va_list ap)
+               const char *fmt, va_list ap)
 {
 	char text[PBJSON_MESSAGE_MAX];
 	char whole[2 * PBJSON_MESSAGE_MAX];
@@ -97,14 +97,14 @@ pbjson_vreport(pbjson_error *err, pbjson_err code, const pbjson_path *path,
 	pbjson_path_put(err->path, sizeof(err->path), &len, path);
 	(void) vsnprintf(text, sizeof(text), fmt, ap); /* cut if long */
 	(void) snprintf(whole, sizeof(whole), "%s%s%s", err->path,
-	    err->path[0] != '\0' ? ": " : "", text);
+	                err->path[0] != '\0' ? ": " : "", text);
 	pbjson_safe_copy(err->message, sizeof(err->message), whole);
 	return code;
 }
 
 pbjson_err
 pbjson_fail(pbjson_ctx *c, pbjson_err code, const pbjson_path *path,
-    const char *fmt, ...)
+            const char *fmt, ...)
 {
 	va_list ap;
 
@@ -138,7 +138,8 @@ pbjson_ctx_init(pbjson_ctx *c, const pbjson_options *o, pbjson_error *err)
 	if (c->opts.max_bytes == 0) {
 		c->opts.max_bytes = PBJSON_MAX_BYTES_DEFAULT;
 	} else if (c->opts.max_bytes > PBJSON_MAX_BYTES_HARD) {
-		return pbjson_report(err, PBJSON_EINVAL,
+		return pbjson_report(
+		    err, PBJSON_EINVAL,
 		    "max_bytes (%zu) exceeds PBJSON_MAX_BYTES_HARD (%zu)",
 		    c->opts.max_bytes, PBJSON_MAX_BYTES_HARD);
 	}
@@ -154,7 +155,7 @@ pbjson_ctx_init(pbjson_ctx *c, const pbjson_options *o, pbjson_error *err)
 	if (c->old_locale == (locale_t) 0) {
 		freelocale(c->c_locale);
 		return pbjson_report(err, PBJSON_EINVAL,
-		    "cannot switch to the C locale");
+		                     "cannot switch to the C locale");
 	}
 	return PBJSON_OK;
 }
@@ -175,7 +176,8 @@ bool
 pbjson_desc_ok(const ProtobufCMessageDescriptor *d)
 {
 	return d != NULL && d->magic == PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC &&
-	    d->message_init != NULL && (d->n_fields == 0 || d->fields != NULL);
+	       d->message_init != NULL &&
+	       (d->n_fields == 0 || d->fields != NULL);
 }
 
 static char
@@ -242,7 +244,7 @@ pbjson_json_name_is(const char *name, const char *key, size_t key_len)
 
 const ProtobufCFieldDescriptor *
 pbjson_field_by_key(const ProtobufCMessageDescriptor *d, const char *key,
-    size_t key_len)
+                    size_t key_len)
 {
 	unsigned i;
 
@@ -252,7 +254,8 @@ pbjson_field_by_key(const ProtobufCMessageDescriptor *d, const char *key,
 	for (i = 0; i < d->n_fields; i++) {
 		const char *name = d->fields[i].name;
 
-		if (strlen(name) == key_len && memcmp(name, key, key_len) == 0) {
+		if (strlen(name) == key_len &&
+		    memcmp(name, key, key_len) == 0) {
 			return &d->fields[i];
 		}
 	}
@@ -308,8 +311,8 @@ pbjson_map_key_type_ok(ProtobufCType t)
 
 const ProtobufCMessageDescriptor *
 pbjson_map_entry(const ProtobufCFieldDescriptor *f,
-    const ProtobufCFieldDescriptor **key,
-    const ProtobufCFieldDescriptor **value)
+                 const ProtobufCFieldDescriptor **key,
+                 const ProtobufCFieldDescriptor **value)
 {
 	const ProtobufCMessageDescriptor *d;
 	const ProtobufCFieldDescriptor *k;
@@ -333,7 +336,7 @@ pbjson_map_entry(const ProtobufCFieldDescriptor *f,
 	if (name_len <= short_len + 1 ||
 	    d->name[name_len - short_len - 1] != '.' ||
 	    (d->package_name != NULL && d->package_name[0] != '\0' &&
-	        name_len <= strlen(d->package_name) + 1 + short_len)) {
+	     name_len <= strlen(d->package_name) + 1 + short_len)) {
 		return NULL;
 	}
 	k = protobuf_c_message_descriptor_get_field(d, 1);

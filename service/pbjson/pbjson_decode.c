@@ -30,24 +30,26 @@
 #include "pbjson_int.h"
 
 static pbjson_err pbjson_dec_message(pbjson_ctx *c,
-    const ProtobufCMessageDescriptor *d, const json_t *j,
-    const pbjson_path *path, unsigned depth, ProtobufCMessage **out);
+                                     const ProtobufCMessageDescriptor *d,
+                                     const json_t *j, const pbjson_path *path,
+                                     unsigned depth, ProtobufCMessage **out);
 
 static pbjson_err pbjson_dec_field(pbjson_ctx *c, ProtobufCMessage *m,
-    const ProtobufCFieldDescriptor *f, const json_t *v,
-    const pbjson_path *path, unsigned depth);
+                                   const ProtobufCFieldDescriptor *f,
+                                   const json_t *v, const pbjson_path *path,
+                                   unsigned depth);
 
 /* --- errors --- */
 
 static pbjson_err
-pbjson_type_error(pbjson_ctx *c, const pbjson_path *path,
-    const char *expected, const char *detail, const json_t *v)
+pbjson_type_error(pbjson_ctx *c, const pbjson_path *path, const char *expected,
+                  const char *detail, const json_t *v)
 {
 	char got[PBJSON_SNIPPET_MAX + 32];
 
 	pbjson_describe(got, sizeof(got), v);
 	return pbjson_fail(c, PBJSON_ETYPE, path, "expected %s (%s), got %s",
-	    expected, detail, got);
+	                   expected, detail, got);
 }
 
 static pbjson_err
@@ -58,15 +60,19 @@ pbjson_enomem(pbjson_ctx *c, const pbjson_path *path)
 
 /* --- integers --- */
 
-/* 2^53: above it a double no longer holds every integer, so a JSON
- * number that jansson had to read as a real may have lost digits. */
+/* 2^53: from there on a double no longer holds every integer, so a
+ * JSON number that jansson had to read as a real (it has a fraction or
+ * an exponent) may have lost digits: 9007199254740993.0 reads as 2^53.
+ * jansson keeps no number text, so below 2^53 a fraction too small for
+ * the double to hold (4503599627370496.5) still reads as an integer. */
 #define PBJSON_EXACT_DOUBLE_INT 9007199254740992.0
 
 /* pbjson_dec_int reads v as an integer: a JSON integer, a real with no
  * fraction, or a string holding a JSON number with no fraction. */
 static pbjson_err
 pbjson_dec_int(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
-    const json_t *v, const pbjson_path *path, bool *neg, uint64_t *mag)
+               const json_t *v, const pbjson_path *path, bool *neg,
+               uint64_t *mag)
 {
 	const char *tn = pbjson_type_name(f->type);
 	char got[PBJSON_SNIPPET_MAX + 32];
@@ -84,25 +90,27 @@ pbjson_dec_int(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 		if (!isfinite(d) || d != floor(d)) {
 			return pbjson_type_error(c, path, "an integer", tn, v);
 		}
-		if (fabs(d) > PBJSON_EXACT_DOUBLE_INT) {
+		if (fabs(d) >= PBJSON_EXACT_DOUBLE_INT) {
 			pbjson_describe(got, sizeof(got), v);
-			return pbjson_fail(c, PBJSON_ERANGE, path,
-			    "%s is above 2^53 and not a plain integer, so it "
-			    "may be inexact; send it as a string",
+			return pbjson_fail(
+			    c, PBJSON_ERANGE, path,
+			    "%s is not below 2^53 and not a plain integer, so "
+			    "it may be inexact; send it as a string",
 			    got);
 		}
 		*neg = d < 0;
 		*mag = (uint64_t) fabs(d);
 		return PBJSON_OK;
 	case JSON_STRING:
-		switch (pbjson_parse_int_text(json_string_value(v),
-		    json_string_length(v), neg, mag)) {
+		switch (pbjson_parse_int_text(
+		    json_string_value(v), json_string_length(v), neg, mag)) {
 		case PBJSON_NUM_OK:
 			return PBJSON_OK;
 		case PBJSON_NUM_RANGE:
 			pbjson_describe(got, sizeof(got), v);
 			return pbjson_fail(c, PBJSON_ERANGE, path,
-			    "%s is out of range for %s", got, tn);
+			                   "%s is out of range for %s", got,
+			                   tn);
 		default:
 			return pbjson_type_error(c, path, "an integer", tn, v);
 		}
@@ -144,9 +152,9 @@ pbjson_int_store(ProtobufCType t, bool neg, uint64_t mag, void *dst)
 {
 	/* -mag computed in 64 bits: mag <= 2^63 here, and 2^63 itself is
 	 * only possible for the 64-bit types. */
-	int64_t sv = !neg ? (int64_t) mag
-	    : mag == (uint64_t) INT64_MAX + 1 ? INT64_MIN
-	                                      : -(int64_t) mag;
+	int64_t sv = !neg                              ? (int64_t) mag
+	             : mag == (uint64_t) INT64_MAX + 1 ? INT64_MIN
+	                                               : -(int64_t) mag;
 
 	switch (t) {
 	case PROTOBUF_C_TYPE_INT32:
@@ -176,14 +184,14 @@ pbjson_int_store(ProtobufCType t, bool neg, uint64_t mag, void *dst)
  * v is the input, described in the message when out of range. */
 static pbjson_err
 pbjson_store_int(pbjson_ctx *c, ProtobufCType t, bool neg, uint64_t mag,
-    const json_t *v, const pbjson_path *path, void *dst)
+                 const json_t *v, const pbjson_path *path, void *dst)
 {
 	char got[PBJSON_SNIPPET_MAX + 32];
 
 	if (!pbjson_int_fits(t, neg, mag)) {
 		pbjson_describe(got, sizeof(got), v);
-		return pbjson_fail(c, PBJSON_ERANGE, path,
-		    "%s is out of range for %s", got,
+		return pbjson_fail(
+		    c, PBJSON_ERANGE, path, "%s is out of range for %s", got,
 		    t == PROTOBUF_C_TYPE_ENUM ? "an enum (int32)"
 		                              : pbjson_type_name(t));
 	}
@@ -200,7 +208,7 @@ pbjson_store_int(pbjson_ctx *c, ProtobufCType t, bool neg, uint64_t mag,
 
 static pbjson_err
 pbjson_dec_real(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
-    const json_t *v, const pbjson_path *path, void *dst)
+                const json_t *v, const pbjson_path *path, void *dst)
 {
 	const char *tn = pbjson_type_name(f->type);
 	char got[PBJSON_SNIPPET_MAX + 32];
@@ -223,16 +231,18 @@ pbjson_dec_real(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 		} else if (strcmp(s, "-Infinity") == 0) {
 			d = -INFINITY;
 		} else {
-			switch (pbjson_parse_real_text(s, json_string_length(v),
-			    &d)) {
+			switch (pbjson_parse_real_text(
+			    s, json_string_length(v), &d)) {
 			case PBJSON_NUM_OK:
 				break;
 			case PBJSON_NUM_RANGE:
 				pbjson_describe(got, sizeof(got), v);
 				return pbjson_fail(c, PBJSON_ERANGE, path,
-				    "%s is out of range for %s", got, tn);
+				                   "%s is out of range for %s",
+				                   got, tn);
 			default:
-				return pbjson_type_error(c, path,
+				return pbjson_type_error(
+				    c, path,
 				    "a number, \"NaN\", \"Infinity\" or "
 				    "\"-Infinity\"",
 				    tn, v);
@@ -246,7 +256,8 @@ pbjson_dec_real(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 		if (isfinite(d) && fabs(d) >= PBJSON_FLOAT_LIMIT) {
 			pbjson_describe(got, sizeof(got), v);
 			return pbjson_fail(c, PBJSON_ERANGE, path,
-			    "%s is out of range for float", got);
+			                   "%s is out of range for float",
+			                   got);
 		}
 		*(float *) dst = (float) d;
 	} else {
@@ -257,7 +268,7 @@ pbjson_dec_real(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 
 static pbjson_err
 pbjson_dec_enum(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
-    const json_t *v, const pbjson_path *path, void *dst)
+                const json_t *v, const pbjson_path *path, void *dst)
 {
 	const ProtobufCEnumDescriptor *ed = f->descriptor;
 	const char *en = ed != NULL ? ed->name : "enum";
@@ -269,41 +280,45 @@ pbjson_dec_enum(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 
 	if (ed == NULL || ed->magic != PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC) {
 		return pbjson_fail(c, PBJSON_EINVAL, path,
-		    "enum field without an enum descriptor");
+		                   "enum field without an enum descriptor");
 	}
 	if (json_is_string(v)) {
 		const char *s = json_string_value(v);
 
 		if (strlen(s) == json_string_length(v)) {
-			ev = protobuf_c_enum_descriptor_get_value_by_name(ed, s);
+			ev = protobuf_c_enum_descriptor_get_value_by_name(ed,
+			                                                  s);
 		}
 		if (ev == NULL) {
-			pbjson_describe(got, sizeof(got), v);
+			pbjson_snippet(got, sizeof(got), s,
+			               json_string_length(v));
 			return pbjson_fail(c, PBJSON_EENUM, path,
-			    "unknown value %s for enum %s", got, en);
+			                   "unknown value %s for enum %s", got,
+			                   en);
 		}
 		*(int *) dst = ev->value;
 		return PBJSON_OK;
 	}
 	if (!json_is_number(v)) {
 		return pbjson_type_error(c, path, "an enum name or number", en,
-		    v);
+		                         v);
 	}
 	/* proto3 enums are open: any int32 is a valid value. */
 	if ((rv = pbjson_dec_int(c, f, v, path, &neg, &mag)) != PBJSON_OK) {
 		return rv;
 	}
 	return pbjson_store_int(c, PROTOBUF_C_TYPE_ENUM, neg, mag, v, path,
-	    dst);
+	                        dst);
 }
 
 /* pbjson_dec_string checks and copies a string value: *out is owned. */
 static pbjson_err
 pbjson_dec_string(pbjson_ctx *c, const char *s, size_t n,
-    const pbjson_path *path, char **out)
+                  const pbjson_path *path, char **out)
 {
 	if (memchr(s, '\0', n) != NULL) {
-		return pbjson_fail(c, PBJSON_ETYPE, path,
+		return pbjson_fail(
+		    c, PBJSON_ETYPE, path,
 		    "string contains U+0000, which a protobuf-c string "
 		    "cannot hold");
 	}
@@ -311,7 +326,7 @@ pbjson_dec_string(pbjson_ctx *c, const char *s, size_t n,
 	 * with json_stringn_nocheck may hold anything. */
 	if (!ds_utf8_valid((const uint8_t *) s, n)) {
 		return pbjson_fail(c, PBJSON_EUTF8, path,
-		    "string is not valid UTF-8");
+		                   "string is not valid UTF-8");
 	}
 	if ((*out = ds_memdup(s, n)) == NULL) {
 		return pbjson_enomem(c, path);
@@ -324,8 +339,8 @@ pbjson_dec_string(pbjson_ctx *c, const char *s, size_t n,
  * default pointer dst already holds. */
 static pbjson_err
 pbjson_dec_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
-    const json_t *v, const pbjson_path *path, unsigned depth,
-    bool keep_empty, void *dst)
+                 const json_t *v, const pbjson_path *path, unsigned depth,
+                 bool keep_empty, void *dst)
 {
 	const char *tn = pbjson_type_name(f->type);
 	char why[96];
@@ -354,7 +369,8 @@ pbjson_dec_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 		return pbjson_dec_real(c, f, v, path, dst);
 	case PROTOBUF_C_TYPE_BOOL:
 		if (!json_is_boolean(v)) {
-			return pbjson_type_error(c, path, "true or false", tn, v);
+			return pbjson_type_error(c, path, "true or false", tn,
+			                         v);
 		}
 		*(protobuf_c_boolean *) dst = json_is_true(v);
 		return PBJSON_OK;
@@ -370,7 +386,8 @@ pbjson_dec_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 			return PBJSON_OK;
 		}
 		if ((rv = pbjson_dec_string(c, json_string_value(v),
-		         json_string_length(v), path, &s)) != PBJSON_OK) {
+		                            json_string_length(v), path,
+		                            &s)) != PBJSON_OK) {
 			return rv;
 		}
 		*(char **) dst = s;
@@ -380,17 +397,19 @@ pbjson_dec_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 		ProtobufCBinaryData bd = {0, NULL};
 
 		if (!json_is_string(v)) {
-			return pbjson_type_error(c, path, "a base64 string", tn,
-			    v);
+			return pbjson_type_error(c, path, "a base64 string",
+			                         tn, v);
 		}
 		why[0] = '\0';
 		rv = pbjson_b64_decode(json_string_value(v),
-		    json_string_length(v), &bd.data, &bd.len, why, sizeof(why));
+		                       json_string_length(v), &bd.data,
+		                       &bd.len, why, sizeof(why));
 		if (rv == PBJSON_ENOMEM) {
 			return pbjson_enomem(c, path);
 		}
 		if (rv != PBJSON_OK) {
-			return pbjson_fail(c, rv, path, "invalid base64: %s", why);
+			return pbjson_fail(c, rv, path, "invalid base64: %s",
+			                   why);
 		}
 		*(ProtobufCBinaryData *) dst = bd;
 		return PBJSON_OK;
@@ -399,7 +418,7 @@ pbjson_dec_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 		ProtobufCMessage *sub;
 
 		if ((rv = pbjson_dec_message(c, f->descriptor, v, path,
-		         depth + 1, &sub)) != PBJSON_OK) {
+		                             depth + 1, &sub)) != PBJSON_OK) {
 			return rv;
 		}
 		*(ProtobufCMessage **) dst = sub;
@@ -407,15 +426,15 @@ pbjson_dec_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 	}
 	}
 	return pbjson_fail(c, PBJSON_EINVAL, path, "unknown field type %d",
-	    (int) f->type);
+	                   (int) f->type);
 }
 
 /* --- repeated fields and maps --- */
 
 static pbjson_err
 pbjson_dec_array(pbjson_ctx *c, ProtobufCMessage *m,
-    const ProtobufCFieldDescriptor *f, const json_t *v,
-    const pbjson_path *path, unsigned depth)
+                 const ProtobufCFieldDescriptor *f, const json_t *v,
+                 const pbjson_path *path, unsigned depth)
 {
 	size_t *count = pbjson_member(m, f->quantifier_offset);
 	size_t size = pbjson_elem_size(f->type);
@@ -426,7 +445,7 @@ pbjson_dec_array(pbjson_ctx *c, ProtobufCMessage *m,
 
 	if (!json_is_array(v)) {
 		return pbjson_type_error(c, path, "an array",
-		    pbjson_type_name(f->type), v);
+		                         pbjson_type_name(f->type), v);
 	}
 	if ((n = json_array_size(v)) == 0) {
 		return PBJSON_OK;
@@ -442,11 +461,12 @@ pbjson_dec_array(pbjson_ctx *c, ProtobufCMessage *m,
 		pbjson_path step = {path, NULL, 0, i, false};
 
 		if (json_is_null(e)) {
-			return pbjson_fail(c, PBJSON_ETYPE, &step,
+			return pbjson_fail(
+			    c, PBJSON_ETYPE, &step,
 			    "null is not allowed in a repeated field");
 		}
 		if ((rv = pbjson_dec_value(c, f, e, &step, depth, false,
-		         arr + i * size)) != PBJSON_OK) {
+		                           arr + i * size)) != PBJSON_OK) {
 			return rv;
 		}
 		(*count)++;
@@ -454,12 +474,32 @@ pbjson_dec_array(pbjson_ctx *c, ProtobufCMessage *m,
 	return PBJSON_OK;
 }
 
+/* pbjson_canonical_int is true for -?(0|[1-9][0-9]*), except "-0". */
+static bool
+pbjson_canonical_int(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	if (n > 0 && s[0] == '-') {
+		i = 1;
+	}
+	if (i == n || (s[i] == '0' && (n > i + 1 || i == 1))) {
+		return false;
+	}
+	for (; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9') {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* pbjson_dec_map_key stores a JSON object key as the key of a map
  * entry. Keys are strings in JSON whatever the key type. */
 static pbjson_err
 pbjson_dec_map_key(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
-    const char *key, size_t klen, const pbjson_path *path,
-    ProtobufCMessage *entry)
+                   const char *key, size_t klen, const pbjson_path *path,
+                   ProtobufCMessage *entry)
 {
 	void *dst = pbjson_member(entry, kf->offset);
 	char shown[PBJSON_SNIPPET_MAX + 16];
@@ -488,44 +528,59 @@ pbjson_dec_map_key(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
 		} else if (klen == 5 && memcmp(key, "false", 5) == 0) {
 			*(protobuf_c_boolean *) dst = 0;
 		} else {
-			return pbjson_fail(c, PBJSON_ETYPE, path,
+			return pbjson_fail(
+			    c, PBJSON_ETYPE, path,
 			    "expected map key \"true\" or \"false\", got %s",
 			    shown);
 		}
 		break;
 	default:
+		/* Canonical decimal only ("7", "-7"; not "07", "7e0", "-0"):
+		 * then one integer has one spelling, and jansson's refusal
+		 * of duplicate keys is also a refusal of duplicate map keys,
+		 * with no search through the entries so far. */
+		if (!pbjson_canonical_int(key, klen)) {
+			return pbjson_fail(
+			    c, PBJSON_ETYPE, path,
+			    "expected an integer map key in canonical decimal "
+			    "form (%s), got %s",
+			    pbjson_type_name(kf->type), shown);
+		}
 		switch (pbjson_parse_int_text(key, klen, &neg, &mag)) {
 		case PBJSON_NUM_OK:
 			break;
 		case PBJSON_NUM_RANGE:
 			return pbjson_fail(c, PBJSON_ERANGE, path,
-			    "map key %s is out of range for %s", shown,
-			    pbjson_type_name(kf->type));
+			                   "map key %s is out of range for %s",
+			                   shown, pbjson_type_name(kf->type));
 		default:
-			return pbjson_fail(c, PBJSON_ETYPE, path,
+			return pbjson_fail(
+			    c, PBJSON_ETYPE, path,
 			    "expected an integer map key (%s), got %s",
 			    pbjson_type_name(kf->type), shown);
 		}
 		if (!pbjson_int_fits(kf->type, neg, mag)) {
 			return pbjson_fail(c, PBJSON_ERANGE, path,
-			    "map key %s is out of range for %s", shown,
-			    pbjson_type_name(kf->type));
+			                   "map key %s is out of range for %s",
+			                   shown, pbjson_type_name(kf->type));
 		}
 		pbjson_int_store(kf->type, neg, mag, dst);
 		break;
 	}
 	if (kf->label == PROTOBUF_C_LABEL_OPTIONAL) {
-		*(protobuf_c_boolean *) pbjson_member(entry,
-		    kf->quantifier_offset) = 1;
+		*(protobuf_c_boolean *) pbjson_member(
+		    entry, kf->quantifier_offset) = 1;
 	}
 	return PBJSON_OK;
 }
 
 static pbjson_err
 pbjson_dec_map(pbjson_ctx *c, ProtobufCMessage *m,
-    const ProtobufCFieldDescriptor *f, const ProtobufCMessageDescriptor *ed,
-    const ProtobufCFieldDescriptor *kf, const ProtobufCFieldDescriptor *vf,
-    const json_t *v, const pbjson_path *path, unsigned depth)
+               const ProtobufCFieldDescriptor *f,
+               const ProtobufCMessageDescriptor *ed,
+               const ProtobufCFieldDescriptor *kf,
+               const ProtobufCFieldDescriptor *vf, const json_t *v,
+               const pbjson_path *path, unsigned depth)
 {
 	size_t *count = pbjson_member(m, f->quantifier_offset);
 	ProtobufCMessage **arr;
@@ -553,7 +608,8 @@ pbjson_dec_map(pbjson_ctx *c, ProtobufCMessage *m,
 		ProtobufCMessage *entry;
 
 		if (json_is_null(val)) {
-			return pbjson_fail(c, PBJSON_ETYPE, &step,
+			return pbjson_fail(
+			    c, PBJSON_ETYPE, &step,
 			    "null is not allowed as a map value");
 		}
 		if ((entry = ds_alloc(ed->sizeof_message)) == NULL) {
@@ -563,8 +619,8 @@ pbjson_dec_map(pbjson_ctx *c, ProtobufCMessage *m,
 		/* Attached at once: a half-filled entry is still a valid
 		 * message for free_unpacked. */
 		arr[(*count)++] = entry;
-		if ((rv = pbjson_dec_map_key(c, kf, key, klen, &step, entry)) !=
-		        PBJSON_OK ||
+		if ((rv = pbjson_dec_map_key(c, kf, key, klen, &step,
+		                             entry)) != PBJSON_OK ||
 		    (rv = pbjson_dec_field(c, entry, vf, val, &step, depth)) !=
 		        PBJSON_OK) {
 			return rv;
@@ -579,8 +635,8 @@ pbjson_dec_map(pbjson_ctx *c, ProtobufCMessage *m,
  * oneof case or has_ flag once the value is in place. */
 static pbjson_err
 pbjson_dec_field(pbjson_ctx *c, ProtobufCMessage *m,
-    const ProtobufCFieldDescriptor *f, const json_t *v,
-    const pbjson_path *path, unsigned depth)
+                 const ProtobufCFieldDescriptor *f, const json_t *v,
+                 const pbjson_path *path, unsigned depth)
 {
 	void *dst = pbjson_member(m, f->offset);
 	const ProtobufCMessageDescriptor *ed;
@@ -591,37 +647,37 @@ pbjson_dec_field(pbjson_ctx *c, ProtobufCMessage *m,
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 		if ((ed = pbjson_map_entry(f, &kf, &vf)) != NULL) {
 			return pbjson_dec_map(c, m, f, ed, kf, vf, v, path,
-			    depth);
+			                      depth);
 		}
 		return pbjson_dec_array(c, m, f, v, path, depth);
 	}
 	if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
-		if ((rv = pbjson_dec_value(c, f, v, path, depth, false, dst)) ==
-		    PBJSON_OK) {
+		if ((rv = pbjson_dec_value(c, f, v, path, depth, false,
+		                           dst)) == PBJSON_OK) {
 			*(uint32_t *) pbjson_member(m, f->quantifier_offset) =
 			    f->id;
 		}
 		return rv;
 	}
 	if (f->label == PROTOBUF_C_LABEL_OPTIONAL) {
-		if ((rv = pbjson_dec_value(c, f, v, path, depth, false, dst)) ==
-		        PBJSON_OK &&
+		if ((rv = pbjson_dec_value(c, f, v, path, depth, false,
+		                           dst)) == PBJSON_OK &&
 		    f->type != PROTOBUF_C_TYPE_STRING &&
 		    f->type != PROTOBUF_C_TYPE_MESSAGE) {
-			*(protobuf_c_boolean *) pbjson_member(m,
-			    f->quantifier_offset) = 1;
+			*(protobuf_c_boolean *) pbjson_member(
+			    m, f->quantifier_offset) = 1;
 		}
 		return rv;
 	}
 	return pbjson_dec_value(c, f, v, path, depth,
-	    f->label == PROTOBUF_C_LABEL_NONE, dst);
+	                        f->label == PROTOBUF_C_LABEL_NONE, dst);
 }
 
 /* pbjson_field_label names f for messages: its JSON name, or its proto
  * name with original_names. */
 static void
-pbjson_field_label(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
-    char *buf, size_t cap)
+pbjson_field_label(pbjson_ctx *c, const ProtobufCFieldDescriptor *f, char *buf,
+                   size_t cap)
 {
 	if (c->opts.original_names) {
 		(void) snprintf(buf, cap, "%s", f->name);
@@ -632,7 +688,7 @@ pbjson_field_label(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 
 static pbjson_err
 pbjson_dec_fields(pbjson_ctx *c, ProtobufCMessage *m, const json_t *j,
-    const pbjson_path *path, unsigned depth)
+                  const pbjson_path *path, unsigned depth)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	uint8_t small[32];
@@ -666,7 +722,7 @@ pbjson_dec_fields(pbjson_ctx *c, ProtobufCMessage *m, const json_t *j,
 			}
 			pbjson_snippet(b, sizeof(b), key, klen);
 			rv = pbjson_fail(c, PBJSON_EUNKNOWN_FIELD, &step,
-			    "unknown field %s in %s", b, d->name);
+			                 "unknown field %s in %s", b, d->name);
 			goto out;
 		}
 		/* null means "the default": nothing to do. */
@@ -676,7 +732,8 @@ pbjson_dec_fields(pbjson_ctx *c, ProtobufCMessage *m, const json_t *j,
 		idx = (size_t) (f - d->fields);
 		if ((seen[idx / 8] & (1u << (idx % 8))) != 0) {
 			pbjson_field_label(c, f, a, sizeof(a));
-			rv = pbjson_fail(c, PBJSON_EDUPLICATE, &step,
+			rv = pbjson_fail(
+			    c, PBJSON_EDUPLICATE, &step,
 			    "field %s is given twice, by its JSON name and by "
 			    "its proto name",
 			    a);
@@ -684,20 +741,23 @@ pbjson_dec_fields(pbjson_ctx *c, ProtobufCMessage *m, const json_t *j,
 		}
 		seen[idx / 8] |= (uint8_t) (1u << (idx % 8));
 		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
-			uint32_t which = *(const uint32_t *) pbjson_member(m,
-			    f->quantifier_offset);
+			uint32_t which = *(const uint32_t *) pbjson_member(
+			    m, f->quantifier_offset);
 			const ProtobufCFieldDescriptor *other;
 
 			if (which != 0 && which != f->id) {
-				other = protobuf_c_message_descriptor_get_field(
-				    d, which);
-				pbjson_field_label(c, other != NULL ? other : f,
-				    a, sizeof(a));
+				other =
+				    protobuf_c_message_descriptor_get_field(
+				        d, which);
+				pbjson_field_label(c,
+				                   other != NULL ? other : f,
+				                   a, sizeof(a));
 				pbjson_snippet(b, sizeof(b), key, klen);
 				rv = pbjson_fail(c, PBJSON_EONEOF, &step,
-				    "%s and \"%s\" are members of the same oneof; "
-				    "at most one may be set",
-				    b, a);
+				                 "%s and \"%s\" are members "
+				                 "of the same oneof; "
+				                 "at most one may be set",
+				                 b, a);
 				goto out;
 			}
 		}
@@ -716,7 +776,8 @@ pbjson_dec_fields(pbjson_ctx *c, ProtobufCMessage *m, const json_t *j,
 		    (seen[i / 8] & (1u << (i % 8))) == 0) {
 			pbjson_field_label(c, f, a, sizeof(a));
 			rv = pbjson_fail(c, PBJSON_EREQUIRED, path,
-			    "missing required field \"%s\" of %s", a, d->name);
+			                 "missing required field \"%s\" of %s",
+			                 a, d->name);
 			goto out;
 		}
 	}
@@ -729,20 +790,21 @@ out:
 
 static pbjson_err
 pbjson_dec_message(pbjson_ctx *c, const ProtobufCMessageDescriptor *d,
-    const json_t *j, const pbjson_path *path, unsigned depth,
-    ProtobufCMessage **out)
+                   const json_t *j, const pbjson_path *path, unsigned depth,
+                   ProtobufCMessage **out)
 {
 	ProtobufCMessage *m;
 	pbjson_err rv;
 
 	if (depth > PBJSON_MAX_DEPTH) {
-		return pbjson_fail(c, PBJSON_EDEPTH, path,
+		return pbjson_fail(
+		    c, PBJSON_EDEPTH, path,
 		    "messages nest deeper than PBJSON_MAX_DEPTH (%d)",
 		    PBJSON_MAX_DEPTH);
 	}
 	if (!pbjson_desc_ok(d)) {
 		return pbjson_fail(c, PBJSON_EINVAL, path,
-		    "not a message descriptor");
+		                   "not a message descriptor");
 	}
 	if (!json_is_object(j)) {
 		return pbjson_type_error(c, path, "an object", d->name, j);
@@ -763,14 +825,16 @@ pbjson_dec_message(pbjson_ctx *c, const ProtobufCMessageDescriptor *d,
 
 pbjson_err
 pbjson_from_json(const ProtobufCMessageDescriptor *d, const json_t *j,
-    const pbjson_options *o, ProtobufCMessage **out, pbjson_error *err)
+                 const pbjson_options *o, ProtobufCMessage **out,
+                 pbjson_error *err)
 {
 	pbjson_ctx c;
 	ProtobufCMessage *m = NULL;
 	pbjson_err rv;
 
 	if (!pbjson_desc_ok(d) || j == NULL || out == NULL) {
-		return pbjson_report(err, PBJSON_EINVAL,
+		return pbjson_report(
+		    err, PBJSON_EINVAL,
 		    "descriptor, value and out must be valid");
 	}
 	if ((rv = pbjson_ctx_init(&c, o, err)) != PBJSON_OK) {
@@ -797,39 +861,42 @@ pbjson_parse_error(pbjson_ctx *c, const json_error_t *je)
 		rv = pbjson_fail(c, PBJSON_ENOMEM, NULL, "out of memory");
 		break;
 	case json_error_stack_overflow:
-		rv = pbjson_fail(c, PBJSON_EDEPTH, NULL,
-		    "JSON nests too deeply at line %d, column %d: %s", je->line,
-		    je->column, text);
+		rv = pbjson_fail(
+		    c, PBJSON_EDEPTH, NULL,
+		    "JSON nests too deeply at line %d, column %d: %s",
+		    je->line, je->column, text);
 		break;
 	case json_error_duplicate_key:
 		rv = pbjson_fail(c, PBJSON_EDUPLICATE, NULL,
-		    "duplicate key at line %d, column %d: %s", je->line,
-		    je->column, text);
+		                 "duplicate key at line %d, column %d: %s",
+		                 je->line, je->column, text);
 		break;
 	case json_error_numeric_overflow:
-		rv = pbjson_fail(c, PBJSON_ERANGE, NULL,
+		rv = pbjson_fail(
+		    c, PBJSON_ERANGE, NULL,
 		    "number out of range at line %d, column %d: %s (send "
 		    "64-bit integers as strings)",
 		    je->line, je->column, text);
 		break;
 	default:
 		rv = pbjson_fail(c, PBJSON_EPARSE, NULL,
-		    "malformed JSON at line %d, column %d: %s", je->line,
-		    je->column, text);
+		                 "malformed JSON at line %d, column %d: %s",
+		                 je->line, je->column, text);
 		break;
 	}
 	if (c->err != NULL) {
 		c->err->line = je->line;
 		c->err->column = je->column;
-		c->err->position = (size_t) (je->position < 0 ? 0 : je->position);
+		c->err->position =
+		    (size_t) (je->position < 0 ? 0 : je->position);
 	}
 	return rv;
 }
 
 pbjson_err
 pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json,
-    size_t len, const pbjson_options *o, ProtobufCMessage **out,
-    pbjson_error *err)
+              size_t len, const pbjson_options *o, ProtobufCMessage **out,
+              pbjson_error *err)
 {
 	pbjson_ctx c;
 	json_error_t je;
@@ -839,14 +906,15 @@ pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json,
 
 	if (!pbjson_desc_ok(d) || out == NULL || (json == NULL && len > 0)) {
 		return pbjson_report(err, PBJSON_EINVAL,
-		    "descriptor, text and out must be valid");
+		                     "descriptor, text and out must be valid");
 	}
 	if ((rv = pbjson_ctx_init(&c, o, err)) != PBJSON_OK) {
 		return rv;
 	}
 	/* Before parsing: jansson would build the whole tree first. */
 	if (len > c.opts.max_bytes) {
-		rv = pbjson_fail(&c, PBJSON_ETOOLARGE, NULL,
+		rv = pbjson_fail(
+		    &c, PBJSON_ETOOLARGE, NULL,
 		    "JSON input of %zu bytes exceeds max_bytes (%zu)", len,
 		    c.opts.max_bytes);
 		goto out;
@@ -854,7 +922,7 @@ pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json,
 	/* JSON_DECODE_ANY so that `[]` or `1` gets "expected an object"
 	 * rather than a syntax error; NUL in strings stays refused. */
 	j = json_loadb(json != NULL ? json : "", len,
-	    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+	               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (j == NULL) {
 		rv = pbjson_parse_error(&c, &je);
 		goto out;

@@ -29,7 +29,8 @@ pbjson_put(pbjson_writer *w, const char *s, size_t n)
 		return PBJSON_OK;
 	case DS_ETOOLARGE:
 		return pbjson_fail(w->c, PBJSON_ETOOLARGE, NULL,
-		    "encoded JSON exceeds max_bytes (%zu)", w->buf.max);
+		                   "encoded JSON exceeds max_bytes (%zu)",
+		                   w->buf.max);
 	default:
 		return pbjson_fail(w->c, PBJSON_ENOMEM, NULL, "out of memory");
 	}
@@ -61,7 +62,7 @@ pbjson_put_indent(pbjson_writer *w, unsigned level)
 
 static pbjson_err
 pbjson_put_string(pbjson_writer *w, const char *s, size_t n,
-    const pbjson_path *path)
+                  const pbjson_path *path)
 {
 	size_t i;
 	size_t run = 0;
@@ -69,7 +70,7 @@ pbjson_put_string(pbjson_writer *w, const char *s, size_t n,
 
 	if (!ds_utf8_valid((const uint8_t *) s, n)) {
 		return pbjson_fail(w->c, PBJSON_EUTF8, path,
-		    "string is not valid UTF-8");
+		                   "string is not valid UTF-8");
 	}
 	if ((rv = pbjson_put(w, "\"", 1)) != PBJSON_OK) {
 		return rv;
@@ -128,7 +129,7 @@ pbjson_put_real(pbjson_writer *w, double d, const pbjson_path *path)
 
 	if (!isfinite(d)) {
 		return pbjson_fail(w->c, PBJSON_EINVAL, path,
-		    "a JSON number cannot be NaN or infinite");
+		                   "a JSON number cannot be NaN or infinite");
 	}
 	n = pbjson_fmt_double(d, buf);
 	/* Keep a real a real when read back, as jansson does: "5.0". */
@@ -141,7 +142,7 @@ pbjson_put_real(pbjson_writer *w, double d, const pbjson_path *path)
 
 static pbjson_err
 pbjson_dump_value(pbjson_writer *w, const json_t *v, unsigned level,
-    const pbjson_path *path)
+                  const pbjson_path *path)
 {
 	char buf[PBJSON_NUMBUF];
 	pbjson_err rv = PBJSON_OK;
@@ -154,16 +155,17 @@ pbjson_dump_value(pbjson_writer *w, const json_t *v, unsigned level,
 	case JSON_ARRAY:
 		if (level >= PBJSON_MAX_JSON_DEPTH) {
 			return pbjson_fail(w->c, PBJSON_EDEPTH, path,
-			    "JSON nests deeper than PBJSON_MAX_JSON_DEPTH (%d)",
-			    PBJSON_MAX_JSON_DEPTH);
+			                   "JSON nests deeper than "
+			                   "PBJSON_MAX_JSON_DEPTH (%d)",
+			                   PBJSON_MAX_JSON_DEPTH);
 		}
 		break;
 	case JSON_STRING:
 		return pbjson_put_string(w, json_string_value(v),
-		    json_string_length(v), path);
+		                         json_string_length(v), path);
 	case JSON_INTEGER:
 		n = snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(v));
+		             json_integer_value(v));
 		return pbjson_put(w, buf, n < 0 ? 0 : (size_t) n);
 	case JSON_REAL:
 		return pbjson_put_real(w, json_real_value(v), path);
@@ -184,10 +186,13 @@ pbjson_dump_value(pbjson_writer *w, const json_t *v, unsigned level,
 		for (i = 0; i < json_array_size(v); i++) {
 			pbjson_path step = {path, NULL, 0, i, false};
 
-			if ((i > 0 && (rv = pbjson_put(w, ",", 1)) != PBJSON_OK) ||
-			    (rv = pbjson_put_indent(w, level + 1)) != PBJSON_OK ||
+			if ((i > 0 &&
+			     (rv = pbjson_put(w, ",", 1)) != PBJSON_OK) ||
+			    (rv = pbjson_put_indent(w, level + 1)) !=
+			        PBJSON_OK ||
 			    (rv = pbjson_dump_value(w, json_array_get(v, i),
-			         level + 1, &step)) != PBJSON_OK) {
+			                            level + 1, &step)) !=
+			        PBJSON_OK) {
 				return rv;
 			}
 		}
@@ -212,12 +217,13 @@ pbjson_dump_value(pbjson_writer *w, const json_t *v, unsigned level,
 
 		if ((i > 0 && (rv = pbjson_put(w, ",", 1)) != PBJSON_OK) ||
 		    (rv = pbjson_put_indent(w, level + 1)) != PBJSON_OK ||
-		    (rv = pbjson_put_string(w, key, klen, &step)) != PBJSON_OK ||
+		    (rv = pbjson_put_string(w, key, klen, &step)) !=
+		        PBJSON_OK ||
 		    (rv = pbjson_put(w, ":", 1)) != PBJSON_OK ||
 		    (w->c->opts.pretty &&
-		        (rv = pbjson_put(w, " ", 1)) != PBJSON_OK) ||
+		     (rv = pbjson_put(w, " ", 1)) != PBJSON_OK) ||
 		    (rv = pbjson_dump_value(w, json_object_iter_value(it),
-		         level + 1, &step)) != PBJSON_OK) {
+		                            level + 1, &step)) != PBJSON_OK) {
 			return rv;
 		}
 	}
@@ -229,7 +235,7 @@ pbjson_dump_value(pbjson_writer *w, const json_t *v, unsigned level,
 
 pbjson_err
 pbjson_dump(const json_t *j, const pbjson_options *o, char **out,
-    size_t *out_len, pbjson_error *err)
+            size_t *out_len, pbjson_error *err)
 {
 	pbjson_ctx c;
 	pbjson_writer w;
@@ -238,7 +244,7 @@ pbjson_dump(const json_t *j, const pbjson_options *o, char **out,
 
 	if (j == NULL || out == NULL) {
 		return pbjson_report(err, PBJSON_EINVAL,
-		    "value and out must not be NULL");
+		                     "value and out must not be NULL");
 	}
 	if ((rv = pbjson_ctx_init(&c, o, err)) != PBJSON_OK) {
 		return rv;

@@ -19,13 +19,13 @@
 #include "pbjson_int.h"
 
 static pbjson_err pbjson_enc_message(pbjson_ctx *c, const ProtobufCMessage *m,
-    const pbjson_path *path, unsigned depth, json_t **out);
+                                     const pbjson_path *path, unsigned depth,
+                                     json_t **out);
 
 /* --- single values --- */
 
 static pbjson_err
-pbjson_enc_new(pbjson_ctx *c, json_t *v, const pbjson_path *path,
-    json_t **out)
+pbjson_enc_new(pbjson_ctx *c, json_t *v, const pbjson_path *path, json_t **out)
 {
 	if (v == NULL) {
 		return pbjson_fail(c, PBJSON_ENOMEM, path, "out of memory");
@@ -36,7 +36,7 @@ pbjson_enc_new(pbjson_ctx *c, json_t *v, const pbjson_path *path,
 
 static pbjson_err
 pbjson_enc_string(pbjson_ctx *c, const char *s, const pbjson_path *path,
-    json_t **out)
+                  json_t **out)
 {
 	size_t n;
 
@@ -48,14 +48,14 @@ pbjson_enc_string(pbjson_ctx *c, const char *s, const pbjson_path *path,
 	 * them; jansson holds only UTF-8 and JSON text must be UTF-8. */
 	if (!ds_utf8_valid((const uint8_t *) s, n)) {
 		return pbjson_fail(c, PBJSON_EUTF8, path,
-		    "string is not valid UTF-8");
+		                   "string is not valid UTF-8");
 	}
 	return pbjson_enc_new(c, json_stringn_nocheck(s, n), path, out);
 }
 
 static pbjson_err
 pbjson_enc_bytes(pbjson_ctx *c, const ProtobufCBinaryData *bd,
-    const pbjson_path *path, json_t **out)
+                 const pbjson_path *path, json_t **out)
 {
 	size_t n;
 	char *text;
@@ -63,12 +63,14 @@ pbjson_enc_bytes(pbjson_ctx *c, const ProtobufCBinaryData *bd,
 
 	if (bd->len > 0 && bd->data == NULL) {
 		return pbjson_fail(c, PBJSON_EINVAL, path,
-		    "bytes field has length %zu but no data", bd->len);
+		                   "bytes field has length %zu but no data",
+		                   bd->len);
 	}
 	/* Check the size before allocating: a huge value would only be
 	 * refused by max_bytes after a huge allocation. */
 	if (!pbjson_b64_len(bd->len, &n) || n > c->opts.max_bytes) {
-		return pbjson_fail(c, PBJSON_ETOOLARGE, path,
+		return pbjson_fail(
+		    c, PBJSON_ETOOLARGE, path,
 		    "%zu bytes exceed max_bytes (%zu) as base64", bd->len,
 		    c->opts.max_bytes);
 	}
@@ -83,21 +85,22 @@ pbjson_enc_bytes(pbjson_ctx *c, const ProtobufCBinaryData *bd,
 
 static pbjson_err
 pbjson_enc_double(pbjson_ctx *c, double d, const pbjson_path *path,
-    json_t **out)
+                  json_t **out)
 {
 	if (isnan(d)) {
 		return pbjson_enc_new(c, json_string("NaN"), path, out);
 	}
 	if (isinf(d)) {
-		return pbjson_enc_new(c,
-		    json_string(d > 0 ? "Infinity" : "-Infinity"), path, out);
+		return pbjson_enc_new(
+		    c, json_string(d > 0 ? "Infinity" : "-Infinity"), path,
+		    out);
 	}
 	return pbjson_enc_new(c, json_real(d), path, out);
 }
 
 static pbjson_err
 pbjson_enc_enum(pbjson_ctx *c, const ProtobufCFieldDescriptor *f, int v,
-    const pbjson_path *path, json_t **out)
+                const pbjson_path *path, json_t **out)
 {
 	const ProtobufCEnumDescriptor *ed = f->descriptor;
 	const ProtobufCEnumValue *ev = NULL;
@@ -115,7 +118,8 @@ pbjson_enc_enum(pbjson_ctx *c, const ProtobufCFieldDescriptor *f, int v,
 /* pbjson_enc_value encodes the one value of type f->type stored at p. */
 static pbjson_err
 pbjson_enc_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
-    const void *p, const pbjson_path *path, unsigned depth, json_t **out)
+                 const void *p, const pbjson_path *path, unsigned depth,
+                 json_t **out)
 {
 	char buf[PBJSON_NUMBUF];
 	const ProtobufCMessage *sub;
@@ -125,21 +129,21 @@ pbjson_enc_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 	case PROTOBUF_C_TYPE_SINT32:
 	case PROTOBUF_C_TYPE_SFIXED32:
 		return pbjson_enc_new(c, json_integer(*(const int32_t *) p),
-		    path, out);
+		                      path, out);
 	case PROTOBUF_C_TYPE_UINT32:
 	case PROTOBUF_C_TYPE_FIXED32:
 		return pbjson_enc_new(c, json_integer(*(const uint32_t *) p),
-		    path, out);
+		                      path, out);
 	case PROTOBUF_C_TYPE_INT64:
 	case PROTOBUF_C_TYPE_SINT64:
 	case PROTOBUF_C_TYPE_SFIXED64:
 		(void) snprintf(buf, sizeof(buf), "%" PRId64,
-		    *(const int64_t *) p);
+		                *(const int64_t *) p);
 		return pbjson_enc_new(c, json_string(buf), path, out);
 	case PROTOBUF_C_TYPE_UINT64:
 	case PROTOBUF_C_TYPE_FIXED64:
 		(void) snprintf(buf, sizeof(buf), "%" PRIu64,
-		    *(const uint64_t *) p);
+		                *(const uint64_t *) p);
 		return pbjson_enc_new(c, json_string(buf), path, out);
 	case PROTOBUF_C_TYPE_FLOAT: {
 		float fl = *(const float *) p;
@@ -148,14 +152,14 @@ pbjson_enc_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 			return pbjson_enc_double(c, (double) fl, path, out);
 		}
 		return pbjson_enc_new(c, json_real(pbjson_float_as_double(fl)),
-		    path, out);
+		                      path, out);
 	}
 	case PROTOBUF_C_TYPE_DOUBLE:
 		return pbjson_enc_double(c, *(const double *) p, path, out);
 	case PROTOBUF_C_TYPE_BOOL:
-		return pbjson_enc_new(c,
-		    json_boolean(*(const protobuf_c_boolean *) p != 0), path,
-		    out);
+		return pbjson_enc_new(
+		    c, json_boolean(*(const protobuf_c_boolean *) p != 0),
+		    path, out);
 	case PROTOBUF_C_TYPE_ENUM:
 		return pbjson_enc_enum(c, f, *(const int *) p, path, out);
 	case PROTOBUF_C_TYPE_STRING:
@@ -172,15 +176,15 @@ pbjson_enc_value(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 		return pbjson_enc_message(c, sub, path, depth + 1, out);
 	}
 	return pbjson_fail(c, PBJSON_EINVAL, path, "unknown field type %d",
-	    (int) f->type);
+	                   (int) f->type);
 }
 
 /* --- repeated fields and maps --- */
 
 static pbjson_err
 pbjson_enc_array(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
-    const void *arr, size_t n, const pbjson_path *path, unsigned depth,
-    json_t **out)
+                 const void *arr, size_t n, const pbjson_path *path,
+                 unsigned depth, json_t **out)
 {
 	size_t size = pbjson_elem_size(f->type);
 	json_t *a;
@@ -197,7 +201,8 @@ pbjson_enc_array(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 
 		if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
 		    *(ProtobufCMessage *const *) p == NULL) {
-			rv = pbjson_fail(c, PBJSON_EINVAL, &step,
+			rv = pbjson_fail(
+			    c, PBJSON_EINVAL, &step,
 			    "NULL element in a repeated message field");
 			goto out;
 		}
@@ -206,7 +211,8 @@ pbjson_enc_array(pbjson_ctx *c, const ProtobufCFieldDescriptor *f,
 			goto out;
 		}
 		if (json_array_append_new(a, v) != 0) {
-			rv = pbjson_fail(c, PBJSON_ENOMEM, path, "out of memory");
+			rv = pbjson_fail(c, PBJSON_ENOMEM, path,
+			                 "out of memory");
 			goto out;
 		}
 	}
@@ -220,8 +226,8 @@ out:
 /* pbjson_enc_map_key writes a map entry's key as JSON object key text. */
 static pbjson_err
 pbjson_enc_map_key(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
-    const ProtobufCMessage *entry, const pbjson_path *path, char *buf,
-    const char **key)
+                   const ProtobufCMessage *entry, const pbjson_path *path,
+                   char *buf, const char **key)
 {
 	const void *p = pbjson_member(entry, kf->offset);
 
@@ -230,7 +236,7 @@ pbjson_enc_map_key(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
 		*key = *(char *const *) p != NULL ? *(char *const *) p : "";
 		if (!ds_utf8_valid((const uint8_t *) *key, strlen(*key))) {
 			return pbjson_fail(c, PBJSON_EUTF8, path,
-			    "map key is not valid UTF-8");
+			                   "map key is not valid UTF-8");
 		}
 		return PBJSON_OK;
 	case PROTOBUF_C_TYPE_BOOL:
@@ -240,28 +246,29 @@ pbjson_enc_map_key(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
 	case PROTOBUF_C_TYPE_SINT32:
 	case PROTOBUF_C_TYPE_SFIXED32:
 		(void) snprintf(buf, PBJSON_NUMBUF, "%" PRId32,
-		    *(const int32_t *) p);
+		                *(const int32_t *) p);
 		break;
 	case PROTOBUF_C_TYPE_UINT32:
 	case PROTOBUF_C_TYPE_FIXED32:
 		(void) snprintf(buf, PBJSON_NUMBUF, "%" PRIu32,
-		    *(const uint32_t *) p);
+		                *(const uint32_t *) p);
 		break;
 	case PROTOBUF_C_TYPE_INT64:
 	case PROTOBUF_C_TYPE_SINT64:
 	case PROTOBUF_C_TYPE_SFIXED64:
 		(void) snprintf(buf, PBJSON_NUMBUF, "%" PRId64,
-		    *(const int64_t *) p);
+		                *(const int64_t *) p);
 		break;
 	case PROTOBUF_C_TYPE_UINT64:
 	case PROTOBUF_C_TYPE_FIXED64:
 		(void) snprintf(buf, PBJSON_NUMBUF, "%" PRIu64,
-		    *(const uint64_t *) p);
+		                *(const uint64_t *) p);
 		break;
 	default:
 		/* pbjson_map_entry admits no other key type. */
 		return pbjson_fail(c, PBJSON_EINVAL, path,
-		    "unsupported map key type %s", pbjson_type_name(kf->type));
+		                   "unsupported map key type %s",
+		                   pbjson_type_name(kf->type));
 	}
 	*key = buf;
 	return PBJSON_OK;
@@ -269,8 +276,9 @@ pbjson_enc_map_key(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
 
 static pbjson_err
 pbjson_enc_map(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
-    const ProtobufCFieldDescriptor *vf, ProtobufCMessage *const *entries,
-    size_t n, const pbjson_path *path, unsigned depth, json_t **out)
+               const ProtobufCFieldDescriptor *vf,
+               ProtobufCMessage *const *entries, size_t n,
+               const pbjson_path *path, unsigned depth, json_t **out)
 {
 	json_t *obj;
 	size_t i;
@@ -287,25 +295,26 @@ pbjson_enc_map(pbjson_ctx *c, const ProtobufCFieldDescriptor *kf,
 
 		if (entries[i] == NULL) {
 			rv = pbjson_fail(c, PBJSON_EINVAL, &step,
-			    "NULL entry in a map field");
+			                 "NULL entry in a map field");
 			goto out;
 		}
 		if ((rv = pbjson_enc_map_key(c, kf, entries[i], &step, buf,
-		         &key)) != PBJSON_OK) {
+		                             &key)) != PBJSON_OK) {
 			goto out;
 		}
 		step.key = key;
 		step.key_len = strlen(key);
 		step.map_key = true;
-		if ((rv = pbjson_enc_value(c, vf,
-		         pbjson_member(entries[i], vf->offset), &step, depth,
-		         &v)) != PBJSON_OK) {
+		if ((rv = pbjson_enc_value(
+		         c, vf, pbjson_member(entries[i], vf->offset), &step,
+		         depth, &v)) != PBJSON_OK) {
 			goto out;
 		}
 		/* A key given twice keeps the last value, as protobuf's
 		 * own map semantics do. */
 		if (json_object_set_new_nocheck(obj, key, v) != 0) {
-			rv = pbjson_fail(c, PBJSON_ENOMEM, path, "out of memory");
+			rv = pbjson_fail(c, PBJSON_ENOMEM, path,
+			                 "out of memory");
 			goto out;
 		}
 	}
@@ -344,7 +353,8 @@ pbjson_is_zero(const ProtobufCFieldDescriptor *f, const void *p)
 	case PROTOBUF_C_TYPE_DOUBLE:
 		return *(const double *) p == 0;
 	case PROTOBUF_C_TYPE_STRING:
-		return *(char *const *) p == NULL || **(char *const *) p == '\0';
+		return *(char *const *) p == NULL ||
+		       **(char *const *) p == '\0';
 	case PROTOBUF_C_TYPE_BYTES:
 		return ((const ProtobufCBinaryData *) p)->len == 0;
 	case PROTOBUF_C_TYPE_MESSAGE:
@@ -357,18 +367,18 @@ pbjson_is_zero(const ProtobufCFieldDescriptor *f, const void *p)
  * encodes it into *out (NULL when it is to be left out). */
 static pbjson_err
 pbjson_enc_field(pbjson_ctx *c, const ProtobufCMessage *m,
-    const ProtobufCFieldDescriptor *f, const pbjson_path *path,
-    unsigned depth, json_t **out)
+                 const ProtobufCFieldDescriptor *f, const pbjson_path *path,
+                 unsigned depth, json_t **out)
 {
 	const void *p = pbjson_member(m, f->offset);
 	bool ptr_type = f->type == PROTOBUF_C_TYPE_STRING ||
-	    f->type == PROTOBUF_C_TYPE_MESSAGE;
+	                f->type == PROTOBUF_C_TYPE_MESSAGE;
 	const void *ptr = ptr_type ? *(const void *const *) p : NULL;
 
 	*out = NULL;
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-		size_t n = *(const size_t *) pbjson_member(m,
-		    f->quantifier_offset);
+		size_t n =
+		    *(const size_t *) pbjson_member(m, f->quantifier_offset);
 		const void *arr = *(const void *const *) p;
 		const ProtobufCFieldDescriptor *kf;
 		const ProtobufCFieldDescriptor *vf;
@@ -378,22 +388,23 @@ pbjson_enc_field(pbjson_ctx *c, const ProtobufCMessage *m,
 			if (!c->opts.emit_defaults) {
 				return PBJSON_OK;
 			}
-			return pbjson_enc_new(c,
-			    map ? json_object() : json_array(), path, out);
+			return pbjson_enc_new(
+			    c, map ? json_object() : json_array(), path, out);
 		}
 		if (arr == NULL) {
-			return pbjson_fail(c, PBJSON_EINVAL, path,
+			return pbjson_fail(
+			    c, PBJSON_EINVAL, path,
 			    "repeated field has %zu elements but no array", n);
 		}
 		if (map) {
 			return pbjson_enc_map(c, kf, vf, arr, n, path, depth,
-			    out);
+			                      out);
 		}
 		return pbjson_enc_array(c, f, arr, n, path, depth, out);
 	}
 	if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
-		uint32_t which = *(const uint32_t *) pbjson_member(m,
-		    f->quantifier_offset);
+		uint32_t which =
+		    *(const uint32_t *) pbjson_member(m, f->quantifier_offset);
 
 		/* A set string member is emitted even when empty: unlike
 		 * the packer, which drops a case whose pointer is the
@@ -406,14 +417,14 @@ pbjson_enc_field(pbjson_ctx *c, const ProtobufCMessage *m,
 			if (ptr == NULL || ptr == f->default_value) {
 				return PBJSON_OK;
 			}
-		} else if (!*(const protobuf_c_boolean *) pbjson_member(m,
-		               f->quantifier_offset)) {
+		} else if (!*(const protobuf_c_boolean *) pbjson_member(
+		               m, f->quantifier_offset)) {
 			return PBJSON_OK;
 		}
 	} else if (f->label == PROTOBUF_C_LABEL_REQUIRED) {
 		if (f->type == PROTOBUF_C_TYPE_MESSAGE && ptr == NULL) {
 			return pbjson_fail(c, PBJSON_EINVAL, path,
-			    "required message field is NULL");
+			                   "required message field is NULL");
 		}
 	} else if (pbjson_is_zero(f, p)) {
 		/* Messages have presence: emit_defaults leaves them out. */
@@ -427,7 +438,7 @@ pbjson_enc_field(pbjson_ctx *c, const ProtobufCMessage *m,
 
 static pbjson_err
 pbjson_enc_message(pbjson_ctx *c, const ProtobufCMessage *m,
-    const pbjson_path *path, unsigned depth, json_t **out)
+                   const pbjson_path *path, unsigned depth, json_t **out)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	json_t *obj;
@@ -435,13 +446,14 @@ pbjson_enc_message(pbjson_ctx *c, const ProtobufCMessage *m,
 	pbjson_err rv = PBJSON_OK;
 
 	if (depth > PBJSON_MAX_DEPTH) {
-		return pbjson_fail(c, PBJSON_EDEPTH, path,
+		return pbjson_fail(
+		    c, PBJSON_EDEPTH, path,
 		    "messages nest deeper than PBJSON_MAX_DEPTH (%d)",
 		    PBJSON_MAX_DEPTH);
 	}
 	if (!pbjson_desc_ok(d)) {
 		return pbjson_fail(c, PBJSON_EINVAL, path,
-		    "not a protobuf-c message");
+		                   "not a protobuf-c message");
 	}
 	if ((obj = json_object()) == NULL) {
 		return pbjson_fail(c, PBJSON_ENOMEM, path, "out of memory");
@@ -460,11 +472,13 @@ pbjson_enc_message(pbjson_ctx *c, const ProtobufCMessage *m,
 			len = pbjson_json_name(f->name, small, sizeof(small));
 			if (len >= sizeof(small)) {
 				if ((name = ds_alloc(len + 1)) == NULL) {
-					rv = pbjson_fail(c, PBJSON_ENOMEM, path,
-					    "out of memory");
+					rv =
+					    pbjson_fail(c, PBJSON_ENOMEM, path,
+					                "out of memory");
 					goto out;
 				}
-				(void) pbjson_json_name(f->name, name, len + 1);
+				(void) pbjson_json_name(f->name, name,
+				                        len + 1);
 			}
 			step.key = name;
 			step.key_len = len;
@@ -472,7 +486,8 @@ pbjson_enc_message(pbjson_ctx *c, const ProtobufCMessage *m,
 		rv = pbjson_enc_field(c, m, f, &step, depth, &v);
 		if (rv == PBJSON_OK && v != NULL &&
 		    json_object_set_new_nocheck(obj, step.key, v) != 0) {
-			rv = pbjson_fail(c, PBJSON_ENOMEM, path, "out of memory");
+			rv = pbjson_fail(c, PBJSON_ENOMEM, path,
+			                 "out of memory");
 		}
 		if (name != small) {
 			ds_free(name);
@@ -495,14 +510,14 @@ pbjson_to_json_ctx(pbjson_ctx *c, const ProtobufCMessage *msg, json_t **out)
 {
 	if (msg == NULL || out == NULL) {
 		return pbjson_fail(c, PBJSON_EINVAL, NULL,
-		    "message and out must not be NULL");
+		                   "message and out must not be NULL");
 	}
 	return pbjson_enc_message(c, msg, NULL, 1, out);
 }
 
 pbjson_err
 pbjson_to_json(const ProtobufCMessage *msg, const pbjson_options *o,
-    json_t **out, pbjson_error *err)
+               json_t **out, pbjson_error *err)
 {
 	pbjson_ctx c;
 	pbjson_err rv;
@@ -516,15 +531,16 @@ pbjson_to_json(const ProtobufCMessage *msg, const pbjson_options *o,
 }
 
 pbjson_err
-pbjson_encode(const ProtobufCMessage *msg, const pbjson_options *o,
-    char **out, size_t *out_len, pbjson_error *err)
+pbjson_encode(const ProtobufCMessage *msg, const pbjson_options *o, char **out,
+              size_t *out_len, pbjson_error *err)
 {
 	pbjson_ctx c;
 	json_t *j = NULL;
 	pbjson_err rv;
 
 	if (out == NULL) {
-		return pbjson_report(err, PBJSON_EINVAL, "out must not be NULL");
+		return pbjson_report(err, PBJSON_EINVAL,
+		                     "out must not be NULL");
 	}
 	if ((rv = pbjson_ctx_init(&c, o, err)) != PBJSON_OK) {
 		return rv;

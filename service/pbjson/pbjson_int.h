@@ -43,7 +43,7 @@ typedef struct pbjson_ctx {
  * switches the calling thread to the "C" locale until pbjson_ctx_fini.
  * PBJSON_EINVAL or PBJSON_ENOMEM (reported in err); nothing to undo then. */
 DS_WUR pbjson_err pbjson_ctx_init(pbjson_ctx *c, const pbjson_options *o,
-    pbjson_error *err);
+                                  pbjson_error *err);
 
 /* pbjson_ctx_fini restores the thread's locale. */
 void pbjson_ctx_fini(pbjson_ctx *c);
@@ -52,13 +52,13 @@ void pbjson_ctx_fini(pbjson_ctx *c);
  * "<path>: <fmt...>" and returns code, so callers can write
  * `return pbjson_fail(...)`. Every string from the input that goes into
  * fmt must be made safe with pbjson_snippet first. */
-pbjson_err pbjson_fail(pbjson_ctx *c, pbjson_err code,
-    const pbjson_path *path, const char *fmt, ...) DS_PRINTF(4, 5);
+pbjson_err pbjson_fail(pbjson_ctx *c, pbjson_err code, const pbjson_path *path,
+                       const char *fmt, ...) DS_PRINTF(4, 5);
 
 /* pbjson_report is pbjson_fail for callers without a context (argument
  * checks before pbjson_ctx_init). */
-pbjson_err pbjson_report(pbjson_error *err, pbjson_err code,
-    const char *fmt, ...) DS_PRINTF(3, 4);
+pbjson_err pbjson_report(pbjson_error *err, pbjson_err code, const char *fmt,
+                         ...) DS_PRINTF(3, 4);
 
 /* --- descriptors and names --- */
 
@@ -72,14 +72,16 @@ size_t pbjson_json_name(const char *name, char *buf, size_t cap);
 
 /* pbjson_field_by_key finds the field called key[0..key_len), by its
  * proto name or by its JSON name; NULL when there is none. */
-const ProtobufCFieldDescriptor *pbjson_field_by_key(
-    const ProtobufCMessageDescriptor *d, const char *key, size_t key_len);
+const ProtobufCFieldDescriptor *
+pbjson_field_by_key(const ProtobufCMessageDescriptor *d, const char *key,
+                    size_t key_len);
 
 /* pbjson_map_entry returns the entry descriptor when f is a map field
  * (see pbjson.h), else NULL. *key and *value get the entry's fields. */
-const ProtobufCMessageDescriptor *pbjson_map_entry(
-    const ProtobufCFieldDescriptor *f, const ProtobufCFieldDescriptor **key,
-    const ProtobufCFieldDescriptor **value);
+const ProtobufCMessageDescriptor *
+pbjson_map_entry(const ProtobufCFieldDescriptor *f,
+                 const ProtobufCFieldDescriptor **key,
+                 const ProtobufCFieldDescriptor **value);
 
 /* pbjson_elem_size is the size of one element of a repeated field of
  * type t in protobuf-c's arrays. */
@@ -131,7 +133,7 @@ void pbjson_b64_encode(const uint8_t *p, size_t n, char *out);
  * when the result is empty. PBJSON_EBASE64 with a reason in why (cap
  * bytes), or PBJSON_ENOMEM; outputs untouched then. */
 DS_WUR pbjson_err pbjson_b64_decode(const char *s, size_t n, uint8_t **out,
-    size_t *out_len, char *why, size_t cap);
+                                    size_t *out_len, char *why, size_t cap);
 
 /* pbjson_num is the verdict of the number-text parsers. */
 typedef enum pbjson_num {
@@ -145,7 +147,7 @@ typedef enum pbjson_num {
  * allowed: "1e3", "1.50e1") as an exact integer: sign in *neg, magnitude
  * in *mag. No double is involved, so all 64 bits are exact. */
 pbjson_num pbjson_parse_int_text(const char *s, size_t n, bool *neg,
-    uint64_t *mag);
+                                 uint64_t *mag);
 
 /* pbjson_parse_real_text reads a JSON number in s[0..n) as a double;
  * PBJSON_NUM_RANGE when it overflows. s[n] must be readable and not a

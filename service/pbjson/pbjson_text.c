@@ -40,8 +40,7 @@ pbjson_utf8_unit(const char *s, size_t n)
  * control characters and bytes that are not UTF-8 become '?'. When
  * something was left out it ends with "...". */
 static void
-pbjson_sanitize(char *dst, size_t cap, const char *src, size_t n,
-    size_t limit)
+pbjson_sanitize(char *dst, size_t cap, const char *src, size_t n, size_t limit)
 {
 	size_t i = 0;
 	size_t o = 0;
@@ -58,7 +57,8 @@ pbjson_sanitize(char *dst, size_t cap, const char *src, size_t n,
 			cut = true;
 			break;
 		}
-		if (k == 0 || (unsigned char) src[i] < 0x20 || src[i] == 0x7f) {
+		if (k == 0 || (unsigned char) src[i] < 0x20 ||
+		    src[i] == 0x7f) {
 			dst[o++] = '?';
 		} else {
 			memcpy(dst + o, src + i, k);
@@ -70,7 +70,8 @@ pbjson_sanitize(char *dst, size_t cap, const char *src, size_t n,
 		/* Make room for "..." by dropping whole characters. */
 		while (o > 0 && o + 4 > cap) {
 			o--;
-			while (o > 0 && ((unsigned char) dst[o] & 0xc0) == 0x80) {
+			while (o > 0 &&
+			       ((unsigned char) dst[o] & 0xc0) == 0x80) {
 				o--;
 			}
 		}
@@ -126,18 +127,19 @@ pbjson_describe(char *buf, size_t cap, const json_t *v)
 		break;
 	case JSON_STRING:
 		pbjson_snippet(tmp, sizeof(tmp), json_string_value(v),
-		    json_string_length(v));
+		               json_string_length(v));
 		(void) snprintf(buf, cap, "string %s", tmp);
 		break;
 	case JSON_INTEGER:
 		(void) snprintf(buf, cap, "number %" JSON_INTEGER_FORMAT,
-		    json_integer_value(v));
+		                json_integer_value(v));
 		break;
 	case JSON_REAL:
 		if (isfinite(json_real_value(v))) {
 			(void) pbjson_fmt_double(json_real_value(v), tmp);
 		} else {
-			(void) snprintf(tmp, sizeof(tmp), "%s", "(not finite)");
+			(void) snprintf(tmp, sizeof(tmp), "%s",
+			                "(not finite)");
 		}
 		(void) snprintf(buf, cap, "number %s", tmp);
 		break;
@@ -177,7 +179,7 @@ pbjson_b64_encode(const uint8_t *p, size_t n, char *out)
 
 	for (i = 0; i + 3 <= n; i += 3) {
 		uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 |
-		    p[i + 2];
+		             p[i + 2];
 
 		*out++ = pbjson_b64_alphabet[v >> 18];
 		*out++ = pbjson_b64_alphabet[(v >> 12) & 63];
@@ -226,7 +228,7 @@ pbjson_b64_value(unsigned char ch)
 
 pbjson_err
 pbjson_b64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len,
-    char *why, size_t cap)
+                  char *why, size_t cap)
 {
 	size_t pad = 0;
 	size_t m;
@@ -243,7 +245,7 @@ pbjson_b64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len,
 	m = n - pad;
 	if (m % 4 == 1) {
 		(void) snprintf(why, cap,
-		    "%zu characters of data cannot be base64", m);
+		                "%zu characters of data cannot be base64", m);
 		return PBJSON_EBASE64;
 	}
 	if (pad > 0 && (n % 4 != 0 || (m % 4 == 2) != (pad == 2))) {
@@ -255,12 +257,15 @@ pbjson_b64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len,
 			unsigned char ch = (unsigned char) s[i];
 
 			if (ch >= 0x21 && ch < 0x7f) {
-				(void) snprintf(why, cap,
+				(void) snprintf(
+				    why, cap,
 				    "invalid character '%c' at offset %zu", ch,
 				    i);
 			} else {
-				(void) snprintf(why, cap,
-				    "invalid byte 0x%02x at offset %zu", ch, i);
+				(void) snprintf(
+				    why, cap,
+				    "invalid byte 0x%02x at offset %zu", ch,
+				    i);
 			}
 			return PBJSON_EBASE64;
 		}
@@ -282,7 +287,8 @@ pbjson_b64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len,
 		return PBJSON_ENOMEM;
 	}
 	for (i = 0; i < m; i++) {
-		acc = acc << 6 | (uint32_t) pbjson_b64_value((unsigned char) s[i]);
+		acc = acc << 6 |
+		      (uint32_t) pbjson_b64_value((unsigned char) s[i]);
 		bits += 6;
 		if (bits >= 8) {
 			bits -= 8;

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -29,7 +30,7 @@ encode(const void *msg, const pbjson_options *o)
 	rv = pbjson_encode(msg, o, &out, &len, &err);
 	if (rv != PBJSON_OK) {
 		fail_msg("pbjson_encode: %s: %s", pbjson_strerror(rv),
-		    err.message);
+		         err.message);
 	}
 	assert_non_null(out);
 	assert_int_equal(strlen(out), len);
@@ -37,8 +38,7 @@ encode(const void *msg, const pbjson_options *o)
 }
 
 static void
-assert_encodes_to(const void *msg, const pbjson_options *o,
-    const char *want)
+assert_encodes_to(const void *msg, const pbjson_options *o, const char *want)
 {
 	char *got = encode(msg, o);
 
@@ -83,7 +83,8 @@ test_encode_every_scalar_type_in_its_proto3_form(void **state)
 	s.f_enum = PBJSON__TEST__COLOR__COLOR_GREEN;
 	s.f_inner = &in;
 	s.a_long_field_2_name = 5;
-	assert_encodes_to(&s, NULL,
+	assert_encodes_to(
+	    &s, NULL,
 	    "{\"fDouble\":1.5,\"fFloat\":0.1,\"fInt32\":-7,"
 	    "\"fInt64\":\"-9223372036854775808\",\"fUint32\":4294967295,"
 	    "\"fUint64\":\"18446744073709551615\",\"fSint32\":-1,"
@@ -117,7 +118,8 @@ test_encode_emit_defaults_adds_fields_without_presence_only(void **state)
 	char *got;
 
 	(void) state;
-	assert_encodes_to(&s, &o,
+	assert_encodes_to(
+	    &s, &o,
 	    "{\"fDouble\":0.0,\"fFloat\":0.0,\"fInt32\":0,\"fInt64\":\"0\","
 	    "\"fUint32\":0,\"fUint64\":\"0\",\"fSint32\":0,\"fSint64\":\"0\","
 	    "\"fFixed32\":0,\"fFixed64\":\"0\",\"fSfixed32\":0,"
@@ -128,7 +130,8 @@ test_encode_emit_defaults_adds_fields_without_presence_only(void **state)
 	assert_non_null(strstr(got, "\"rInt32\":[]"));
 	assert_non_null(strstr(got, "\"rInner\":[]"));
 	ds_free(got);
-	assert_encodes_to(&m, &o,
+	assert_encodes_to(
+	    &m, &o,
 	    "{\"counts\":{},\"byId\":{},\"flags\":{},\"colors\":{},"
 	    "\"blobs\":{}}");
 	/* Oneof members (and so proto3 optional) have presence. */
@@ -144,11 +147,11 @@ test_encode_nan_and_infinities_are_strings(void **state)
 	s.f_double = NAN;
 	s.f_float = INFINITY;
 	assert_encodes_to(&s, NULL,
-	    "{\"fDouble\":\"NaN\",\"fFloat\":\"Infinity\"}");
+	                  "{\"fDouble\":\"NaN\",\"fFloat\":\"Infinity\"}");
 	s.f_double = -INFINITY;
 	s.f_float = NAN;
 	assert_encodes_to(&s, NULL,
-	    "{\"fDouble\":\"-Infinity\",\"fFloat\":\"NaN\"}");
+	                  "{\"fDouble\":\"-Infinity\",\"fFloat\":\"NaN\"}");
 }
 
 static void
@@ -160,14 +163,14 @@ test_encode_reals_use_shortest_round_trip_form(void **state)
 	s.f_double = 0.1;
 	s.f_float = 3.4028235e38f;
 	assert_encodes_to(&s, NULL,
-	    "{\"fDouble\":0.1,\"fFloat\":3.4028235e+38}");
+	                  "{\"fDouble\":0.1,\"fFloat\":3.4028235e+38}");
 	s.f_double = 5;
 	s.f_float = 1e-45f; /* the smallest denormal */
 	assert_encodes_to(&s, NULL, "{\"fDouble\":5.0,\"fFloat\":1e-45}");
 	s.f_double = DBL_MAX;
 	s.f_float = -2.5f;
-	assert_encodes_to(&s, NULL,
-	    "{\"fDouble\":1.7976931348623157e+308,\"fFloat\":-2.5}");
+	assert_encodes_to(
+	    &s, NULL, "{\"fDouble\":1.7976931348623157e+308,\"fFloat\":-2.5}");
 	/* -0 equals 0: a default, omitted like protobuf-c's packer does. */
 	s.f_double = -0.0;
 	s.f_float = 0;
@@ -194,7 +197,7 @@ test_encode_repeated_fields_are_arrays_packed_or_not(void **state)
 	char *strs[] = {"a", ""};
 	ProtobufCBinaryData blobs[] = {{1, (uint8_t *) "\xfb"}, {0, NULL}};
 	Pbjson__Test__Color colors[] = {PBJSON__TEST__COLOR__COLOR_RED,
-	    (Pbjson__Test__Color) 9};
+	                                (Pbjson__Test__Color) 9};
 	Pbjson__Test__Inner i1 = PBJSON__TEST__INNER__INIT;
 	Pbjson__Test__Inner i2 = PBJSON__TEST__INNER__INIT;
 	Pbjson__Test__Inner *inners[] = {&i1, &i2};
@@ -218,7 +221,8 @@ test_encode_repeated_fields_are_arrays_packed_or_not(void **state)
 	r.r_enum = colors;
 	r.n_r_enum_unpacked = 1;
 	r.r_enum_unpacked = colors;
-	assert_encodes_to(&r, NULL,
+	assert_encodes_to(
+	    &r, NULL,
 	    "{\"rInt32\":[1,-2,3],\"rInt32Unpacked\":[1,-2],"
 	    "\"rInt64\":[\"9223372036854775807\"],\"rString\":[\"a\",\"\"],"
 	    "\"rBytes\":[\"+w==\",\"\"],\"rInner\":[{\"s\":\"x\"},{}],"
@@ -233,9 +237,11 @@ test_encode_maps_are_objects_with_string_keys(void **state)
 	Pbjson__Test__Maps__CountsEntry c2 =
 	    PBJSON__TEST__MAPS__COUNTS_ENTRY__INIT;
 	Pbjson__Test__Maps__CountsEntry *counts[] = {&c1, &c2};
-	Pbjson__Test__Maps__ByIdEntry b1 = PBJSON__TEST__MAPS__BY_ID_ENTRY__INIT;
+	Pbjson__Test__Maps__ByIdEntry b1 =
+	    PBJSON__TEST__MAPS__BY_ID_ENTRY__INIT;
 	Pbjson__Test__Maps__ByIdEntry *byid[] = {&b1};
-	Pbjson__Test__Maps__FlagsEntry f1 = PBJSON__TEST__MAPS__FLAGS_ENTRY__INIT;
+	Pbjson__Test__Maps__FlagsEntry f1 =
+	    PBJSON__TEST__MAPS__FLAGS_ENTRY__INIT;
 	Pbjson__Test__Maps__FlagsEntry *flags[] = {&f1};
 	Pbjson__Test__Maps__ColorsEntry k1 =
 	    PBJSON__TEST__MAPS__COLORS_ENTRY__INIT;
@@ -263,7 +269,8 @@ test_encode_maps_are_objects_with_string_keys(void **state)
 	m.flags = flags;
 	m.n_colors = 1;
 	m.colors = colors;
-	assert_encodes_to(&m, NULL,
+	assert_encodes_to(
+	    &m, NULL,
 	    "{\"counts\":{\"a\":1,\"b c\":2},\"byId\":{\"-5\":{\"n\":4}},"
 	    "\"flags\":{\"true\":\"yes\"},"
 	    "\"colors\":{\"4294967295\":\"COLOR_RED\"}}");
@@ -333,10 +340,11 @@ test_to_json_value_embeds_in_a_larger_document(void **state)
 	assert_true(json_real_value(json_object_get(msg, "fFloat")) == 0.1);
 	body = json_pack("{s:s, s:o}", "code", "ABORTED", "current", msg);
 	assert_non_null(body);
-	assert_int_equal(pbjson_dump(body, NULL, &text, NULL, &err), PBJSON_OK);
-	assert_string_equal(text,
-	    "{\"code\":\"ABORTED\",\"current\":{\"fFloat\":0.1,"
-	    "\"fInt64\":\"42\"}}");
+	assert_int_equal(pbjson_dump(body, NULL, &text, NULL, &err),
+	                 PBJSON_OK);
+	assert_string_equal(
+	    text, "{\"code\":\"ABORTED\",\"current\":{\"fFloat\":0.1,"
+	          "\"fInt64\":\"42\"}}");
 	ds_free(text);
 	json_decref(body);
 }
@@ -358,7 +366,7 @@ test_encode_output_over_max_bytes_is_too_large(void **state)
 	ds_free(encode(&s, &o));
 	o.max_bytes = strlen(full) - 1;
 	assert_int_equal(pbjson_encode(&s.base, &o, &out, &len, &err),
-	    PBJSON_ETOOLARGE);
+	                 PBJSON_ETOOLARGE);
 	assert_string_equal(out, "untouched");
 	assert_int_equal(len, 12345);
 	assert_string_equal(err.path, "");
@@ -366,7 +374,7 @@ test_encode_output_over_max_bytes_is_too_large(void **state)
 	ds_free(full);
 	o.max_bytes = PBJSON_MAX_BYTES_HARD + 1;
 	assert_int_equal(pbjson_encode(&s.base, &o, &out, &len, &err),
-	    PBJSON_EINVAL);
+	                 PBJSON_EINVAL);
 	assert_non_null(strstr(err.message, "PBJSON_MAX_BYTES_HARD"));
 }
 
@@ -383,7 +391,7 @@ test_encode_bytes_too_large_fail_before_allocating(void **state)
 	s.f_bytes.len = SIZE_MAX / 2;
 	s.f_bytes.data = (uint8_t *) "x";
 	assert_int_equal(pbjson_encode(&s.base, &o, &out, NULL, &err),
-	    PBJSON_ETOOLARGE);
+	                 PBJSON_ETOOLARGE);
 	assert_string_equal(err.path, "fBytes");
 	assert_null(out);
 }
@@ -402,14 +410,14 @@ test_encode_string_that_is_not_utf8_is_refused(void **state)
 	(void) state;
 	s.f_string = "ok\xff";
 	assert_int_equal(pbjson_encode(&s.base, NULL, &out, NULL, &err),
-	    PBJSON_EUTF8);
+	                 PBJSON_EUTF8);
 	assert_string_equal(err.path, "fString");
 	assert_string_equal(err.message, "fString: string is not valid UTF-8");
 	c1.key = "\xc3";
 	m.n_counts = 1;
 	m.counts = counts;
 	assert_int_equal(pbjson_encode(&m.base, NULL, &out, NULL, &err),
-	    PBJSON_EUTF8);
+	                 PBJSON_EUTF8);
 	assert_string_equal(err.path, "counts[0]");
 	assert_null(out);
 }
@@ -431,7 +439,7 @@ test_encode_depth_is_capped_at_max_depth(void **state)
 	ds_free(encode(&chain[1], NULL));
 	/* One more: refused, and the message names the limit. */
 	assert_int_equal(pbjson_encode(&chain[0].base, NULL, &out, NULL, &err),
-	    PBJSON_EDEPTH);
+	                 PBJSON_EDEPTH);
 	assert_non_null(strstr(err.message, "PBJSON_MAX_DEPTH (64)"));
 	assert_int_equal(strncmp(err.path, "child.child.child", 17), 0);
 	assert_null(out);
@@ -450,13 +458,13 @@ test_encode_null_element_of_repeated_message_is_invalid(void **state)
 	r.n_r_inner = 2;
 	r.r_inner = inners;
 	assert_int_equal(pbjson_encode(&r.base, NULL, &out, NULL, &err),
-	    PBJSON_EINVAL);
+	                 PBJSON_EINVAL);
 	assert_string_equal(err.path, "rInner[1]");
 	assert_null(out);
 	assert_int_equal(pbjson_encode(NULL, NULL, &out, NULL, &err),
-	    PBJSON_EINVAL);
+	                 PBJSON_EINVAL);
 	assert_int_equal(pbjson_encode(&r.base, NULL, NULL, NULL, NULL),
-	    PBJSON_EINVAL);
+	                 PBJSON_EINVAL);
 }
 
 static void
@@ -468,12 +476,13 @@ test_dump_escapes_what_json_requires(void **state)
 	pbjson_error err;
 
 	(void) state;
-	assert_int_equal(json_object_set_new(j, "k\n",
-	    json_stringn("a\x01\"\\/\t\0z", 8)), 0);
+	assert_int_equal(
+	    json_object_set_new(j, "k\n", json_stringn("a\x01\"\\/\t\0z", 8)),
+	    0);
 	assert_int_equal(json_object_set_new(j, "n", json_null()), 0);
 	assert_int_equal(pbjson_dump(j, NULL, &text, &len, &err), PBJSON_OK);
-	assert_string_equal(text,
-	    "{\"k\\n\":\"a\\u0001\\\"\\\\/\\t\\u0000z\",\"n\":null}");
+	assert_string_equal(
+	    text, "{\"k\\n\":\"a\\u0001\\\"\\\\/\\t\\u0000z\",\"n\":null}");
 	assert_int_equal(len, strlen(text));
 	ds_free(text);
 	json_decref(j);
@@ -495,23 +504,27 @@ test_dump_refuses_json_nested_past_its_cap(void **state)
 		assert_int_equal(json_array_append_new(cur, next), 0);
 		cur = next;
 	}
-	assert_int_equal(pbjson_dump(root, NULL, &text, NULL, &err), PBJSON_OK);
+	assert_int_equal(pbjson_dump(root, NULL, &text, NULL, &err),
+	                 PBJSON_OK);
 	ds_free(text);
 	text = NULL;
 	assert_int_equal(json_array_append_new(cur, json_array()), 0);
 	assert_int_equal(pbjson_dump(root, NULL, &text, NULL, &err),
-	    PBJSON_EDEPTH);
+	                 PBJSON_EDEPTH);
 	assert_null(text);
 	json_decref(root);
 }
 
 static void
-test_encode_ignores_a_decimal_comma_locale(void **state)
+test_numbers_ignore_a_decimal_comma_locale(void **state)
 {
 	static const char *names[] = {"de_DE.UTF-8", "de_DE.utf8",
-	    "fr_FR.UTF-8", "fr_FR.utf8", "ru_RU.UTF-8", NULL};
+	                              "fr_FR.UTF-8", "fr_FR.utf8",
+	                              "ru_RU.UTF-8", NULL};
 	Pbjson__Test__Scalars s = PBJSON__TEST__SCALARS__INIT;
 	const char *found = NULL;
+	ProtobufCMessage *back = NULL;
+	char text[16];
 	int i;
 
 	(void) state;
@@ -519,11 +532,25 @@ test_encode_ignores_a_decimal_comma_locale(void **state)
 		found = setlocale(LC_NUMERIC, names[i]);
 	}
 	if (found == NULL) {
-		skip(); /* no such locale here; LOCPATH can provide one */
+		/* No such locale installed; one can be built with
+		 * `localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8` and used
+		 * with LOCPATH=DIR. */
+		skip();
 	}
 	s.f_double = 0.5;
 	s.f_float = 1.25f;
 	assert_encodes_to(&s, NULL, "{\"fDouble\":0.5,\"fFloat\":1.25}");
+	/* Numeric strings are read with strtod, which follows the locale
+	 * too. */
+	assert_int_equal(pbjson_decode(&pbjson__test__scalars__descriptor,
+	                               "{\"fDouble\":\"0.25\"}", 18, NULL,
+	                               &back, NULL),
+	                 PBJSON_OK);
+	assert_true(((Pbjson__Test__Scalars *) back)->f_double == 0.25);
+	protobuf_c_message_free_unpacked(back, NULL);
+	/* The caller's locale is back in place afterwards. */
+	(void) snprintf(text, sizeof(text), "%.1f", 0.5);
+	assert_string_equal(text, "0,5");
 	(void) setlocale(LC_NUMERIC, "C");
 }
 
@@ -562,7 +589,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_encode_empty_message_is_empty_object),
 	    cmocka_unit_test(test_encode_every_scalar_type_in_its_proto3_form),
-	    cmocka_unit_test(test_encode_original_names_option_keeps_proto_names),
+	    cmocka_unit_test(
+	        test_encode_original_names_option_keeps_proto_names),
 	    cmocka_unit_test(
 	        test_encode_emit_defaults_adds_fields_without_presence_only),
 	    cmocka_unit_test(test_encode_nan_and_infinities_are_strings),
@@ -584,7 +612,7 @@ main(void)
 	        test_encode_null_element_of_repeated_message_is_invalid),
 	    cmocka_unit_test(test_dump_escapes_what_json_requires),
 	    cmocka_unit_test(test_dump_refuses_json_nested_past_its_cap),
-	    cmocka_unit_test(test_encode_ignores_a_decimal_comma_locale),
+	    cmocka_unit_test(test_numbers_ignore_a_decimal_comma_locale),
 	    cmocka_unit_test(test_encode_survives_every_allocation_failing),
 	};
 
