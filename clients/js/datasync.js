@@ -143,7 +143,9 @@ export class DataSyncError extends Error {
  * /rpc/ route). `current` is the record as it is now, decoded, so the
  * caller can discard, merge or overwrite without another request. An
  * overwrite should be put(key, mine, {ifMatch: err.current.version}) so
- * that a third writer still causes a conflict.
+ * that a third writer still causes a conflict. `current` is null when the
+ * key does not exist, and has deleted: true (no value) when it was deleted;
+ * either way the overwrite is put(key, mine, {ifAbsent: true}).
  */
 export class ConflictError extends DataSyncError {
 	/**
@@ -235,7 +237,10 @@ export class TooLargeError extends DataSyncError {
 
 /**
  * encodeKey turns a record key into its URL path: each '/'-separated
- * segment percent-encoded, the slashes kept.
+ * segment percent-encoded, the slashes kept, except one: the gateway reads
+ * a path ending in a literal "/lock" or "/unlock" as the lock routes, so
+ * the slash before a last segment "lock" / "unlock" is sent as %2F (the
+ * gateway decodes it back into the key).
  * @param {string} key
  * @returns {string}
  */
@@ -243,7 +248,12 @@ export function encodeKey(key) {
 	if (typeof key !== 'string' || key.length === 0) {
 		throw new TypeError('datasync: key must be a non-empty string');
 	}
-	return key.split('/').map(encodeURIComponent).join('/');
+	const segs = key.split('/').map(encodeURIComponent);
+	const last = segs[segs.length - 1];
+	if (segs.length > 1 && (last === 'lock' || last === 'unlock')) {
+		return `${segs.slice(0, -1).join('/')}%2F${last}`;
+	}
+	return segs.join('/');
 }
 
 /**
@@ -467,35 +477,46 @@ export async function errorFromResponse(res) {
 		field: typeof body.field === 'string' ? body.field : undefined,
 		retryAfterMs: parseRetryAfter(res.headers.get('Retry-After')),
 	};
-	if (reason === 'VERSION_CONFLICT' || status === 412) {
+	// The reason decides; the status only where the reason is unknown.
+	/** @type {Record<string, string>} */
+	const byReason = {
+		VERSION_CONFLICT: 'conflict', LOCK_EXPIRED: 'expired', LOCKED: 'locked',
+		PRECONDITION_REQUIRED: 'required', VERSION_COMPACTED: 'compacted', NOT_FOUND: 'notfound',
+	};
+	/** @type {Record<number, string>} */
+	const byStatus = {
+		412: 'conflict', 423: 'locked', 428: 'required', 410: 'compacted', 404: 'notfound', 413: 'toolarge',
+	};
+	const kind = byReason[reason] ?? byStatus[status];
+	switch (kind) {
+	case 'conflict':
 		if (current && current.version === 0) {
 			current.version = parseETag(res.headers.get('ETag')) ?? 0;
 		}
+		if (current && current.version === 0) {
+			current = null; // {"key": K} alone: the key does not exist
+		}
 		return new ConflictError(message, { ...init, current });
-	}
-	if (reason === 'LOCK_EXPIRED') {
+	case 'expired':
 		return new LockExpiredError(message, init);
-	}
-	if (reason === 'LOCKED' || status === 423) {
+	case 'locked': {
 		let lock = current ? current.lock ?? null : null;
 		if (!lock) {
 			lock = decodeLockJson(body.lock) ?? parseLockHeaders(res.headers);
 		}
 		return new LockedError(message, { ...init, current, lock });
 	}
-	if (reason === 'PRECONDITION_REQUIRED' || status === 428) {
+	case 'required':
 		return new PreconditionRequiredError(message, init);
-	}
-	if (reason === 'VERSION_COMPACTED' || status === 410) {
+	case 'compacted':
 		return new VersionCompactedError(message, init);
-	}
-	if (status === 404) {
+	case 'notfound':
 		return new NotFoundError(message, init);
-	}
-	if (status === 413) {
+	case 'toolarge':
 		return new TooLargeError(message, init);
+	default:
+		return new DataSyncError(message, init);
 	}
-	return new DataSyncError(message, init);
 }
 
 /**
@@ -1006,14 +1027,20 @@ export class DataSyncClient {
 	unlockOnUnload(key, token) {
 		const url = this.url(`/v1/records/${encodeKey(key)}/unlock`);
 		const body = JSON.stringify({ lockToken: token });
+		// Cross-origin, a JSON content type would need a CORS preflight,
+		// which a keepalive request cannot wait for: label the same JSON
+		// text/plain there (datasyncd reads the body either way).
+		const sameOrigin = typeof location === 'undefined' ||
+			new URL(url, location.href).origin === location.origin;
+		const type = sameOrigin ? 'application/json' : 'text/plain;charset=UTF-8';
 		try {
 			this._fetch(url, {
 				method: 'POST', keepalive: true, cache: 'no-store', credentials: 'same-origin',
-				headers: { 'Content-Type': 'application/json' }, body,
+				headers: { 'Content-Type': type }, body,
 			}).catch(() => { /* the page is gone; the lease runs out anyway */ });
 		} catch {
 			if (typeof navigator !== 'undefined' && typeof navigator.sendBeacon === 'function') {
-				navigator.sendBeacon(url, new Blob([body], { type: 'application/json' }));
+				navigator.sendBeacon(url, new Blob([body], { type }));
 			}
 		}
 	}
