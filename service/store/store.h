@@ -83,7 +83,10 @@ typedef enum store_durability {
 
 typedef struct store_config {
 	const char *path;        /* database file, or ":memory:"; borrowed
-	                          * during store_open only */
+	                          * during store_open only. ":memory:" is a
+	                          * private database shared by this store's
+	                          * connections; it has no WAL, so there
+	                          * reads take turns with writes */
 	const ds_clock *clock;   /* wall clock for leases and timestamps;
 	                          * borrowed for the store's lifetime; NULL =
 	                          * ds_clock_wall() */
@@ -166,7 +169,7 @@ void store_conn_close(store_conn *c);
  * Errors: STORE_EINVAL (key), STORE_ENOTFOUND (absent, deleted, or a
  * version never written), STORE_ECOMPACTED (older than the history keeps).
  * The record's lock reflects live leases only: an expired lease is no
- * lock. */
+ * lock. A historical version carries the key's current lock. */
 store_err store_get(store_conn *c, const char *key, size_t key_len,
     uint64_t version, store_record *out, store_error *err);
 
@@ -180,7 +183,8 @@ typedef struct store_list_req {
 
 typedef struct store_list_page {
 	store_record *records;   /* owned array of n live records, key order,
-	                          * values omitted (value == NULL) */
+	                          * values omitted (value == NULL); NULL
+	                          * when n == 0 */
 	size_t n;
 	char *next_page_token;   /* owned; NULL on the last page */
 	uint64_t revision;       /* store revision the page was read at */
@@ -219,7 +223,10 @@ typedef struct store_precond {
 	uint64_t version; /* for STORE_PRECOND_IF_VERSION */
 } store_precond;
 
-/* A lock token: 128 random bits, shown only to the holder. */
+/* A lock token: 128 random bits from getrandom(2), shown only to the
+ * holder (and to a request_id replay of the Lock that issued it). The
+ * store keeps it raw, compared in constant time: a replay must be able to
+ * return it, and the file's readers can read the data anyway. */
 #define STORE_TOKEN_BYTES 16
 #define STORE_TOKEN_HEX_LEN (2 * STORE_TOKEN_BYTES)
 
@@ -241,7 +248,9 @@ void store_token_format(const store_token *t,
  *   UPDATE  key, value, content_type, precond, token?, request_id?, author?
  *   DELETE  key, precond, token?, request_id?, author?
  *   LOCK    key, owner, ttl_ms (0 = default), token? (renew), request_id?
- *   UNLOCK  key, token, request_id?                                     */
+ *   UNLOCK  key, token, request_id?
+ * Fields an op does not use are ignored (not validated, not part of the
+ * request_id's identity). A renewal sets the owner to the request's. */
 typedef struct store_write {
 	store_op op;
 	const char *key;
@@ -272,8 +281,12 @@ typedef struct store_write {
  *   ECONFLICT: record = the current record with value (deleted = true for
  *              a tombstone; version 0 if the key never existed).
  *   ELOCKED:   record = the current metadata with its lock (owner,
- *              expiry, fencing token).
- *   other:     error only. */
+ *              expiry, fencing token); version 0 for a key locked
+ *              before it existed.
+ *   other:     error only.
+ * A replay (same request_id, same request) returns the stored outcome of
+ * the first write, token included, with replayed = true; UPDATE's value
+ * is the request's, identical by construction. */
 typedef struct store_write_result {
 	store_error error;   /* error.code is the outcome; STORE_OK = applied */
 	store_record record; /* owned; finish with store_write_result_fini */
@@ -304,8 +317,12 @@ store_err store_apply(store_conn *c, const store_write *w,
  * STORE_OK when the transaction committed (whatever the individual
  * outcomes), or the error that made the whole batch fail (STORE_EIO,
  * STORE_ENOMEM): then nothing was applied and every result carries that
- * error. results[0..n) must be zeroed by the caller. When the call
- * returns STORE_OK the commit is durable to the configured level. */
+ * error. Besides a failed COMMIT, this happens when SQLite itself rolls
+ * the transaction back (some I/O and out-of-memory errors do); a write
+ * that fails midway otherwise is undone alone (its own SAVEPOINT) with
+ * STORE_EIO or STORE_ENOMEM in its result. results[0..n) must be zeroed
+ * by the caller. When the call returns STORE_OK the commit is durable to
+ * the configured level. */
 store_err store_apply_batch(store_conn *c, const store_write *ws, size_t n,
     store_write_result *results);
 

@@ -576,6 +576,7 @@ static store_err
 store_sqlite_wal(store *s, sqlite3 *db, store_error *err)
 {
 	sqlite3_stmt *st = NULL;
+	const char *mode;
 	int rc;
 	store_err rv = STORE_OK;
 
@@ -583,9 +584,9 @@ store_sqlite_wal(store *s, sqlite3 *db, store_error *err)
 	         NULL)) != SQLITE_OK ||
 	    (rc = store_sqlite_step(st)) != SQLITE_ROW) {
 		rv = store_sqlite_err(db, rc, err, "enabling WAL");
-	} else if (sqlite3_stricmp(
-	               (const char *) sqlite3_column_text(st, 0), "wal") !=
-	    0) {
+	} else if ((mode = (const char *) sqlite3_column_text(st, 0)) ==
+	        NULL ||
+	    sqlite3_stricmp(mode, "wal") != 0) {
 		/* e.g. a file system without shared memory support */
 		rv = store_error_set(err, STORE_EIO, "path",
 		    "%s cannot use WAL journaling", s->path);
@@ -1099,6 +1100,7 @@ store_sqlite_integrity_check(store_conn *bc, store_error *err)
 {
 	store_sqlite_conn *c = (store_sqlite_conn *) bc;
 	sqlite3_stmt *st = NULL;
+	const char *res;
 	store_err rv = STORE_OK;
 	int rc;
 
@@ -1108,10 +1110,12 @@ store_sqlite_integrity_check(store_conn *bc, store_error *err)
 	         NULL)) != SQLITE_OK ||
 	    (rc = store_sqlite_step(st)) != SQLITE_ROW) {
 		rv = store_sqlite_err(c->db, rc, err, "integrity_check");
-	} else if (strcmp((const char *) sqlite3_column_text(st, 0), "ok") !=
-	    0) {
-		rv = store_error_set(err, STORE_EIO, "",
-		    "integrity_check: %s", sqlite3_column_text(st, 0));
+	} else if ((res = (const char *) sqlite3_column_text(st, 0)) == NULL) {
+		rv = store_error_set(err, STORE_ENOMEM, "",
+		    "integrity_check: out of memory");
+	} else if (strcmp(res, "ok") != 0) {
+		rv = store_error_set(err, STORE_EIO, "", "integrity_check: %s",
+		    res);
 	} else {
 		store_error_clear(err);
 	}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "store_test_util.h"
 
@@ -404,6 +405,60 @@ test_history_keeps_the_last_h_versions(void **state)
 	stt_fx_free(fx);
 }
 
+/* swt_history_rows counts the stored history rows of key: white-box, to
+ * see that trimming happens on write and not only in what reads show. */
+static int
+swt_history_rows(const char *path, const char *key)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int n;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY,
+	                     NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                     "SELECT count(*) FROM history WHERE key = ?1", -1,
+	                     &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_blob(st, 1, key, (int) strlen(key), SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void
+test_history_is_trimmed_in_storage_on_every_write(void **state)
+{
+	store_limits lim = store_limits_default();
+	stt_fx *fx;
+
+	(void) state;
+	lim.history = 3;
+	fx = stt_fx_new(&lim, true);
+	for (int i = 1; i <= 10; i++) {
+		(void) stt_put(fx->c, "doc", "x");
+		/* The current version lives in records, the rest here. */
+		assert_int_equal(swt_history_rows(fx->path, "doc"),
+		    i < 3 ? i - 1 : 2);
+	}
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_delete("doc", STORE_PRECOND_IF_EXISTS, 0)),
+	    STORE_OK);
+	assert_int_equal(swt_history_rows(fx->path, "doc"), 2);
+	/* A smaller history after a restart: the next write trims. */
+	fx->cfg.limits.history = 0;
+	stt_fx_reopen(fx);
+	assert_int_equal(swt_history_rows(fx->path, "doc"), 2);
+	(void) stt_put(fx->c, "doc", "y");
+	assert_int_equal(swt_history_rows(fx->path, "doc"), 0);
+	(void) stt_put(fx->c, "doc", "z");
+	assert_int_equal(swt_history_rows(fx->path, "doc"), 0);
+	stt_fx_free(fx);
+}
+
 static void
 test_history_zero_keeps_only_the_current_version(void **state)
 {
@@ -629,6 +684,7 @@ main(void)
 	    T(test_recreate_after_delete_continues_the_version),
 	    T(test_old_version_never_matches_a_new_incarnation),
 	    cmocka_unit_test(test_history_keeps_the_last_h_versions),
+	    cmocka_unit_test(test_history_is_trimmed_in_storage_on_every_write),
 	    cmocka_unit_test(test_history_zero_keeps_only_the_current_version),
 	    T(test_historical_versions_stay_readable_after_delete),
 	    T(test_revision_is_strictly_increasing_across_keys),
