@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,16 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	/* A client that goes away mid-reply must not kill the server. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Every client connection is a descriptor; the default soft limit
+	 * (1024) would cap the server at about a thousand clients. */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void) setrlimit(RLIMIT_NOFILE, &rl); /* best effort */
+		}
+	}
 
 	store_config_default(&scfg);
 	scfg.path = o.db;
