@@ -60,6 +60,10 @@ typedef struct cli_args {
 /* cli_run runs cmd and returns the process exit code. */
 int cli_run(const char *cmd, const cli_args *a);
 
+/* cli_bench_main runs `datasync bench ...` (argv[1] is "bench"), which has
+ * flags of its own, and returns the process exit code (cli_bench.c). */
+int cli_bench_main(int argc, char **argv);
+
 /* cli_usage_error prints "datasync: <msg>" and a hint; returns 2. */
 int cli_usage_error(const char *fmt, ...) DS_PRINTF(1, 2);
 

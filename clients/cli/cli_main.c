@@ -33,6 +33,9 @@ static const char cli_usage[] =
     "the token\n"
     "  unlock KEY --lock-token T\n"
     "  list [--prefix P] [--page-size N] [--page-token T] [--all]\n"
+    "  bench [--op OP] [--concurrency N] [--duration DUR] ...\n"
+    "                                     load generator and baselines;\n"
+    "                                     see 'datasync bench --help'\n"
     "\n"
     "PRECONDITION is one of: --if-version N, --if-absent (create only),\n"
     "--if-exists (any version), --force (unconditional overwrite).\n"
@@ -281,6 +284,10 @@ main(int argc, char **argv)
 	const char *cmd;
 	uint64_t u;
 
+	/* bench has flags of its own: it parses them itself. */
+	if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+		return cli_bench_main(argc, argv);
+	}
 	memset(&a, 0, sizeof(a));
 	a.timeout_ms = 10000;
 	opterr = 0;
