@@ -22,9 +22,15 @@
  *     row with version 0 and deleted = 1 (not live, not listed).
  *   - history holds superseded versions (tombstones included, so a
  *     missing row means "compacted", never "was a tombstone").
- *   - requests remembers successful writes by request_id for replay; a
- *     rowid table because pruning walks it in insertion order.
  *   - meta is a single row: the store-wide revision and fencing counters.
+ *
+ * v2: request ids live in two generation tables, requests0 and requests1,
+ * each a WITHOUT ROWID B-tree keyed by the id. Generation g = now / ttl
+ * writes into requests{g % 2}; moving to a new generation empties the
+ * table it takes over, which holds ids at least one ttl old. A write
+ * touches one B-tree (v1: a rowid table plus a unique index, and a
+ * pruning query per commit), and clients' ids (a prefix and a counter)
+ * land on neighbouring pages. meta.req_gen is the current generation.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -87,6 +93,32 @@ static const char *const store_schema_migrations[] = {
     " token BLOB);"
     "PRAGMA application_id = 1685289315;" /* STORE_SCHEMA_APPLICATION_ID */
     "PRAGMA user_version = 1;",
+    /* 1 -> 2 */
+#define STORE_SCHEMA_REQ_COLUMNS                                              \
+	" id BLOB NOT NULL PRIMARY KEY,"                                      \
+	" hash INTEGER NOT NULL,"                                             \
+	" created_at INTEGER NOT NULL,"                                       \
+	" version INTEGER NOT NULL,"                                          \
+	" revision INTEGER NOT NULL,"                                         \
+	" rec_created_at INTEGER NOT NULL,"                                   \
+	" rec_updated_at INTEGER NOT NULL,"                                   \
+	" flags INTEGER NOT NULL,"                                            \
+	" content_type TEXT NOT NULL,"                                        \
+	" updated_by TEXT NOT NULL,"                                          \
+	" lock_owner TEXT,"                                                   \
+	" lock_expires_at INTEGER,"                                           \
+	" lock_fencing INTEGER,"                                              \
+	" token BLOB"
+    "CREATE TABLE requests0 (" STORE_SCHEMA_REQ_COLUMNS ") WITHOUT ROWID;"
+    "CREATE TABLE requests1 (" STORE_SCHEMA_REQ_COLUMNS ") WITHOUT ROWID;"
+    "INSERT INTO requests0 SELECT id, hash, created_at, version, revision,"
+    " rec_created_at, rec_updated_at, flags, content_type, updated_by,"
+    " lock_owner, lock_expires_at, lock_fencing, token FROM requests;"
+    "DROP TABLE requests;"
+    /* -1: no generation yet; the first write sets it (and may empty the
+     * table it takes, forgetting ids from before the upgrade early). */
+    "ALTER TABLE meta ADD COLUMN req_gen INTEGER NOT NULL DEFAULT -1;"
+    "PRAGMA user_version = 2;",
 };
 
 #define STORE_SCHEMA_VERSION                                                  \

@@ -41,12 +41,6 @@
 #include "ds_text.h"
 #include "store_int.h"
 
-/* At most this many expired request ids are deleted per commit: pruning is
- * opportunistic and must not make one commit slow. Each commit inserts at
- * most a batch's worth, so 64 per commit keeps pace at the batch sizes the
- * writer uses. */
-#define STORE_SQLITE_PRUNE_PER_COMMIT 64
-
 /* Request-id result flags (requests.flags). */
 #define STORE_SQLITE_F_DELETED 1
 #define STORE_SQLITE_F_LOCKED 2
@@ -77,8 +71,10 @@ typedef enum store_stmt_id {
 	STORE_STMT_LIST_FROM,
 	STORE_STMT_LIST_AFTER,
 	STORE_STMT_REQ_GET,
-	STORE_STMT_REQ_PUT,
-	STORE_STMT_REQ_PRUNE,
+	STORE_STMT_REQ_PUT0,
+	STORE_STMT_REQ_PUT1,
+	STORE_STMT_REQ_CLEAR0,
+	STORE_STMT_REQ_CLEAR1,
 	STORE_STMT_COUNT
 } store_stmt_id;
 
@@ -110,9 +106,11 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
     [STORE_STMT_SAVEPOINT] = "SAVEPOINT store_write",
     [STORE_STMT_RELEASE] = "RELEASE store_write",
     [STORE_STMT_ROLLBACK_TO] = "ROLLBACK TO store_write",
-    [STORE_STMT_META_GET] = "SELECT revision, fencing FROM meta WHERE id = 0",
+    [STORE_STMT_META_GET] =
+        "SELECT revision, fencing, req_gen FROM meta WHERE id = 0",
     [STORE_STMT_META_SET] =
-        "UPDATE meta SET revision = ?1, fencing = ?2 WHERE id = 0",
+        "UPDATE meta SET revision = ?1, fencing = ?2, req_gen = ?3"
+        " WHERE id = 0",
     [STORE_STMT_ROW_GET] =
         "SELECT " STORE_ROW_COLUMNS " FROM records WHERE key = ?1",
     [STORE_STMT_READ_GET] =
@@ -149,23 +147,27 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
         "SELECT key, " STORE_ROW_COLUMNS " FROM records"
         " WHERE key > ?1 AND key < ?2 AND deleted = 0"
         " ORDER BY key LIMIT ?3",
+    /* The newer row wins when an id expired in one generation and was
+     * used again in the next. */
+#define STORE_REQ_GET_COLUMNS                                                 \
+	"hash, created_at, version, revision, rec_created_at, rec_updated_at," \
+	" flags, content_type, updated_by, lock_owner, lock_expires_at,"      \
+	" lock_fencing, token"
     [STORE_STMT_REQ_GET] =
-        "SELECT hash, created_at, version, revision, rec_created_at,"
-        " rec_updated_at, flags, content_type, updated_by, lock_owner,"
-        " lock_expires_at, lock_fencing, token FROM requests WHERE id = ?1",
-    [STORE_STMT_REQ_PUT] =
-        "INSERT OR REPLACE INTO requests (id, hash, created_at, version,"
-        " revision, rec_created_at, rec_updated_at, flags, content_type,"
-        " updated_by, lock_owner, lock_expires_at, lock_fencing, token)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-        " ?14)",
-    /* The inner LIMIT bounds the rows read, expired or not; rows are in
-     * insertion order, which is time order unless the clock stepped back
-     * (then pruning is merely late). */
-    [STORE_STMT_REQ_PRUNE] =
-        "DELETE FROM requests WHERE seq IN (SELECT seq FROM"
-        " (SELECT seq, created_at FROM requests ORDER BY seq LIMIT ?2)"
-        " WHERE created_at <= ?1)",
+        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests0 WHERE id = ?1"
+        " UNION ALL"
+        " SELECT " STORE_REQ_GET_COLUMNS " FROM requests1 WHERE id = ?1"
+        " ORDER BY 2 DESC LIMIT 1",
+#define STORE_REQ_PUT(table)                                                  \
+	"INSERT OR REPLACE INTO " table " (id, hash, created_at, version,"    \
+	" revision, rec_created_at, rec_updated_at, flags, content_type,"     \
+	" updated_by, lock_owner, lock_expires_at, lock_fencing, token)"      \
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    [STORE_STMT_REQ_PUT0] = STORE_REQ_PUT("requests0"),
+    [STORE_STMT_REQ_PUT1] = STORE_REQ_PUT("requests1"),
+    /* Without a WHERE clause SQLite empties the table wholesale. */
+    [STORE_STMT_REQ_CLEAR0] = "DELETE FROM requests0",
+    [STORE_STMT_REQ_CLEAR1] = "DELETE FROM requests1",
 };
 
 /* Per-connection settings. Each says why. */
@@ -228,6 +230,7 @@ typedef struct store_wctx {
 	int64_t now;       /* clock at the current write */
 	uint64_t revision; /* counters as advanced so far in this batch */
 	uint64_t fencing;
+	int64_t req_gen;   /* request-id generation the batch writes into */
 	bool dirty;        /* counters differ from the meta row */
 } store_wctx;
 
@@ -1225,17 +1228,57 @@ out:
 
 /* store_req_remember stores the result of a successful write under its
  * request id, in the write's transaction. */
+/* store_req_rotate makes x->req_gen the generation of x->now, emptying
+ * the table a new generation takes over (both, after a gap of more than
+ * one generation). */
+static int
+store_req_rotate(store_wctx *x, int64_t *gen)
+{
+	int64_t ttl = x->lim->request_id_ttl_ms > 0 ? x->lim->request_id_ttl_ms
+	                                            : 1;
+	int64_t g = x->now >= 0 ? x->now / ttl : 0;
+	int rc = SQLITE_OK;
+
+	*gen = g;
+	if (g == x->req_gen) {
+		return SQLITE_OK;
+	}
+	/* A clock that stepped back keeps writing into the current table. */
+	if (x->req_gen >= 0 && g < x->req_gen) {
+		*gen = x->req_gen;
+		return SQLITE_OK;
+	}
+	if (x->req_gen < 0 || g != x->req_gen + 1 || (g & 1) == 0) {
+		rc = store_sqlite_run(x->c, STORE_STMT_REQ_CLEAR0);
+	}
+	if (rc == SQLITE_OK &&
+	    (x->req_gen < 0 || g != x->req_gen + 1 || (g & 1) == 1)) {
+		rc = store_sqlite_run(x->c, STORE_STMT_REQ_CLEAR1);
+	}
+	if (rc == SQLITE_OK) {
+		x->req_gen = g;
+		x->dirty = true;
+	}
+	return rc;
+}
+
 static store_err
 store_req_remember(store_wctx *x, const store_write *w, uint64_t hash,
     store_write_result *res)
 {
-	sqlite3_stmt *st = x->c->st[STORE_STMT_REQ_PUT];
+	sqlite3_stmt *st;
 	const store_record *r = &res->record;
 	int flags = (r->deleted ? STORE_SQLITE_F_DELETED : 0) |
 	    (r->locked ? STORE_SQLITE_F_LOCKED : 0) |
 	    (res->renewed ? STORE_SQLITE_F_RENEWED : 0);
-	int rc = SQLITE_OK;
+	int64_t gen;
+	int rc;
 
+	if ((rc = store_req_rotate(x, &gen)) != SQLITE_OK) {
+		return store_sqlite_err(x->c->db, rc, &res->error,
+		    "rotating request ids");
+	}
+	st = x->c->st[(gen & 1) ? STORE_STMT_REQ_PUT1 : STORE_STMT_REQ_PUT0];
 	store_bind_blob(st, 1, w->request_id, w->request_id_len, &rc);
 	store_bind_i64(st, 2, (int64_t) hash, &rc);
 	store_bind_i64(st, 3, x->now, &rc);
@@ -1764,6 +1807,7 @@ store_batch_write(store_wctx *x, const store_write *w,
 {
 	uint64_t revision = x->revision;
 	uint64_t fencing = x->fencing;
+	int64_t req_gen = x->req_gen;
 	bool dirty = x->dirty;
 	store_err rv;
 	int rc;
@@ -1787,6 +1831,7 @@ store_batch_write(store_wctx *x, const store_write *w,
 	 * full) leaves the batch's other writes intact. */
 	x->revision = revision;
 	x->fencing = fencing;
+	x->req_gen = req_gen;
 	x->dirty = dirty;
 	if (store_hard(rv)) {
 		store_error err = res->error;
@@ -1822,35 +1867,19 @@ lost:
 	return e->code;
 }
 
-/* store_batch_finish prunes old request ids, writes the counters and
- * commits. */
+/* store_batch_finish writes the counters and commits. */
 static store_err
 store_batch_finish(store_wctx *x, store_error *e)
 {
-	sqlite3_stmt *st = x->c->st[STORE_STMT_REQ_PRUNE];
-	int64_t cutoff;
+	sqlite3_stmt *st;
 	int rc = SQLITE_OK;
 
-	if (__builtin_sub_overflow(x->now, x->lim->request_id_ttl_ms,
-	        &cutoff)) {
-		cutoff = INT64_MIN;
-	}
-	store_bind_i64(st, 1, cutoff, &rc);
-	store_bind_i64(st, 2, STORE_SQLITE_PRUNE_PER_COMMIT, &rc);
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_step(st);
-	}
-	store_sqlite_done(st);
-	/* Pruning is best effort: a failed DELETE is undone by SQLite's
-	 * statement journal; only a lost transaction matters. */
-	if (rc != SQLITE_DONE && sqlite3_get_autocommit(x->c->db)) {
-		return store_sqlite_err(x->c->db, rc, e, "pruning request ids");
-	}
 	if (x->dirty) {
 		st = x->c->st[STORE_STMT_META_SET];
 		rc = SQLITE_OK;
 		store_bind_i64(st, 1, (int64_t) x->revision, &rc);
 		store_bind_i64(st, 2, (int64_t) x->fencing, &rc);
+		store_bind_i64(st, 3, x->req_gen, &rc);
 		if (rc == SQLITE_OK) {
 			rc = store_sqlite_step(st);
 			rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -1888,6 +1917,7 @@ store_batch_begin(store_wctx *x, store_error *e)
 	}
 	x->revision = store_col_u64(st, 0);
 	x->fencing = store_col_u64(st, 1);
+	x->req_gen = sqlite3_column_int64(st, 2);
 	x->dirty = false;
 	store_sqlite_done(st);
 	return STORE_OK;

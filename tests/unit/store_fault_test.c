@@ -605,7 +605,10 @@ sft_trigger(const char *path)
 
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
-	                     "CREATE TRIGGER boom BEFORE INSERT ON requests "
+	                     "CREATE TRIGGER boom0 BEFORE INSERT ON requests0 "
+	                     "WHEN substr(NEW.id, 1, 4) = x'626f6f6d' BEGIN "
+	                     "SELECT RAISE(ABORT, 'injected failure'); END;"
+	                     "CREATE TRIGGER boom1 BEFORE INSERT ON requests1 "
 	                     "WHEN substr(NEW.id, 1, 4) = x'626f6f6d' BEGIN "
 	                     "SELECT RAISE(ABORT, 'injected failure'); END;",
 	                     NULL, NULL, NULL),
