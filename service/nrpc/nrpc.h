@@ -184,7 +184,8 @@ typedef struct nrpc_server_config {
 	                           * check, since inproc ignores RECVMAXSZ);
 	                           * 0 = NRPC_MAX_MESSAGE_BYTES_DEFAULT */
 	size_t max_queue;         /* calls waiting for a worker; beyond it
-	                           * RESOURCE_EXHAUSTED; 0 = default */
+	                           * RESOURCE_EXHAUSTED, reason "OVERLOADED";
+	                           * 0 = default */
 	nrpc_worker_init_fn worker_init; /* may be NULL */
 	nrpc_worker_fini_fn worker_fini; /* may be NULL */
 	void *worker_arg;         /* borrowed for the server's lifetime */

@@ -10,6 +10,7 @@
 #define NRPC_INT_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -178,6 +179,10 @@ void nrpc_status_from_wire(nrpc_status *st, const Nrpc__V1__Status *ws);
  * replacing bytes outside printable ASCII with '?', so a peer-chosen name
  * can be quoted in a message or log. Always NUL-terminates (cap > 0). */
 void nrpc_status_printable(char *out, size_t cap, const char *s, size_t n);
+
+/* nrpc_status_vset is nrpc_status_set with a va_list. */
+void nrpc_status_vset(nrpc_status *st, nrpc_code code, const char *reason,
+    const char *field, const char *fmt, va_list ap);
 
 /* nrpc_status_move overwrites dst with src, transferring the detail, and
  * leaves src zeroed. */

@@ -92,10 +92,9 @@ nrpc_status_copy(char *dst, size_t cap, const char *s)
 }
 
 void
-nrpc_status_set(nrpc_status *st, nrpc_code code, const char *reason,
-    const char *field, const char *fmt, ...)
+nrpc_status_vset(nrpc_status *st, nrpc_code code, const char *reason,
+    const char *field, const char *fmt, va_list ap)
 {
-	va_list ap;
 	int n;
 
 	if (st == NULL) {
@@ -112,14 +111,23 @@ nrpc_status_set(nrpc_status *st, nrpc_code code, const char *reason,
 		st->message[0] = '\0';
 		return;
 	}
-	va_start(ap, fmt);
 	n = vsnprintf(st->message, sizeof(st->message), fmt, ap);
-	va_end(ap);
 	if (n < 0) {
 		st->message[0] = '\0';
 	} else if ((size_t) n >= sizeof(st->message)) {
 		nrpc_status_cut(st->message, sizeof(st->message) - 1);
 	}
+}
+
+void
+nrpc_status_set(nrpc_status *st, nrpc_code code, const char *reason,
+    const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	nrpc_status_vset(st, code, reason, field, fmt, ap);
+	va_end(ap);
 }
 
 void
