@@ -290,6 +290,7 @@ main(int argc, char **argv)
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;
 	ncfg.worker_arg = svc;
+	ncfg.inline_handlers = getenv("DS_POOL") == NULL;
 	if (nrpc_server_create(&ncfg, &srv, &nst) != NRPC_OK ||
 	    dsh_service_register(svc, srv, &nst) != NRPC_OK ||
 	    nrpc_server_start(srv, &nst) != NRPC_OK) {

@@ -171,7 +171,10 @@ typedef nrpc_code (*nrpc_dispatch_fn)(const void *table, size_t method_index,
 /* Worker hooks: each worker thread may own per-thread state (a database
  * read connection). init runs on the worker thread before it takes work
  * and returns that state through *wstate (0 = ok, non-zero aborts
- * nrpc_server_start); fini runs on the same thread at shutdown. */
+ * nrpc_server_start); fini runs on the same thread at shutdown. With
+ * inline_handlers, init also runs lazily on each nng callback thread
+ * (a failure there answers the call UNAVAILABLE), and those states are
+ * finished by the thread that stops the server. */
 typedef int (*nrpc_worker_init_fn)(void *arg, unsigned index, void **wstate);
 typedef void (*nrpc_worker_fini_fn)(void *arg, void *wstate);
 
@@ -190,7 +193,21 @@ typedef struct nrpc_server_config {
 	nrpc_worker_fini_fn worker_fini; /* may be NULL */
 	void *worker_arg;         /* borrowed for the server's lifetime */
 	const ds_clock *clock;    /* monotonic, for deadlines; NULL = system */
+	bool inline_handlers;     /* run handlers on the nng callback thread
+	                           * that received the call, not on a pool
+	                           * worker: saves two thread hand-offs per
+	                           * call. Only for handlers that never block
+	                           * for long (a cached SQLite read, a queue
+	                           * push). Each nng thread then gets its own
+	                           * worker state from worker_init on its
+	                           * first call (index NRPC_INLINE_WORKER),
+	                           * released by worker_fini at stop on the
+	                           * stopping thread. */
 } nrpc_server_config;
+
+/* The worker index passed to worker_init for an nng callback thread's
+ * state when inline_handlers is set. */
+#define NRPC_INLINE_WORKER UINT32_MAX
 
 /* nrpc_server_config_default zeroes cfg and fills the defaults. */
 void nrpc_server_config_default(nrpc_server_config *cfg);

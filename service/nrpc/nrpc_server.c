@@ -127,6 +127,16 @@ struct nrpc_server {
 	nrpc_worker_fini_fn worker_fini;
 	void *worker_arg;
 	const ds_clock *clock;
+	bool inline_handlers;
+	uint64_t id;              /* unique per server, for the TLS cache */
+
+	/* Worker states of nng callback threads (inline_handlers). */
+	pthread_mutex_t inl_mtx;  /* guards inl */
+	struct srv_inline {
+		pthread_t thread;
+		void *wstate;
+	} *inl;                   /* owned, n_inl entries */
+	size_t n_inl;
 
 	/* services; only changed before start (state CREATED) */
 	srv_service *services;    /* owned */
@@ -163,6 +173,75 @@ struct nrpc_server {
 
 static void srv_call_complete(nrpc_call *call);
 
+/* srv_next_id numbers servers so that a thread's cached inline state can
+ * never be mistaken for that of a later server at the same address. */
+static atomic_uint_fast64_t srv_next_id = 1;
+
+/* The calling nng thread's inline worker state for one server: a cache in
+ * front of srv->inl, so the common case takes no lock. */
+static _Thread_local uint64_t srv_tls_id;
+static _Thread_local void *srv_tls_wstate;
+
+/* srv_inline_state returns the calling thread's worker state for srv,
+ * creating it with worker_init on first use. false when init fails. */
+static bool
+srv_inline_state(nrpc_server *srv, void **out)
+{
+	pthread_t self = pthread_self();
+	struct srv_inline *grown;
+	void *ws = NULL;
+	bool ok = true;
+
+	if (srv_tls_id == srv->id) {
+		*out = srv_tls_wstate;
+		return true;
+	}
+	pthread_mutex_lock(&srv->inl_mtx);
+	for (size_t i = 0; i < srv->n_inl; i++) {
+		if (pthread_equal(srv->inl[i].thread, self)) {
+			ws = srv->inl[i].wstate;
+			goto found;
+		}
+	}
+	if ((grown = ds_realloc(srv->inl, (srv->n_inl + 1) *
+	         sizeof(*srv->inl))) == NULL) {
+		ok = false;
+		goto out;
+	}
+	srv->inl = grown;
+	if (srv->worker_init != NULL &&
+	    srv->worker_init(srv->worker_arg, NRPC_INLINE_WORKER, &ws) != 0) {
+		ok = false;
+		goto out;
+	}
+	srv->inl[srv->n_inl].thread = self;
+	srv->inl[srv->n_inl].wstate = ws;
+	srv->n_inl++;
+found:
+	srv_tls_id = srv->id;
+	srv_tls_wstate = ws;
+	*out = ws;
+out:
+	pthread_mutex_unlock(&srv->inl_mtx);
+	return ok;
+}
+
+/* srv_inline_fini releases every inline worker state (server stopped). */
+static void
+srv_inline_fini(nrpc_server *srv)
+{
+	pthread_mutex_lock(&srv->inl_mtx);
+	for (size_t i = 0; i < srv->n_inl; i++) {
+		if (srv->worker_fini != NULL) {
+			srv->worker_fini(srv->worker_arg, srv->inl[i].wstate);
+		}
+	}
+	ds_free(srv->inl);
+	srv->inl = NULL;
+	srv->n_inl = 0;
+	pthread_mutex_unlock(&srv->inl_mtx);
+}
+
 /* --- configuration --- */
 
 void
@@ -192,6 +271,8 @@ srv_free(nrpc_server *srv)
 	ds_free(srv->urls);
 	ds_free(srv->services);
 	ds_free(srv->methods);
+	ds_free(srv->inl);
+	pthread_mutex_destroy(&srv->inl_mtx);
 	pthread_mutex_destroy(&srv->mtx);
 	ds_free(srv);
 }
@@ -238,6 +319,11 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 		ds_free(srv);
 		goto oom;
 	}
+	if (pthread_mutex_init(&srv->inl_mtx, NULL) != 0) {
+		pthread_mutex_destroy(&srv->mtx);
+		ds_free(srv);
+		goto oom;
+	}
 	if (cfg->n_urls > 0 &&
 	    (srv->urls = ds_calloc(cfg->n_urls, sizeof(char *))) == NULL) {
 		srv_free(srv);
@@ -264,6 +350,8 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 	srv->worker_fini = cfg->worker_fini;
 	srv->worker_arg = cfg->worker_arg;
 	srv->clock = cfg->clock != NULL ? cfg->clock : ds_clock_monotonic();
+	srv->inline_handlers = cfg->inline_handlers;
+	srv->id = atomic_fetch_add(&srv_next_id, 1);
 	srv->state = SRV_CREATED;
 	*out = srv;
 	return NRPC_OK;
@@ -824,6 +912,20 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 	if (!srv_call_begin(call, ds_clock_now_ms(srv->clock))) {
 		return;
 	}
+	if (srv->inline_handlers) {
+		void *ws;
+
+		if (!srv_inline_state(srv, &ws)) {
+			nrpc_status st = {0};
+
+			nrpc_status_set(&st, NRPC_UNAVAILABLE, "WORKER_INIT_FAILED",
+			    NULL, "cannot set up this thread's worker state");
+			srv_call_answer(call, &st);
+			return;
+		}
+		srv_call_run(call, ws, srv);
+		return;
+	}
 	if (!nrpc_pool_push(&srv->pool, call)) {
 		nrpc_status st = {0};
 
@@ -961,9 +1063,11 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 		}
 		sc->opened = true;
 	}
-	if ((rc = nrpc_pool_start(&srv->pool, srv->workers, srv->max_queue,
-	    srv_call_run, srv, srv->worker_init, srv->worker_fini,
-	    srv->worker_arg, st)) != NRPC_OK) {
+	/* Inline handlers run on nng's threads: a pool would idle. */
+	if (!srv->inline_handlers &&
+	    (rc = nrpc_pool_start(&srv->pool, srv->workers, srv->max_queue,
+	         srv_call_run, srv, srv->worker_init, srv->worker_fini,
+	         srv->worker_arg, st)) != NRPC_OK) {
 		goto fail_ctxs;
 	}
 	for (size_t u = 0; u < srv->n_urls; u++) {
@@ -992,6 +1096,7 @@ fail_pool:
 	 * and the listeners that did start are gone before workers stop. */
 	(void) nng_close(srv->sock); /* ECLOSED only if already closed */
 	nrpc_pool_stop(&srv->pool);
+	srv_inline_fini(srv);
 	srv_ctxs_free(srv);
 	return rc;
 fail_ctxs:
@@ -1064,6 +1169,7 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 		srv_sleep_ms(1);
 	}
 	nrpc_pool_stop(&srv->pool);
+	srv_inline_fini(srv);
 	srv_ctxs_free(srv);
 	pthread_mutex_lock(&srv->mtx);
 	srv->state = SRV_STOPPED;

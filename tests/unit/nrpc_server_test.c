@@ -136,6 +136,8 @@ typedef struct fx {
 	int worker_state[8];
 	int fini_calls;
 	int init_fail_index;     /* -1: none */
+	int inline_inits;        /* worker_init calls for nng threads */
+	pthread_t inline_threads[8];
 
 	/* the finisher: another thread that finishes calls (as the
 	 * datasync writer thread will) */
@@ -366,6 +368,29 @@ w_fini(void *arg, void *wstate)
 	fx_lock(f);
 	f->fini_calls++;
 	fx_unlock(f);
+}
+
+/* w_init_inline: the worker state of an nng callback thread (inline
+ * handlers). Refuses pool indexes: inline mode must not start a pool. */
+static int
+w_init_inline(void *arg, unsigned index, void **wstate)
+{
+	fx *f = arg;
+	int n;
+
+	if (index != NRPC_INLINE_WORKER) {
+		return 9;
+	}
+	fx_lock(f);
+	n = f->inline_inits++;
+	fx_unlock(f);
+	if (n >= 8) {
+		return 8;
+	}
+	f->inline_threads[n] = pthread_self();
+	f->worker_state[n] = 500 + n;
+	*wstate = &f->worker_state[n];
+	return 0;
 }
 
 /* --- setup --- */
@@ -1053,6 +1078,48 @@ test_worker_state_reaches_handlers_and_fini_runs(void **state)
 }
 
 static void
+test_inline_handlers_run_on_nng_threads_with_their_own_state(void **state)
+{
+	fx *f = *state;
+	nrpc_server_config cfg;
+	Nrpc__V1__Metadata *out = NULL;
+	nrpc_status st;
+	int inits;
+
+	nrpc_server_config_default(&cfg);
+	cfg.inline_handlers = true;
+	cfg.worker_init = w_init_inline;
+	cfg.worker_fini = w_fini;
+	fx_start(f, &cfg, NULL);
+	for (int i = 0; i < 50; i++) {
+		int v;
+
+		assert_int_equal(call_md(f->cli, &test_methods[M_WORKER], "", "",
+		    NULL, &out, &st), NRPC_OK);
+		v = atoi(out->value);
+		/* Each nng thread has its own state, made on its first call. */
+		assert_true(v >= 500 && v < 508);
+		protobuf_c_message_free_unpacked(&out->base, NULL);
+	}
+	/* A handler may still finish the call from another thread. */
+	assert_int_equal(call_md(f->cli, &test_methods[M_ECHO], "k", "v", NULL,
+	    &out, &st), NRPC_OK);
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	fx_lock(f);
+	inits = f->inline_inits;
+	fx_unlock(f);
+	assert_true(inits >= 1 && inits <= 8);
+	for (int i = 0; i < inits; i++) {
+		for (int j = i + 1; j < inits; j++) {
+			assert_false(pthread_equal(f->inline_threads[i],
+			    f->inline_threads[j]));
+		}
+	}
+	nrpc_server_stop(f->srv, 1000);
+	assert_int_equal(f->fini_calls, inits);
+}
+
+static void
 test_worker_init_failure_aborts_start(void **state)
 {
 	fx *f = *state;
@@ -1528,6 +1595,7 @@ main(void)
 	    T(test_client_deadline_against_slow_handler_returns_deadline_exceeded),
 	    T(test_handler_finishing_from_another_thread_replies),
 	    T(test_worker_state_reaches_handlers_and_fini_runs),
+	    T(test_inline_handlers_run_on_nng_threads_with_their_own_state),
 	    T(test_worker_init_failure_aborts_start),
 	    T(test_generated_request_ids_differ_per_call),
 	    T(test_given_request_id_arrives_unchanged),
