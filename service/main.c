@@ -35,7 +35,9 @@ static const char dsd_usage[] =
     "  --http HOST:PORT|off  HTTP + JSON gateway and demo page\n"
     "                        (default 127.0.0.1:8080)\n"
     "  --db PATH             SQLite database file (default ./datasync.db)\n"
-    "  --workers N           handler threads (default: number of CPUs)\n"
+    "  --workers N           run handlers on a pool of N threads (default:\n"
+    "                        on nng's I/O threads, which saves two thread\n"
+    "                        hand-offs per call)\n"
     "  --web-root DIR        static files for the gateway (default: the\n"
     "                        demo page, clients/web)\n"
     "  --cors-origin ORIGIN  allow cross-origin requests from ORIGIN;\n"
@@ -290,7 +292,10 @@ main(int argc, char **argv)
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;
 	ncfg.worker_arg = svc;
-	ncfg.inline_handlers = getenv("DS_POOL") == NULL;
+	/* Datasync's handlers never block for long (a cached read, a queue
+	 * push), so by default they run on the nng thread that received the
+	 * call; --workers N selects a pool of N threads instead. */
+	ncfg.inline_handlers = o.workers == 0;
 	if (nrpc_server_create(&ncfg, &srv, &nst) != NRPC_OK ||
 	    dsh_service_register(svc, srv, &nst) != NRPC_OK ||
 	    nrpc_server_start(srv, &nst) != NRPC_OK) {
