@@ -1,0 +1,92 @@
+/*
+ * gw_limits.h - every limit the HTTP gateway enforces, with the reason for
+ * it (STYLE rule 16). Requests over a limit get 400, 413 or 414 with a
+ * message that names the limit; nothing is clamped.
+ */
+#ifndef GW_LIMITS_H
+#define GW_LIMITS_H
+
+/* GW_MAX_URI_BYTES bounds the request-target (path and query). A key is
+ * at most 4096 bytes (STORE_MAX_KEY_BYTES_HARD), 12288 when every byte is
+ * percent-encoded, plus the route and a query: 16 KiB is ample. Longer is
+ * 414. */
+#define GW_MAX_URI_BYTES (16 * 1024)
+
+/* GW_MAX_QUERY_PARAMS bounds the parameters of one query string; the
+ * routes know three, the rest (cache busters) is ignored. */
+#define GW_MAX_QUERY_PARAMS 32
+
+/* GW_MAX_ETAGS bounds the entity tags of one If-Match / If-None-Match
+ * list. A client sends one, or the few versions it has seen. */
+#define GW_MAX_ETAGS 32
+
+/* GW_MAX_PRECOND_HEADER_BYTES bounds an If-Match / If-None-Match value
+ * (GW_MAX_ETAGS tags of 20 digits, quotes, W/ and separators fit). */
+#define GW_MAX_PRECOND_HEADER_BYTES 2048
+
+/* GW_MAX_HEADER_VALUE_BYTES bounds every other request header the gateway
+ * reads (Lock-Token, Idempotency-Key, Author, Content-Type, Origin). The
+ * store's own limits are smaller; this one keeps copies cheap. */
+#define GW_MAX_HEADER_VALUE_BYTES 4096
+
+/* GW_MAX_SMALL_BODY_BYTES is the body cap of routes that take no value:
+ * /healthz, /metrics, static files (they ignore a body). */
+#define GW_MAX_SMALL_BODY_BYTES (64 * 1024)
+
+/* GW_MAX_LOCK_BODY_BYTES is the body cap of the lock and unlock routes:
+ * a JSON object with an owner, a TTL and a token. */
+#define GW_MAX_LOCK_BODY_BYTES (64 * 1024)
+
+/* GW_RPC_BODY_OVERHEAD is what /rpc/ allows on top of a value encoded as
+ * base64 (4/3 of max_value_bytes): the other fields, escapes, spaces. The
+ * same 64 KiB the RPC envelope allows (DESIGN §4). */
+#define GW_RPC_BODY_OVERHEAD (64 * 1024)
+
+/* GW_MAX_VALUE_BYTES_DEFAULT and _HARD mirror the store's value limits:
+ * the gateway refuses a larger PUT before reading it (413). */
+#define GW_MAX_VALUE_BYTES_DEFAULT (1024 * 1024)
+#define GW_MAX_VALUE_BYTES_HARD    (64 * 1024 * 1024)
+
+/* GW_MAX_STATIC_FILE_BYTES: the demo page's files are small; a bigger
+ * file is refused (404) rather than read into memory. */
+#define GW_MAX_STATIC_FILE_BYTES (16 * 1024 * 1024)
+
+/* GW_MAX_STATIC_PATH_BYTES bounds the decoded path of a static file. */
+#define GW_MAX_STATIC_PATH_BYTES 1024
+
+/* GW_BODY_READ_TIMEOUT_MS: a client that announces a body must send it
+ * within this time, or its connection is closed; 30 s is 1 MiB at 35
+ * KiB/s, while a slowloris cannot hold an exchange forever. */
+#define GW_BODY_READ_TIMEOUT_MS 30000
+
+/* GW_MAX_UPSTREAMS, GW_MAX_CORS_ORIGINS, GW_MAX_SERVICES bound the
+ * configuration lists (copied at start). */
+#define GW_MAX_UPSTREAMS    16
+#define GW_MAX_CORS_ORIGINS 64
+#define GW_MAX_SERVICES     16
+
+/* GW_MAX_ORIGIN_BYTES: a serialized origin is scheme://host:port. */
+#define GW_MAX_ORIGIN_BYTES 256
+
+/* GW_MAX_RESPONSE_HEADERS: the record route sets 12, CORS 3, preflight
+ * 6; room to spare. Overflow is a bug (DS_NEVER) answered with 500. */
+#define GW_MAX_RESPONSE_HEADERS 28
+
+/* GW_CORS_MAX_AGE_S: browsers cache a preflight this long (10 min; Chrome
+ * caps at 2 h, Firefox at 24 h). */
+#define GW_CORS_MAX_AGE_S 600
+
+/* GW_RPC_TIMEOUT_DEFAULT_MS: the deadline of every upstream call unless
+ * configured; the same as the RPC client's default. */
+#define GW_RPC_TIMEOUT_DEFAULT_MS 10000
+#define GW_RPC_TIMEOUT_HARD_MS    (10 * 60 * 1000)
+
+/* GW_RETRY_AFTER_S: Retry-After on 429 and 503 (seconds). 423 computes it
+ * from the lease's expiry instead. */
+#define GW_RETRY_AFTER_S 1
+
+/* GW_MAX_DETAIL_DEPTH bounds the walk over the service descriptors that
+ * finds a status detail's message type by name. */
+#define GW_MAX_DETAIL_DEPTH 8
+
+#endif /* GW_LIMITS_H */

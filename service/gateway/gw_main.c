@@ -1,0 +1,243 @@
+/*
+ * gw_main.c - datasync-gateway: the HTTP + JSON gateway as its own
+ * process, in front of one or more datasyncd. Flags, wiring, signals.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds_log.h"
+#include "gateway.h"
+#include "gw_limits.h"
+
+static const char gwm_usage[] =
+    "usage: datasync-gateway --upstream URL [--upstream URL]... [options]\n"
+    "\n"
+    "Serve datasync to browsers: REST + JSON over HTTP, translated to RPC\n"
+    "calls to the datasyncd servers at the upstream URLs.\n"
+    "\n"
+    "  --upstream URL        RPC address of a datasyncd (ipc://, tcp://);\n"
+    "                        repeat for several (calls are spread)\n"
+    "  --http HOST:PORT      where to listen (default 127.0.0.1:8080;\n"
+    "                        port 0 picks a free one)\n"
+    "  --web-root DIR        static files (default: the demo page,\n"
+    "                        clients/web)\n"
+    "  --cors-origin ORIGIN  allow cross-origin requests from ORIGIN\n"
+    "                        (scheme://host[:port], or * for any); repeat\n"
+    "                        for several (default: same-origin only)\n"
+    "  --max-value-bytes N   largest PUT body accepted (default 1048576)\n"
+    "  --timeout-ms N        deadline of each upstream call (default 10000)\n"
+    "  --quiet               log warnings and errors only\n"
+    "  --help                show this text\n"
+    "\n"
+    "SIGINT or SIGTERM: stop, exit 0.\n";
+
+typedef struct gwm_opts {
+	const char *upstreams[GW_MAX_UPSTREAMS];
+	size_t n_upstreams;
+	const char *cors[GW_MAX_CORS_ORIGINS];
+	size_t n_cors;
+	const char *http;
+	const char *web_root;
+	long long max_value_bytes;
+	long long timeout_ms;
+	bool quiet;
+} gwm_opts;
+
+static int
+gwm_parse_int(const char *flag, const char *s, long long min, long long max,
+    long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+		fprintf(stderr,
+		    "datasync-gateway: %s must be an integer in %lld..%lld, "
+		    "got '%s'\n",
+		    flag, min, max, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* gwm_parse returns 0 to run, 1 to exit 0 (help), 2 on a usage error. */
+static int
+gwm_parse(int argc, char **argv, gwm_opts *o)
+{
+	enum {
+		O_UPSTREAM = 1,
+		O_HTTP,
+		O_WEB_ROOT,
+		O_CORS,
+		O_MAX_VALUE,
+		O_TIMEOUT,
+		O_QUIET,
+		O_HELP
+	};
+	static const struct option longopts[] = {
+	    {"upstream", required_argument, NULL, O_UPSTREAM},
+	    {"http", required_argument, NULL, O_HTTP},
+	    {"web-root", required_argument, NULL, O_WEB_ROOT},
+	    {"cors-origin", required_argument, NULL, O_CORS},
+	    {"max-value-bytes", required_argument, NULL, O_MAX_VALUE},
+	    {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+	    {"quiet", no_argument, NULL, O_QUIET},
+	    {"help", no_argument, NULL, O_HELP},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->http = "127.0.0.1:8080";
+	o->max_value_bytes = GW_MAX_VALUE_BYTES_DEFAULT;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_UPSTREAM:
+			if (o->n_upstreams == GW_MAX_UPSTREAMS) {
+				fprintf(stderr,
+				    "datasync-gateway: at most %d "
+				    "--upstream\n",
+				    GW_MAX_UPSTREAMS);
+				return 2;
+			}
+			o->upstreams[o->n_upstreams++] = optarg;
+			break;
+		case O_HTTP:
+			o->http = optarg;
+			break;
+		case O_WEB_ROOT:
+			o->web_root = optarg;
+			break;
+		case O_CORS:
+			if (o->n_cors == GW_MAX_CORS_ORIGINS) {
+				fprintf(stderr,
+				    "datasync-gateway: at most %d "
+				    "--cors-origin\n",
+				    GW_MAX_CORS_ORIGINS);
+				return 2;
+			}
+			o->cors[o->n_cors++] = optarg;
+			break;
+		case O_MAX_VALUE:
+			if (gwm_parse_int("--max-value-bytes", optarg, 1,
+			        GW_MAX_VALUE_BYTES_HARD,
+			        &o->max_value_bytes) != 0) {
+				return 2;
+			}
+			break;
+		case O_TIMEOUT:
+			if (gwm_parse_int("--timeout-ms", optarg, 1,
+			        GW_RPC_TIMEOUT_HARD_MS, &o->timeout_ms) != 0) {
+				return 2;
+			}
+			break;
+		case O_QUIET:
+			o->quiet = true;
+			break;
+		case O_HELP:
+		case 'h':
+			fputs(gwm_usage, stdout);
+			return 1;
+		default:
+			fprintf(stderr,
+			    "datasync-gateway: unknown or incomplete option "
+			    "'%s'\n"
+			    "try 'datasync-gateway --help'\n",
+			    argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "datasync-gateway: unexpected argument '%s'\n",
+		    argv[optind]);
+		return 2;
+	}
+	if (o->n_upstreams == 0) {
+		fprintf(stderr,
+		    "datasync-gateway: --upstream URL is required\n"
+		    "try 'datasync-gateway --help'\n");
+		return 2;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	gwm_opts o;
+	gw_config cfg;
+	gw_server *gw = NULL;
+	nrpc_status st;
+	sigset_t sigs;
+	int sig;
+
+	switch (gwm_parse(argc, argv, &o)) {
+	case 0:
+		break;
+	case 1:
+		return 0;
+	default:
+		return 2;
+	}
+	if (o.quiet) {
+		ds_log_set_level(DS_LOG_WARN);
+	}
+	/* Threads created from here on inherit the blocked signals; main
+	 * alone receives them in sigwait. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&st, 0, sizeof(st));
+	gw_config_default(&cfg);
+	cfg.upstreams = o.upstreams;
+	cfg.n_upstreams = o.n_upstreams;
+	cfg.http = o.http;
+	cfg.web_root = o.web_root;
+	cfg.cors_origins = o.cors;
+	cfg.n_cors_origins = o.n_cors;
+	cfg.max_value_bytes = (size_t) o.max_value_bytes;
+	cfg.rpc_timeout_ms = o.timeout_ms;
+	if (gw_start(&cfg, &gw, &st) != NRPC_OK) {
+		fprintf(stderr, "datasync-gateway: %s\n", st.message);
+		nrpc_status_fini(&st);
+		return 1;
+	}
+	for (size_t i = 0; i < o.n_upstreams; i++) {
+		printf("datasync-gateway: upstream %s\n", o.upstreams[i]);
+	}
+	{
+		/* With port 0 the kernel picked one: show that one. */
+		const char *colon = strrchr(o.http, ':');
+		int hlen = colon != NULL ? (int) (colon - o.http)
+		                         : (int) strlen(o.http);
+
+		printf("datasync-gateway: listening on http://%.*s:%d/\n",
+		    hlen, o.http, gw_port(gw));
+	}
+	fflush(stdout);
+
+	do {
+		if (sigwait(&sigs, &sig) != 0) {
+			sig = SIGTERM;
+		}
+	} while (sig != SIGINT && sig != SIGTERM);
+	printf("datasync-gateway: %s received, shutting down\n",
+	    sig == SIGINT ? "SIGINT" : "SIGTERM");
+	fflush(stdout);
+	gw_stop(gw);
+	nrpc_status_fini(&st);
+	return 0;
+}
