@@ -19,11 +19,26 @@ typedef struct dsh_pending {
 	store_write w;
 } dsh_pending;
 
+/* dsh_slot: one batch on its way through the pipeline: filled and
+ * committed by the writer, then answered by the replier, which hands the
+ * slot back. With DSH_SLOTS slots the writer commits the next batch
+ * while the replier answers the last one. */
+#define DSH_SLOTS 3
+
+typedef struct dsh_slot {
+	struct dsh_slot *next;      /* in the free list or the reply queue */
+	dsh_pending **batch;        /* max_batch entries each */
+	store_write *ws;
+	store_write_result *results;
+	size_t n;                   /* entries in use */
+} dsh_slot;
+
 struct dsh_service {
 	store *store;       /* borrowed */
 	unsigned max_batch;
 	pthread_t writer;
-	bool writer_started;
+	pthread_t replier;
+	bool threads_started;
 	store_conn *wconn;  /* the writer's connection; writer thread only */
 
 	pthread_mutex_t mu;
@@ -32,10 +47,13 @@ struct dsh_service {
 	dsh_pending *tail;  /* guarded by mu */
 	bool stopping;      /* guarded by mu */
 
-	/* The writer's scratch arrays, max_batch entries each; writer only. */
-	dsh_pending **batch;
-	store_write *ws;
-	store_write_result *results;
+	pthread_mutex_t rmu;
+	pthread_cond_t rcv;
+	dsh_slot *free_slots;  /* guarded by rmu */
+	dsh_slot *replies;     /* guarded by rmu: FIFO of committed batches */
+	dsh_slot *replies_tail;
+	bool writer_done;      /* guarded by rmu: no more batches will come */
+	dsh_slot slots[DSH_SLOTS];
 
 	_Atomic uint64_t n_batches;
 	_Atomic uint64_t n_writes;
@@ -128,10 +146,10 @@ dsh_reply_write(dsh_service *svc, nrpc_call *call, const store_write *w,
 
 /* --- the writer --- */
 
-/* dsh_writer_take moves up to max_batch waiting writes into svc->batch.
+/* dsh_writer_take moves up to max_batch waiting writes into slot.
  * Returns how many; 0 only when stopping with nothing queued. */
 static size_t
-dsh_writer_take(dsh_service *svc)
+dsh_writer_take(dsh_service *svc, dsh_slot *slot)
 {
 	size_t n = 0;
 
@@ -143,7 +161,7 @@ dsh_writer_take(dsh_service *svc)
 		dsh_pending *p = svc->head;
 
 		svc->head = p->next;
-		svc->batch[n++] = p;
+		slot->batch[n++] = p;
 	}
 	if (svc->head == NULL) {
 		svc->tail = NULL;
@@ -152,8 +170,10 @@ dsh_writer_take(dsh_service *svc)
 	return n;
 }
 
-static void
-dsh_writer_run_batch(dsh_service *svc, size_t n)
+/* dsh_writer_run_batch applies the writes in slot in one transaction.
+ * Returns false when nothing is left to answer (all expired). */
+static bool
+dsh_writer_run_batch(dsh_service *svc, dsh_slot *slot, size_t n)
 {
 	size_t m = 0;
 	store_err rv;
@@ -162,7 +182,7 @@ dsh_writer_run_batch(dsh_service *svc, size_t n)
 	/* Work whose deadline has passed is answered, not applied: the
 	 * client has given up and may already be retrying. */
 	for (size_t i = 0; i < n; i++) {
-		dsh_pending *p = svc->batch[i];
+		dsh_pending *p = slot->batch[i];
 
 		if (nrpc_call_expired(p->call)) {
 			nrpc_call_fail(p->call, NRPC_DEADLINE_EXCEEDED,
@@ -171,15 +191,16 @@ dsh_writer_run_batch(dsh_service *svc, size_t n)
 			ds_free(p);
 			continue;
 		}
-		svc->batch[m] = p;
-		svc->ws[m] = p->w;
-		memset(&svc->results[m], 0, sizeof(svc->results[m]));
+		slot->batch[m] = p;
+		slot->ws[m] = p->w;
+		memset(&slot->results[m], 0, sizeof(slot->results[m]));
 		m++;
 	}
+	slot->n = m;
 	if (m == 0) {
-		return;
+		return false;
 	}
-	rv = store_apply_batch(svc->wconn, svc->ws, m, svc->results);
+	rv = store_apply_batch(svc->wconn, slot->ws, m, slot->results);
 	if (rv != STORE_OK) {
 		ds_log(DS_LOG_ERROR, "datasync", "batch of %zu writes failed: %s",
 		    m, store_strerror(rv));
@@ -190,24 +211,100 @@ dsh_writer_run_batch(dsh_service *svc, size_t n)
 	while (prev < m &&
 	    !atomic_compare_exchange_weak(&svc->n_max_batch, &prev, m)) {
 	}
-	/* The batch is committed (durably, per the store's configuration)
-	 * before the first reply leaves: DESIGN §4 rule 7. */
-	for (size_t i = 0; i < m; i++) {
-		dsh_reply_write(svc, svc->batch[i]->call, &svc->ws[i],
-		    &svc->results[i]);
-		store_write_result_fini(&svc->results[i]);
-		ds_free(svc->batch[i]);
+	return true;
+}
+
+/* dsh_slot_get waits for a free slot (the replier returns them). */
+static dsh_slot *
+dsh_slot_get(dsh_service *svc)
+{
+	dsh_slot *slot;
+
+	pthread_mutex_lock(&svc->rmu);
+	while (svc->free_slots == NULL) {
+		pthread_cond_wait(&svc->rcv, &svc->rmu);
 	}
+	slot = svc->free_slots;
+	svc->free_slots = slot->next;
+	pthread_mutex_unlock(&svc->rmu);
+	return slot;
+}
+
+/* dsh_slot_put gives a slot back to the free list (answered) or queues it
+ * for the replier. */
+static void
+dsh_slot_put(dsh_service *svc, dsh_slot *slot, bool answered)
+{
+	pthread_mutex_lock(&svc->rmu);
+	slot->next = NULL;
+	if (answered) {
+		slot->next = svc->free_slots;
+		svc->free_slots = slot;
+	} else if (svc->replies_tail != NULL) {
+		svc->replies_tail->next = slot;
+		svc->replies_tail = slot;
+	} else {
+		svc->replies = svc->replies_tail = slot;
+	}
+	pthread_cond_broadcast(&svc->rcv);
+	pthread_mutex_unlock(&svc->rmu);
 }
 
 static void *
 dsh_writer_main(void *arg)
 {
 	dsh_service *svc = arg;
-	size_t n;
 
-	while ((n = dsh_writer_take(svc)) > 0) {
-		dsh_writer_run_batch(svc, n);
+	for (;;) {
+		dsh_slot *slot = dsh_slot_get(svc);
+		size_t n = dsh_writer_take(svc, slot);
+
+		if (n == 0) {
+			dsh_slot_put(svc, slot, true);
+			break;
+		}
+		/* The batch is committed (durably, per the store's
+		 * configuration) before the replier sees it: DESIGN §4
+		 * rule 7. */
+		dsh_slot_put(svc, slot, !dsh_writer_run_batch(svc, slot, n));
+	}
+	pthread_mutex_lock(&svc->rmu);
+	svc->writer_done = true;
+	pthread_cond_broadcast(&svc->rcv);
+	pthread_mutex_unlock(&svc->rmu);
+	return NULL;
+}
+
+/* dsh_replier_main answers committed batches off the writer's thread, so
+ * packing and sending replies overlaps the next commit. */
+static void *
+dsh_replier_main(void *arg)
+{
+	dsh_service *svc = arg;
+
+	for (;;) {
+		dsh_slot *slot;
+
+		pthread_mutex_lock(&svc->rmu);
+		while (svc->replies == NULL && !svc->writer_done) {
+			pthread_cond_wait(&svc->rcv, &svc->rmu);
+		}
+		if ((slot = svc->replies) == NULL) {
+			pthread_mutex_unlock(&svc->rmu);
+			break; /* the writer is done and everything answered */
+		}
+		svc->replies = slot->next;
+		if (svc->replies == NULL) {
+			svc->replies_tail = NULL;
+		}
+		pthread_mutex_unlock(&svc->rmu);
+		for (size_t i = 0; i < slot->n; i++) {
+			dsh_reply_write(svc, slot->batch[i]->call, &slot->ws[i],
+			    &slot->results[i]);
+			store_write_result_fini(&slot->results[i]);
+			ds_free(slot->batch[i]);
+		}
+		dsh_slot_put(svc, slot, true);
 	}
 	return NULL;
 }
@@ -479,12 +576,21 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 	svc->max_batch = max_batch;
 	pthread_mutex_init(&svc->mu, NULL);
 	pthread_cond_init(&svc->cv, NULL);
-	if ((svc->batch = ds_calloc(max_batch, sizeof(*svc->batch))) == NULL ||
-	    (svc->ws = ds_calloc(max_batch, sizeof(*svc->ws))) == NULL ||
-	    (svc->results = ds_calloc(max_batch, sizeof(*svc->results))) ==
-	        NULL) {
-		dsh_service_destroy(svc);
-		goto nomem;
+	pthread_mutex_init(&svc->rmu, NULL);
+	pthread_cond_init(&svc->rcv, NULL);
+	for (int i = 0; i < DSH_SLOTS; i++) {
+		dsh_slot *slot = &svc->slots[i];
+
+		if ((slot->batch = ds_calloc(max_batch, sizeof(*slot->batch))) ==
+		        NULL ||
+		    (slot->ws = ds_calloc(max_batch, sizeof(*slot->ws))) == NULL ||
+		    (slot->results = ds_calloc(max_batch,
+		         sizeof(*slot->results))) == NULL) {
+			dsh_service_destroy(svc);
+			goto nomem;
+		}
+		slot->next = svc->free_slots;
+		svc->free_slots = slot;
 	}
 	memset(&err, 0, sizeof(err));
 	if (store_conn_open(svc->store, &svc->wconn, &err) != STORE_OK) {
@@ -493,13 +599,25 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 		dsh_service_destroy(svc);
 		return st->code;
 	}
+	if (pthread_create(&svc->replier, NULL, dsh_replier_main, svc) != 0) {
+		nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
+		    "cannot start the replier thread");
+		dsh_service_destroy(svc);
+		return st->code;
+	}
 	if (pthread_create(&svc->writer, NULL, dsh_writer_main, svc) != 0) {
+		/* Let the replier see "no more batches" and end. */
+		pthread_mutex_lock(&svc->rmu);
+		svc->writer_done = true;
+		pthread_cond_broadcast(&svc->rcv);
+		pthread_mutex_unlock(&svc->rmu);
+		pthread_join(svc->replier, NULL);
 		nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
 		    "cannot start the writer thread");
 		dsh_service_destroy(svc);
 		return st->code;
 	}
-	svc->writer_started = true;
+	svc->threads_started = true;
 	*out = svc;
 	return NRPC_OK;
 nomem:
@@ -531,7 +649,7 @@ dsh_service_destroy(dsh_service *svc)
 	if (svc == NULL) {
 		return;
 	}
-	if (svc->writer_started) {
+	if (svc->threads_started) {
 		/* The writer drains the queue before it sees stopping with an
 		 * empty queue, so every accepted write is applied and
 		 * answered. */
@@ -540,11 +658,16 @@ dsh_service_destroy(dsh_service *svc)
 		pthread_cond_broadcast(&svc->cv);
 		pthread_mutex_unlock(&svc->mu);
 		pthread_join(svc->writer, NULL);
+		pthread_join(svc->replier, NULL);
 	}
 	store_conn_close(svc->wconn);
-	ds_free(svc->batch);
-	ds_free(svc->ws);
-	ds_free(svc->results);
+	for (int i = 0; i < DSH_SLOTS; i++) {
+		ds_free(svc->slots[i].batch);
+		ds_free(svc->slots[i].ws);
+		ds_free(svc->slots[i].results);
+	}
+	pthread_cond_destroy(&svc->rcv);
+	pthread_mutex_destroy(&svc->rmu);
 	pthread_cond_destroy(&svc->cv);
 	pthread_mutex_destroy(&svc->mu);
 	ds_free(svc);
