@@ -21,8 +21,10 @@
 //   a value beyond Number.MAX_SAFE_INTEGER is rejected as BAD_RESPONSE
 //   rather than silently rounded, because a rounded version would be sent
 //   back in If-Match.
-// - The Author header is a plain HTTP header, so an author name must be
-//   printable ASCII; lock owners travel in JSON and may be any text.
+// - Names travel in HTTP headers percent-encoded as UTF-8 (the gateway's
+//   convention: Author is sent encodeURIComponent'd; Lock-Owner and
+//   Record-Updated-By come back encoded and are decoded here), so any text
+//   works as an author or owner name.
 // - merge3 recurses into nested plain objects; arrays and every other
 //   value are compared and taken whole (see merge3).
 //
@@ -95,7 +97,7 @@
  * @property {string} [baseUrl]   gateway origin (and path prefix); default:
  *   the page's own origin
  * @property {string} [author]    sent as Author on writes (stored as
- *   updatedBy); printable ASCII, at most 128 bytes
+ *   updatedBy); any text of at most 128 UTF-8 bytes
  * @property {typeof fetch} [fetch] a fetch implementation (tests, Node)
  * @property {EventTarget|null} [window] where to listen for pagehide;
  *   default globalThis when it has addEventListener
@@ -328,7 +330,7 @@ export function isJsonType(ct) {
  * @returns {LockState|null}
  */
 export function parseLockHeaders(h) {
-	const owner = h.get('Lock-Owner');
+	const owner = decodeHeaderText(h.get('Lock-Owner'));
 	const expires = h.get('Lock-Expires-At');
 	if (owner === null && expires === null) {
 		return null;
@@ -541,7 +543,7 @@ export async function recordFromResponse(key, res) {
 		revision,
 		createdAt: parseInt64(h.get('Record-Created-At'), 'Record-Created-At'),
 		updatedAt: parseInt64(h.get('Record-Updated-At'), 'Record-Updated-At'),
-		updatedBy: h.get('Record-Updated-By') ?? '',
+		updatedBy: decodeHeaderText(h.get('Record-Updated-By')) ?? '',
 		contentType: notModified ? '' : (h.get('Content-Type') ?? ''),
 		lock,
 		deleted: false,
@@ -617,6 +619,38 @@ function checkHeaderText(s, what) {
 	if (!/^[\x20-\x7e]*$/.test(s) || s.length > 128) {
 		throw new TypeError(`datasync: ${what} must be printable ASCII of at most 128 ` +
 			`characters (it travels in an HTTP header), got ${JSON.stringify(s)}`);
+	}
+	return s;
+}
+
+/**
+ * decodeHeaderText undoes the gateway's percent-encoding of a name in a
+ * header; a malformed escape is returned as received rather than thrown.
+ * @param {string|null} s
+ * @returns {string|null}
+ */
+export function decodeHeaderText(s) {
+	if (s === null) {
+		return null;
+	}
+	try {
+		return decodeURIComponent(s);
+	} catch {
+		return s;
+	}
+}
+
+/**
+ * checkName validates a name sent percent-encoded in a header.
+ * @param {string} s
+ * @param {string} what  named in the error
+ * @returns {string}
+ */
+function checkName(s, what) {
+	if (typeof s !== 'string' || new TextEncoder().encode(s).length > 128 ||
+	    /[\u0000-\u001f\u007f]/.test(s)) {
+		throw new TypeError(`datasync: ${what} must be text of at most 128 UTF-8 ` +
+			`bytes without control characters, got ${JSON.stringify(s)}`);
 	}
 	return s;
 }
@@ -809,10 +843,10 @@ export class DataSyncClient {
 
 	/**
 	 * setAuthor changes the name sent as Author on writes.
-	 * @param {string} author printable ASCII, at most 128 characters
+	 * @param {string} author any text of at most 128 UTF-8 bytes
 	 */
 	setAuthor(author) {
-		this.author = checkHeaderText(author, 'author');
+		this.author = checkName(author, 'author');
 	}
 
 	/**
@@ -943,7 +977,7 @@ export class DataSyncClient {
 			h['Idempotency-Key'] = checkHeaderText(opts.idempotencyKey, 'idempotencyKey');
 		}
 		if (this.author) {
-			h.Author = this.author;
+			h.Author = encodeURIComponent(this.author);
 		}
 		return h;
 	}

@@ -177,7 +177,9 @@ function ticketOf(v) {
 
 /** @param {string} name */
 function validName(name) {
-	return /^[\x20-\x7e]{1,64}$/.test(name) && name.trim() !== '';
+	// Any text: names travel percent-encoded (see datasync.js).
+	return name.length >= 1 && name.length <= 64 && !/[\u0000-\u001f\u007f]/.test(name) &&
+		name.trim() !== '';
 }
 
 /** @param {string} text @param {'info'|'ok'|'error'} [kind] */
@@ -824,7 +826,7 @@ function initName() {
 function onNameInput() {
 	const name = el.you.value;
 	if (!validName(name)) {
-		el.you.setCustomValidity('Use 1 to 64 letters, digits, spaces or punctuation (ASCII).');
+		el.you.setCustomValidity('Use 1 to 64 characters, not only spaces.');
 		el.you.setAttribute('aria-invalid', 'true');
 	} else {
 		el.you.setCustomValidity('');
