@@ -11,8 +11,23 @@
 #include "ds_alloc.h"
 #include "ds_buf.h"
 
-typedef int (*cli_cmd_fn)(datasync_client *c, const cli_args *a,
+/* A command validates its arguments first and connects only then (with
+ * cli_connect): a usage error must not open a connection, and a client
+ * that connects and leaves at once is exactly what trips nng #1518. */
+typedef int (*cli_cmd_fn)(datasync_client **cp, const cli_args *a,
     const char *key, nrpc_status *st);
+
+/* cli_connect dials the service; *cp is closed by cli_run. Returns 0 or
+ * the exit code of the failure (already reported). */
+static int
+cli_connect(datasync_client **cp, const cli_args *a, nrpc_status *st)
+{
+	if (datasync_connect(a->urls, a->n_urls, a->timeout_ms, "datasync-cli",
+	        cp, st) != NRPC_OK) {
+		return cli_fail(st);
+	}
+	return 0;
+}
 
 static nrpc_call_opts
 cli_opts(const cli_args *a)
@@ -56,9 +71,10 @@ cli_precondition(const cli_args *a, const char *cmd,
 }
 
 static int
-cli_get(datasync_client *c, const cli_args *a, const char *key,
+cli_get(datasync_client **cp, const cli_args *a, const char *key,
     nrpc_status *st)
 {
+	datasync_client *c;
 	Datasync__V1__GetRequest req = DATASYNC__V1__GET_REQUEST__INIT;
 	Datasync__V1__GetResponse *resp = NULL;
 	nrpc_call_opts o = cli_opts(a);
@@ -66,6 +82,10 @@ cli_get(datasync_client *c, const cli_args *a, const char *key,
 
 	req.key = (char *) key;
 	req.version = a->version;
+	if ((rc = cli_connect(cp, a, st)) != 0) {
+		return rc;
+	}
+	c = *cp;
 	if (datasync_v1_data_sync_get(datasync_rpc(c), &req, &resp, &o, st) !=
 	    NRPC_OK) {
 		return cli_fail(st);
@@ -110,9 +130,10 @@ cli_read_stdin(ds_buf *b)
 }
 
 static int
-cli_put(datasync_client *c, const cli_args *a, const char *key,
+cli_put(datasync_client **cp, const cli_args *a, const char *key,
     nrpc_status *st)
 {
+	datasync_client *c;
 	Datasync__V1__UpdateRequest req = DATASYNC__V1__UPDATE_REQUEST__INIT;
 	Datasync__V1__UpdateResponse *resp = NULL;
 	Datasync__V1__Precondition pre;
@@ -139,6 +160,10 @@ cli_put(datasync_client *c, const cli_args *a, const char *key,
 	req.precondition = &pre;
 	req.lock_token = (char *) (a->lock_token ? a->lock_token : "");
 	req.author = (char *) (a->author ? a->author : "");
+	if ((rc = cli_connect(cp, a, st)) != 0) {
+		goto out;
+	}
+	c = *cp;
 	if (datasync_v1_data_sync_update(datasync_rpc(c), &req, &resp, &o, st) !=
 	    NRPC_OK) {
 		rc = cli_fail(st);
@@ -159,9 +184,10 @@ out:
 }
 
 static int
-cli_delete(datasync_client *c, const cli_args *a, const char *key,
+cli_delete(datasync_client **cp, const cli_args *a, const char *key,
     nrpc_status *st)
 {
+	datasync_client *c;
 	Datasync__V1__DeleteRequest req = DATASYNC__V1__DELETE_REQUEST__INIT;
 	Datasync__V1__DeleteResponse *resp = NULL;
 	Datasync__V1__Precondition pre;
@@ -175,6 +201,10 @@ cli_delete(datasync_client *c, const cli_args *a, const char *key,
 	req.precondition = &pre;
 	req.lock_token = (char *) (a->lock_token ? a->lock_token : "");
 	req.author = (char *) (a->author ? a->author : "");
+	if ((rc = cli_connect(cp, a, st)) != 0) {
+		return rc;
+	}
+	c = *cp;
 	if (datasync_v1_data_sync_delete(datasync_rpc(c), &req, &resp, &o, st) !=
 	    NRPC_OK) {
 		return cli_fail(st);
@@ -190,9 +220,10 @@ cli_delete(datasync_client *c, const cli_args *a, const char *key,
 }
 
 static int
-cli_lock(datasync_client *c, const cli_args *a, const char *key,
+cli_lock(datasync_client **cp, const cli_args *a, const char *key,
     nrpc_status *st)
 {
+	datasync_client *c;
 	Datasync__V1__LockRequest req = DATASYNC__V1__LOCK_REQUEST__INIT;
 	Datasync__V1__LockResponse *resp = NULL;
 	nrpc_call_opts o = cli_opts(a);
@@ -206,6 +237,10 @@ cli_lock(datasync_client *c, const cli_args *a, const char *key,
 	req.owner = (char *) a->owner;
 	req.ttl_ms = a->ttl_ms;
 	req.lock_token = (char *) (a->lock_token ? a->lock_token : "");
+	if ((rc = cli_connect(cp, a, st)) != 0) {
+		return rc;
+	}
+	c = *cp;
 	if (datasync_v1_data_sync_lock(datasync_rpc(c), &req, &resp, &o, st) !=
 	    NRPC_OK) {
 		return cli_fail(st);
@@ -221,9 +256,10 @@ cli_lock(datasync_client *c, const cli_args *a, const char *key,
 }
 
 static int
-cli_unlock(datasync_client *c, const cli_args *a, const char *key,
+cli_unlock(datasync_client **cp, const cli_args *a, const char *key,
     nrpc_status *st)
 {
+	datasync_client *c;
 	Datasync__V1__UnlockRequest req = DATASYNC__V1__UNLOCK_REQUEST__INIT;
 	Datasync__V1__UnlockResponse *resp = NULL;
 	nrpc_call_opts o = cli_opts(a);
@@ -234,6 +270,10 @@ cli_unlock(datasync_client *c, const cli_args *a, const char *key,
 	}
 	req.key = (char *) key;
 	req.lock_token = (char *) a->lock_token;
+	if ((rc = cli_connect(cp, a, st)) != 0) {
+		return rc;
+	}
+	c = *cp;
 	if (datasync_v1_data_sync_unlock(datasync_rpc(c), &req, &resp, &o, st) !=
 	    NRPC_OK) {
 		return cli_fail(st);
@@ -266,9 +306,10 @@ cli_print_entry(const Datasync__V1__Record *r)
 }
 
 static int
-cli_list(datasync_client *c, const cli_args *a, const char *key,
+cli_list(datasync_client **cp, const cli_args *a, const char *key,
     nrpc_status *st)
 {
+	datasync_client *c;
 	Datasync__V1__ListRequest req = DATASYNC__V1__LIST_REQUEST__INIT;
 	nrpc_call_opts o = cli_opts(a);
 	char *token = NULL;
@@ -277,6 +318,10 @@ cli_list(datasync_client *c, const cli_args *a, const char *key,
 	(void) key;
 	req.prefix = (char *) (a->prefix ? a->prefix : "");
 	req.page_size = a->page_size;
+	if ((rc = cli_connect(cp, a, st)) != 0) {
+		return rc;
+	}
+	c = *cp;
 	if (a->page_token != NULL && (token = ds_strdup(a->page_token)) == NULL) {
 		fprintf(stderr, "datasync: out of memory\n");
 		return CLI_EXIT_ERROR;
@@ -345,12 +390,7 @@ cli_run(const char *cmd, const cli_args *a)
 		}
 		key = cmds[i].needs_key ? a->args[0] : NULL;
 		memset(&st, 0, sizeof(st));
-		if (datasync_connect(a->urls, a->n_urls, a->timeout_ms, "datasync-cli",
-		        &c, &st) != NRPC_OK) {
-			rc = cli_fail(&st);
-		} else {
-			rc = cmds[i].fn(c, a, key, &st);
-		}
+		rc = cmds[i].fn(&c, a, key, &st);
 		nrpc_status_fini(&st);
 		datasync_close(c);
 		return rc;

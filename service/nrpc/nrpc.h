@@ -193,6 +193,11 @@ typedef struct nrpc_server_config {
 	nrpc_worker_fini_fn worker_fini; /* may be NULL */
 	void *worker_arg;         /* borrowed for the server's lifetime */
 	const ds_clock *clock;    /* monotonic, for deadlines; NULL = system */
+	int64_t listener_check_ms; /* how often each ipc:// and tcp:// listener
+	                           * is probed (see NRPC_PING_METHOD) and
+	                           * re-created when it stopped accepting;
+	                           * 0 = NRPC_LISTENER_CHECK_MS_DEFAULT,
+	                           * < 0 = never */
 	bool inline_handlers;     /* run handlers on the nng callback thread
 	                           * that received the call, not on a pool
 	                           * worker: saves two thread hand-offs per
@@ -204,6 +209,25 @@ typedef struct nrpc_server_config {
 	                           * released by worker_fini at stop on the
 	                           * stopping thread. */
 } nrpc_server_config;
+
+/* NRPC_PING_METHOD is answered by the runtime itself, OK with an empty
+ * body, whatever services are registered: a liveness probe for health
+ * checks and for the listener watchdog.
+ *
+ * The watchdog exists because nng 1.5.2 (Debian 12's) stops accepting on
+ * a listener for good when a peer disconnects in the middle of the SP
+ * handshake (nng issue #1518, fixed in 1.6): one client that connects and
+ * closes at once would make the server unreachable on that address. The
+ * watchdog dials each address, sends a ping and, when no answer comes
+ * NRPC_LISTENER_CHECK_FAILURES times in a row, closes that listener and
+ * listens again. Clients' REQ sockets reconnect and resend by themselves;
+ * request ids keep the resent writes from applying twice. */
+#define NRPC_PING_METHOD "/nrpc.v1.Server/Ping"
+#define NRPC_LISTENER_CHECK_MS_DEFAULT 1000
+/* A busy server may take long to answer: only a listener that misses
+ * several probes in a row, each with a generous timeout, is re-created. */
+#define NRPC_LISTENER_PROBE_TIMEOUT_MS 2000
+#define NRPC_LISTENER_CHECK_FAILURES 2
 
 /* The worker index passed to worker_init for an nng callback thread's
  * state when inline_handlers is set. */
@@ -264,6 +288,7 @@ typedef struct nrpc_server_stats {
 	uint64_t deadline_exceeded;
 	uint64_t in_flight;    /* received but not yet replied */
 	uint64_t overloaded;   /* refused because the queue was full */
+	uint64_t relistens;    /* listeners re-created by the watchdog */
 } nrpc_server_stats;
 
 /* nrpc_server_stats_get copies the counters (each read atomically, the

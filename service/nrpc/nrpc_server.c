@@ -52,6 +52,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 
 #include "ds_alloc.h"
 #include "ds_log.h"
@@ -128,7 +129,17 @@ struct nrpc_server {
 	void *worker_arg;
 	const ds_clock *clock;
 	bool inline_handlers;
+	int64_t check_ms;         /* listener watchdog period; < 0 = off */
 	uint64_t id;              /* unique per server, for the TLS cache */
+
+	/* listeners, one per URL; replaced by the watchdog */
+	nng_listener *lis;        /* owned, n_urls entries */
+	pthread_t dog;            /* the listener watchdog */
+	bool dog_started;
+	pthread_mutex_t dog_mtx;  /* guards dog_stop */
+	pthread_cond_t dog_cv;
+	bool dog_stop;
+	atomic_uint_fast64_t relistens; /* listeners re-created */
 
 	/* Worker states of nng callback threads (inline_handlers). */
 	pthread_mutex_t inl_mtx;  /* guards inl */
@@ -272,6 +283,9 @@ srv_free(nrpc_server *srv)
 	ds_free(srv->services);
 	ds_free(srv->methods);
 	ds_free(srv->inl);
+	ds_free(srv->lis);
+	pthread_cond_destroy(&srv->dog_cv);
+	pthread_mutex_destroy(&srv->dog_mtx);
 	pthread_mutex_destroy(&srv->inl_mtx);
 	pthread_mutex_destroy(&srv->mtx);
 	ds_free(srv);
@@ -324,6 +338,13 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 		ds_free(srv);
 		goto oom;
 	}
+	if (pthread_mutex_init(&srv->dog_mtx, NULL) != 0) {
+		pthread_mutex_destroy(&srv->inl_mtx);
+		pthread_mutex_destroy(&srv->mtx);
+		ds_free(srv);
+		goto oom;
+	}
+	(void) pthread_cond_init(&srv->dog_cv, NULL); /* cannot fail: default */
 	if (cfg->n_urls > 0 &&
 	    (srv->urls = ds_calloc(cfg->n_urls, sizeof(char *))) == NULL) {
 		srv_free(srv);
@@ -351,6 +372,9 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 	srv->worker_arg = cfg->worker_arg;
 	srv->clock = cfg->clock != NULL ? cfg->clock : ds_clock_monotonic();
 	srv->inline_handlers = cfg->inline_handlers;
+	srv->check_ms = cfg->listener_check_ms == 0
+	    ? NRPC_LISTENER_CHECK_MS_DEFAULT
+	    : cfg->listener_check_ms;
 	srv->id = atomic_fetch_add(&srv_next_id, 1);
 	srv->state = SRV_CREATED;
 	*out = srv;
@@ -612,6 +636,9 @@ srv_call_begin(nrpc_call *call, int64_t now)
 		goto answer;
 	}
 	call->env = env;
+	if (strcmp(env->method, NRPC_PING_METHOD) == 0) {
+		goto answer; /* st is OK: an empty, successful reply */
+	}
 	if ((sm = srv_find(srv, env->method, strlen(env->method))) == NULL) {
 		char name[NRPC_MAX_METHOD_BYTES + 1];
 
@@ -1006,6 +1033,141 @@ srv_nng_error(nrpc_status *st, int rv, const char *what)
 	return code;
 }
 
+/* --- the listener watchdog (see NRPC_PING_METHOD in nrpc.h) --- */
+
+static bool
+srv_url_streams(const char *url)
+{
+	/* inproc:// has no handshake on a wire and cannot be broken so. */
+	return strncmp(url, "inproc://", 9) != 0;
+}
+
+static bool
+srv_dog_needed(const nrpc_server *srv)
+{
+	for (size_t u = 0; u < srv->n_urls; u++) {
+		if (srv_url_streams(srv->urls[u])) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* srv_probe dials url afresh and pings it; true when the ping is
+ * answered. Any reply counts: the listener accepted and the server
+ * answered. */
+static bool
+srv_probe(const char *url)
+{
+	Nrpc__V1__Request req = NRPC__V1__REQUEST__INIT;
+	uint8_t buf[64];
+	size_t len;
+	nng_socket s;
+	void *reply = NULL;
+	size_t rlen = 0;
+	bool ok = false;
+
+	req.method = (char *) NRPC_PING_METHOD;
+	req.timeout_ms = NRPC_LISTENER_PROBE_TIMEOUT_MS;
+	len = nrpc__v1__request__get_packed_size(&req);
+	if (len > sizeof(buf) || nng_req0_open(&s) != 0) {
+		return true; /* cannot probe: do not act on it */
+	}
+	(void) nrpc__v1__request__pack(&req, buf);
+	if (nng_socket_set_ms(s, NNG_OPT_SENDTIMEO,
+	        NRPC_LISTENER_PROBE_TIMEOUT_MS) == 0 &&
+	    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO,
+	        NRPC_LISTENER_PROBE_TIMEOUT_MS) == 0 &&
+	    nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK) == 0 &&
+	    nng_send(s, buf, len, 0) == 0 &&
+	    nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC) == 0) {
+		nng_free(reply, rlen);
+		ok = true;
+	}
+	(void) nng_close(s); /* a probe socket: nothing to report */
+	return ok;
+}
+
+/* srv_dog_wait sleeps ms unless the server stops; false when stopping. */
+static bool
+srv_dog_wait(nrpc_server *srv, int64_t ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	(void) clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&srv->dog_mtx);
+	while (!srv->dog_stop &&
+	    pthread_cond_timedwait(&srv->dog_cv, &srv->dog_mtx, &ts) == 0) {
+	}
+	stop = srv->dog_stop;
+	pthread_mutex_unlock(&srv->dog_mtx);
+	return !stop;
+}
+
+static void *
+srv_dog_main(void *arg)
+{
+	nrpc_server *srv = arg;
+	unsigned *misses = ds_calloc(srv->n_urls, sizeof(*misses));
+
+	if (misses == NULL) {
+		ds_log(DS_LOG_WARN, "nrpc", "listener watchdog: out of memory");
+		return NULL;
+	}
+	while (srv_dog_wait(srv, srv->check_ms)) {
+		for (size_t u = 0; u < srv->n_urls; u++) {
+			int rv;
+
+			if (!srv_url_streams(srv->urls[u])) {
+				continue;
+			}
+			if (srv_probe(srv->urls[u])) {
+				misses[u] = 0;
+				continue;
+			}
+			if (++misses[u] < NRPC_LISTENER_CHECK_FAILURES) {
+				continue;
+			}
+			ds_log(DS_LOG_WARN, "nrpc", "%s stopped accepting "
+			    "connections (nng #1518); listening again",
+			    srv->urls[u]);
+			(void) nng_listener_close(srv->lis[u]); /* may be dead */
+			if ((rv = nng_listen(srv->sock, srv->urls[u], &srv->lis[u],
+			         0)) != 0) {
+				ds_log(DS_LOG_ERROR, "nrpc", "cannot listen on %s again: "
+				    "%s", srv->urls[u], nng_strerror(rv));
+				continue; /* try again at the next check */
+			}
+			misses[u] = 0;
+			atomic_fetch_add(&srv->relistens, 1);
+		}
+	}
+	ds_free(misses);
+	return NULL;
+}
+
+/* srv_dog_stop stops the watchdog before the socket closes. */
+static void
+srv_dog_stop(nrpc_server *srv)
+{
+	if (!srv->dog_started) {
+		return;
+	}
+	pthread_mutex_lock(&srv->dog_mtx);
+	srv->dog_stop = true;
+	pthread_cond_broadcast(&srv->dog_cv);
+	pthread_mutex_unlock(&srv->dog_mtx);
+	pthread_join(srv->dog, NULL);
+	srv->dog_started = false;
+}
+
 int
 nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 {
@@ -1070,8 +1232,16 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 	         srv->worker_arg, st)) != NRPC_OK) {
 		goto fail_ctxs;
 	}
+	if (srv->n_urls > 0 &&
+	    (srv->lis = ds_calloc(srv->n_urls, sizeof(*srv->lis))) == NULL) {
+		rc = NRPC_RESOURCE_EXHAUSTED;
+		nrpc_status_set(st, rc, "OUT_OF_MEMORY", NULL,
+		    "out of memory starting the server");
+		goto fail_pool;
+	}
 	for (size_t u = 0; u < srv->n_urls; u++) {
-		if ((rv = nng_listen(srv->sock, srv->urls[u], NULL, 0)) != 0) {
+		if ((rv = nng_listen(srv->sock, srv->urls[u], &srv->lis[u], 0)) !=
+		    0) {
 			bool bad = rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ||
 			    rv == NNG_EINVAL;
 
@@ -1088,6 +1258,16 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 	atomic_store(&srv->n_live, srv->n_ctx);
 	for (i = 0; i < srv->n_ctx; i++) {
 		srv_ctx_recv(&srv->ctxs[i]);
+	}
+	if (srv->check_ms > 0 && srv_dog_needed(srv)) {
+		/* Without a watchdog the server still works; it just loses the
+		 * defence against nng #1518. */
+		if (pthread_create(&srv->dog, NULL, srv_dog_main, srv) == 0) {
+			srv->dog_started = true;
+		} else {
+			ds_log(DS_LOG_WARN, "nrpc",
+			    "cannot start the listener watchdog");
+		}
 	}
 	return NRPC_OK;
 
@@ -1146,6 +1326,7 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 		grace_ms = 0;
 	}
 	deadline = ds_clock_now_ms(mono) + grace_ms;
+	srv_dog_stop(srv);
 	atomic_store(&srv->draining, true);
 	while (atomic_load(&srv->n_calls) > 0 &&
 	    ds_clock_now_ms(mono) < deadline) {
@@ -1200,6 +1381,7 @@ nrpc_server_stats_get(nrpc_server *srv, nrpc_server_stats *out)
 	out->deadline_exceeded = atomic_load(&srv->stats.deadline_exceeded);
 	out->in_flight = atomic_load(&srv->stats.in_flight);
 	out->overloaded = atomic_load(&srv->stats.overloaded);
+	out->relistens = atomic_load(&srv->relistens);
 }
 
 /* --- the request path without sockets --- */
