@@ -70,7 +70,8 @@ typedef enum store_stmt_id {
 	STORE_STMT_HIST_GET,
 	STORE_STMT_LIST_FROM,
 	STORE_STMT_LIST_AFTER,
-	STORE_STMT_REQ_GET,
+	STORE_STMT_REQ_GET0,
+	STORE_STMT_REQ_GET1,
 	STORE_STMT_REQ_PUT0,
 	STORE_STMT_REQ_PUT1,
 	STORE_STMT_REQ_CLEAR0,
@@ -147,17 +148,16 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
         "SELECT key, " STORE_ROW_COLUMNS " FROM records"
         " WHERE key > ?1 AND key < ?2 AND deleted = 0"
         " ORDER BY key LIMIT ?3",
-    /* The newer row wins when an id expired in one generation and was
-     * used again in the next. */
+    /* Two point lookups, one per generation table (a UNION with ORDER BY
+     * would build a sorter per write). */
 #define STORE_REQ_GET_COLUMNS                                                 \
 	"hash, created_at, version, revision, rec_created_at, rec_updated_at," \
 	" flags, content_type, updated_by, lock_owner, lock_expires_at,"      \
 	" lock_fencing, token"
-    [STORE_STMT_REQ_GET] =
-        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests0 WHERE id = ?1"
-        " UNION ALL"
-        " SELECT " STORE_REQ_GET_COLUMNS " FROM requests1 WHERE id = ?1"
-        " ORDER BY 2 DESC LIMIT 1",
+    [STORE_STMT_REQ_GET0] =
+        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests0 WHERE id = ?1",
+    [STORE_STMT_REQ_GET1] =
+        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests1 WHERE id = ?1",
 #define STORE_REQ_PUT(table)                                                  \
 	"INSERT OR REPLACE INTO " table " (id, hash, created_at, version,"    \
 	" revision, rec_created_at, rec_updated_at, flags, content_type,"     \
@@ -1149,22 +1149,33 @@ static store_err
 store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
     store_write_result *res, bool *found)
 {
-	sqlite3_stmt *st = x->c->st[STORE_STMT_REQ_GET];
+	sqlite3_stmt *st = NULL;
 	store_record r;
 	store_err rv;
 	int flags;
-	int rc = SQLITE_OK;
+	int rc = SQLITE_DONE;
 
 	*found = false;
 	memset(&r, 0, sizeof(r));
-	store_bind_blob(st, 1, w->request_id, w->request_id_len, &rc);
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_step(st);
+	/* An id is live in at most one generation table: it is stored again
+	 * only after its earlier entry expired. */
+	for (int t = 0; t < 2 && rc == SQLITE_DONE; t++) {
+		st = x->c->st[t == 0 ? STORE_STMT_REQ_GET0 : STORE_STMT_REQ_GET1];
+		rc = SQLITE_OK;
+		store_bind_blob(st, 1, w->request_id, w->request_id_len, &rc);
+		if (rc == SQLITE_OK) {
+			rc = store_sqlite_step(st);
+		}
+		if (rc == SQLITE_ROW &&
+		    store_req_expired(sqlite3_column_int64(st, 1), x->now,
+		        x->lim->request_id_ttl_ms)) {
+			rc = SQLITE_DONE;
+		}
+		if (rc == SQLITE_DONE) {
+			store_sqlite_done(st);
+		}
 	}
-	if (rc == SQLITE_DONE ||
-	    (rc == SQLITE_ROW &&
-	        store_req_expired(sqlite3_column_int64(st, 1), x->now,
-	            x->lim->request_id_ttl_ms))) {
+	if (rc == SQLITE_DONE) {
 		rv = STORE_OK;
 		goto out;
 	}
