@@ -185,11 +185,11 @@ static const char store_sqlite_pragmas[] =
      * becomes SIGBUS instead of an error code, and the server must not
      * crash on the disk's behalf. A cached point read is ~2 us anyway. */
     "PRAGMA mmap_size = 0;"
-    /* Checkpoint at ~8 MiB of WAL (2000 pages) instead of ~4 MiB: the
-     * checkpoint runs on the committing thread, i.e. the group-commit
-     * writer, so fewer and larger ones keep batch latency steadier while
-     * the WAL stays small enough for fast readers and recovery. */
-    "PRAGMA wal_autocheckpoint = 2000;"
+    /* No checkpoint on the committing thread: that thread is the
+     * group-commit writer, the service's one serial bottleneck. A
+     * background thread checkpoints instead (store_sqlite_ckpt_main);
+     * file databases install a WAL hook that wakes it. */
+    "PRAGMA wal_autocheckpoint = 0;"
     /* A WAL a burst grew past 64 MiB is truncated after a checkpoint. */
     "PRAGMA journal_size_limit = 67108864;";
 
@@ -204,7 +204,23 @@ typedef struct store_sqlite {
 	int open_flags;  /* for sqlite3_open_v2 */
 	bool memory;     /* a private in-memory database */
 	sqlite3 *keeper; /* ":memory:" only: holds the database alive */
+
+	/* The background checkpointer (file databases only). */
+	pthread_t ckpt_thread;
+	bool ckpt_started;
+	sqlite3 *ckpt_db;         /* its own connection; its thread only */
+	pthread_mutex_t ckpt_mu;  /* guards ckpt_wanted, ckpt_stop */
+	pthread_cond_t ckpt_cv;
+	bool ckpt_wanted;
+	bool ckpt_stop;
 } store_sqlite;
+
+/* Checkpoint once the WAL holds ~8 MiB (2000 pages of 4 KiB): large
+ * enough that checkpoints are rare, small enough for fast recovery and
+ * readers. If the checkpointer falls 8x behind (a stalled disk), the
+ * committing connection checkpoints itself so the WAL stays bounded. */
+#define STORE_SQLITE_CKPT_FRAMES 2000
+#define STORE_SQLITE_CKPT_EMERGENCY (8 * STORE_SQLITE_CKPT_FRAMES)
 
 typedef struct store_sqlite_conn {
 	store_conn base; /* first: a store_conn * is a store_sqlite_conn * */
@@ -532,6 +548,52 @@ store_sqlite_conn_free(store_sqlite_conn *c)
 
 /* store_sqlite_connect opens a handle on the store's database with the
  * busy handler and the per-connection pragmas. */
+/* store_sqlite_wal_hook runs after every commit with the WAL's size in
+ * frames; it only wakes the checkpointer. */
+static int
+store_sqlite_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	store_sqlite *sq = arg;
+
+	if (frames >= STORE_SQLITE_CKPT_EMERGENCY) {
+		(void) sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+		    NULL, NULL); /* best effort; the thread retries */
+	}
+	if (frames >= STORE_SQLITE_CKPT_FRAMES) {
+		pthread_mutex_lock(&sq->ckpt_mu);
+		if (!sq->ckpt_wanted) {
+			sq->ckpt_wanted = true;
+			pthread_cond_signal(&sq->ckpt_cv);
+		}
+		pthread_mutex_unlock(&sq->ckpt_mu);
+	}
+	return SQLITE_OK;
+}
+
+static void *
+store_sqlite_ckpt_main(void *arg)
+{
+	store_sqlite *sq = arg;
+
+	for (;;) {
+		pthread_mutex_lock(&sq->ckpt_mu);
+		while (!sq->ckpt_wanted && !sq->ckpt_stop) {
+			pthread_cond_wait(&sq->ckpt_cv, &sq->ckpt_mu);
+		}
+		if (sq->ckpt_stop) {
+			pthread_mutex_unlock(&sq->ckpt_mu);
+			break;
+		}
+		sq->ckpt_wanted = false;
+		pthread_mutex_unlock(&sq->ckpt_mu);
+		/* PASSIVE never waits for readers or the writer: it copies what
+		 * it can; the next wake-up continues. */
+		(void) sqlite3_wal_checkpoint_v2(sq->ckpt_db, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	}
+	return NULL;
+}
+
 static store_err
 store_sqlite_connect(store *s, sqlite3 **out, store_error *err)
 {
@@ -569,6 +631,9 @@ store_sqlite_connect(store *s, sqlite3 **out, store_error *err)
 		(void) sqlite3_close(db);
 		return rv;
 	}
+	if (!sq->memory) {
+		(void) sqlite3_wal_hook(db, store_sqlite_wal_hook, sq);
+	}
 	*out = db;
 	return STORE_OK;
 }
@@ -604,6 +669,17 @@ store_sqlite_free(store_sqlite *sq)
 	if (sq == NULL) {
 		return;
 	}
+	if (sq->ckpt_started) {
+		pthread_mutex_lock(&sq->ckpt_mu);
+		sq->ckpt_stop = true;
+		pthread_cond_signal(&sq->ckpt_cv);
+		pthread_mutex_unlock(&sq->ckpt_mu);
+		pthread_join(sq->ckpt_thread, NULL);
+	}
+	/* The last connection to close checkpoints and removes the WAL. */
+	(void) sqlite3_close(sq->ckpt_db); /* no statements: cannot be busy */
+	(void) pthread_cond_destroy(&sq->ckpt_cv);
+	(void) pthread_mutex_destroy(&sq->ckpt_mu);
 	(void) sqlite3_close(sq->keeper); /* no statements: cannot be busy */
 	ds_free(sq->uri);
 	(void) pthread_mutex_destroy(&sq->write_mu); /* unlocked by now */
@@ -626,6 +702,13 @@ store_sqlite_open(store *s, store_error *err)
 		return store_error_set(err, STORE_ENOMEM, "",
 		    "cannot create a mutex");
 	}
+	if (pthread_mutex_init(&sq->ckpt_mu, NULL) != 0) {
+		(void) pthread_mutex_destroy(&sq->write_mu);
+		ds_free(sq);
+		return store_error_set(err, STORE_ENOMEM, "",
+		    "cannot create a mutex");
+	}
+	(void) pthread_cond_init(&sq->ckpt_cv, NULL); /* default: cannot fail */
 	sq->open_flags =
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 	if (strcmp(s->path, ":memory:") == 0) {
@@ -662,11 +745,22 @@ store_sqlite_open(store *s, store_error *err)
 	}
 	if (sq->memory) {
 		sq->keeper = db;
-	} else {
-		(void) sqlite3_close(db); /* no statements left open */
+		return STORE_OK;
 	}
+	/* The migration connection becomes the checkpointer's. */
+	sq->ckpt_db = db;
+	if (pthread_create(&sq->ckpt_thread, NULL, store_sqlite_ckpt_main, sq) !=
+	    0) {
+		rv = store_error_set(err, STORE_ENOMEM, "",
+		    "cannot start the checkpoint thread");
+		goto fail;
+	}
+	sq->ckpt_started = true;
 	return STORE_OK;
 fail:
+	if (sq->ckpt_db == db) {
+		sq->ckpt_db = NULL;
+	}
 	(void) sqlite3_close(db); /* NULL is a no-op */
 	s->be_data = NULL;
 	store_sqlite_free(sq);
