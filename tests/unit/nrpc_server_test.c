@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -949,25 +947,6 @@ test_oversized_envelope_over_ipc_is_rejected_and_client_keeps_working(
 	free(huge);
 }
 
-/* half_open connects to a unix socket and closes at once, in the middle
- * of nng's SP handshake: what a crashed or hostile client does. */
-static void
-half_open(const char *path, int times)
-{
-	for (int i = 0; i < times; i++) {
-		struct sockaddr_un sa;
-		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-
-		assert_true(fd >= 0);
-		memset(&sa, 0, sizeof(sa));
-		sa.sun_family = AF_UNIX;
-		assert_true(strlen(path) < sizeof(sa.sun_path));
-		memcpy(sa.sun_path, path, strlen(path) + 1);
-		(void) connect(fd, (struct sockaddr *) &sa, sizeof(sa));
-		close(fd);
-	}
-}
-
 static void
 test_ping_is_answered_by_the_runtime(void **state)
 {
@@ -984,45 +963,6 @@ test_ping_is_answered_by_the_runtime(void **state)
 	n = nrpc__v1__request__pack(&req, buf);
 	assert_int_equal(raw_call(ipc, buf, n, 5000, &st), 0);
 	assert_int_equal(st.code, NRPC_OK);
-}
-
-static void
-test_listener_broken_by_half_open_handshakes_is_recreated(void **state)
-{
-	fx *f = *state;
-	nrpc_server_config cfg;
-	nrpc_server_stats stats;
-	char ipc[320];
-	char path[108];
-	nrpc_client *c = NULL;
-	nrpc_client_config ccfg;
-	const char *urls[1] = {ipc};
-	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st = {0};
-
-	assert_true(strlen(f->dir) + 8 < sizeof(path));
-	memcpy(path, f->dir, strlen(f->dir));
-	memcpy(path + strlen(f->dir), "/h.sock", 8);
-	(void) snprintf(ipc, sizeof(ipc), "ipc://%s", path);
-	nrpc_server_config_default(&cfg);
-	cfg.listener_check_ms = 100;
-	fx_start(f, &cfg, ipc);
-	half_open(path, 40);
-	/* nng 1.5.2 may now have stopped accepting on ipc; the watchdog
-	 * notices within a few checks and listens again. */
-	nrpc_client_config_default(&ccfg);
-	ccfg.urls = urls;
-	ccfg.n_urls = 1;
-	ccfg.timeout_ms = 8000;
-	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
-	assert_int_equal(call_md(c, &test_methods[M_ECHO], "k", "still here",
-	    NULL, &out, &st), NRPC_OK);
-	assert_string_equal(out->value, "still here");
-	protobuf_c_message_free_unpacked(&out->base, NULL);
-	nrpc_server_stats_get(f->srv, &stats);
-	printf("half-open handshakes: listener re-created %llu time(s)\n",
-	    (unsigned long long) stats.relistens);
-	nrpc_client_close(c);
 }
 
 /* --- tests: deadlines --- */
@@ -1195,6 +1135,58 @@ test_inline_handlers_run_on_nng_threads_with_their_own_state(void **state)
 	}
 	nrpc_server_stop(f->srv, 1000);
 	assert_int_equal(f->fini_calls, inits);
+}
+
+/* fuzz_rpc finding: nrpc_server_process ran handlers with a NULL worker
+ * state, so datasync's Get and List (which need their read connection)
+ * tripped DS_NEVER. The calling thread now gets a state from worker_init
+ * as an inline nng thread does, and destroying a server that was never
+ * started still runs worker_fini for it. */
+static void
+test_fuzz_rpc_process_gives_handlers_a_worker_state(void **state)
+{
+	fx *f = *state;
+	nrpc_server_config cfg;
+	nrpc_status st = {0};
+	Nrpc__V1__Request env = NRPC__V1__REQUEST__INIT;
+	Nrpc__V1__Metadata body = NRPC__V1__METADATA__INIT;
+	Nrpc__V1__Response *resp;
+	Nrpc__V1__Metadata *out;
+	uint8_t bbuf[64], ebuf[256];
+	uint8_t *reply = NULL;
+	size_t reply_len = 0;
+
+	nrpc_server_config_default(&cfg);
+	cfg.worker_init = w_init_inline;
+	cfg.worker_fini = w_fini;
+	cfg.worker_arg = f;
+	assert_int_equal(nrpc_server_create(&cfg, &f->srv, &st), NRPC_OK);
+	assert_int_equal(nrpc_server_add_service(f->srv, &test_service,
+	    test_dispatch, &test_table, f, &st), NRPC_OK);
+	env.method = (char *) test_methods[M_WORKER].full_name;
+	env.body.data = bbuf;
+	env.body.len = protobuf_c_message_pack(&body.base, bbuf);
+	for (int i = 0; i < 2; i++) {
+		size_t n = protobuf_c_message_pack(&env.base, ebuf);
+
+		assert_int_equal(nrpc_server_process(f->srv, ebuf, n, &reply,
+		    &reply_len), NRPC_OK);
+		resp = nrpc__v1__response__unpack(NULL, reply_len, reply);
+		assert_non_null(resp);
+		assert_null(resp->status);
+		out = nrpc__v1__metadata__unpack(NULL, resp->body.len,
+		    resp->body.data);
+		assert_non_null(out);
+		/* One state for this thread, made on the first call. */
+		assert_string_equal(out->value, "500");
+		nrpc__v1__metadata__free_unpacked(out, NULL);
+		nrpc__v1__response__free_unpacked(resp, NULL);
+		ds_free(reply);
+	}
+	assert_int_equal(f->inline_inits, 1);
+	nrpc_server_destroy(f->srv);
+	f->srv = NULL;
+	assert_int_equal(f->fini_calls, 1);
 }
 
 static void
@@ -1675,8 +1667,8 @@ main(void)
 	    T(test_worker_state_reaches_handlers_and_fini_runs),
 	    T(test_inline_handlers_run_on_nng_threads_with_their_own_state),
 	    T(test_ping_is_answered_by_the_runtime),
-	    T(test_listener_broken_by_half_open_handshakes_is_recreated),
 	    T(test_worker_init_failure_aborts_start),
+	    T(test_fuzz_rpc_process_gives_handlers_a_worker_state),
 	    T(test_generated_request_ids_differ_per_call),
 	    T(test_given_request_id_arrives_unchanged),
 	    T(test_metadata_and_client_name_arrive),
