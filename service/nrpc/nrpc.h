@@ -223,10 +223,10 @@ typedef struct nrpc_server_config {
  * listens again. Clients' REQ sockets reconnect and resend by themselves;
  * request ids keep the resent writes from applying twice. */
 #define NRPC_PING_METHOD "/nrpc.v1.Server/Ping"
-#define NRPC_LISTENER_CHECK_MS_DEFAULT 1000
+#define NRPC_LISTENER_CHECK_MS_DEFAULT 500
 /* A busy server may take long to answer: only a listener that misses
  * several probes in a row, each with a generous timeout, is re-created. */
-#define NRPC_LISTENER_PROBE_TIMEOUT_MS 2000
+#define NRPC_LISTENER_PROBE_TIMEOUT_MS 1000
 #define NRPC_LISTENER_CHECK_FAILURES 2
 
 /* The worker index passed to worker_init for an nng callback thread's

@@ -171,6 +171,8 @@ test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work(
 	atomic_init(&bg.failed, 0);
 	assert_int_equal(pthread_create(&th, NULL, it_bg_main, &bg), 0);
 
+	/* Progress goes to stderr so that a stuck phase shows in the log. */
+	fprintf(stderr, "phase: unknown method\n");
 	/* Unknown method: UNIMPLEMENTED. */
 	get.key = "socket/x";
 	n = datasync__v1__get_request__pack(&get, body);
@@ -183,6 +185,7 @@ test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work(
 		nrpc__v1__response__free_unpacked(r, NULL);
 		free(env);
 	}
+	fprintf(stderr, "phase: garbage body\n");
 	/* Garbage body for a real method: INVALID_ARGUMENT. */
 	{
 		static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12};
@@ -195,6 +198,7 @@ test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work(
 		nrpc__v1__response__free_unpacked(r, NULL);
 		free(env);
 	}
+	fprintf(stderr, "phase: truncated envelopes\n");
 	/* Truncated envelopes of a valid request, at every length. */
 	{
 		size_t m = it_envelope("/datasync.v1.DataSync/Get", body, n, &env);
@@ -211,6 +215,8 @@ test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work(
 		}
 		free(env);
 	}
+	fprintf(stderr, "phase: random bytes (%u replies, %u closed so far)\n",
+	    replies, closed);
 	/* Random bytes. */
 	for (int i = 0; i < 200; i++) {
 		uint8_t buf[512];
@@ -227,6 +233,8 @@ test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work(
 			closed++;
 		}
 	}
+	fprintf(stderr, "phase: oversized (%u replies, %u closed so far)\n",
+	    replies, closed);
 	/* Oversized: beyond the 1 MiB + 64 KiB message limit. */
 	{
 		size_t big = 2 * 1024 * 1024;
