@@ -1364,6 +1364,8 @@ nrpc_server_destroy(nrpc_server *srv)
 		return;
 	}
 	nrpc_server_stop(srv, 0);
+	/* States made by nrpc_server_process on a server never started. */
+	srv_inline_fini(srv);
 	srv_free(srv);
 }
 
@@ -1412,7 +1414,20 @@ nrpc_server_process(nrpc_server *srv, const uint8_t *buf, size_t len,
 	atomic_fetch_add(&srv->stats.received, 1);
 	atomic_fetch_add(&srv->stats.in_flight, 1);
 	if (srv_call_begin(&dt->call, ds_clock_now_ms(srv->clock))) {
-		srv_call_run(&dt->call, NULL, srv);
+		void *ws = NULL;
+
+		/* Handlers may need their worker state (datasync's reads
+		 * need a read connection): the caller's thread gets one
+		 * the way an nng thread does with inline_handlers. */
+		if (srv->worker_init != NULL && !srv_inline_state(srv, &ws)) {
+			nrpc_status st = {0};
+
+			nrpc_status_set(&st, NRPC_UNAVAILABLE, "WORKER_INIT_FAILED",
+			    NULL, "cannot set up this thread's worker state");
+			srv_call_answer(&dt->call, &st);
+		} else {
+			srv_call_run(&dt->call, ws, srv);
+		}
 	}
 	pthread_mutex_lock(&dt->mtx);
 	while (!dt->done) {
