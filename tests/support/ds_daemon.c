@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,9 +200,34 @@ ds_daemon_alive(ds_daemon *d)
 	return true;
 }
 
+static atomic_int ds_daemon_bad_stops;
+
+int
+ds_daemon_failures(void)
+{
+	return atomic_load(&ds_daemon_bad_stops);
+}
+
+/* ds_daemon_stopped_badly counts a stop that was not a clean exit 0 and
+ * shows why: under ASan the leak report is at the end of the log. */
+static int
+ds_daemon_stopped_badly(const ds_daemon *d, pid_t pid, int rc)
+{
+	char cmd[400];
+
+	atomic_fetch_add(&ds_daemon_bad_stops, 1);
+	fprintf(stderr, "ds_daemon: datasyncd (pid %d) %s %d on SIGTERM; the end "
+	                "of its log (%s):\n", (int) pid,
+	    rc < 0 ? "was killed after 20 s, rc" : "exited with", rc, d->log);
+	(void) snprintf(cmd, sizeof(cmd), "tail -40 '%s' >&2", d->log);
+	(void) !system(cmd);
+	return rc;
+}
+
 int
 ds_daemon_stop(ds_daemon *d)
 {
+	pid_t pid = d->pid;
 	int status;
 
 	if (d->pid <= 0) {
@@ -212,16 +238,17 @@ ds_daemon_stop(ds_daemon *d)
 		pid_t r = waitpid(d->pid, &status, WNOHANG);
 
 		if (r == d->pid) {
+			int rc;
+
 			d->pid = 0;
-			if (WIFEXITED(status)) {
-				return WEXITSTATUS(status);
-			}
-			return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			rc = WIFEXITED(status) ? WEXITSTATUS(status)
+			     : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			return rc == 0 ? 0 : ds_daemon_stopped_badly(d, pid, rc);
 		}
 		ds_sleep_ms(10);
 	}
 	ds_daemon_kill9(d);
-	return -1;
+	return ds_daemon_stopped_badly(d, pid, -1);
 }
 
 void
