@@ -4,15 +4,21 @@
  * nng REQ socket to a live datasyncd get a status reply or a closed pipe,
  * while a valid client keeps working (and counting correctly) throughout.
  */
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <nng/nng.h>
@@ -68,6 +74,67 @@ it_raw(const char *url, const void *buf, size_t len)
 	}
 	nng_close(s);
 	return r;
+}
+
+/* it_raw_oversized speaks SP over a plain unix socket (the 8-byte REQ
+ * handshake, then an ipc frame: type byte 1 and a 64-bit length) and
+ * sends a request of len bytes; true when the server closed the
+ * connection before the whole body went out or answered it (any reply
+ * frame). Not an nng REQ socket: nng 1.5.2's nng_close of a REQ socket
+ * whose peer dropped the pipe in the middle of a large send can block
+ * for good (nng #648), which hung this test under load. */
+static bool
+it_raw_oversized(const char *ipc_url, size_t len)
+{
+	static const uint8_t hello[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
+	struct sockaddr_un sa;
+	uint8_t theirs[8];
+	uint8_t hdr[13];
+	uint8_t chunk[65536];
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int64_t end = ds_test_now_ms() + 10000;
+	size_t sent = 0;
+	bool ended = false;
+
+	assert_true(fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	assert_true(strlen(ipc_url + 6) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, ipc_url + 6, strlen(ipc_url + 6) + 1);
+	assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+	assert_int_equal(send(fd, hello, 8, MSG_NOSIGNAL), 8);
+	assert_int_equal(recv(fd, theirs, 8, MSG_WAITALL), 8);
+	assert_int_equal(theirs[5], 0x31); /* REP */
+	hdr[0] = 1;
+	for (int i = 0; i < 8; i++) {
+		hdr[1 + i] = (uint8_t) ((uint64_t) (len + 4) >> (56 - 8 * i));
+	}
+	memcpy(hdr + 9, (uint8_t[4]){0x80, 0, 0, 1}, 4);
+	assert_int_equal(send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL),
+	    (ssize_t) sizeof(hdr));
+	memset(chunk, 0, sizeof(chunk));
+	while (!ended && ds_test_now_ms() < end) {
+		struct pollfd pfd = {fd, POLLIN | (sent < len ? POLLOUT : 0), 0};
+
+		if (poll(&pfd, 1, 100) <= 0) {
+			continue;
+		}
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ended = true; /* a reply frame, or the close */
+		} else if (pfd.revents & POLLOUT) {
+			size_t n = len - sent < sizeof(chunk) ? len - sent :
+			                                        sizeof(chunk);
+			ssize_t w = send(fd, chunk, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+			if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				ended = true; /* EPIPE, ECONNRESET: closed */
+			} else if (w > 0) {
+				sent += (size_t) w;
+			}
+		}
+	}
+	close(fd);
+	return ended;
 }
 
 static size_t
@@ -236,18 +303,7 @@ test_garbage_gets_a_status_or_a_closed_pipe_while_valid_clients_work(
 	fprintf(stderr, "phase: oversized (%u replies, %u closed so far)\n",
 	    replies, closed);
 	/* Oversized: beyond the 1 MiB + 64 KiB message limit. */
-	{
-		size_t big = 2 * 1024 * 1024;
-		uint8_t *buf = calloc(1, big);
-
-		assert_non_null(buf);
-		r = it_raw(it_d.ipc_url, buf, big);
-		if (r != NULL) {
-			assert_int_equal(it_code(r), NRPC_RESOURCE_EXHAUSTED);
-			nrpc__v1__response__free_unpacked(r, NULL);
-		}
-		free(buf);
-	}
+	assert_true(it_raw_oversized(it_d.ipc_url, 2 * 1024 * 1024));
 	atomic_store(&bg.stop, true);
 	pthread_join(th, NULL);
 	printf("socket garbage: %u status replies, %u closed pipes; valid client "

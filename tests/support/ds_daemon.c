@@ -48,15 +48,6 @@ ds_free_port(void)
 	return port;
 }
 
-static void
-ds_sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
 /* ds_daemon_ready: the log says it listens on every address. */
 static bool
 ds_daemon_ready(const ds_daemon *d, bool http)
@@ -130,7 +121,7 @@ ds_daemon_spawn(ds_daemon *d, bool http, const char *const *extra)
 		if (!ds_daemon_alive(d)) {
 			break;
 		}
-		ds_sleep_ms(10);
+		ds_test_sleep_ms(10);
 	}
 	fprintf(stderr, "ds_daemon: %s did not come up; its log (%s):\n", bin,
 	    d->log);
@@ -245,7 +236,7 @@ ds_daemon_stop(ds_daemon *d)
 			     : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 			return rc == 0 ? 0 : ds_daemon_stopped_badly(d, pid, rc);
 		}
-		ds_sleep_ms(10);
+		ds_test_sleep_ms(10);
 	}
 	ds_daemon_kill9(d);
 	return ds_daemon_stopped_badly(d, pid, -1);
@@ -263,14 +254,17 @@ ds_daemon_kill9(ds_daemon *d)
 }
 
 long
-ds_daemon_rss_kib(const ds_daemon *d)
+ds_pid_rss_kib(long pid)
 {
 	char path[64];
 	char line[256];
 	long kib = -1;
 	FILE *f;
 
-	(void) snprintf(path, sizeof(path), "/proc/%d/status", (int) d->pid);
+	if (pid <= 0) {
+		return -1;
+	}
+	(void) snprintf(path, sizeof(path), "/proc/%ld/status", pid);
 	if ((f = fopen(path, "r")) == NULL) {
 		return -1;
 	}
@@ -282,6 +276,12 @@ ds_daemon_rss_kib(const ds_daemon *d)
 	}
 	fclose(f);
 	return kib;
+}
+
+long
+ds_daemon_rss_kib(const ds_daemon *d)
+{
+	return ds_pid_rss_kib((long) d->pid);
 }
 
 void

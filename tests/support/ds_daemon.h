@@ -56,6 +56,9 @@ bool ds_daemon_alive(ds_daemon *d);
 /* ds_daemon_rss_kib returns the daemon's resident set size, or -1. */
 long ds_daemon_rss_kib(const ds_daemon *d);
 
+/* ds_pid_rss_kib returns any process's resident set size (VmRSS), or -1. */
+long ds_pid_rss_kib(long pid);
+
 /* ds_daemon_fini stops the daemon if it still runs and removes the
  * directory (unless DS_KEEP_TMP is set, for post-mortems). */
 void ds_daemon_fini(ds_daemon *d);

@@ -2,6 +2,7 @@
  * ds_test.c - fake clock, temporary directories, seeds.
  */
 #define _XOPEN_SOURCE 700
+#include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -84,4 +85,22 @@ ds_test_seed(void)
 	fprintf(stderr, "seed=%" PRIu64 " (replay with DS_TEST_SEED=%" PRIu64
 	    ")\n", seed, seed);
 	return seed;
+}
+
+int64_t
+ds_test_now_ms(void)
+{
+	struct timespec ts;
+
+	(void) clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+ds_test_sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	}
 }

@@ -37,4 +37,10 @@ void ds_test_rmdir(const char *dir);
  * failing run can be replayed. */
 uint64_t ds_test_seed(void);
 
+/* ds_test_now_ms is CLOCK_MONOTONIC in milliseconds. */
+int64_t ds_test_now_ms(void);
+
+/* ds_test_sleep_ms sleeps ms milliseconds, through signals. */
+void ds_test_sleep_ms(long ms);
+
 #endif /* DS_TEST_H */
