@@ -218,7 +218,7 @@ typedef struct nrpc_server_config {
  * a listener for good when a peer disconnects in the middle of the SP
  * handshake (nng issue #1518, fixed in 1.6): one client that connects and
  * closes at once would make the server unreachable on that address. The
- * watchdog dials each address, sends a ping and, when no answer comes
+ * watchdog connects to each address, sends a ping and, when no answer comes
  * NRPC_LISTENER_CHECK_FAILURES times in a row, closes that listener and
  * listens again. Clients' REQ sockets reconnect and resend by themselves;
  * request ids keep the resent writes from applying twice. */
@@ -270,7 +270,11 @@ int nrpc_server_start(nrpc_server *srv, nrpc_status *st);
  * answered at once with UNAVAILABLE, reason "SHUTTING_DOWN"; calls still
  * queued when the grace ends are not run. After the grace it still waits
  * for handlers that hold a call to finish it (their reply is dropped):
- * handlers must finish every call eventually. Safe to call from any
+ * handlers must finish every call eventually. When nng_close does not
+ * return within NRPC_CLOSE_TIMEOUT_MS (an nng 1.5.2 bug, nrpc_int.h), it
+ * logs an error and returns with the socket abandoned: no handler runs
+ * any more, worker states are released, and nrpc_server_destroy leaves the
+ * server to the process's exit. Safe to call from any
  * thread that is not a worker or an nng callback; a second call, or a
  * call on a server that is not running, is a no-op. */
 void nrpc_server_stop(nrpc_server *srv, int64_t grace_ms);

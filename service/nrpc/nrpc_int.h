@@ -49,6 +49,12 @@
  * (bounded by the grace) between the last answer and the close. */
 #define NRPC_STOP_LINGER_MS 20
 
+/* nng 1.5.2 can block for good in nng_close of a socket one of whose
+ * listeners #1518 broke (seen under the socket fuzzer: the reaper waits
+ * on a pipe that never finishes negotiating). nrpc_server_stop waits this
+ * long for the close, then abandons the socket to the process's exit. */
+#define NRPC_CLOSE_TIMEOUT_MS 5000
+
 /* --- varints (protobuf base-128) --- */
 
 /* nrpc_varint_len returns the encoded size of v: 1..10 bytes. */

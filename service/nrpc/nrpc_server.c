@@ -52,11 +52,11 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
-#include <nng/protocol/reqrep0/req.h>
 
 #include "ds_alloc.h"
 #include "ds_log.h"
 #include "nrpc_int.h"
+#include "nrpc_probe.h"
 
 /* --- types --- */
 
@@ -170,6 +170,10 @@ struct nrpc_server {
 	atomic_bool draining;     /* stop began: new requests get
 	                           * SHUTTING_DOWN */
 	atomic_bool cancelling;   /* grace over: queued calls are not run */
+	/* nng_close did not return (NRPC_CLOSE_TIMEOUT_MS): nng may still
+	 * use the contexts, so the server is never freed; the closing thread
+	 * holds a pointer to it, so it stays reachable. */
+	bool abandoned;
 
 	struct {
 		atomic_uint_fast64_t received;
@@ -939,6 +943,13 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 	if (!srv_call_begin(call, ds_clock_now_ms(srv->clock))) {
 		return;
 	}
+	if (atomic_load(&srv->cancelling)) {
+		/* Stopping: answered SHUTTING_DOWN without a worker state,
+		 * whose worker_init may use what the service already freed
+		 * (a stop whose nng_close was abandoned still receives). */
+		srv_call_run(call, NULL, srv);
+		return;
+	}
 	if (srv->inline_handlers) {
 		void *ws;
 
@@ -1053,39 +1064,39 @@ srv_dog_needed(const nrpc_server *srv)
 	return false;
 }
 
-/* srv_probe dials url afresh and pings it; true when the ping is
- * answered. Any reply counts: the listener accepted and the server
- * answered. */
+/* srv_probe connects to url afresh and pings it; true when the ping is
+ * answered (any reply counts: the listener accepted and the server
+ * answered) or when url cannot be probed. A plain OS socket, not an nng
+ * one: nrpc_probe.h says why. */
 static bool
 srv_probe(const char *url)
 {
 	Nrpc__V1__Request req = NRPC__V1__REQUEST__INIT;
 	uint8_t buf[64];
 	size_t len;
-	nng_socket s;
-	void *reply = NULL;
-	size_t rlen = 0;
-	bool ok = false;
 
 	req.method = (char *) NRPC_PING_METHOD;
 	req.timeout_ms = NRPC_LISTENER_PROBE_TIMEOUT_MS;
 	len = nrpc__v1__request__get_packed_size(&req);
-	if (len > sizeof(buf) || nng_req0_open(&s) != 0) {
+	if (len > sizeof(buf)) {
 		return true; /* cannot probe: do not act on it */
 	}
 	(void) nrpc__v1__request__pack(&req, buf);
-	if (nng_socket_set_ms(s, NNG_OPT_SENDTIMEO,
-	        NRPC_LISTENER_PROBE_TIMEOUT_MS) == 0 &&
-	    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO,
-	        NRPC_LISTENER_PROBE_TIMEOUT_MS) == 0 &&
-	    nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK) == 0 &&
-	    nng_send(s, buf, len, 0) == 0 &&
-	    nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC) == 0) {
-		nng_free(reply, rlen);
-		ok = true;
+	return nrpc_probe_url(url, buf, len, NRPC_LISTENER_PROBE_TIMEOUT_MS) !=
+	       NRPC_PROBE_NO_ANSWER;
+}
+
+/* srv_abstime sets *ts to ms from now on clock clk, for a timed wait. */
+static void
+srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts)
+{
+	(void) clock_gettime(clk, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
 	}
-	(void) nng_close(s); /* a probe socket: nothing to report */
-	return ok;
 }
 
 /* srv_dog_wait sleeps ms unless the server stops; false when stopping. */
@@ -1095,13 +1106,7 @@ srv_dog_wait(nrpc_server *srv, int64_t ms)
 	struct timespec ts;
 	bool stop;
 
-	(void) clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	srv_abstime(CLOCK_REALTIME, ms, &ts);
 	pthread_mutex_lock(&srv->dog_mtx);
 	while (!srv->dog_stop &&
 	    pthread_cond_timedwait(&srv->dog_cv, &srv->dog_mtx, &ts) == 0) {
@@ -1151,6 +1156,76 @@ srv_dog_main(void *arg)
 	}
 	ds_free(misses);
 	return NULL;
+}
+
+/* The socket is closed on a thread of its own so that stop can give up
+ * on an nng_close that never returns (NRPC_CLOSE_TIMEOUT_MS). */
+typedef struct srv_closer {
+	nrpc_server *srv; /* keeps an abandoned server reachable */
+	nng_socket sock;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool done;
+} srv_closer;
+
+static void *
+srv_closer_main(void *arg)
+{
+	srv_closer *c = arg;
+
+	(void) nng_close(c->sock); /* every pending op ends: ECLOSED */
+	pthread_mutex_lock(&c->mtx);
+	c->done = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mtx);
+	return NULL;
+}
+
+/* srv_close_socket closes the socket; false when nng_close did not
+ * return within NRPC_CLOSE_TIMEOUT_MS (the closer thread and its state
+ * are then left to the process's exit). */
+static bool
+srv_close_socket(nrpc_server *srv)
+{
+	srv_closer *c = ds_calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	struct timespec ts;
+	pthread_t t;
+	bool done;
+
+	if (c == NULL) {
+		(void) nng_close(srv->sock); /* unbounded, but closed */
+		return true;
+	}
+	c->srv = srv;
+	c->sock = srv->sock;
+	pthread_mutex_init(&c->mtx, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&t, NULL, srv_closer_main, c) != 0) {
+		srv_closer_main(c);
+		done = true;
+		goto out;
+	}
+	srv_abstime(CLOCK_MONOTONIC, NRPC_CLOSE_TIMEOUT_MS, &ts);
+	pthread_mutex_lock(&c->mtx);
+	while (!c->done &&
+	    pthread_cond_timedwait(&c->cv, &c->mtx, &ts) == 0) {
+	}
+	done = c->done;
+	pthread_mutex_unlock(&c->mtx);
+	if (!done) {
+		(void) pthread_detach(t);
+		return false;
+	}
+	(void) pthread_join(t, NULL);
+out:
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mtx);
+	ds_free(c);
+	return true;
 }
 
 /* srv_dog_stop stops the watchdog before the socket closes. */
@@ -1342,16 +1417,34 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 	while (atomic_load(&srv->n_nng) > 0) {
 		srv_sleep_ms(1); /* nng_ctx_send/recv never block */
 	}
-	(void) nng_close(srv->sock); /* every pending op ends: ECLOSED */
-	/* Handlers still holding calls must finish them; their replies are
-	 * dropped and their contexts retire. */
-	while (atomic_load(&srv->n_live) > 0 ||
-	    atomic_load(&srv->n_calls) > 0) {
-		srv_sleep_ms(1);
+	if (!srv_close_socket(srv)) {
+		/* Calls that arrive now are answered SHUTTING_DOWN without a
+		 * worker state (cancelling was set before n_calls drained, so
+		 * a call counted after that sees it); the ones running finish.
+		 * Then the worker states can go (their read connections must
+		 * close before the store does); the contexts stay: nng may
+		 * still complete their operations. */
+		ds_log(DS_LOG_ERROR, "nrpc", "nng_close did not return within "
+		    "%d ms (nng 1.5.2 #1518 left a pipe that never finishes "
+		    "negotiating); leaving the socket to the process's exit",
+		    NRPC_CLOSE_TIMEOUT_MS);
+		srv->abandoned = true;
+		while (atomic_load(&srv->n_calls) > 0) {
+			srv_sleep_ms(1);
+		}
+		nrpc_pool_stop(&srv->pool);
+		srv_inline_fini(srv);
+	} else {
+		/* Handlers still holding calls must finish them; their
+		 * replies are dropped and their contexts retire. */
+		while (atomic_load(&srv->n_live) > 0 ||
+		    atomic_load(&srv->n_calls) > 0) {
+			srv_sleep_ms(1);
+		}
+		nrpc_pool_stop(&srv->pool);
+		srv_inline_fini(srv);
+		srv_ctxs_free(srv);
 	}
-	nrpc_pool_stop(&srv->pool);
-	srv_inline_fini(srv);
-	srv_ctxs_free(srv);
 	pthread_mutex_lock(&srv->mtx);
 	srv->state = SRV_STOPPED;
 	pthread_mutex_unlock(&srv->mtx);
@@ -1364,6 +1457,9 @@ nrpc_server_destroy(nrpc_server *srv)
 		return;
 	}
 	nrpc_server_stop(srv, 0);
+	if (srv->abandoned) {
+		return; /* see srv_close_socket */
+	}
 	/* States made by nrpc_server_process on a server never started. */
 	srv_inline_fini(srv);
 	srv_free(srv);
