@@ -1,0 +1,454 @@
+/*
+ * fuzz_http.c - bytes -> an HTTP request (method, request-target with
+ * path and query, headers, body) -> the gateway's parsing and routing
+ * (gw_plan_request) -> a fake RPC outcome -> gw_plan_step -> the
+ * response, without sockets. Static files are served from a temporary
+ * web root. Checked on every response:
+ *
+ *   - the plan ends in a response with a status in 100..599;
+ *   - no header value holds a control character (no CR LF injection);
+ *   - an error body, and the JSON of the lock, list and /rpc/ routes,
+ *     is valid JSON;
+ *   - 204 and 304 have no body; 423, 429 and 503 carry Retry-After.
+ *
+ * Input layout: byte 0 picks the fake RPC outcome of each step (a status
+ * from a table of the ones the service gives, with the reply bytes as
+ * the response message or as the status detail); byte 1 holds flags
+ * (bit 0: CORS origin https://app.example; bit 1: CORS "*"; bit 2: a
+ * 16-byte max_value_bytes; bit 3: no metrics; bit 4: the first RPC fails
+ * to start, gw_plan_fail); byte 2 is the length of the reply bytes that
+ * follow; then the request as text: "METHOD TARGET\r\n", header lines
+ * "Name: value\r\n", an empty line, the body. FUZZ_VERBOSE=1 prints
+ * every response's status, headers and the start of its body.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "datasync/v1/datasync.nrpc.h"
+#include "ds_alloc.h"
+#include "gw_int.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char fz_root[256];
+static char fz_root_real[4096];
+static gw_metrics fz_metrics;
+static int fz_verbose;
+
+static void
+fz_cleanup(void)
+{
+	char path[512];
+
+	(void) snprintf(path, sizeof(path), "%s/index.html", fz_root);
+	(void) unlink(path);
+	(void) snprintf(path, sizeof(path), "%s/app.js", fz_root);
+	(void) unlink(path);
+	(void) rmdir(fz_root);
+}
+
+static void
+fz_write(const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	(void) snprintf(path, sizeof(path), "%s/%s", fz_root, name);
+	if ((f = fopen(path, "w")) == NULL) {
+		abort();
+	}
+	fputs(text, f);
+	fclose(f);
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	(void) argc;
+	(void) argv;
+	fz_verbose = getenv("FUZZ_VERBOSE") != NULL;
+	(void) snprintf(fz_root, sizeof(fz_root), "%s/fuzz_http.XXXXXX",
+	    tmp != NULL ? tmp : "/tmp");
+	if (mkdtemp(fz_root) == NULL || realpath(fz_root, fz_root_real) == NULL) {
+		abort();
+	}
+	fz_write("index.html", "<!doctype html><title>x</title>\n");
+	fz_write("app.js", "export const x = 1;\n");
+	atexit(fz_cleanup);
+	gw_metrics_init(&fz_metrics);
+	return 0;
+}
+
+/* --- fake outcomes --- */
+
+typedef struct fz_outcome {
+	nrpc_code code;
+	const char *reason;
+	const char *field;
+	bool detail; /* the reply bytes become the detail */
+} fz_outcome;
+
+static const fz_outcome fz_outcomes[] = {
+    {NRPC_OK, "", NULL, false},
+    {NRPC_OK, "", NULL, false},
+    {NRPC_ABORTED, "VERSION_CONFLICT", NULL, true},
+    {NRPC_FAILED_PRECONDITION, "LOCKED", NULL, true},
+    {NRPC_NOT_FOUND, "NOT_FOUND", "key", false},
+    {NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT", "key", false},
+    {NRPC_INVALID_ARGUMENT, "TOO_LARGE", "value", false},
+    {NRPC_RESOURCE_EXHAUSTED, "TOO_LARGE", NULL, false},
+    {NRPC_RESOURCE_EXHAUSTED, "OVERLOADED", NULL, false},
+    {NRPC_UNAVAILABLE, "UNAVAILABLE", NULL, false},
+    {NRPC_DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", NULL, false},
+    {NRPC_PERMISSION_DENIED, "LOCK_TOKEN_MISMATCH", "lock_token", false},
+    {NRPC_FAILED_PRECONDITION, "NOT_LOCKED", NULL, false},
+    {NRPC_FAILED_PRECONDITION, "LOCK_EXPIRED", NULL, true},
+    {NRPC_OUT_OF_RANGE, "VERSION_COMPACTED", "version", false},
+    {NRPC_FAILED_PRECONDITION, "PRECONDITION_REQUIRED", NULL, false},
+    {NRPC_INVALID_ARGUMENT, "REQUEST_ID_REUSED", "request_id", false},
+    {NRPC_INTERNAL, "MALFORMED_REPLY", NULL, false},
+    {NRPC_UNIMPLEMENTED, "UNIMPLEMENTED", NULL, false},
+    {NRPC_CANCELLED, "CANCELLED", NULL, false},
+    {NRPC_UNAUTHENTICATED, "UNAUTHENTICATED", NULL, false},
+    {NRPC_UNKNOWN, "\xff\xfe not utf-8", NULL, true},
+};
+#define FZ_N_OUTCOMES (sizeof(fz_outcomes) / sizeof(fz_outcomes[0]))
+
+static const char *const fz_detail_types[] = {
+    "datasync.v1.Record",
+    "datasync.v1.Record",
+    "datasync.v1.LockInfo",
+    "datasync.v1.GetResponse",
+    "nrpc.v1.Status",
+    "no.such.Type",
+};
+
+/* --- checks --- */
+
+static void
+fz_fail(const char *what, const gw_response *r)
+{
+	fprintf(stderr, "fuzz_http: %s (status %d)\n", what, r->status);
+	abort();
+}
+
+static void
+fz_check(const gw_plan *p)
+{
+	const gw_response *r = &p->resp;
+	const char *ct = gw_response_get_header(r, "Content-Type");
+	bool json_route = p->route == GW_ROUTE_LOCK ||
+	                  p->route == GW_ROUTE_LIST || p->route == GW_ROUTE_RPC;
+
+	if (p->kind != GW_PLAN_RESPOND || r->broken) {
+		fz_fail("the plan did not end in a response", r);
+	}
+	if (fz_verbose) {
+		fprintf(stderr, "fuzz_http: %s %s -> %d\n",
+		    gw_method_name(p->method), gw_route_name(p->route),
+		    r->status);
+		for (size_t i = 0; i < r->n_headers; i++) {
+			fprintf(stderr, "  %s: %s\n", r->headers[i].name,
+			    r->headers[i].value);
+		}
+		fprintf(stderr, "  %.*s\n",
+		    (int) (r->body_len > 200 ? 200 : r->body_len),
+		    r->body != NULL ? (const char *) r->body : "");
+	}
+	if (r->status < 100 || r->status > 599) {
+		fz_fail("status outside 100..599", r);
+	}
+	for (size_t i = 0; i < r->n_headers; i++) {
+		for (const char *c = r->headers[i].value; *c != '\0'; c++) {
+			if ((unsigned char) *c < 0x20 || *c == 0x7f) {
+				fprintf(stderr, "fuzz_http: header %s\n",
+				    r->headers[i].name);
+				fz_fail("a control character in a header", r);
+			}
+		}
+	}
+	if ((r->status == 204 || r->status == 304) && r->body_len != 0) {
+		fz_fail("a body on 204 or 304", r);
+	}
+	if ((r->status == 423 || r->status == 429 || r->status == 503) &&
+	    gw_response_get_header(r, "Retry-After") == NULL) {
+		fz_fail("no Retry-After", r);
+	}
+	if (ct != NULL && strcmp(ct, "application/json") == 0 &&
+	    (r->status >= 400 || json_route) && r->body_len > 0) {
+		json_error_t je;
+		json_t *j = json_loadb((const char *) r->body, r->body_len,
+		    JSON_DECODE_ANY, &je);
+
+		if (j == NULL) {
+			fprintf(stderr, "fuzz_http: %s: %.*s\n", je.text,
+			    (int) (r->body_len > 300 ? 300 : r->body_len),
+			    (const char *) r->body);
+			fz_fail("a JSON body that does not parse", r);
+		}
+		json_decref(j);
+	}
+}
+
+/* --- request parsing (what nng's server does before the gateway) --- */
+
+#define FZ_MAX_LINE 20000
+
+typedef struct fz_req {
+	char method[64];
+	char *uri;
+	gw_header headers[GW_N_REQUEST_HEADERS];
+	char *values[GW_N_REQUEST_HEADERS];
+	gw_request req;
+} fz_req;
+
+/* fz_line returns the next line of s[*o..n) (without CR LF) in a new
+ * string, or NULL at the end. */
+static char *
+fz_line(const uint8_t *s, size_t n, size_t *o, size_t *len)
+{
+	size_t start = *o, end;
+	char *out;
+
+	if (*o >= n) {
+		return NULL;
+	}
+	while (*o < n && s[*o] != '\n') {
+		(*o)++;
+	}
+	end = *o;
+	if (*o < n) {
+		(*o)++; /* the '\n' */
+	}
+	if (end > start && s[end - 1] == '\r') {
+		end--;
+	}
+	*len = end - start;
+	if ((out = malloc(*len + 1)) == NULL) {
+		abort();
+	}
+	memcpy(out, s + start, *len);
+	out[*len] = '\0';
+	return out;
+}
+
+static void
+fz_req_parse(fz_req *q, const uint8_t *s, size_t n)
+{
+	size_t o = 0, len = 0;
+	char *line = fz_line(s, n, &o, &len);
+	char *sp;
+
+	memset(q, 0, sizeof(*q));
+	q->req.headers = q->headers;
+	if (line == NULL) {
+		q->uri = strdup("/");
+		(void) snprintf(q->method, sizeof(q->method), "GET");
+		q->req.method = q->method;
+		q->req.uri = q->uri;
+		return;
+	}
+	/* "METHOD TARGET[ VERSION]"; nng refuses anything else, so the
+	 * gateway only ever sees a method token and a target without
+	 * spaces. */
+	if ((sp = strchr(line, ' ')) == NULL) {
+		(void) snprintf(q->method, sizeof(q->method), "GET");
+		q->uri = strdup(line);
+	} else {
+		*sp = '\0';
+		(void) snprintf(q->method, sizeof(q->method), "%s", line);
+		q->uri = strdup(sp + 1);
+		if ((sp = strchr(q->uri, ' ')) != NULL) {
+			*sp = '\0';
+		}
+	}
+	free(line);
+	if (q->uri == NULL) {
+		abort();
+	}
+	while ((line = fz_line(s, n, &o, &len)) != NULL) {
+		char *colon, *v;
+
+		if (len == 0) {
+			free(line);
+			break;
+		}
+		if ((colon = strchr(line, ':')) == NULL) {
+			free(line);
+			continue;
+		}
+		*colon = '\0';
+		v = colon + 1;
+		while (*v == ' ' || *v == '\t') {
+			v++;
+		}
+		for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
+			if (strcasecmp(line, gw_request_header_names[i]) != 0) {
+				continue;
+			}
+			if (q->values[i] == NULL) {
+				q->values[i] = strdup(v);
+			} else {
+				/* Repeated headers arrive joined by ", ". */
+				size_t a = strlen(q->values[i]), b = strlen(v);
+				char *j = realloc(q->values[i], a + b + 3);
+
+				if (j == NULL) {
+					abort();
+				}
+				memcpy(j + a, ", ", 2);
+				memcpy(j + a + 2, v, b + 1);
+				q->values[i] = j;
+			}
+			break;
+		}
+		free(line);
+	}
+	for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
+		if (q->values[i] != NULL) {
+			gw_header *h = &q->headers[q->req.n_headers++];
+
+			h->name = gw_request_header_names[i];
+			h->value = q->values[i];
+		}
+	}
+	q->req.method = q->method;
+	q->req.uri = q->uri;
+	q->req.body = o < n ? s + o : NULL;
+	q->req.body_len = o < n ? n - o : 0;
+}
+
+static void
+fz_req_fini(fz_req *q)
+{
+	free(q->uri);
+	for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
+		free(q->values[i]);
+	}
+}
+
+/* --- one exchange --- */
+
+static void
+fz_step(const gw_core *core, gw_plan *p, unsigned sel, const uint8_t *reply,
+    size_t reply_len)
+{
+	const fz_outcome *oc = &fz_outcomes[sel % FZ_N_OUTCOMES];
+	nrpc_status st;
+	ProtobufCMessage *resp = NULL;
+
+	memset(&st, 0, sizeof(st));
+	if (oc->code == NRPC_OK) {
+		resp = protobuf_c_message_unpack(
+		    p->rpc->output, NULL, reply_len, reply);
+		if (resp == NULL) {
+			/* An OK reply always has a body message; an empty
+			 * one when the bytes do not decode. */
+			resp = protobuf_c_message_unpack(
+			    p->rpc->output, NULL, 0, NULL);
+		}
+		if (resp == NULL) {
+			abort();
+		}
+	} else {
+		nrpc_status_set(&st, oc->code, oc->reason, oc->field,
+		    "fake %s from the fuzzer", oc->reason);
+		if (oc->detail) {
+			(void) nrpc_status_set_detail_bytes(&st,
+			    fz_detail_types[(sel / FZ_N_OUTCOMES) %
+			                    (sizeof(fz_detail_types) /
+			                        sizeof(fz_detail_types[0]))],
+			    reply, reply_len);
+		}
+	}
+	(void) gw_plan_step(core, p, resp, &st);
+	/* p->resp may borrow from resp (a GET's value): check it first. */
+	if (p->kind == GW_PLAN_RESPOND) {
+		fz_check(p);
+	}
+	if (resp != NULL) {
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	nrpc_status_fini(&st);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const char *const one[] = {"https://app.example"};
+	static const char *const any[] = {"https://app.example", "*"};
+	const nrpc_service_desc *services[] = {&datasync_v1_data_sync_service};
+	gw_core core;
+	gw_plan p;
+	fz_req q;
+	unsigned sel, flags;
+	size_t reply_len;
+	const uint8_t *reply;
+	bool checked = false;
+
+	if (size < 3) {
+		return 0;
+	}
+	sel = data[0];
+	flags = data[1];
+	reply_len = data[2];
+	if (reply_len > size - 3) {
+		reply_len = size - 3;
+	}
+	reply = data + 3;
+	gw_core_init(&core, services, 1,
+	    (flags & 2) ? any : (flags & 1) ? one : NULL,
+	    (flags & 2) ? 2 : (flags & 1) ? 1 : 0, (flags & 4) ? 16 : 0,
+	    ds_clock_wall(), (flags & 8) ? NULL : &fz_metrics);
+	fz_req_parse(&q, reply + reply_len, size - 3 - reply_len);
+
+	gw_plan_init(&p);
+	gw_plan_request(&core, &q.req, &p);
+	for (int step = 0; step < 4 && p.kind != GW_PLAN_RESPOND; step++) {
+		if (p.kind == GW_PLAN_STATIC) {
+			gw_static_respond(fz_root_real, NULL, p.static_rel,
+			    &p.resp);
+			p.kind = GW_PLAN_RESPOND;
+			gw_plan_decorate(&core, &p);
+			break;
+		}
+		if (p.rpc == NULL || p.req == NULL) {
+			fprintf(stderr, "fuzz_http: an RPC plan without a call\n");
+			abort();
+		}
+		if (step == 0 && (flags & 16)) {
+			nrpc_status st;
+
+			memset(&st, 0, sizeof(st));
+			nrpc_status_set(&st, NRPC_UNAVAILABLE, "UNAVAILABLE",
+			    NULL, "the call could not be started");
+			gw_plan_fail(&core, &p, &st);
+			nrpc_status_fini(&st);
+			break;
+		}
+		fz_step(&core, &p, sel >> (step * 2), reply, reply_len);
+		/* Checked inside: the body may borrow from the reply. */
+		checked = p.kind == GW_PLAN_RESPOND;
+	}
+	if (p.kind != GW_PLAN_RESPOND) {
+		fprintf(stderr, "fuzz_http: no response after four RPCs\n");
+		abort();
+	}
+	if (!checked) {
+		fz_check(&p);
+	}
+	gw_metrics_end(&fz_metrics, p.route, p.method, p.resp.status, 1,
+	    p.resp.events);
+	gw_plan_fini(&p);
+	fz_req_fini(&q);
+	return 0;
+}
