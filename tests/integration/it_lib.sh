@@ -19,9 +19,11 @@ it_cleanup() {
 trap it_cleanup EXIT
 
 it_free_port() {
-  # Ask the kernel for a free port by binding to port 0.
+  # A port nobody listens on, below Linux's ephemeral range (32768-60999)
+  # so that other tests' outgoing connections do not take it; it_start
+  # still tries others when the daemon finds it in use.
   local p
-  for p in $(shuf -i 20000-60000 -n 20); do
+  for p in $(shuf -i 20000-32767 -n 20); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"; return 0
     fi
@@ -29,7 +31,9 @@ it_free_port() {
   return 1
 }
 
-it_start() {
+# it_spawn [datasyncd flags...]: start datasyncd and wait until its log
+# shows every line of IT_READY; 0 = up, 1 = it exited or never got there.
+it_spawn() {
   IT_IPC="ipc://$IT_DIR/ds.sock"
   IT_TCP_PORT=$(it_free_port)
   IT_TCP="tcp://127.0.0.1:$IT_TCP_PORT"
@@ -38,11 +42,33 @@ it_start() {
     "$@" >"$IT_DIR/datasyncd.log" 2>&1 &
   IT_PID=$!
   for _ in $(seq 1 500); do
-    if grep -q "listening on $IT_TCP" "$IT_DIR/datasyncd.log" 2>/dev/null; then
+    if grep -q "listening on $IT_TCP" "$IT_DIR/datasyncd.log" 2>/dev/null &&
+       { [[ -z ${IT_HTTP_PORT:-} ]] ||
+         grep -q "gateway and demo page on" "$IT_DIR/datasyncd.log"; }; then
       return 0
     fi
     kill -0 "$IT_PID" 2>/dev/null || break
     sleep 0.02
+  done
+  return 1
+}
+
+# it_start [datasyncd flags...]: start datasyncd on a temporary ipc://
+# path and a free tcp:// port (IT_IPC, IT_TCP, IT_DB); picks other ports
+# when one was taken between choosing and binding it.
+it_start() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    if [[ -n ${IT_HTTP_PORT:-} ]] && (( attempt > 1 )); then
+      IT_HTTP_PORT=$(it_free_port)
+      IT_HTTP="http://127.0.0.1:$IT_HTTP_PORT"
+    fi
+    if it_spawn "$@" ${IT_HTTP_PORT:+--http "127.0.0.1:$IT_HTTP_PORT"}; then
+      return 0
+    fi
+    grep -q "Address in use" "$IT_DIR/datasyncd.log" || break
+    wait "$IT_PID" 2>/dev/null || true
+    echo "it_start: a port was taken; trying others" >&2
   done
   echo "datasyncd did not start:" >&2
   cat "$IT_DIR/datasyncd.log" >&2
@@ -54,17 +80,7 @@ it_start() {
 it_start_http() {
   IT_HTTP_PORT=$(it_free_port)
   IT_HTTP="http://127.0.0.1:$IT_HTTP_PORT"
-  it_start --http "127.0.0.1:$IT_HTTP_PORT" "$@"
-  for _ in $(seq 1 500); do
-    if grep -q "gateway and demo page on" "$IT_DIR/datasyncd.log" 2>/dev/null; then
-      return 0
-    fi
-    kill -0 "$IT_PID" 2>/dev/null || break
-    sleep 0.02
-  done
-  echo "the gateway did not start:" >&2
-  cat "$IT_DIR/datasyncd.log" >&2
-  exit 1
+  it_start "$@"
 }
 
 it_stop() {

@@ -135,6 +135,26 @@ ds_daemon_spawn(ds_daemon *d, bool http, const char *const *extra)
 	return -1;
 }
 
+#define DS_DAEMON_START_ATTEMPTS 5
+
+/* ds_daemon_log_has: the daemon's log contains text. */
+static bool
+ds_daemon_log_has(const ds_daemon *d, const char *text)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(d->log, "r");
+
+	if (f == NULL) {
+		return false;
+	}
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		found = strstr(line, text) != NULL;
+	}
+	fclose(f);
+	return found;
+}
+
 int
 ds_daemon_start(ds_daemon *d, bool http, const char *const *extra)
 {
@@ -149,19 +169,36 @@ ds_daemon_start(ds_daemon *d, bool http, const char *const *extra)
 	(void) snprintf(d->ipc_url, sizeof(d->ipc_url), "ipc://%s/ds.sock",
 	    d->dir);
 	(void) snprintf(d->log, sizeof(d->log), "%s/datasyncd.log", d->dir);
-	if ((tcp = ds_free_port()) < 0) {
-		return -1;
+	/* A port free when picked can be taken before the daemon binds it
+	 * (another test's outgoing connection gets it as its ephemeral
+	 * port): on "Address in use", pick again. */
+	for (int attempt = 1;; attempt++) {
+		FILE *f;
+
+		if ((tcp = ds_free_port()) < 0) {
+			return -1;
+		}
+		(void) snprintf(d->tcp_url, sizeof(d->tcp_url),
+		    "tcp://127.0.0.1:%d", tcp);
+		if (http) {
+			do {
+				d->http_port = ds_free_port();
+			} while (d->http_port == tcp);
+			(void) snprintf(d->http_addr, sizeof(d->http_addr),
+			    "127.0.0.1:%d", d->http_port);
+		}
+		if (ds_daemon_spawn(d, http, extra) == 0) {
+			return 0;
+		}
+		if (attempt == DS_DAEMON_START_ATTEMPTS || !ds_daemon_log_has(d,
+		        "Address in use")) {
+			return -1;
+		}
+		fprintf(stderr, "ds_daemon: a port was taken; trying others\n");
+		if ((f = fopen(d->log, "w")) != NULL) {
+			fclose(f);
+		}
 	}
-	(void) snprintf(d->tcp_url, sizeof(d->tcp_url), "tcp://127.0.0.1:%d",
-	    tcp);
-	if (http) {
-		do {
-			d->http_port = ds_free_port();
-		} while (d->http_port == tcp);
-		(void) snprintf(d->http_addr, sizeof(d->http_addr),
-		    "127.0.0.1:%d", d->http_port);
-	}
-	return ds_daemon_spawn(d, http, extra);
 }
 
 int
