@@ -91,9 +91,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# free_port: a port nobody listens on, below Linux's ephemeral range
+# (32768-60999), where the source ports of recent connections (in
+# TIME_WAIT) would make the bind fail.
 free_port() {
   local p
-  for p in $(shuf -i 20000-60000 -n 50); do
+  for p in $(shuf -i 20000-32767 -n 50); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"; return 0
     fi
