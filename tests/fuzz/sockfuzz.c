@@ -486,21 +486,7 @@ sf_raw_connect(const char *url, sf_raw *r)
 static bool
 sf_raw_write(sf_raw *r, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = send(r->fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			return false;
-		}
-		p += n;
-		len -= (size_t) n;
-	}
-	return true;
+	return ds_test_send_all(r->fd, buf, len);
 }
 
 /* sf_raw_read reads exactly len bytes within wait_ms. 1 = read, 0 = the

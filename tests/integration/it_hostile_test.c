@@ -114,26 +114,6 @@ it_http_connect(int timeout_ms)
 	return fd;
 }
 
-static bool
-it_send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			return false;
-		}
-		p += n;
-		len -= (size_t) n;
-	}
-	return true;
-}
-
 /* it_http_read reads one response (Content-Length bodies only, which is
  * all nng's server sends). 0, or -1 on timeout, close or garbage. */
 static int
@@ -207,8 +187,8 @@ it_http_do(const char *head, const void *body, size_t body_len, it_http *r,
 		int n = snprintf(req, hl + 64, "%sContent-Length: %zu\r\n\r\n",
 		    head, body_len);
 
-		if (it_send_all(fd, req, (size_t) n) &&
-		    (body_len == 0 || it_send_all(fd, body, body_len))) {
+		if (ds_test_send_all(fd, req, (size_t) n) &&
+		    (body_len == 0 || ds_test_send_all(fd, body, body_len))) {
 			rv = it_http_read(fd, r);
 		}
 		free(req);
@@ -360,20 +340,35 @@ it_pct(it_samples *s, int64_t *p50, int64_t *p99, int64_t *max)
 	*max = s->v[s->n - 1];
 }
 
-/* it_phase_end checks and prints the probe of phase ph. */
+static void it_print_latencies(void);
+
+/* it_phase_end checks the probe of phase ph (and prints every phase's
+ * latencies when it failed). */
 static void
 it_phase_end(int ph)
 {
 	it_samples *r = &it_probe.rpc[ph], *h = &it_probe.http[ph];
 
 	/* Let the probe finish a round inside the phase. */
+	size_t rn, hn, rfailed, hfailed;
+
 	ds_test_sleep_ms(300);
+	/* Copied out first: a failed assertion longjmps, and must not leave
+	 * the mutex held (the probe thread would block on it and the
+	 * teardown's join would hang instead of reporting the failure). */
 	pthread_mutex_lock(&it_probe.mu);
-	assert_true(r->n > 0);
-	assert_true(h->n > 0);
-	assert_int_equal(r->failed, 0);
-	assert_int_equal(h->failed, 0);
+	rn = r->n;
+	hn = h->n;
+	rfailed = r->failed;
+	hfailed = h->failed;
 	pthread_mutex_unlock(&it_probe.mu);
+	if (rfailed != 0 || hfailed != 0) {
+		it_print_latencies();
+	}
+	assert_true(rn > 0);
+	assert_true(hn > 0);
+	assert_int_equal(rfailed, 0);
+	assert_int_equal(hfailed, 0);
 }
 
 static void
@@ -662,7 +657,7 @@ test_slowloris_headers_do_not_stop_other_clients(void **state)
 	/* One byte a second on each, never the end of the headers. */
 	for (int s = 0; s < 10; s++, sent++) {
 		for (int i = 0; i < IT_SLOWLORIS; i++) {
-			(void) it_send_all(fds[i], req + sent, 1);
+			(void) ds_test_send_all(fds[i], req + sent, 1);
 		}
 		ds_test_sleep_ms(1000);
 	}
@@ -720,7 +715,7 @@ test_clients_that_never_read_do_not_stop_other_clients(void **state)
 		/* Twenty pipelined GETs; the send times out once the
 		 * server stops reading this connection. */
 		for (int k = 0; k < 20; k++) {
-			if (!it_send_all(fds[i], get, sizeof(get) - 1)) {
+			if (!ds_test_send_all(fds[i], get, sizeof(get) - 1)) {
 				break;
 			}
 		}
@@ -763,7 +758,7 @@ test_many_header_lines_do_not_stop_other_clients(void **state)
 	t0 = ds_test_now_ms();
 	fd = it_http_connect(120000);
 	assert_true(fd >= 0);
-	assert_true(it_send_all(fd, req, o));
+	assert_true(ds_test_send_all(fd, req, o));
 	assert_int_equal(it_http_read(fd, &r), 0);
 	printf("%d header lines: answered %d after %" PRId64 " ms\n",
 	    IT_HEADER_LINES, r.status, ds_test_now_ms() - t0);
@@ -968,13 +963,13 @@ it_raw_oversize_closed(size_t n)
 	(void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	(void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-	assert_true(it_send_all(fd, hello, 8));
+	assert_true(ds_test_send_all(fd, hello, 8));
 	assert_int_equal(recv(fd, theirs, 8, MSG_WAITALL), 8);
 	hdr[0] = 1;
 	for (int i = 0; i < 8; i++) {
 		hdr[1 + i] = (uint8_t) ((uint64_t) n >> (56 - 8 * i));
 	}
-	(void) (it_send_all(fd, hdr, 9) && it_send_all(fd, buf, n));
+	(void) (ds_test_send_all(fd, hdr, 9) && ds_test_send_all(fd, buf, n));
 	closed = recv(fd, &c, 1, 0) <= 0;
 	close(fd);
 	free(buf);

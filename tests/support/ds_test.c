@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,4 +104,24 @@ ds_test_sleep_ms(long ms)
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
 	}
+}
+
+bool
+ds_test_send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			return false;
+		}
+		p += n;
+		len -= (size_t) n;
+	}
+	return true;
 }

@@ -7,6 +7,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ds_clock.h"
@@ -39,6 +40,10 @@ uint64_t ds_test_seed(void);
 
 /* ds_test_now_ms is CLOCK_MONOTONIC in milliseconds. */
 int64_t ds_test_now_ms(void);
+
+/* ds_test_send_all writes len bytes to a socket (retrying short writes
+ * and EINTR, without SIGPIPE); false when the peer closed or on error. */
+bool ds_test_send_all(int fd, const void *buf, size_t len);
 
 /* ds_test_sleep_ms sleeps ms milliseconds, through signals. */
 void ds_test_sleep_ms(long ms);
