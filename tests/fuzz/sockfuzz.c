@@ -97,6 +97,7 @@
 
 #include "datasync.h"
 #include "ds_daemon.h"
+#include "ds_rpc.h"
 #include "ds_test.h"
 #include "nrpc/v1/rpc.pb-c.h"
 
@@ -963,26 +964,6 @@ typedef struct sf_valid {
 
 static const char sf_fixed_value[] = "sockfuzz fixed record";
 
-static int
-sf_inc(void *ctx, const Datasync__V1__Record *cur, uint8_t **v, size_t *len)
-{
-	char t[32];
-	long long n = 0;
-
-	(void) ctx;
-	if (cur != NULL && cur->value.len < sizeof(t)) {
-		memcpy(t, cur->value.data, cur->value.len);
-		t[cur->value.len] = '\0';
-		n = atoll(t);
-	}
-	*len = (size_t) snprintf(t, sizeof(t), "%lld", n + 1);
-	if ((*v = malloc(*len)) == NULL) {
-		return -1;
-	}
-	memcpy(*v, t, *len);
-	return 0;
-}
-
 static void *
 sf_valid_main(void *arg)
 {
@@ -1020,8 +1001,8 @@ sf_valid_main(void *arg)
 				datasync__v1__get_response__free_unpacked(resp, NULL);
 			}
 		} else {
-			rc = datasync_update_with_retry(c, v->key, sf_inc, NULL,
-			    1000, NULL, &st);
+			rc = datasync_update_with_retry(c, v->key,
+			    ds_rpc_increment, NULL, 1000, NULL, &st);
 		}
 		dt = ds_test_now_ms() - t0;
 		if (dt > v->max_ms) {

@@ -53,6 +53,7 @@
 
 #include "datasync.h"
 #include "ds_daemon.h"
+#include "ds_rpc.h"
 #include "ds_test.h"
 #include "nrpc/v1/rpc.pb-c.h"
 
@@ -777,17 +778,6 @@ test_many_header_lines_do_not_stop_other_clients(void **state)
 
 /* --- limits over RPC --- */
 
-static char *
-it_str(size_t n, char c)
-{
-	char *s = malloc(n + 1);
-
-	assert_non_null(s);
-	memset(s, c, n);
-	s[n] = '\0';
-	return s;
-}
-
 static void
 it_expect(const nrpc_status *st, nrpc_code code, const char *reason,
     const char *field, const char *limit)
@@ -872,30 +862,6 @@ it_lock(datasync_client *c, const char *key, const char *owner, int64_t ttl,
 		datasync__v1__lock_response__free_unpacked(resp, NULL);
 	}
 	return rc;
-}
-
-/* it_raw_call sends an envelope of exactly len bytes (built by the
- * caller) on a raw REQ socket and returns the decoded reply or NULL. */
-static Nrpc__V1__Response *
-it_raw_call(const uint8_t *env, size_t len)
-{
-	nng_socket s;
-	void *reply = NULL;
-	size_t rlen = 0;
-	Nrpc__V1__Response *r = NULL;
-
-	assert_int_equal(nng_req0_open(&s), 0);
-	assert_int_equal(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000), 0);
-	assert_int_equal(nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 10000), 0);
-	assert_int_equal(nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 600000), 0);
-	assert_int_equal(nng_dial(s, it_d.ipc_url, NULL, 0), 0);
-	if (nng_send(s, (void *) env, len, 0) == 0 &&
-	    nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC) == 0) {
-		r = nrpc__v1__response__unpack(NULL, rlen, reply);
-		nng_free(reply, rlen);
-	}
-	nng_close(s);
-	return r;
 }
 
 /* it_envelope_of packs an Update envelope of exactly total bytes (the
@@ -989,8 +955,8 @@ test_rpc_limits_at_and_over_each_get_the_named_error(void **state)
 	datasync_client *c = it_connect(it_d.ipc_url, 10000);
 	nrpc_status st = {0};
 	uint8_t *value = calloc(1, IT_MAX_VALUE + 1);
-	char *s512 = it_str(512, 'k'), *s513 = it_str(513, 'k');
-	char *s128 = it_str(128, 'a'), *s129 = it_str(129, 'a');
+	char *s512 = ds_test_str(512, 'k'), *s513 = ds_test_str(513, 'k');
+	char *s128 = ds_test_str(128, 'a'), *s129 = ds_test_str(129, 'a');
 	Datasync__V1__ListRequest ls = DATASYNC__V1__LIST_REQUEST__INIT;
 	Datasync__V1__ListResponse *lresp = NULL;
 	Nrpc__V1__Response *r;
@@ -1078,14 +1044,18 @@ test_rpc_limits_at_and_over_each_get_the_named_error(void **state)
 	 * refused by nrpc; past nng's slack of 64 bytes nng drops the pipe
 	 * without an answer. */
 	env = it_envelope_of(IT_MAX_MESSAGE);
-	assert_non_null(r = it_raw_call(env, IT_MAX_MESSAGE));
+	assert_int_equal(
+	    ds_rpc_raw(it_d.ipc_url, env, IT_MAX_MESSAGE, 10000, &r),
+	    DS_RPC_RAW_REPLY);
 	assert_int_equal(it_code_of(r), NRPC_INVALID_ARGUMENT);
 	assert_string_equal(r->status->reason, "TOO_LARGE");
 	assert_string_equal(r->status->field, "value");
 	nrpc__v1__response__free_unpacked(r, NULL);
 	free(env);
 	env = it_envelope_of(IT_MAX_MESSAGE + 1);
-	assert_non_null(r = it_raw_call(env, IT_MAX_MESSAGE + 1));
+	assert_int_equal(
+	    ds_rpc_raw(it_d.ipc_url, env, IT_MAX_MESSAGE + 1, 10000, &r),
+	    DS_RPC_RAW_REPLY);
 	assert_int_equal(it_code_of(r), NRPC_RESOURCE_EXHAUSTED);
 	assert_string_equal(r->status->reason, "TOO_LARGE");
 	assert_non_null(strstr(r->status->message,
@@ -1098,7 +1068,8 @@ test_rpc_limits_at_and_over_each_get_the_named_error(void **state)
 	{
 		Nrpc__V1__Request e = NRPC__V1__REQUEST__INIT;
 		Nrpc__V1__Metadata md[65], *mdp[65];
-		char *m257 = it_str(257, 'm'), *v4097 = it_str(4097, 'v');
+		char *m257 = ds_test_str(257, 'm'),
+		     *v4097 = ds_test_str(4097, 'v');
 		uint8_t buf[16384];
 		size_t n;
 		struct {
@@ -1141,7 +1112,9 @@ test_rpc_limits_at_and_over_each_get_the_named_error(void **state)
 				break;
 			}
 			n = nrpc__v1__request__pack(&e, buf);
-			assert_non_null(r = it_raw_call(buf, n));
+			assert_int_equal(
+			    ds_rpc_raw(it_d.ipc_url, buf, n, 10000, &r),
+			    DS_RPC_RAW_REPLY);
 			assert_int_equal(it_code_of(r), NRPC_INVALID_ARGUMENT);
 			assert_string_equal(r->status->reason, "MALFORMED_ENVELOPE");
 			assert_string_equal(r->status->field, cases[k].field);
@@ -1179,8 +1152,8 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 {
 	it_http r = {0};
 	uint8_t *value = calloc(1, IT_MAX_VALUE + 1);
-	char *k512 = it_str(512, 'k'), *k513 = it_str(513, 'k');
-	char *a128 = it_str(128, 'a'), *a129 = it_str(129, 'a');
+	char *k512 = ds_test_str(512, 'k'), *k513 = ds_test_str(513, 'k');
+	char *a128 = ds_test_str(128, 'a'), *a129 = ds_test_str(129, 'a');
 	char path[26000], extra[24000];
 	datasync_client *c = it_connect(it_d.ipc_url, 10000);
 	nrpc_status st = {0};
@@ -1242,7 +1215,7 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 	/* Lock-Token (any header the gateway reads):
 	 * max_header_value_bytes (4096) */
 	{
-		char *t4097 = it_str(4097, 't');
+		char *t4097 = ds_test_str(4097, 't');
 
 		(void) snprintf(extra, sizeof(extra), "Lock-Token: %s\r\n", t4097);
 		it_http_put("/v1/records/hostile%2Fh", extra, "x", 1, &r);
@@ -1319,7 +1292,7 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 	 * connection closed; the 414 itself is tested in gw_routes_test and
 	 * fuzz_http. */
 	{
-		char *target = it_str(16385, 'u');
+		char *target = ds_test_str(16385, 'u');
 		char *head = malloc(16385 + 64);
 
 		assert_non_null(head);

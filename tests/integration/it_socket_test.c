@@ -26,6 +26,7 @@
 
 #include "datasync.h"
 #include "ds_daemon.h"
+#include "ds_rpc.h"
 #include "ds_test.h"
 #include "nrpc/v1/rpc.pb-c.h"
 
@@ -54,25 +55,11 @@ it_teardown(void **state)
 static Nrpc__V1__Response *
 it_raw(const char *url, const void *buf, size_t len)
 {
-	nng_socket s;
-	void *reply = NULL;
-	size_t rlen = 0;
-	Nrpc__V1__Response *r = NULL;
+	Nrpc__V1__Response *r;
 
-	assert_int_equal(nng_req0_open(&s), 0);
-	assert_int_equal(nng_setopt_ms(s, NNG_OPT_RECVTIMEO, 2000), 0);
-	assert_int_equal(nng_setopt_ms(s, NNG_OPT_SENDTIMEO, 2000), 0);
-	/* A closed pipe would make REQ resend forever; one try is enough. */
-	assert_int_equal(nng_setopt_ms(s, NNG_OPT_REQ_RESENDTIME, 60000), 0);
-	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
-	if (nng_send(s, (void *) buf, len, 0) == 0 &&
-	    nng_recv(s, &reply, &rlen, NNG_FLAG_ALLOC) == 0) {
-		r = nrpc__v1__response__unpack(NULL, rlen, reply);
-		/* A reply must always be a well-formed Response. */
-		assert_non_null(r);
-		nng_free(reply, rlen);
-	}
-	nng_close(s);
+	/* A reply must always be a well-formed Response. */
+	assert_int_not_equal(
+	    ds_rpc_raw(url, buf, len, 2000, &r), DS_RPC_RAW_BAD);
 	return r;
 }
 
@@ -169,27 +156,6 @@ typedef struct it_bg {
 	atomic_uint failed;
 } it_bg;
 
-static int
-it_inc(void *ctx, const Datasync__V1__Record *cur, uint8_t **v, size_t *len)
-{
-	char t[32];
-	long long n = 0;
-
-	(void) ctx;
-	if (cur != NULL && cur->value.len < sizeof(t)) {
-		memcpy(t, cur->value.data, cur->value.len);
-		t[cur->value.len] = '\0';
-		n = atoll(t);
-	}
-	*len = (size_t) snprintf(t, sizeof(t), "%lld", n + 1);
-	*v = malloc(*len);
-	if (*v == NULL) {
-		return -1;
-	}
-	memcpy(*v, t, *len);
-	return 0;
-}
-
 static void *
 it_bg_main(void *arg)
 {
@@ -203,8 +169,8 @@ it_bg_main(void *arg)
 		return NULL;
 	}
 	while (!atomic_load(&bg->stop)) {
-		if (datasync_update_with_retry(c, "socket/valid", it_inc, NULL, 100,
-		        NULL, &st) != NRPC_OK) {
+		if (datasync_update_with_retry(c, "socket/valid",
+		        ds_rpc_increment, NULL, 100, NULL, &st) != NRPC_OK) {
 			fprintf(stderr, "valid client: %s %s\n", st.reason, st.message);
 			atomic_fetch_add(&bg->failed, 1);
 			nrpc_status_fini(&st);

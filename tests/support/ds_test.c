@@ -125,3 +125,18 @@ ds_test_send_all(int fd, const void *buf, size_t len)
 	}
 	return true;
 }
+
+char *
+ds_test_str(size_t n, char c)
+{
+	char *s = malloc(n + 1);
+
+	if (s == NULL) {
+		fprintf(
+		    stderr, "ds_test_str: out of memory (%zu bytes)\n", n + 1);
+		abort();
+	}
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}

@@ -45,6 +45,10 @@ int64_t ds_test_now_ms(void);
  * and EINTR, without SIGPIPE); false when the peer closed or on error. */
 bool ds_test_send_all(int fd, const void *buf, size_t len);
 
+/* ds_test_str returns n copies of c and a NUL (malloc'd; the caller
+ * frees). Aborts when out of memory: a test cannot go on without it. */
+char *ds_test_str(size_t n, char c);
+
 /* ds_test_sleep_ms sleeps ms milliseconds, through signals. */
 void ds_test_sleep_ms(long ms);
 

@@ -13,18 +13,6 @@
 
 #include "store_test_util.h"
 
-/* stv_buf returns n bytes of 'a' (owned; free). */
-static char *
-stv_buf(size_t n, char fill)
-{
-	char *p = malloc(n + 1);
-
-	assert_non_null(p);
-	memset(p, fill, n);
-	p[n] = '\0';
-	return p;
-}
-
 /* stv_check validates w with lim and asserts code and field. */
 static void
 stv_check(const store_limits *lim, const store_write *w, store_err code,
@@ -91,7 +79,7 @@ static void
 test_key_at_max_passes_and_one_more_is_too_large(void **state)
 {
 	store_limits lim = store_limits_default();
-	char *k = stv_buf(STORE_MAX_KEY_BYTES_DEFAULT + 1, 'k');
+	char *k = ds_test_str(STORE_MAX_KEY_BYTES_DEFAULT + 1, 'k');
 	store_write w = stt_update(k, "v", STORE_PRECOND_UNCONDITIONAL, 0);
 	store_error err;
 
@@ -138,7 +126,7 @@ static void
 test_value_at_max_passes_and_one_more_is_too_large(void **state)
 {
 	store_limits lim = store_limits_default();
-	char *v = stv_buf(STORE_MAX_VALUE_BYTES_DEFAULT + 1, 'v');
+	char *v = ds_test_str(STORE_MAX_VALUE_BYTES_DEFAULT + 1, 'v');
 	store_write w = stt_update("k", v, STORE_PRECOND_UNCONDITIONAL, 0);
 	store_error err;
 
@@ -162,7 +150,7 @@ static void
 test_content_type_limit_and_printable_ascii(void **state)
 {
 	store_limits lim = store_limits_default();
-	char *ct = stv_buf(STORE_MAX_CONTENT_TYPE_BYTES_DEFAULT + 1, 't');
+	char *ct = ds_test_str(STORE_MAX_CONTENT_TYPE_BYTES_DEFAULT + 1, 't');
 	store_write w = stt_update("k", "v", STORE_PRECOND_UNCONDITIONAL, 0);
 
 	(void) state;
@@ -213,7 +201,7 @@ static void
 test_lock_owner_is_required_and_bounded(void **state)
 {
 	store_limits lim = store_limits_default();
-	char *o = stv_buf(STORE_MAX_OWNER_BYTES_DEFAULT + 1, 'o');
+	char *o = ds_test_str(STORE_MAX_OWNER_BYTES_DEFAULT + 1, 'o');
 	store_write w = stt_lock("k", "", 0);
 
 	(void) state;
@@ -236,7 +224,7 @@ static void
 test_author_is_bounded_like_owner(void **state)
 {
 	store_limits lim = store_limits_default();
-	char *a = stv_buf(STORE_MAX_OWNER_BYTES_DEFAULT + 1, 'a');
+	char *a = ds_test_str(STORE_MAX_OWNER_BYTES_DEFAULT + 1, 'a');
 	store_write w = stt_update("k", "v", STORE_PRECOND_UNCONDITIONAL, 0);
 
 	(void) state;
@@ -282,7 +270,7 @@ static void
 test_request_id_is_bounded_printable_ascii(void **state)
 {
 	store_limits lim = store_limits_default();
-	char *r = stv_buf(STORE_MAX_REQUEST_ID_BYTES_DEFAULT + 1, 'r');
+	char *r = ds_test_str(STORE_MAX_REQUEST_ID_BYTES_DEFAULT + 1, 'r');
 	store_write w = stt_update("k", "v", STORE_PRECOND_UNCONDITIONAL, 0);
 
 	(void) state;
