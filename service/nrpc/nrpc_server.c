@@ -1158,73 +1158,34 @@ srv_dog_main(void *arg)
 	return NULL;
 }
 
-/* The socket is closed on a thread of its own so that stop can give up
- * on an nng_close that never returns (NRPC_CLOSE_TIMEOUT_MS). */
-typedef struct srv_closer {
-	nrpc_server *srv; /* keeps an abandoned server reachable */
-	nng_socket sock;
-	pthread_mutex_t mtx;
-	pthread_cond_t cv;
-	bool done;
-} srv_closer;
-
 static void *
 srv_closer_main(void *arg)
 {
-	srv_closer *c = arg;
+	nrpc_server *srv = arg;
 
-	(void) nng_close(c->sock); /* every pending op ends: ECLOSED */
-	pthread_mutex_lock(&c->mtx);
-	c->done = true;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mtx);
+	(void) nng_close(srv->sock); /* every pending op ends: ECLOSED */
 	return NULL;
 }
 
-/* srv_close_socket closes the socket; false when nng_close did not
- * return within NRPC_CLOSE_TIMEOUT_MS (the closer thread and its state
- * are then left to the process's exit). */
+/* srv_close_socket closes the socket on a thread of its own, so that stop
+ * can give up on an nng_close that never returns; false when it did not
+ * return within NRPC_CLOSE_TIMEOUT_MS. The thread is then left to the
+ * process's exit, and srv, which it uses, is never freed. */
 static bool
 srv_close_socket(nrpc_server *srv)
 {
-	srv_closer *c = ds_calloc(1, sizeof(*c));
-	pthread_condattr_t ca;
 	struct timespec ts;
 	pthread_t t;
-	bool done;
 
-	if (c == NULL) {
+	if (pthread_create(&t, NULL, srv_closer_main, srv) != 0) {
 		(void) nng_close(srv->sock); /* unbounded, but closed */
 		return true;
 	}
-	c->srv = srv;
-	c->sock = srv->sock;
-	pthread_mutex_init(&c->mtx, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (pthread_create(&t, NULL, srv_closer_main, c) != 0) {
-		srv_closer_main(c);
-		done = true;
-		goto out;
-	}
 	srv_abstime(CLOCK_MONOTONIC, NRPC_CLOSE_TIMEOUT_MS, &ts);
-	pthread_mutex_lock(&c->mtx);
-	while (!c->done &&
-	    pthread_cond_timedwait(&c->cv, &c->mtx, &ts) == 0) {
-	}
-	done = c->done;
-	pthread_mutex_unlock(&c->mtx);
-	if (!done) {
+	if (pthread_clockjoin_np(t, NULL, CLOCK_MONOTONIC, &ts) != 0) {
 		(void) pthread_detach(t);
 		return false;
 	}
-	(void) pthread_join(t, NULL);
-out:
-	pthread_cond_destroy(&c->cv);
-	pthread_mutex_destroy(&c->mtx);
-	ds_free(c);
 	return true;
 }
 
@@ -1385,6 +1346,7 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 	const ds_clock *mono = ds_clock_monotonic();
 	int64_t deadline;
 	int64_t left;
+	bool closed;
 
 	if (srv == NULL) {
 		return;
@@ -1417,7 +1379,8 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 	while (atomic_load(&srv->n_nng) > 0) {
 		srv_sleep_ms(1); /* nng_ctx_send/recv never block */
 	}
-	if (!srv_close_socket(srv)) {
+	closed = srv_close_socket(srv);
+	if (!closed) {
 		/* Calls that arrive now are answered SHUTTING_DOWN without a
 		 * worker state (cancelling was set before n_calls drained, so
 		 * a call counted after that sees it); the ones running finish.
@@ -1429,20 +1392,16 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 		    "negotiating); leaving the socket to the process's exit",
 		    NRPC_CLOSE_TIMEOUT_MS);
 		srv->abandoned = true;
-		while (atomic_load(&srv->n_calls) > 0) {
-			srv_sleep_ms(1);
-		}
-		nrpc_pool_stop(&srv->pool);
-		srv_inline_fini(srv);
-	} else {
-		/* Handlers still holding calls must finish them; their
-		 * replies are dropped and their contexts retire. */
-		while (atomic_load(&srv->n_live) > 0 ||
-		    atomic_load(&srv->n_calls) > 0) {
-			srv_sleep_ms(1);
-		}
-		nrpc_pool_stop(&srv->pool);
-		srv_inline_fini(srv);
+	}
+	/* Handlers still holding calls must finish them; their replies are
+	 * dropped and, once the socket is closed, their contexts retire. */
+	while ((closed && atomic_load(&srv->n_live) > 0) ||
+	    atomic_load(&srv->n_calls) > 0) {
+		srv_sleep_ms(1);
+	}
+	nrpc_pool_stop(&srv->pool);
+	srv_inline_fini(srv);
+	if (closed) {
 		srv_ctxs_free(srv);
 	}
 	pthread_mutex_lock(&srv->mtx);
