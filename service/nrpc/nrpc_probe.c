@@ -14,9 +14,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "ds_clock.h"
 #include "nrpc_probe.h"
 
 #define PROBE_PROTO_REQ 0x30
@@ -30,22 +30,13 @@ typedef struct probe_conn {
 	int64_t end; /* CLOCK_MONOTONIC deadline, ms */
 } probe_conn;
 
-static int64_t
-probe_now_ms(void)
-{
-	struct timespec ts;
-
-	(void) clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* probe_wait polls fd for events until the deadline; true when ready. */
 static bool
 probe_wait(const probe_conn *pc, short events)
 {
 	for (;;) {
 		struct pollfd pfd = {.fd = pc->fd, .events = events};
-		int64_t left = pc->end - probe_now_ms();
+		int64_t left = pc->end - ds_clock_now_ms(ds_clock_monotonic());
 		int rv;
 
 		if (left <= 0) {
@@ -254,7 +245,8 @@ nrpc_probe_url(const char *url, const uint8_t *body, size_t len,
 	probe_conn pc = {.fd = -1, .ipc = false};
 	nrpc_probe_result r;
 
-	pc.end = probe_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	pc.end = ds_clock_now_ms(ds_clock_monotonic()) +
+	         (timeout_ms > 0 ? timeout_ms : 0);
 	r = probe_dial(&pc, url);
 	if (r == NRPC_PROBE_ANSWERED) {
 		r = probe_exchange(&pc, body, len) ? NRPC_PROBE_ANSWERED :

@@ -26,28 +26,6 @@ extern char **environ;
 #define DS_DATASYNCD_PATH "datasyncd"
 #endif
 
-int
-ds_free_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	int port = -1;
-
-	if (fd < 0) {
-		return -1;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *) &sa, &len) == 0) {
-		port = ntohs(sa.sin_port);
-	}
-	close(fd);
-	return port;
-}
-
 /* ds_daemon_ready: the log says it listens on every address. */
 static bool
 ds_daemon_ready(const ds_daemon *d, bool http)

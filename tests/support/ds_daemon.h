@@ -63,7 +63,4 @@ long ds_pid_rss_kib(long pid);
  * directory (unless DS_KEEP_TMP is set, for post-mortems). */
 void ds_daemon_fini(ds_daemon *d);
 
-/* ds_free_port returns a TCP port on 127.0.0.1 that was free just now. */
-int ds_free_port(void);
-
 #endif /* DS_DAEMON_H */

@@ -4,7 +4,9 @@
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,4 +141,26 @@ ds_test_str(size_t n, char c)
 	memset(s, c, n);
 	s[n] = '\0';
 	return s;
+}
+
+int
+ds_free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port = -1;
+
+	if (fd < 0) {
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *) &sa, &len) == 0) {
+		port = ntohs(sa.sin_port);
+	}
+	close(fd);
+	return port;
 }

@@ -49,6 +49,10 @@ bool ds_test_send_all(int fd, const void *buf, size_t len);
  * frees). Aborts when out of memory: a test cannot go on without it. */
 char *ds_test_str(size_t n, char c);
 
+/* ds_free_port returns a TCP port on 127.0.0.1 that was free just now
+ * (another process may take it before the caller binds it), or -1. */
+int ds_free_port(void);
+
 /* ds_test_sleep_ms sleeps ms milliseconds, through signals. */
 void ds_test_sleep_ms(long ms);
 

@@ -4,7 +4,6 @@
  * reports no answer, within its timeout, for a path nobody listens on and
  * for a listener that accepts but never speaks (what nng #1518 leaves).
  */
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +12,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -33,36 +31,6 @@ typedef struct npt_fixture {
 } npt_fixture;
 
 static int
-npt_free_tcp_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	int port = -1;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *) &sa, &len) == 0) {
-		port = ntohs(sa.sin_port);
-	}
-	if (fd >= 0) {
-		close(fd);
-	}
-	return port;
-}
-
-static int64_t
-npt_now_ms(void)
-{
-	struct timespec ts;
-
-	(void) clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
 npt_setup(void **state)
 {
 	static npt_fixture f;
@@ -70,7 +38,7 @@ npt_setup(void **state)
 	nrpc_server_config cfg;
 	nrpc_status st = {0};
 	Nrpc__V1__Request req = NRPC__V1__REQUEST__INIT;
-	int port = npt_free_tcp_port();
+	int port = ds_free_port();
 
 	memset(&f, 0, sizeof(f));
 	if (port < 0 || ds_test_tmpdir(f.dir, sizeof(f.dir)) != 0) {
@@ -154,10 +122,10 @@ test_probe_of_a_silent_listener_gives_up_at_its_timeout(void **state)
 	assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
 	assert_int_equal(listen(fd, 8), 0);
 	(void) snprintf(url, sizeof(url), "ipc://%s", sa.sun_path);
-	t0 = npt_now_ms();
+	t0 = ds_test_now_ms();
 	assert_int_equal(nrpc_probe_url(url, f->ping, f->ping_len, 300),
 	    NRPC_PROBE_NO_ANSWER);
-	took = npt_now_ms() - t0;
+	took = ds_test_now_ms() - t0;
 	close(fd);
 	/* It waited for the answer (not a refusal) and stopped at its
 	 * timeout; the upper bound only catches a probe that ignores it. */
