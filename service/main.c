@@ -42,6 +42,9 @@ static const char dsd_usage[] =
     "                        demo page, clients/web)\n"
     "  --cors-origin ORIGIN  allow cross-origin requests from ORIGIN;\n"
     "                        repeat for several (default: same-origin only)\n"
+    "  --allow-host NAME     answer HTTP requests whose Host is NAME (besides\n"
+    "                        the --http host, localhost and IP addresses;\n"
+    "                        others get 421); repeat for several, * for any\n"
     "  --max-value-bytes N   largest value accepted (default 1048576)\n"
     "  --history N           versions kept readable per key (default 16)\n"
     "  --durability MODE     full: fsync every commit (default); normal:\n"
@@ -61,6 +64,8 @@ typedef struct dsd_opts {
 	const char *web_root;
 	const char *cors[DSD_MAX_LISTEN];
 	size_t n_cors;
+	const char *allow_hosts[DSD_MAX_LISTEN];
+	size_t n_allow_hosts;
 	int64_t max_value_bytes;
 	int64_t history;
 	store_durability durability;
@@ -90,7 +95,7 @@ dsd_parse_int(const char *flag, const char *s, int64_t min, int64_t max,
 static int
 dsd_parse(int argc, char **argv, dsd_opts *o)
 {
-	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
+	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS, O_ALLOW_HOST,
 		O_MAX_VALUE, O_HISTORY, O_DURABILITY, O_QUIET, O_HELP };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
@@ -99,6 +104,7 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"workers", required_argument, NULL, O_WORKERS},
 	    {"web-root", required_argument, NULL, O_WEB_ROOT},
 	    {"cors-origin", required_argument, NULL, O_CORS},
+	    {"allow-host", required_argument, NULL, O_ALLOW_HOST},
 	    {"max-value-bytes", required_argument, NULL, O_MAX_VALUE},
 	    {"history", required_argument, NULL, O_HISTORY},
 	    {"durability", required_argument, NULL, O_DURABILITY},
@@ -148,6 +154,14 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 				return 2;
 			}
 			o->cors[o->n_cors++] = optarg;
+			break;
+		case O_ALLOW_HOST:
+			if (o->n_allow_hosts == DSD_MAX_LISTEN) {
+				fprintf(stderr, "datasyncd: at most %d --allow-host\n",
+				    DSD_MAX_LISTEN);
+				return 2;
+			}
+			o->allow_hosts[o->n_allow_hosts++] = optarg;
 			break;
 		case O_MAX_VALUE:
 			if (dsd_parse_int("--max-value-bytes", optarg, 0,
@@ -319,6 +333,8 @@ main(int argc, char **argv)
 		gcfg.web_root = o.web_root;
 		gcfg.cors_origins = o.cors;
 		gcfg.n_cors_origins = o.n_cors;
+		gcfg.allow_hosts = o.allow_hosts;
+		gcfg.n_allow_hosts = o.n_allow_hosts;
 		gcfg.max_value_bytes = (size_t) o.max_value_bytes;
 		if (gw_start(&gcfg, &gw, &nst) != NRPC_OK) {
 			fprintf(stderr, "datasyncd: %s\n", nst.message);

@@ -42,6 +42,11 @@ typedef struct gw_config {
 	                                  * or "*" for any); none = same-origin
 	                                  * only */
 	size_t n_cors_origins;
+	const char *const *allow_hosts; /* Host names answered besides the
+	                                 * listen host, localhost and IP
+	                                 * literals; "*" = any (behind a
+	                                 * proxy that checks Host) */
+	size_t n_allow_hosts;           /* at most 64 */
 	size_t max_value_bytes; /* PUT bodies above it are refused with
 	                         * 413 unread; 0 = 1 MiB; at most
 	                         * 64 MiB */

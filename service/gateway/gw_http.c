@@ -57,6 +57,8 @@ struct gw_server {
 	char *js_path;             /* owned */
 	char *cors[GW_MAX_CORS_ORIGINS]; /* owned copies */
 	size_t n_cors;
+	char *allow_hosts[GW_MAX_ALLOW_HOSTS]; /* owned copies */
+	size_t n_allow_hosts;
 	const nrpc_service_desc *services[GW_MAX_SERVICES];
 	size_t n_services;
 	int64_t timeout_ms;
@@ -547,6 +549,24 @@ gw_start_check(const gw_config *cfg, nrpc_status *st)
 			                                 : "(null)");
 		}
 	}
+	if (cfg->n_allow_hosts > GW_MAX_ALLOW_HOSTS ||
+	    (cfg->n_allow_hosts > 0 && cfg->allow_hosts == NULL)) {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "allow_hosts",
+		    "allow_hosts: at most %d", GW_MAX_ALLOW_HOSTS);
+	}
+	for (size_t i = 0; i < cfg->n_allow_hosts; i++) {
+		const char *h = cfg->allow_hosts[i];
+
+		if (h == NULL || h[0] == '\0' ||
+		    strlen(h) > GW_MAX_HOST_BYTES || strchr(h, ':') != NULL) {
+			return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+			    "INVALID_ARGUMENT", "allow_hosts",
+			    "allow host '%.128s' is not a host name (no port; "
+			    "at most %d bytes) or *",
+			    h != NULL ? h : "(null)", GW_MAX_HOST_BYTES);
+		}
+	}
 	if (cfg->max_value_bytes > GW_MAX_VALUE_BYTES_HARD) {
 		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
 		    "INVALID_ARGUMENT", "max_value_bytes",
@@ -709,6 +729,15 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 		}
 		gw->n_cors++;
 	}
+	for (size_t i = 0; i < cfg->n_allow_hosts; i++) {
+		if ((gw->allow_hosts[i] = ds_strdup(cfg->allow_hosts[i])) ==
+		    NULL) {
+			nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED,
+			    "RESOURCE_EXHAUSTED", NULL, "out of memory");
+			goto fail;
+		}
+		gw->n_allow_hosts++;
+	}
 	if (cfg->n_services > 0) {
 		for (size_t i = 0; i < cfg->n_services; i++) {
 			gw->services[i] = cfg->services[i];
@@ -726,6 +755,8 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	    (const char *const *) gw->cors, gw->n_cors, cfg->max_value_bytes,
 	    cfg->wall_clock != NULL ? cfg->wall_clock : ds_clock_wall(),
 	    &gw->metrics);
+	gw_core_set_hosts(&gw->core, cfg->http,
+	    (const char *const *) gw->allow_hosts, gw->n_allow_hosts);
 
 	nrpc_client_config_default(&ccfg);
 	ccfg.urls = cfg->upstreams;
@@ -787,6 +818,9 @@ gw_free(gw_server *gw)
 	pthread_mutex_unlock(&gw->mu);
 	for (size_t i = 0; i < gw->n_cors; i++) {
 		ds_free(gw->cors[i]);
+	}
+	for (size_t i = 0; i < gw->n_allow_hosts; i++) {
+		ds_free(gw->allow_hosts[i]);
 	}
 	free(gw->web_root); /* from realpath */
 	ds_free(gw->js_path);

@@ -55,7 +55,7 @@ typedef struct gw_request {
 
 /* The request headers the gateway reads. nng has no header iterator, so
  * gw_http.c copies exactly these; a header not listed is ignored. */
-#define GW_N_REQUEST_HEADERS 11
+#define GW_N_REQUEST_HEADERS 12
 extern const char *const gw_request_header_names[GW_N_REQUEST_HEADERS];
 
 /* gw_request_header returns the value of name (case-insensitive), or
@@ -335,6 +335,12 @@ typedef struct gw_core {
 	size_t max_rpc_body_bytes; /* derived: base64 + overhead */
 	const ds_clock *wall;      /* borrowed; Retry-After */
 	gw_metrics *metrics;       /* borrowed; NULL: /metrics 404 */
+	/* Host rules (gw_guard.c), set by gw_core_set_hosts: */
+	char listen_host[GW_MAX_HOST_BYTES + 1]; /* host part of the listen
+	                                          * address; "" = none */
+	const char *const *allow_hosts;          /* borrowed; --allow-host */
+	size_t n_allow_hosts;
+	bool allow_any_host; /* "*" is among them */
 } gw_core;
 
 /* gw_core_init fills core; everything passed is borrowed for core's
@@ -356,6 +362,33 @@ const ProtobufCMessageDescriptor *gw_find_message(
 
 /* gw_body_limit: the largest body route accepts, and the limit's name. */
 size_t gw_body_limit(const gw_core *core, gw_route r, const char **name);
+
+/* --- Host, Origin and Content-Type rules (gw_guard.c) --- */
+
+/* gw_core_set_hosts sets the names the gateway answers to besides IP
+ * literals and "localhost": the host part of listen ("HOST:PORT", may be
+ * NULL) and allow_hosts ("*" = any Host; borrowed for core's lifetime). */
+void gw_core_set_hosts(gw_core *core, const char *listen,
+    const char *const *allow_hosts, size_t n_allow_hosts);
+
+/* gw_host_split finds the host in a Host header or HOST:PORT v[0..n):
+ * "a.b:80" -> "a.b", "[::1]:80" -> "[::1]" (brackets kept). Returns 0,
+ * or -1 when v is empty or malformed (an unbracketed IPv6 address). */
+int gw_host_split(const char *v, size_t n, const char **host, size_t *len);
+
+/* gw_guard_host_allowed: may a request with this Host (NULL: none) be
+ * served? IP literals, localhost, the listen host and --allow-host. */
+bool gw_guard_host_allowed(const gw_core *core, const char *host);
+
+/* gw_guard_check applies DESIGN §11 to req on route before anything
+ * runs: a Host the gateway does not answer to is 421 HOST_NOT_ALLOWED; an
+ * unsafe method (not GET, HEAD, OPTIONS) whose Origin is neither the
+ * gateway's own nor allowed by --cors-origin is 403 ORIGIN_NOT_ALLOWED;
+ * a body on /rpc/ or the lock route that is not labelled
+ * application/json is 415 UNSUPPORTED_MEDIA_TYPE. Returns 0, or the HTTP
+ * status with st set. */
+int gw_guard_check(const gw_core *core, const gw_request *req,
+    gw_route route, nrpc_status *st);
 
 /* --- CORS (gw_cors.c) --- */
 
@@ -388,7 +421,7 @@ void gw_cors_options(const gw_core *core, const gw_request *req,
 
 /* --- metrics (gw_metrics.c) --- */
 
-#define GW_METRICS_N_CODES   26 /* the statuses the gateway answers, +other */
+#define GW_METRICS_N_CODES   28 /* the statuses the gateway answers, +other */
 #define GW_METRICS_N_BUCKETS 14
 
 struct gw_metrics {

@@ -68,6 +68,13 @@
 /* GW_MAX_ORIGIN_BYTES: a serialized origin is scheme://host:port. */
 #define GW_MAX_ORIGIN_BYTES 256
 
+/* GW_MAX_HOST_BYTES bounds the host part of the listen address that the
+ * Host check compares with (a DNS name is at most 253 bytes). */
+#define GW_MAX_HOST_BYTES 256
+
+/* GW_MAX_ALLOW_HOSTS bounds the --allow-host list (copied at start). */
+#define GW_MAX_ALLOW_HOSTS 64
+
 /* GW_MAX_RESPONSE_HEADERS: the record route sets 12, CORS 3, preflight
  * 6; room to spare. Overflow is a bug (DS_NEVER) answered with 500. */
 #define GW_MAX_RESPONSE_HEADERS 28

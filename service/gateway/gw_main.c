@@ -30,6 +30,9 @@ static const char gwm_usage[] =
     "  --cors-origin ORIGIN  allow cross-origin requests from ORIGIN\n"
     "                        (scheme://host[:port], or * for any); repeat\n"
     "                        for several (default: same-origin only)\n"
+    "  --allow-host NAME     answer requests whose Host is NAME (besides the\n"
+    "                        --http host, localhost and IP addresses;\n"
+    "                        others get 421); repeat for several, * for any\n"
     "  --max-value-bytes N   largest PUT body accepted (default 1048576)\n"
     "  --timeout-ms N        deadline of each upstream call (default 10000)\n"
     "  --quiet               log warnings and errors only\n"
@@ -42,6 +45,8 @@ typedef struct gwm_opts {
 	size_t n_upstreams;
 	const char *cors[GW_MAX_CORS_ORIGINS];
 	size_t n_cors;
+	const char *allow_hosts[GW_MAX_ALLOW_HOSTS];
+	size_t n_allow_hosts;
 	const char *http;
 	const char *web_root;
 	long long max_value_bytes;
@@ -78,6 +83,7 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 		O_HTTP,
 		O_WEB_ROOT,
 		O_CORS,
+		O_ALLOW_HOST,
 		O_MAX_VALUE,
 		O_TIMEOUT,
 		O_QUIET,
@@ -88,6 +94,7 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 	    {"http", required_argument, NULL, O_HTTP},
 	    {"web-root", required_argument, NULL, O_WEB_ROOT},
 	    {"cors-origin", required_argument, NULL, O_CORS},
+	    {"allow-host", required_argument, NULL, O_ALLOW_HOST},
 	    {"max-value-bytes", required_argument, NULL, O_MAX_VALUE},
 	    {"timeout-ms", required_argument, NULL, O_TIMEOUT},
 	    {"quiet", no_argument, NULL, O_QUIET},
@@ -127,6 +134,15 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 				return 2;
 			}
 			o->cors[o->n_cors++] = optarg;
+			break;
+		case O_ALLOW_HOST:
+			if (o->n_allow_hosts == GW_MAX_ALLOW_HOSTS) {
+				fprintf(stderr,
+				    "datasync-gateway: at most %d --allow-host\n",
+				    GW_MAX_ALLOW_HOSTS);
+				return 2;
+			}
+			o->allow_hosts[o->n_allow_hosts++] = optarg;
 			break;
 		case O_MAX_VALUE:
 			if (gwm_parse_int("--max-value-bytes", optarg, 1,
@@ -208,6 +224,8 @@ main(int argc, char **argv)
 	cfg.web_root = o.web_root;
 	cfg.cors_origins = o.cors;
 	cfg.n_cors_origins = o.n_cors;
+	cfg.allow_hosts = o.allow_hosts;
+	cfg.n_allow_hosts = o.n_allow_hosts;
 	cfg.max_value_bytes = (size_t) o.max_value_bytes;
 	cfg.rpc_timeout_ms = o.timeout_ms;
 	if (gw_start(&cfg, &gw, &st) != NRPC_OK) {

@@ -25,6 +25,8 @@ static const int gw_metrics_codes[GW_METRICS_N_CODES - 1] = {
     412,
     413,
     414,
+    415,
+    421,
     422,
     423,
     428,

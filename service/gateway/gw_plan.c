@@ -737,6 +737,10 @@ gw_plan_make(const gw_core *core, const gw_request *req, gw_plan *p)
 		goto out;
 	}
 	p->route = t.route;
+	if ((http = gw_guard_check(core, req, t.route, &st)) != 0) {
+		gw_plan_error(core, p, http, &st);
+		goto out;
+	}
 	if (p->method == GW_M_OPTIONS) {
 		gw_cors_options(core, req, t.route, &p->resp);
 		goto out;
@@ -786,7 +790,9 @@ gw_plan_precheck(
 	}
 	nrpc_status_fini(&st);
 	limit = gw_body_limit(core, t.route, &limit_name);
-	if ((http = gw_body_check(gw_request_header(req, "Content-Length"),
+	/* Refused before a body byte is read: nothing runs for it. */
+	if ((http = gw_guard_check(core, req, t.route, &st)) == 0 &&
+	    (http = gw_body_check(gw_request_header(req, "Content-Length"),
 	         gw_request_header(req, "Transfer-Encoding"), limit,
 	         limit_name, body_len, &st)) == 0) {
 		return true;

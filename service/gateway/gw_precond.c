@@ -323,6 +323,10 @@ gw_http_reason(int status)
 		return "Content Too Large";
 	case 414:
 		return "URI Too Long";
+	case 415:
+		return "Unsupported Media Type";
+	case 421:
+		return "Misdirected Request";
 	case 422:
 		return "Unprocessable Content";
 	case 423:

@@ -24,6 +24,7 @@ const char *const gw_request_header_names[GW_N_REQUEST_HEADERS] = {
     "Origin",
     "Access-Control-Request-Method",
     "Access-Control-Request-Headers",
+    "Host",
 };
 
 const char *

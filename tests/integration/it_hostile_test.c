@@ -313,7 +313,7 @@ it_probe_main(void *arg)
 
 		t0 = ds_test_now_ms();
 		ok = it_http_do("GET /v1/records/hostile%2Fprobe HTTP/1.1\r\n"
-		                "Host: probe\r\n",
+		                "Host: 127.0.0.1\r\n",
 		         NULL, 0, &r, IT_PROBE_DEADLINE_MS) == 0 &&
 		     r.status == 200 && strcmp(r.body, "probe") == 0;
 		if (!ok) {
@@ -650,7 +650,7 @@ static void
 test_slowloris_headers_do_not_stop_other_clients(void **state)
 {
 	static const char req[] =
-	    "GET /v1/records/hostile%2Fprobe HTTP/1.1\r\nHost: slow\r\n"
+	    "GET /v1/records/hostile%2Fprobe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 	    "X-Slow: abcdefghijklmnopqrstuvwxyz\r\n\r\n";
 	int fds[IT_SLOWLORIS];
 	int open_at_end = 0;
@@ -691,7 +691,7 @@ test_clients_that_never_read_do_not_stop_other_clients(void **state)
 	datasync_client *c = it_connect(it_d.ipc_url, 10000);
 	uint8_t *big = malloc(IT_MIB);
 	static const char get[] =
-	    "GET /v1/records/hostile%2Fbig HTTP/1.1\r\nHost: noread\r\n\r\n";
+	    "GET /v1/records/hostile%2Fbig HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 	int fds[IT_NOREAD];
 	long rss0, rss1;
 
@@ -757,7 +757,7 @@ test_many_header_lines_do_not_stop_other_clients(void **state)
 	 * no cap. 32 bytes of request line and Host, then 8-byte lines,
 	 * end exactly on every 8 KiB boundary. */
 	o += (size_t) snprintf(req + o, n - o,
-	    "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+	    "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
 	for (int i = 0; i < IT_HEADER_LINES; i++) {
 		o += (size_t) snprintf(req + o, n - o, "X-A: b\r\n");
 	}
@@ -1141,7 +1141,7 @@ it_http_put(const char *path, const char *extra, const void *body,
 	char head[24000];
 
 	(void) snprintf(head, sizeof(head),
-	    "PUT %s HTTP/1.1\r\nHost: l\r\nIf-Match: *\r\n%s", path,
+	    "PUT %s HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-Match: *\r\n%s", path,
 	    extra != NULL ? extra : "");
 	it_http_fini(r);
 	assert_int_equal(it_http_do(head, body, len, r, 10000), 0);
@@ -1234,7 +1234,7 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 		(void) snprintf(extra + o, sizeof(extra) - o, "\"1\"\r\n");
 		it_http_fini(&r);
 		(void) snprintf(path, sizeof(path),
-		    "PUT /v1/records/hostile%%2Fh HTTP/1.1\r\nHost: l\r\n%s", extra);
+		    "PUT /v1/records/hostile%%2Fh HTTP/1.1\r\nHost: 127.0.0.1\r\n%s", extra);
 		assert_int_equal(it_http_do(path, "x", 1, &r, 10000), 0);
 		it_http_expect_error(&r, 400, "TOO_LARGE", "If-Match",
 		    "max_precond_header_bytes (2048)");
@@ -1246,13 +1246,15 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 		(void) snprintf(body, sizeof(body), "{\"owner\":\"%s\"}", a128);
 		it_http_fini(&r);
 		assert_int_equal(it_http_do("POST /v1/records/hostile%2Fh/lock "
-		                            "HTTP/1.1\r\nHost: l\r\n",
+		                            "HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		                            "Content-Type: application/json\r\n",
 		                     body, strlen(body), &r, 10000), 0);
 		assert_int_equal(r.status, 200);
 		it_http_fini(&r);
 		(void) snprintf(body, sizeof(body), "{\"owner\":\"%s\"}", a129);
 		assert_int_equal(it_http_do("POST /v1/records/hostile%2Fh/lock "
-		                            "HTTP/1.1\r\nHost: l\r\n",
+		                            "HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		                            "Content-Type: application/json\r\n",
 		                     body, strlen(body), &r, 10000), 0);
 		/* The record is locked by then: LOCKED would be a 423, but
 		 * validation comes first. */
@@ -1262,12 +1264,12 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 	/* List pageSize: max_page_size (1000) */
 	it_http_fini(&r);
 	assert_int_equal(it_http_do("GET /v1/records?pageSize=1000 HTTP/1.1\r\n"
-	                            "Host: l\r\n",
+	                            "Host: 127.0.0.1\r\n",
 	                     NULL, 0, &r, 10000), 0);
 	assert_int_equal(r.status, 200);
 	it_http_fini(&r);
 	assert_int_equal(it_http_do("GET /v1/records?pageSize=1001 HTTP/1.1\r\n"
-	                            "Host: l\r\n",
+	                            "Host: 127.0.0.1\r\n",
 	                     NULL, 0, &r, 10000), 0);
 	it_http_expect_error(&r, 400, "TOO_LARGE", "page_size",
 	    "max_page_size (1000)");
@@ -1278,7 +1280,7 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 		for (int i = 0; i < 33; i++) {
 			o += (size_t) snprintf(path + o, sizeof(path) - o, "p%d=1&", i);
 		}
-		(void) snprintf(path + o, sizeof(path) - o, " HTTP/1.1\r\nHost: l\r\n");
+		(void) snprintf(path + o, sizeof(path) - o, " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
 		it_http_fini(&r);
 		assert_int_equal(it_http_do(path, NULL, 0, &r, 10000), 0);
 		it_http_expect_error(&r, 400, "TOO_LARGE", NULL,
@@ -1298,13 +1300,13 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 		assert_non_null(head);
 		memcpy(target, "/v1/records?x=", 14);
 		target[8000] = '\0';
-		(void) snprintf(head, 16385 + 64, "GET %s HTTP/1.1\r\nHost: l\r\n",
+		(void) snprintf(head, 16385 + 64, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n",
 		    target);
 		it_http_fini(&r);
 		assert_int_equal(it_http_do(head, NULL, 0, &r, 10000), 0);
 		assert_int_equal(r.status, 200);
 		target[8000] = 'u';
-		(void) snprintf(head, 16385 + 64, "GET %s HTTP/1.1\r\nHost: l\r\n",
+		(void) snprintf(head, 16385 + 64, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n",
 		    target);
 		it_http_fini(&r);
 		assert_int_equal(it_http_do(head, NULL, 0, &r, 10000), -1);
@@ -1322,14 +1324,16 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 		body[max - 1] = '}';
 		it_http_fini(&r);
 		assert_int_equal(it_http_do("POST /rpc/datasync.v1.DataSync/List "
-		                            "HTTP/1.1\r\nHost: l\r\n",
+		                            "HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		                            "Content-Type: application/json\r\n",
 		                     body, max, &r, 10000), 0);
 		assert_int_equal(r.status, 200);
 		body[max] = '}';
 		body[max - 1] = ' ';
 		it_http_fini(&r);
 		assert_int_equal(it_http_do("POST /rpc/datasync.v1.DataSync/List "
-		                            "HTTP/1.1\r\nHost: l\r\n",
+		                            "HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		                            "Content-Type: application/json\r\n",
 		                     body, max + 1, &r, 10000), 0);
 		(void) snprintf(limit, sizeof(limit), "max_rpc_body_bytes (%zu)",
 		    max);
@@ -1344,7 +1348,8 @@ test_http_limits_at_and_over_each_get_the_named_error(void **state)
 		memset(body, ' ', 65537);
 		it_http_fini(&r);
 		assert_int_equal(it_http_do("POST /v1/records/hostile%2Fh/lock "
-		                            "HTTP/1.1\r\nHost: l\r\n",
+		                            "HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		                            "Content-Type: application/json\r\n",
 		                     body, 65537, &r, 10000), 0);
 		it_http_expect_error(&r, 413, "TOO_LARGE", NULL,
 		    "max_lock_body_bytes (65536)");

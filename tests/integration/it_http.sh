@@ -56,6 +56,7 @@ expect_json() {  # expect_json JQ-EXPR VALUE description
   local v; v=$(printf '%s' "$BODY" | jq -r "$1" 2>/dev/null || echo "(not JSON)")
   [[ $v == "$2" ]] || hfail "$3: expected $1 == '$2', got '$v'"
 }
+JSON='Content-Type: application/json'
 expect_error() {  # expect_error STATUS CODE REASON description
   expect_code "$1" "$4"
   expect_hdr Content-Type application/json "$4 (content type)"
@@ -140,7 +141,7 @@ expect_hdr ETag '"1"' "HEAD ETag"; expect_hdr Content-Length 5 "HEAD Content-Len
 expect_hdr Record-Updated-By 'J%C3%BCrgen' "HEAD has the GET's headers"
 # curl cannot show that nothing follows a HEAD's headers; a raw socket can.
 exec 3<>"/dev/tcp/127.0.0.1/$IT_HTTP_PORT"
-printf 'HEAD %s/doc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' "$R" >&3
+printf 'HEAD %s/doc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$R" >&3
 RAW=$(cat <&3 | tr -d '\r'); exec 3<&-
 [[ $RAW == *$'ETag: "1"'* && $RAW != *hello* ]] \
   || { BODY=$RAW; hfail "HEAD sends headers and no body"; }
@@ -193,7 +194,7 @@ expect_error 422 INVALID_ARGUMENT REQUEST_ID_REUSED "a key reused for another wr
 
 # --- locks ------------------------------------------------------------------
 
-http POST $R/doc/lock --data '{"owner": "alice", "ttlMs": 30000}'
+http POST $R/doc/lock -H "$JSON" --data '{"owner": "alice", "ttlMs": 30000}'
 expect_code 200 "lock"
 TOKEN=$(hdr Lock-Token)
 [[ $TOKEN =~ ^[0-9a-f]{32}$ ]] || hfail "Lock-Token is 32 hex digits, got '$TOKEN'"
@@ -203,7 +204,7 @@ expect_hdr Lock-Owner alice "lock Lock-Owner"
 expect_hdr Cache-Control no-store "a token is never cached"
 FENCE=$(hdr Lock-Fencing-Token)
 
-http POST $R/doc/lock --data '{"owner": "bob"}'
+http POST $R/doc/lock -H "$JSON" --data '{"owner": "bob"}'
 expect_error 423 FAILED_PRECONDITION LOCKED "a second locker"
 expect_hdr Lock-Owner alice "423 names the holder"
 [[ $(hdr Lock-Expires-At) =~ ^[0-9]{13}$ ]] || hfail "423 Lock-Expires-At"
@@ -225,7 +226,7 @@ expect_hdr Lock-Fencing-Token "$FENCE" "GET Lock-Fencing-Token"
 http PUT $R/doc -H 'If-Match: "4"' -H "Lock-Token: $TOKEN" --data-binary 'mine'
 expect_code 200 "the holder writes"; expect_hdr ETag '"5"' "holder write ETag"
 
-http POST $R/doc/lock -H "Lock-Token: $TOKEN" --data '{"owner": "alice"}'
+http POST $R/doc/lock -H "$JSON" -H "Lock-Token: $TOKEN" --data '{"owner": "alice"}'
 expect_code 200 "renew"; expect_json .renewed true "renewed"
 expect_hdr Lock-Token "$TOKEN" "renewal keeps the token"
 
@@ -238,11 +239,11 @@ expect_code 204 "unlock with the header"
 http DELETE $R/doc/lock -H "Lock-Token: $TOKEN"
 expect_error 409 FAILED_PRECONDITION NOT_LOCKED "unlock twice"
 
-http POST $R/doc/lock --data '{"owner": "carol"}'
+http POST $R/doc/lock -H "$JSON" --data '{"owner": "carol"}'
 TOKEN=$(hdr Lock-Token)
-http DELETE $R/doc/lock --data "{\"lockToken\": \"$TOKEN\"}"
+http DELETE $R/doc/lock -H "$JSON" --data "{\"lockToken\": \"$TOKEN\"}"
 expect_code 204 "unlock with the token in the body"
-http POST $R/doc/lock --data '{"owner": "dave"}'
+http POST $R/doc/lock -H "$JSON" --data '{"owner": "dave"}'
 TOKEN=$(hdr Lock-Token)
 # navigator.sendBeacon: POST, text/plain, no custom headers
 http POST $R/doc/unlock -H 'Content-Type: text/plain;charset=UTF-8' \
@@ -250,9 +251,9 @@ http POST $R/doc/unlock -H 'Content-Type: text/plain;charset=UTF-8' \
 expect_code 204 "unlock by POST .../unlock (sendBeacon)"
 http GET $R/doc
 expect_no_hdr Lock-Owner "unlocked again"
-http POST $R/doc/lock --data '{"owner": '
+http POST $R/doc/lock -H "$JSON" --data '{"owner": '
 expect_error 400 INVALID_ARGUMENT MALFORMED_JSON "a malformed lock body"
-http POST $R/doc/lock --data '{"ownr": "x"}'
+http POST $R/doc/lock -H "$JSON" --data '{"ownr": "x"}'
 expect_error 400 INVALID_ARGUMENT UNKNOWN_FIELD "an unknown field in a lock body"
 expect_json .field ownr "the unknown field is named"
 
@@ -358,36 +359,89 @@ expect_no_hdr Access-Control-Allow-Origin "but without CORS headers"
 http OPTIONS $R/doc
 expect_code 204 "plain OPTIONS"; expect_hdr Allow "GET, HEAD, PUT, DELETE, OPTIONS" "OPTIONS Allow"
 
+S=/rpc/datasync.v1.DataSync; S_RPC=$S
+# --- Host, Origin and Content-Type (DESIGN §11) -----------------------------
+
+EVIL='Origin: https://evil.example'
+http PUT $R/guard -H 'If-None-Match: *' --data-binary 'g1'
+expect_code 201 "guard record"
+# What a page on another site can send without a preflight:
+http POST $R/guard/lock -H "$EVIL" -H 'Content-Type: text/plain' \
+  --data '{"owner": "mallory", "ttlMs": 3600000}'
+expect_error 403 PERMISSION_DENIED ORIGIN_NOT_ALLOWED "cross-origin lock"
+expect_json .field Origin "the refusal names Origin"
+http POST $S_RPC/Update -H "$EVIL" -H 'Content-Type: text/plain' \
+  --data '{"key":"guard","value":"","precondition":{"unconditional":true}}'
+expect_error 403 PERMISSION_DENIED ORIGIN_NOT_ALLOWED "cross-origin rpc Update"
+http POST $S_RPC/Delete -H "$EVIL" -H 'Content-Type: application/x-www-form-urlencoded' \
+  --data 'a=b'
+expect_error 403 PERMISSION_DENIED ORIGIN_NOT_ALLOWED "cross-origin form post"
+http PUT $R/guard -H "$EVIL" -H 'If-Match: *' --data-binary 'evil'
+expect_error 403 PERMISSION_DENIED ORIGIN_NOT_ALLOWED "cross-origin PUT"
+http DELETE $R/guard -H 'Origin: null' -H 'If-Match: *'
+expect_error 403 PERMISSION_DENIED ORIGIN_NOT_ALLOWED "an opaque (null) origin"
+http POST $R/guard/unlock -H "$EVIL" -H 'Content-Type: text/plain' \
+  --data '{"lockToken": "x"}'
+expect_error 403 PERMISSION_DENIED ORIGIN_NOT_ALLOWED "cross-origin beacon unlock"
+http GET $R/guard
+expect_code 200 "the guard record is still there"
+expect_hdr ETag '"1"' "cross-origin writes changed nothing"
+expect_body g1 "cross-origin writes left the value"
+expect_no_hdr Lock-Owner "cross-origin lock took nothing"
+# Without Origin (curl, services): JSON bodies must say so.
+http POST $R/guard/lock -H 'Content-Type: text/plain' --data '{"owner": "x"}'
+expect_error 415 INVALID_ARGUMENT UNSUPPORTED_MEDIA_TYPE "text/plain lock body"
+expect_json .field Content-Type "415 names Content-Type"
+http POST $S_RPC/Get --data '{"key":"guard"}'
+expect_error 415 INVALID_ARGUMENT UNSUPPORTED_MEDIA_TYPE "form-encoded rpc body"
+http POST $S_RPC/Get -H 'Content-Type: application/json; charset=utf-8' --data '{"key":"guard"}'
+expect_code 200 "application/json with a charset"
+# Same-origin and configured origins may write.
+http PUT $R/guard -H "Origin: $IT_HTTP" -H 'If-Match: "1"' --data-binary 'g2'
+expect_code 200 "same-origin PUT"
+http PUT $R/guard -H 'Origin: https://app.example' -H 'If-Match: "2"' --data-binary 'g3'
+expect_code 200 "PUT from a --cors-origin"
+# DNS rebinding: a name that is not ours.
+http GET $R/guard -H 'Host: evil.example'
+expect_error 421 PERMISSION_DENIED HOST_NOT_ALLOWED "a rebound Host"
+expect_json .field Host "421 names Host"
+http PUT $R/guard -H "Host: evil.example:$IT_HTTP_PORT" -H "Origin: http://evil.example:$IT_HTTP_PORT" \
+  -H 'If-Match: *' --data-binary 'rebound'
+expect_error 421 PERMISSION_DENIED HOST_NOT_ALLOWED "a rebound same-origin write"
+http GET $R/guard -H "Host: localhost:$IT_HTTP_PORT"
+expect_code 200 "Host: localhost"; expect_body g3 "nothing was rebound"
+http GET $R/guard -H "Host: [::1]:$IT_HTTP_PORT"
+expect_code 200 "Host: [::1]"
+
 # --- /rpc/ ------------------------------------------------------------------
 
-S=/rpc/datasync.v1.DataSync
-http POST $S/Update --data '{"key":"rpc","value":"aGk=","contentType":"text/plain","precondition":{"ifAbsent":true}}'
+http POST $S/Update -H "$JSON" --data '{"key":"rpc","value":"aGk=","contentType":"text/plain","precondition":{"ifAbsent":true}}'
 expect_code 200 "rpc Update"; expect_json .record.version 1 "rpc Update version"
-http POST $S/Get --data '{"key":"rpc"}'
+http POST $S/Get -H "$JSON" --data '{"key":"rpc"}'
 expect_code 200 "rpc Get"; expect_json .record.value aGk= "rpc Get value (base64)"
-http POST $S/Update --data '{"key":"rpc","value":"eA==","precondition":{"ifVersion":"9"}}'
+http POST $S/Update -H "$JSON" --data '{"key":"rpc","value":"eA==","precondition":{"ifVersion":"9"}}'
 expect_error 409 ABORTED VERSION_CONFLICT "rpc conflict is 409"
 expect_json .current.version 1 "rpc conflict current"
-http POST $S/Lock --data '{"key":"rpc","owner":"erin","ttlMs":"5000"}'
+http POST $S/Lock -H "$JSON" --data '{"key":"rpc","owner":"erin","ttlMs":"5000"}'
 expect_code 200 "rpc Lock"; RTOK=$(printf '%s' "$BODY" | jq -r .lockToken)
-http POST $S/Lock --data '{"key":"rpc","owner":"frank"}'
+http POST $S/Lock -H "$JSON" --data '{"key":"rpc","owner":"frank"}'
 expect_error 423 FAILED_PRECONDITION LOCKED "rpc Lock held"
-http POST $S/Unlock --data "{\"key\":\"rpc\",\"lock_token\":\"$RTOK\"}"
+http POST $S/Unlock -H "$JSON" --data "{\"key\":\"rpc\",\"lock_token\":\"$RTOK\"}"
 expect_code 200 "rpc Unlock (original field names)"
-http POST $S/Delete --data '{"key":"rpc","precondition":{"ifVersion":"1"}}'
+http POST $S/Delete -H "$JSON" --data '{"key":"rpc","precondition":{"ifVersion":"1"}}'
 expect_code 200 "rpc Delete"; expect_json .version 2 "rpc Delete tombstone"
-http POST $S/List --data '{"prefix":"list/","pageSize":10}'
+http POST $S/List -H "$JSON" --data '{"prefix":"list/","pageSize":10}'
 expect_code 200 "rpc List"; expect_json '.records | length' 3 "rpc List count"
 http POST $S/List
 expect_code 200 "rpc with an empty body"
-http POST $S/Get --data '{"key" "x"}'
+http POST $S/Get -H "$JSON" --data '{"key" "x"}'
 expect_error 400 INVALID_ARGUMENT MALFORMED_JSON "rpc malformed JSON"
 expect_body_has "position" "the error names the position"
 expect_body_has "column" "the error names the column"
-http POST $S/Get --data '{"key":"x","bogus":1}'
+http POST $S/Get -H "$JSON" --data '{"key":"x","bogus":1}'
 expect_error 400 INVALID_ARGUMENT UNKNOWN_FIELD "rpc unknown field"
 expect_json .field bogus "the unknown field is named"
-http POST $S/Frobnicate --data '{}'
+http POST $S/Frobnicate -H "$JSON" --data '{}'
 expect_error 404 UNIMPLEMENTED UNKNOWN_METHOD "rpc unknown method"
 http GET $S/Get
 expect_code 405 "rpc GET"; expect_hdr Allow "POST, OPTIONS" "rpc Allow"
