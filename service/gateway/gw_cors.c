@@ -2,11 +2,12 @@
  * gw_cors.c - cross-origin decisions (Fetch standard, CORS protocol).
  *
  * The gateway has no cookies or credentials, so an allowed origin is
- * echoed back without Access-Control-Allow-Credentials. Actual requests
- * from other origins are still served (no ambient authority to protect);
- * they only lack the headers, so the browser hides the answer from the
- * page. Preflights from other origins are refused with 403 so that the
- * refusal is visible in the browser's network panel.
+ * echoed back without Access-Control-Allow-Credentials. Reads from other
+ * origins are served without the headers, so the browser hides the answer
+ * from the page; unsafe requests from them never get here (gw_guard.c
+ * refuses them first: network position is ambient authority). Preflights
+ * from other origins are refused with 403 so that the refusal is visible
+ * in the browser's network panel.
  */
 #include <string.h>
 
