@@ -497,8 +497,8 @@ typedef struct gw_plan {
 	} m;
 	Datasync__V1__GetRequest current; /* read_current */
 	Datasync__V1__Precondition precond;
-	Datasync__V1__VersionSet version_in;  /* IF_MATCH_LIST's set ... */
-	uint64_t versions[GW_MAX_ETAGS];      /* ... of these */
+	Datasync__V1__VersionSet version_in; /* IF_MATCH_LIST's set ... */
+	uint64_t versions[GW_MAX_ETAGS];     /* ... of these */
 	ProtobufCMessage *decoded; /* owned: /rpc/'s request (pbjson) */
 	char *strs[8];             /* owned strings the messages point to */
 	size_t n_strs;

@@ -939,8 +939,8 @@ gw_plan_after_current(const gw_core *core, gw_plan *p,
 		return;
 	}
 	rec = ((const Datasync__V1__GetResponse *) resp)->record;
-	(void) DS_ALWAYS(rec == NULL ||
-	    !gw_etags_match_strong(&p->pc.etags, rec->version));
+	(void) DS_ALWAYS(
+	    rec == NULL || !gw_etags_match_strong(&p->pc.etags, rec->version));
 	gw_plan_conflict(core, p, rec);
 }
 
