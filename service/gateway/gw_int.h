@@ -529,8 +529,10 @@ void gw_plan_make(const gw_core *core, const gw_request *req, gw_plan *p);
 /* gw_plan_step feeds the outcome of p's RPC: resp (borrowed: NULL unless
  * st->code is OK; when the result is GW_PLAN_RESPOND p->resp may borrow
  * from it, so keep it until the response is copied out) and st
- * (borrowed). Returns GW_PLAN_RPC when another call is needed (p->rpc and
- * p->req describe it) or GW_PLAN_RESPOND with p->resp final. */
+ * (borrowed). Returns GW_PLAN_RESPOND with p->resp final, or
+ * GW_PLAN_RPC when another call is needed (p->rpc and p->req describe
+ * it); no route needs a second call today, but callers keep handling it
+ * so that one may. */
 gw_plan_kind gw_plan_step(const gw_core *core, gw_plan *p,
     const ProtobufCMessage *resp, const nrpc_status *st);
 
