@@ -63,6 +63,8 @@ dsh_precond(const Datasync__V1__Precondition *p, store_precond *out,
 {
 	out->kind = STORE_PRECOND_NONE;
 	out->version = 0;
+	out->versions = NULL;
+	out->n_versions = 0;
 	if (p == NULL) {
 		return STORE_OK; /* the store refuses: PRECONDITION_REQUIRED */
 	}
@@ -78,6 +80,15 @@ dsh_precond(const Datasync__V1__Precondition *p, store_precond *out,
 		}
 		out->kind = STORE_PRECOND_IF_VERSION;
 		out->version = p->if_version;
+		return STORE_OK;
+	case DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN:
+		/* The store checks the list (length, zeros) in store_validate,
+		 * against the limits in force. */
+		out->kind = STORE_PRECOND_IF_VERSION_IN;
+		if (p->if_version_in != NULL) {
+			out->versions = p->if_version_in->versions;
+			out->n_versions = p->if_version_in->n_versions;
+		}
 		return STORE_OK;
 	case DATASYNC__V1__PRECONDITION__KIND_IF_ABSENT:
 		out->kind = STORE_PRECOND_IF_ABSENT;
@@ -138,6 +149,8 @@ dsh_ids(const char *request_id, const char *author, const dsh_call_ids *ids,
 	}
 	w->request_id = request_id;
 	w->request_id_len = dsh_len(request_id);
+	w->caller = ids != NULL ? ids->caller : NULL;
+	w->caller_len = dsh_len(w->caller);
 	w->author = author;
 	w->author_len = dsh_len(author);
 }

@@ -352,6 +352,9 @@ dsh_ids_of(nrpc_call *call)
 
 	ids.request_id = nrpc_call_request_id(call);
 	ids.client_name = nrpc_call_client_name(call);
+	/* Self-declared until tokens exist: it keeps one caller's ids (and
+	 * a Lock's token) from answering another, not a forger. */
+	ids.caller = ids.client_name;
 	return ids;
 }
 

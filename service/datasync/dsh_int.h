@@ -8,10 +8,13 @@
 #include "datasync_handlers.h"
 
 /* dsh_call_ids: identity that the envelope supplies when the message does
- * not (request_id, author). Borrowed strings, never NULL. */
+ * not (request_id, author), and the caller that scopes request ids.
+ * Borrowed strings, never NULL. */
 typedef struct dsh_call_ids {
 	const char *request_id;
 	const char *client_name;
+	const char *caller; /* the envelope's client name today; the
+	                     * authenticated principal once there is one */
 } dsh_call_ids;
 
 /* The dsh_write_from_* functions fill *w to borrow from the request (and

@@ -353,6 +353,7 @@ gw_http_call(gw_exchange *ex)
 	gw_exchange_defer(ex);
 	opts.timeout_ms = gw->timeout_ms;
 	opts.request_id = ex->plan.call_request_id;
+	opts.caller = ex->plan.caller;
 	if (nrpc_client_call_async(gw->client, ex->plan.rpc, ex->plan.req,
 	        &opts, gw_http_rpc_done, NULL, ex, &st) != NRPC_OK) {
 		gw_plan_fail(&gw->core, &ex->plan, &st);

@@ -7,8 +7,9 @@
  * A request is a gw_request (method, request-target, the headers the
  * gateway reads, body); gw_plan_make turns it into a gw_plan, which is
  * either a finished gw_response or an RPC to make; gw_plan_step feeds the
- * RPC's outcome back and yields the response or the next RPC (an If-Match
- * list needs the current version first). gw_http.c only moves bytes
+ * RPC's outcome back and yields the response (or, in principle, a next
+ * RPC; no route needs one today: an If-Match list is one Update whose
+ * precondition is the set of versions). gw_http.c only moves bytes
  * between nng and these functions, which is what the unit tests and the
  * fuzzer drive.
  *
@@ -51,6 +52,8 @@ typedef struct gw_request {
 	size_t n_headers;
 	const uint8_t *body; /* may be NULL when body_len is 0 */
 	size_t body_len;
+	const char *peer; /* the peer's numeric address, NUL-terminated;
+	                   * NULL when unknown */
 } gw_request;
 
 /* The request headers the gateway reads. nng has no header iterator, so
@@ -271,8 +274,10 @@ typedef enum gw_precond_kind {
 	GW_PRECOND_IF_EXISTS,     /* If-Match: * */
 	GW_PRECOND_IF_ABSENT,     /* If-None-Match: * */
 	GW_PRECOND_IF_MATCH_LIST, /* If-Match with several tags, or only tags
-	                           * that can never match strongly: read the
-	                           * current version, then CAS against it */
+	                           * that can never match strongly: one write
+	                           * with if_version_in (the strong numeric
+	                           * tags), or, when there are none, a Get
+	                           * answered with 412 */
 } gw_precond_kind;
 
 typedef struct gw_precond {
@@ -475,6 +480,11 @@ void gw_static_respond(
 
 /* --- plans (gw_plan.c) and rendering (gw_render.c) --- */
 
+/* GW_DEFAULT_AUTHOR: updated_by of a REST write without an Author header
+ * (the gateway's client name, which is no longer what the envelope
+ * carries: that is the caller). */
+#define GW_DEFAULT_AUTHOR "datasync-gateway"
+
 typedef enum gw_plan_kind {
 	GW_PLAN_RESPOND = 0, /* resp is the answer */
 	GW_PLAN_RPC,         /* call rpc with req, then gw_plan_step */
@@ -490,7 +500,9 @@ typedef struct gw_plan {
 	gw_cors cors;
 	char *origin; /* owned copy of the Origin when allowed */
 	bool head;
-	bool read_current;      /* the RPC is the Get of an If-Match list */
+	bool read_current;      /* the RPC is the Get of an If-Match list
+	                         * that no version can match: answer 412
+	                         * with what it returns */
 	bool http_precondition; /* If-Match / If-None-Match were used */
 	gw_precond pc;
 	bool has_inm; /* GET: If-None-Match given */
@@ -499,6 +511,12 @@ typedef struct gw_plan {
 	const nrpc_method *rpc; /* GW_PLAN_RPC: what to call ... */
 	ProtobufCMessage *req;  /* ... with this (borrowed from the plan) */
 	char *call_request_id;  /* /rpc/: Idempotency-Key for the envelope */
+	char *caller;           /* owned: "http:" and the peer, sent as the
+	                         * call's client name (nrpc_call_opts.caller)
+	                         * so that the service scopes Idempotency-Key
+	                         * per peer, not one scope for every browser;
+	                         * NULL when the peer is unknown (then the
+	                         * gateway's own client name) */
 
 	/* REST messages; their strings point to the owned copies below or
 	 * to protobuf-c's "" and value to the request body (borrowed). */
@@ -512,6 +530,8 @@ typedef struct gw_plan {
 	} m;
 	Datasync__V1__GetRequest current; /* read_current */
 	Datasync__V1__Precondition precond;
+	Datasync__V1__VersionSet version_in; /* IF_MATCH_LIST's set ... */
+	uint64_t versions[GW_MAX_ETAGS];     /* ... of these */
 	ProtobufCMessage *decoded; /* owned: /rpc/'s request (pbjson) */
 	char *strs[8];             /* owned strings the messages point to */
 	size_t n_strs;
@@ -542,8 +562,10 @@ void gw_plan_make(const gw_core *core, const gw_request *req, gw_plan *p);
 /* gw_plan_step feeds the outcome of p's RPC: resp (borrowed: NULL unless
  * st->code is OK; when the result is GW_PLAN_RESPOND p->resp may borrow
  * from it, so keep it until the response is copied out) and st
- * (borrowed). Returns GW_PLAN_RPC when another call is needed (p->rpc and
- * p->req describe it) or GW_PLAN_RESPOND with p->resp final. */
+ * (borrowed). Returns GW_PLAN_RESPOND with p->resp final, or
+ * GW_PLAN_RPC when another call is needed (p->rpc and p->req describe
+ * it); no route needs a second call today, but callers keep handling it
+ * so that one may. */
 gw_plan_kind gw_plan_step(const gw_core *core, gw_plan *p,
     const ProtobufCMessage *resp, const nrpc_status *st);
 

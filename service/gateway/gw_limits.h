@@ -20,6 +20,12 @@
  * list. A client sends one, or the few versions it has seen. */
 #define GW_MAX_ETAGS 32
 
+/* GW_MAX_PEER_BYTES bounds the peer's numeric address that scopes
+ * Idempotency-Key ("http:" + it is the call's client name, at most
+ * NRPC_MAX_CLIENT_NAME_BYTES = 128): an IPv6 text form with a zone is
+ * under 64. Not configurable: the HTTP server writes the address. */
+#define GW_MAX_PEER_BYTES 96
+
 /* GW_MAX_PRECOND_HEADER_BYTES bounds an If-Match / If-None-Match value
  * (GW_MAX_ETAGS tags of 20 digits, quotes, W/ and separators fit). */
 #define GW_MAX_PRECOND_HEADER_BYTES 2048

@@ -145,6 +145,7 @@ gw_plan_fini(gw_plan *p)
 {
 	ds_free(p->origin);
 	ds_free(p->call_request_id);
+	ds_free(p->caller);
 	ds_free(p->static_rel);
 	for (size_t i = 0; i < p->n_strs; i++) {
 		ds_free(p->strs[i]);
@@ -304,14 +305,38 @@ gw_plan_get(const gw_core *core, const gw_request *req, const gw_target *t,
 	return gw_plan_call(core, p, GW_OP_GET, &p->m.get.base, st);
 }
 
-/* gw_plan_precondition fills p->precond from p->pc, or prepares the read
- * of the current version for an If-Match list. */
+/* gw_plan_version_in fills p->versions with the If-Match list's tags that
+ * can match strongly (ours, not weak; "0" names no version) and returns
+ * how many. */
+static size_t
+gw_plan_version_in(gw_plan *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->pc.etags.n; i++) {
+		const gw_etag *t = &p->pc.etags.tags[i];
+
+		if (t->numeric && !t->weak && t->version > 0) {
+			p->versions[n++] = t->version;
+		}
+	}
+	return n;
+}
+
+/* gw_plan_precondition fills p->precond from p->pc. An If-Match list is
+ * one write with if_version_in, checked by the store in the write's
+ * transaction: a retry with the same Idempotency-Key then replays the
+ * first answer (a Get followed by a CAS against what it read would hash
+ * differently on the retry). A list that no version can match is a Get
+ * answered with 412. */
 static int
 gw_plan_precondition(const gw_core *core, gw_plan *p, gw_op op,
     ProtobufCMessage *msg, const char *key, nrpc_status *st)
 {
 	Datasync__V1__Precondition pinit = DATASYNC__V1__PRECONDITION__INIT;
 	Datasync__V1__GetRequest ginit = DATASYNC__V1__GET_REQUEST__INIT;
+	Datasync__V1__VersionSet vinit = DATASYNC__V1__VERSION_SET__INIT;
+	size_t n;
 	int http;
 
 	p->precond = pinit;
@@ -332,9 +357,17 @@ gw_plan_precondition(const gw_core *core, gw_plan *p, gw_op op,
 		p->precond.if_absent = true;
 		break;
 	case GW_PRECOND_IF_MATCH_LIST:
-		/* Filled from the current version in gw_plan_step. */
+		if ((n = gw_plan_version_in(p)) > 0) {
+			p->version_in = vinit;
+			p->version_in.versions = p->versions;
+			p->version_in.n_versions = n;
+			p->precond.kind_case =
+			    DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN;
+			p->precond.if_version_in = &p->version_in;
+			break;
+		}
 		if ((http = gw_plan_call(core, p, op, msg, st)) != 0) {
-			return http;
+			return http; /* 501 names the write, not the Get */
 		}
 		p->current = ginit;
 		p->current.key = (char *) key;
@@ -353,6 +386,18 @@ gw_plan_precondition(const gw_core *core, gw_plan *p, gw_op op,
 		    "only)");
 	}
 	return gw_plan_call(core, p, op, msg, st);
+}
+
+/* gw_plan_default_author: a write without an Author header is stored as
+ * written by the gateway, as it was before the call's client name became
+ * the peer ("http:<address>"): updated_by is shown to every reader, and
+ * a client's address is not theirs to see. */
+static void
+gw_plan_default_author(char **author)
+{
+	if ((*author)[0] == '\0') {
+		*author = (char *) GW_DEFAULT_AUTHOR;
+	}
 }
 
 static int
@@ -378,6 +423,7 @@ gw_plan_put(const gw_core *core, const gw_request *req, const gw_target *t,
 		return http;
 	}
 	p->http_precondition = p->pc.kind != GW_PRECOND_NONE;
+	gw_plan_default_author(&u->author);
 	u->value.data = (uint8_t *) req->body;
 	u->value.len = req->body != NULL ? req->body_len : 0;
 	u->precondition = &p->precond;
@@ -406,6 +452,7 @@ gw_plan_delete(const gw_core *core, const gw_request *req, const gw_target *t,
 		return http;
 	}
 	p->http_precondition = p->pc.kind != GW_PRECOND_NONE;
+	gw_plan_default_author(&d->author);
 	d->precondition = &p->precond;
 	return gw_plan_precondition(
 	    core, p, GW_OP_DELETE, &d->base, d->key, st);
@@ -722,6 +769,33 @@ gw_plan_start(const gw_core *core, const gw_request *req, gw_plan *p)
 	}
 }
 
+/* gw_plan_caller sets p->caller from the peer: the scope in which the
+ * service remembers Idempotency-Keys. Returns 0, or 500 out of memory. */
+static int
+gw_plan_caller(const gw_request *req, gw_plan *p, nrpc_status *st)
+{
+	static const char prefix[] = "http:";
+	size_t n;
+
+	if (req->peer == NULL) {
+		return 0;
+	}
+	n = strnlen(req->peer, GW_MAX_PEER_BYTES + 1);
+	if (DS_NEVER(n > GW_MAX_PEER_BYTES)) {
+		return gw_status_set(st, 500, NRPC_INTERNAL, "INTERNAL", NULL,
+		    "the peer address exceeds max_peer_bytes (%d)",
+		    GW_MAX_PEER_BYTES);
+	}
+	if ((p->caller = ds_alloc(sizeof(prefix) + n)) == NULL) {
+		return gw_status_set(st, 500, NRPC_RESOURCE_EXHAUSTED,
+		    "RESOURCE_EXHAUSTED", NULL, "out of memory");
+	}
+	memcpy(p->caller, prefix, sizeof(prefix) - 1);
+	memcpy(p->caller + sizeof(prefix) - 1, req->peer, n);
+	p->caller[sizeof(prefix) - 1 + n] = '\0';
+	return 0;
+}
+
 void
 gw_plan_make(const gw_core *core, const gw_request *req, gw_plan *p)
 {
@@ -731,6 +805,11 @@ gw_plan_make(const gw_core *core, const gw_request *req, gw_plan *p)
 
 	memset(&st, 0, sizeof(st));
 	gw_plan_start(core, req, p);
+	if ((http = gw_plan_caller(req, p, &st)) != 0) {
+		p->route = GW_ROUTE_OTHER;
+		gw_plan_error(core, p, http, &st);
+		goto out;
+	}
 	if ((http = gw_target_parse(req->uri, &t, &st)) != 0) {
 		p->route = GW_ROUTE_OTHER;
 		gw_plan_error(core, p, http, &st);
@@ -847,8 +926,9 @@ gw_plan_conflict(
 	nrpc_status_fini(&st);
 }
 
-/* gw_plan_after_current: the Get of an If-Match list came back. */
-static gw_plan_kind
+/* gw_plan_after_current: the Get of an If-Match list without a tag that
+ * can match came back: whatever is there, the answer is 412 with it. */
+static void
 gw_plan_after_current(const gw_core *core, gw_plan *p,
     const ProtobufCMessage *resp, const nrpc_status *st)
 {
@@ -857,26 +937,17 @@ gw_plan_after_current(const gw_core *core, gw_plan *p,
 	p->read_current = false;
 	if (st->code == NRPC_NOT_FOUND) {
 		gw_plan_conflict(core, p, NULL);
-		return GW_PLAN_RESPOND;
+		return;
 	}
-	if (st->code != NRPC_OK) {
+	if (st->code != NRPC_OK || resp == NULL) {
 		gw_render_error(
 		    core, &p->resp, gw_http_status(st, true), st, NULL);
-		return GW_PLAN_RESPOND;
+		return;
 	}
 	rec = ((const Datasync__V1__GetResponse *) resp)->record;
-	if (rec == NULL ||
-	    !gw_etags_match_strong(&p->pc.etags, rec->version)) {
-		gw_plan_conflict(core, p, rec);
-		return GW_PLAN_RESPOND;
-	}
-	/* Compare-and-set against what we just read: a writer in between
-	 * still makes this a conflict. */
-	p->precond.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_VERSION;
-	p->precond.if_version = rec->version;
-	p->rpc = core->ops[p->op];
-	p->req = p->op == GW_OP_UPDATE ? &p->m.update.base : &p->m.del.base;
-	return GW_PLAN_RPC;
+	(void) DS_ALWAYS(
+	    rec == NULL || !gw_etags_match_strong(&p->pc.etags, rec->version));
+	gw_plan_conflict(core, p, rec);
 }
 
 /* gw_plan_content_type: what a GET answers with; stored text that could
@@ -985,9 +1056,7 @@ gw_plan_step(const gw_core *core, gw_plan *p, const ProtobufCMessage *resp,
     const nrpc_status *st)
 {
 	if (p->read_current) {
-		if (gw_plan_after_current(core, p, resp, st) == GW_PLAN_RPC) {
-			return p->kind = GW_PLAN_RPC;
-		}
+		gw_plan_after_current(core, p, resp, st);
 	} else if (st->code != NRPC_OK || resp == NULL) {
 		gw_render_error(core, &p->resp,
 		    gw_http_status(st, p->http_precondition), st, NULL);

@@ -375,6 +375,14 @@ typedef struct nrpc_call_opts {
 	                           * (unique per client, no syscall per call) */
 	const char *const *metadata; /* key, value, key, value, ...; borrowed */
 	size_t n_metadata;           /* number of pairs */
+	const char *caller;       /* NULL = the client's client_name; else
+	                           * the client name this call's envelope
+	                           * carries (a gateway speaking for many
+	                           * callers: the server scopes request ids
+	                           * by it). UTF-8, at most
+	                           * NRPC_MAX_CLIENT_NAME_BYTES, else
+	                           * INVALID_ARGUMENT naming "caller";
+	                           * borrowed for the call's start */
 } nrpc_call_opts;
 
 /* nrpc_client_call sends req (borrowed) to method m and waits. On NRPC_OK

@@ -492,6 +492,7 @@ cli_start(nrpc_client *c, const nrpc_method *m, const ProtobufCMessage *req,
 {
 	char gen_id[CLI_REQUEST_ID_LEN + 1];
 	const char *request_id;
+	const char *client_name = c != NULL ? c->client_name : NULL;
 	int64_t timeout;
 	int64_t now;
 	int64_t deadline;
@@ -539,8 +540,22 @@ cli_start(nrpc_client *c, const nrpc_method *m, const ProtobufCMessage *req,
 		ds_hex_encode(b, sizeof(b), gen_id + 16);
 		request_id = gen_id;
 	}
+	if (opts != NULL && opts->caller != NULL) {
+		size_t n = strnlen(opts->caller, NRPC_MAX_CLIENT_NAME_BYTES + 1);
+
+		if (n > NRPC_MAX_CLIENT_NAME_BYTES ||
+		    !ds_utf8_valid((const uint8_t *) opts->caller, n)) {
+			nrpc_status_set(st, NRPC_INVALID_ARGUMENT,
+			    "INVALID_ARGUMENT", "caller",
+			    "caller must be UTF-8 of at most "
+			    "max_client_name_bytes (%d)",
+			    NRPC_MAX_CLIENT_NAME_BYTES);
+			return NRPC_INVALID_ARGUMENT;
+		}
+		client_name = opts->caller;
+	}
 	if ((rc = nrpc_envelope_plan_request(&plan, m->full_name, req,
-	    (uint32_t) timeout, request_id, c->client_name,
+	    (uint32_t) timeout, request_id, client_name,
 	    opts != NULL ? opts->metadata : NULL,
 	    opts != NULL ? opts->n_metadata : 0, st)) != NRPC_OK) {
 		return rc;

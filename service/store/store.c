@@ -131,6 +131,8 @@ store_limits_default(void)
 	l.max_content_type_bytes = STORE_MAX_CONTENT_TYPE_BYTES_DEFAULT;
 	l.max_owner_bytes = STORE_MAX_OWNER_BYTES_DEFAULT;
 	l.max_request_id_bytes = STORE_MAX_REQUEST_ID_BYTES_DEFAULT;
+	l.max_caller_bytes = STORE_MAX_CALLER_BYTES_DEFAULT;
+	l.max_if_version_in = STORE_MAX_IF_VERSION_IN_DEFAULT;
 	l.max_page_size = STORE_MAX_PAGE_SIZE_DEFAULT;
 	l.default_page_size = STORE_DEFAULT_PAGE_SIZE;
 	l.history = STORE_HISTORY_DEFAULT;
@@ -197,6 +199,12 @@ store_limits_check(const store_limits *l, store_error *err)
 	         l->max_request_id_bytes, 0,
 	         STORE_MAX_REQUEST_ID_BYTES_HARD, "its hard maximum", err)) !=
 	        STORE_OK ||
+	    (rv = store_limit_range("max_caller_bytes", l->max_caller_bytes,
+	         0, STORE_MAX_CALLER_BYTES_HARD, "its hard maximum", err)) !=
+	        STORE_OK ||
+	    (rv = store_limit_range("max_if_version_in",
+	         l->max_if_version_in, 1, STORE_MAX_IF_VERSION_IN_HARD,
+	         "its hard maximum", err)) != STORE_OK ||
 	    (rv = store_limit_range("max_page_size", l->max_page_size, 1,
 	         STORE_MAX_PAGE_SIZE_HARD, "its hard maximum", err)) !=
 	        STORE_OK ||
@@ -289,10 +297,43 @@ store_validate_key(const store_limits *lim, const char *key, size_t key_len,
 	    key, key_len, true, false, err);
 }
 
+/* store_validate_version_in checks an if_version_in list: 1..max
+ * entries, none 0 (versions start at 1). */
 static store_err
-store_validate_precond(const store_write *w, store_error *err)
+store_validate_version_in(
+    const store_limits *lim, const store_precond *p, store_error *err)
+{
+	if (p->n_versions == 0 || p->versions == NULL) {
+		return store_error_set(err, STORE_EINVAL,
+		    "precondition.if_version_in",
+		    "precondition.if_version_in needs at least one version");
+	}
+	if (p->n_versions > lim->max_if_version_in) {
+		return store_error_set(err, STORE_EINVAL,
+		    "precondition.if_version_in",
+		    "precondition.if_version_in has %zu versions, more than "
+		    "max_if_version_in (%u)",
+		    p->n_versions, (unsigned) lim->max_if_version_in);
+	}
+	for (size_t i = 0; i < p->n_versions; i++) {
+		if (p->versions[i] == 0) {
+			return store_error_set(err, STORE_EINVAL,
+			    "precondition.if_version_in",
+			    "precondition.if_version_in[%zu] is 0 (versions "
+			    "start at 1; use if_absent to create)",
+			    i);
+		}
+	}
+	return STORE_OK;
+}
+
+static store_err
+store_validate_precond(
+    const store_limits *lim, const store_write *w, store_error *err)
 {
 	switch (w->precond.kind) {
+	case STORE_PRECOND_IF_VERSION_IN:
+		return store_validate_version_in(lim, &w->precond, err);
 	case STORE_PRECOND_NONE:
 		return store_error_set(err, STORE_EPRECONDITION_REQUIRED,
 		    "precondition",
@@ -370,7 +411,7 @@ store_validate(const store_limits *lim, const store_write *w,
 		}
 		/* FALLTHROUGH */
 	case STORE_OP_DELETE:
-		if ((rv = store_validate_precond(w, err)) != STORE_OK ||
+		if ((rv = store_validate_precond(lim, w, err)) != STORE_OK ||
 		    (rv = store_check_text("author", "max_owner_bytes",
 		         lim->max_owner_bytes, w->author, w->author_len, false,
 		         false, err)) != STORE_OK) {
@@ -396,6 +437,13 @@ store_validate(const store_limits *lim, const store_write *w,
 	if ((rv = store_check_ascii("request_id", "max_request_id_bytes",
 	         lim->max_request_id_bytes, w->request_id, w->request_id_len,
 	         err)) != STORE_OK) {
+		return rv;
+	}
+	/* The caller only scopes a request_id: without one it is unused. */
+	if (w->request_id_len > 0 &&
+	    (rv = store_check_text("caller", "max_caller_bytes",
+	         lim->max_caller_bytes, w->caller, w->caller_len, false,
+	         false, err)) != STORE_OK) {
 		return rv;
 	}
 	store_error_clear(err);
@@ -534,6 +582,13 @@ store_request_hash(const store_limits *lim, const store_write *w)
 		    w->precond.kind == STORE_PRECOND_IF_VERSION
 		        ? w->precond.version
 		        : 0);
+		if (w->precond.kind == STORE_PRECOND_IF_VERSION_IN) {
+			/* As given: a retry resends the same list. */
+			h = store_hash_u64(h, (uint64_t) w->precond.n_versions);
+			for (size_t i = 0; i < w->precond.n_versions; i++) {
+				h = store_hash_u64(h, w->precond.versions[i]);
+			}
+		}
 		h = store_hash_token(h, w);
 		h = store_hash_bytes(h, w->author, w->author_len);
 		break;

@@ -216,11 +216,20 @@ typedef enum store_precond_kind {
 	STORE_PRECOND_IF_ABSENT,    /* no live record may exist */
 	STORE_PRECOND_IF_EXISTS,    /* a live record must exist, any version */
 	STORE_PRECOND_UNCONDITIONAL,
+	STORE_PRECOND_IF_VERSION_IN, /* current version must be one of
+	                              * .versions (an If-Match list) */
 } store_precond_kind;
 
 typedef struct store_precond {
 	store_precond_kind kind;
-	uint64_t version; /* for STORE_PRECOND_IF_VERSION */
+	uint64_t version;          /* for STORE_PRECOND_IF_VERSION */
+	const uint64_t *versions;  /* for STORE_PRECOND_IF_VERSION_IN:
+	                            * borrowed; 1..limits.max_if_version_in
+	                            * entries, each >= 1; duplicates allowed.
+	                            * The request_id's identity covers the
+	                            * list as given (order included): a retry
+	                            * resends the same list */
+	size_t n_versions;
 } store_precond;
 
 /* A lock token: 128 random bits from getrandom(2), shown only to the
@@ -250,7 +259,15 @@ void store_token_format(const store_token *t,
  *   LOCK    key, owner, ttl_ms (0 = default), token? (renew), request_id?
  *   UNLOCK  key, token, request_id?
  * Fields an op does not use are ignored (not validated, not part of the
- * request_id's identity). A renewal sets the owner to the request's. */
+ * request_id's identity). A renewal sets the owner to the request's.
+ *
+ * Request ids are scoped by caller: the store remembers (caller,
+ * request_id), so the same id from two callers is two requests, and a
+ * Lock replayed by another caller is a new Lock attempt (it never returns
+ * the first caller's token). caller is who sent the write as far as the
+ * transport knows (the RPC envelope's client name today, the
+ * authenticated principal once there is one); NULL or "" is one more
+ * caller. It is read only when request_id is given. */
 typedef struct store_write {
 	store_op op;
 	const char *key;
@@ -267,6 +284,9 @@ typedef struct store_write {
 	int64_t ttl_ms;
 	const char *request_id;   /* NULL or "" = not idempotent */
 	size_t request_id_len;
+	const char *caller;       /* request_id's scope; NULL = ""; UTF-8,
+	                           * <= limits.max_caller_bytes */
+	size_t caller_len;
 	const char *author;       /* stored as updated_by; NULL = "" */
 	size_t author_len;
 } store_write;

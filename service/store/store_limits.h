@@ -34,6 +34,18 @@
 #define STORE_MAX_REQUEST_ID_BYTES_DEFAULT 128
 #define STORE_MAX_REQUEST_ID_BYTES_HARD 1024
 
+/* caller: the scope of a request_id (an RPC client name, at most 128
+ * bytes, or "http:" and a peer address). 256 fits both with room; 1024
+ * bounds the key of the request-id tables. */
+#define STORE_MAX_CALLER_BYTES_DEFAULT 256
+#define STORE_MAX_CALLER_BYTES_HARD 1024
+
+/* Precondition if_version_in: the versions a writer accepts (an HTTP
+ * If-Match list). 32 matches the gateway's GW_MAX_ETAGS; 1024 bounds the
+ * linear scan done inside the write transaction. */
+#define STORE_MAX_IF_VERSION_IN_DEFAULT 32
+#define STORE_MAX_IF_VERSION_IN_HARD 1024
+
 /* List pages: 1000 records of metadata is a few hundred KiB. */
 #define STORE_MAX_PAGE_SIZE_DEFAULT 1000
 #define STORE_MAX_PAGE_SIZE_HARD 100000
@@ -63,6 +75,8 @@ typedef struct store_limits {
 	uint32_t max_content_type_bytes;
 	uint32_t max_owner_bytes;
 	uint32_t max_request_id_bytes;
+	uint32_t max_caller_bytes;  /* request_id scope (store_write.caller) */
+	uint32_t max_if_version_in; /* entries of an if_version_in list */
 	uint32_t max_page_size;
 	uint32_t default_page_size;
 	uint32_t history;           /* versions kept per key, current included */

@@ -31,6 +31,12 @@
  * touches one B-tree (v1: a rowid table plus a unique index, and a
  * pruning query per commit), and clients' ids (a prefix and a counter)
  * land on neighbouring pages. meta.req_gen is the current generation.
+ *
+ * v3: request ids are scoped by caller (the RPC envelope's client name
+ * today, the authenticated principal later): the generation tables are
+ * keyed (caller, id), so the same id from two callers is two requests
+ * and a replayed Lock never hands its token to another caller. A caller's
+ * ids still share neighbouring pages.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -119,6 +125,32 @@ static const char *const store_schema_migrations[] = {
      * table it takes, forgetting ids from before the upgrade early). */
     "ALTER TABLE meta ADD COLUMN req_gen INTEGER NOT NULL DEFAULT -1;"
     "PRAGMA user_version = 2;",
+    /* 2 -> 3 */
+#define STORE_SCHEMA_REQ_COLUMNS_V3                                           \
+	" caller BLOB NOT NULL,"                                              \
+	" id BLOB NOT NULL,"                                                  \
+	" hash INTEGER NOT NULL,"                                             \
+	" created_at INTEGER NOT NULL,"                                       \
+	" version INTEGER NOT NULL,"                                          \
+	" revision INTEGER NOT NULL,"                                         \
+	" rec_created_at INTEGER NOT NULL,"                                   \
+	" rec_updated_at INTEGER NOT NULL,"                                   \
+	" flags INTEGER NOT NULL,"                                            \
+	" content_type TEXT NOT NULL,"                                        \
+	" updated_by TEXT NOT NULL,"                                          \
+	" lock_owner TEXT,"                                                   \
+	" lock_expires_at INTEGER,"                                           \
+	" lock_fencing INTEGER,"                                              \
+	" token BLOB,"                                                        \
+	" PRIMARY KEY (caller, id)"
+    /* The ids remembered before the upgrade are forgotten: nobody knows
+     * whose they were, and handing one to the wrong caller is what this
+     * version fixes. */
+    "DROP TABLE requests0;"
+    "DROP TABLE requests1;"
+    "CREATE TABLE requests0 (" STORE_SCHEMA_REQ_COLUMNS_V3 ") WITHOUT ROWID;"
+    "CREATE TABLE requests1 (" STORE_SCHEMA_REQ_COLUMNS_V3 ") WITHOUT ROWID;"
+    "PRAGMA user_version = 3;",
 };
 
 #define STORE_SCHEMA_VERSION                                                  \

@@ -155,14 +155,18 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
 	" flags, content_type, updated_by, lock_owner, lock_expires_at,"      \
 	" lock_fencing, token"
     [STORE_STMT_REQ_GET0] =
-        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests0 WHERE id = ?1",
+        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests0"
+        " WHERE caller = ?1 AND id = ?2",
     [STORE_STMT_REQ_GET1] =
-        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests1 WHERE id = ?1",
+        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests1"
+        " WHERE caller = ?1 AND id = ?2",
 #define STORE_REQ_PUT(table)                                                  \
 	"INSERT OR REPLACE INTO " table " (id, hash, created_at, version,"    \
 	" revision, rec_created_at, rec_updated_at, flags, content_type,"     \
-	" updated_by, lock_owner, lock_expires_at, lock_fencing, token)"      \
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+	" updated_by, lock_owner, lock_expires_at, lock_fencing, token,"     \
+	" caller)"                                                            \
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14," \
+	" ?15)"
     [STORE_STMT_REQ_PUT0] = STORE_REQ_PUT("requests0"),
     [STORE_STMT_REQ_PUT1] = STORE_REQ_PUT("requests1"),
     /* Without a WHERE clause SQLite empties the table wholesale. */
@@ -1256,7 +1260,9 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 	for (int t = 0; t < 2 && rc == SQLITE_DONE; t++) {
 		st = x->c->st[t == 0 ? STORE_STMT_REQ_GET0 : STORE_STMT_REQ_GET1];
 		rc = SQLITE_OK;
-		store_bind_blob(st, 1, w->request_id, w->request_id_len, &rc);
+		store_bind_blob(st, 1, w->caller != NULL ? w->caller : "",
+		    w->caller_len, &rc);
+		store_bind_blob(st, 2, w->request_id, w->request_id_len, &rc);
 		if (rc == SQLITE_OK) {
 			rc = store_sqlite_step(st);
 		}
@@ -1409,6 +1415,8 @@ store_req_remember(store_wctx *x, const store_write *w, uint64_t hash,
 	} else {
 		store_bind_null(st, 14, &rc);
 	}
+	store_bind_blob(st, 15, w->caller != NULL ? w->caller : "",
+	    w->caller_len, &rc);
 	if (rc == SQLITE_OK) {
 		rc = store_sqlite_step(st);
 		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -1566,6 +1574,15 @@ store_precond_ok(const store_write *w, const store_row *row)
 		return live;
 	case STORE_PRECOND_UNCONDITIONAL:
 		return true;
+	case STORE_PRECOND_IF_VERSION_IN:
+		/* Checked here, in the write's transaction: no read-then-CAS
+		 * window, and a retry hashes the same list. */
+		for (size_t i = 0; live && i < w->precond.n_versions; i++) {
+			if (row->version == w->precond.versions[i]) {
+				return true;
+			}
+		}
+		return false;
 	case STORE_PRECOND_NONE:
 		break;
 	}

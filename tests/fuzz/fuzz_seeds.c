@@ -174,6 +174,17 @@ sd_rpc(void)
 	pc.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_VERSION;
 	pc.if_version = 1;
 	sd_rpc1("update_if_version", M_UPDATE, &up.base, NULL);
+	{
+		uint64_t vs[] = {1, 3};
+		Datasync__V1__VersionSet set = DATASYNC__V1__VERSION_SET__INIT;
+
+		set.versions = vs;
+		set.n_versions = 2;
+		pc.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN;
+		pc.if_version_in = &set;
+		sd_rpc1("update_if_version_in", M_UPDATE, &up.base, "rid-2");
+		pc.if_version_in = NULL;
+	}
 	pc.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_EXISTS;
 	pc.if_exists = true;
 	sd_rpc1("update_if_exists", M_UPDATE, &up.base, NULL);

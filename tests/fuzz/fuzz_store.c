@@ -59,6 +59,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	store_limits lim;
 	store_list_req lr;
 	store_list_page page;
+	uint64_t vs[40]; /* over the default max_if_version_in (32) */
+	size_t n_vs;
 
 	if (size < 2) {
 		return 0;
@@ -88,6 +90,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	w.request_id_len = f[5].n;
 	w.precond.kind = (store_precond_kind) (data[1] % 6);
 	w.precond.version = data[1] >> 3;
+	/* if_version_in: the page token's bytes as small versions (0 and
+	 * over-long lists included); the List prefix doubles as caller. */
+	n_vs = f[8].n < sizeof(vs) / sizeof(vs[0]) ? f[8].n
+	                                           : sizeof(vs) / sizeof(vs[0]);
+	for (size_t i = 0; i < n_vs; i++) {
+		vs[i] = (uint8_t) f[8].p[i] % 8;
+	}
+	w.precond.versions = vs;
+	w.precond.n_versions = n_vs;
+	w.caller = f[7].p;
+	w.caller_len = f[7].n;
 	w.ttl_ms = (int64_t) (data[0] >> 2) * 97 - 500;
 	if (f[6].n > 0 &&
 	    store_token_parse(f[6].p, f[6].n, &w.token, &err) == STORE_OK) {

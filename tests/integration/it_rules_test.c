@@ -576,6 +576,165 @@ test_request_id_replay_returns_the_original_result(void **state)
 	nrpc_status_fini(&st);
 }
 
+/* Request ids are scoped by caller (the envelope's client name): two
+ * clients that pick the same id make two requests, and a Lock replayed by
+ * another client with the holder's id is a new attempt, not the token. */
+
+static nrpc_code
+it_put_as(datasync_client *c, const char *key, const char *value,
+    const Datasync__V1__Precondition *p, const char *request_id,
+    uint64_t *version, bool *replayed, nrpc_status *st)
+{
+	Datasync__V1__UpdateRequest req = DATASYNC__V1__UPDATE_REQUEST__INIT;
+	Datasync__V1__UpdateResponse *resp = NULL;
+	nrpc_call_opts o = {0};
+	nrpc_code rv;
+
+	req.key = (char *) key;
+	req.value.data = (uint8_t *) value;
+	req.value.len = strlen(value);
+	req.precondition = (Datasync__V1__Precondition *) p;
+	o.request_id = request_id;
+	rv = datasync_v1_data_sync_update(datasync_rpc(c), &req, &resp, &o, st);
+	if (rv == NRPC_OK) {
+		*version = resp->record->version;
+		*replayed = resp->replayed;
+		datasync__v1__update_response__free_unpacked(resp, NULL);
+	}
+	return rv;
+}
+
+static nrpc_code
+it_lock_as(datasync_client *c, const char *key, const char *request_id,
+    char *token, bool *replayed, nrpc_status *st)
+{
+	Datasync__V1__LockRequest req = DATASYNC__V1__LOCK_REQUEST__INIT;
+	Datasync__V1__LockResponse *resp = NULL;
+	nrpc_call_opts o = {0};
+	nrpc_code rv;
+
+	req.key = (char *) key;
+	req.owner = "ann";
+	req.ttl_ms = 60000;
+	o.request_id = request_id;
+	rv = datasync_v1_data_sync_lock(datasync_rpc(c), &req, &resp, &o, st);
+	if (rv == NRPC_OK) {
+		memcpy(token, resp->lock_token, 33);
+		*replayed = resp->replayed;
+		datasync__v1__lock_response__free_unpacked(resp, NULL);
+	}
+	return rv;
+}
+
+static void
+test_request_ids_are_scoped_by_client_name(void **state)
+{
+	datasync_client *other = NULL;
+	nrpc_status st = {0};
+	Datasync__V1__Precondition force;
+	uint64_t v = 0;
+	bool replayed = true;
+	char tok[33] = {0};
+	char tok2[33] = {0};
+	Datasync__V1__Record *r = NULL;
+
+	(void) state;
+	assert_int_equal(datasync_connect((const char *const[]){it_d.ipc_url},
+	                     1, 5000, "it-rules-other", &other, &st),
+	    NRPC_OK);
+	datasync__v1__precondition__init(&force);
+	force.kind_case = DATASYNC__V1__PRECONDITION__KIND_UNCONDITIONAL;
+	force.unconditional = 1;
+
+	assert_int_equal(it_put_as(it_c, "r6/scoped", "mine", &force,
+	                     "same-id", &v, &replayed, &st),
+	    NRPC_OK);
+	assert_int_equal(v, 1);
+	assert_false(replayed);
+	/* Another client, the same id, another request: applied. */
+	assert_int_equal(it_put_as(other, "r6/scoped", "theirs", &force,
+	                     "same-id", &v, &replayed, &st),
+	    NRPC_OK);
+	assert_int_equal(v, 2);
+	assert_false(replayed);
+	/* Each one's retry replays its own answer. */
+	assert_int_equal(it_put_as(it_c, "r6/scoped", "mine", &force,
+	                     "same-id", &v, &replayed, &st),
+	    NRPC_OK);
+	assert_true(replayed);
+	assert_int_equal(v, 1);
+	assert_int_equal(it_get("r6/scoped", 0, &r, &st), NRPC_OK);
+	assert_int_equal(r->version, 2);
+	datasync__v1__record__free_unpacked(r, NULL);
+
+	/* A Lock and its replay by someone else. */
+	assert_int_equal(
+	    it_lock_as(it_c, "r6/scoped", "lock-r6", tok, &replayed, &st),
+	    NRPC_OK);
+	assert_false(replayed);
+	assert_int_equal(
+	    it_lock_as(other, "r6/scoped", "lock-r6", tok2, &replayed, &st),
+	    NRPC_FAILED_PRECONDITION);
+	assert_status(&st, NRPC_FAILED_PRECONDITION, "LOCKED");
+	assert_string_equal(tok2, "");
+	nrpc_status_fini(&st);
+	/* The holder's own retry still gets the token. */
+	assert_int_equal(
+	    it_lock_as(it_c, "r6/scoped", "lock-r6", tok2, &replayed, &st),
+	    NRPC_OK);
+	assert_true(replayed);
+	assert_string_equal(tok2, tok);
+	assert_int_equal(it_unlock("r6/scoped", tok, &st), NRPC_OK);
+	datasync_close(other);
+}
+
+/* An If-Match list is checked in the write: a retry after the version
+ * moved into the set replays instead of writing again. */
+static void
+test_if_version_in_retry_replays(void **state)
+{
+	nrpc_status st = {0};
+	Datasync__V1__Precondition p;
+	Datasync__V1__VersionSet set = DATASYNC__V1__VERSION_SET__INIT;
+	uint64_t vs[] = {1, 2};
+	uint64_t v = 0;
+	bool replayed = true;
+
+	(void) state;
+	assert_int_equal(it_put("r6/set", "v1", PRE_ABSENT, NULL, &v, &st),
+	    NRPC_OK);
+	datasync__v1__precondition__init(&p);
+	p.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN;
+	p.if_version_in = &set;
+	set.versions = vs;
+	set.n_versions = 2;
+	assert_int_equal(it_put_as(it_c, "r6/set", "v2", &p, "set-id", &v,
+	                     &replayed, &st),
+	    NRPC_OK);
+	assert_int_equal(v, 2);
+	assert_false(replayed);
+	assert_int_equal(it_put_as(it_c, "r6/set", "v2", &p, "set-id", &v,
+	                     &replayed, &st),
+	    NRPC_OK);
+	assert_true(replayed);
+	assert_int_equal(v, 2);
+	/* Not in the set: VERSION_CONFLICT with the current record. */
+	vs[1] = 1;
+	assert_int_equal(it_put_as(it_c, "r6/set", "v3", &p, NULL, &v,
+	                     &replayed, &st),
+	    NRPC_ABORTED);
+	assert_status(&st, NRPC_ABORTED, "VERSION_CONFLICT");
+	assert_true(st.detail_len > 0);
+	nrpc_status_fini(&st);
+	/* Empty: INVALID_ARGUMENT naming the field. */
+	set.n_versions = 0;
+	assert_int_equal(it_put_as(it_c, "r6/set", "v3", &p, NULL, &v,
+	                     &replayed, &st),
+	    NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.field, "precondition.if_version_in");
+	nrpc_status_fini(&st);
+}
+
 /* --- limits and bad input --- */
 
 static void
@@ -730,6 +889,8 @@ main(void)
 	    cmocka_unit_test(
 	        test_expired_lease_cannot_write_even_if_nobody_relocked),
 	    cmocka_unit_test(test_request_id_replay_returns_the_original_result),
+	    cmocka_unit_test(test_request_ids_are_scoped_by_client_name),
+	    cmocka_unit_test(test_if_version_in_retry_replays),
 	    cmocka_unit_test(test_key_limits_at_the_edge),
 	    cmocka_unit_test(test_value_limit_at_the_edge),
 	    cmocka_unit_test(test_list_pages_return_every_key_once),

@@ -515,29 +515,107 @@ test_put_locked_is_423_with_owner_expiry_and_retry_after(void **state)
 }
 
 static void
-test_put_if_match_list_reads_current_then_cas(void **state)
+test_put_if_match_list_plans_one_update_with_the_version_set(void **state)
+{
+	gw_plan p;
+	const Datasync__V1__UpdateRequest *u;
+	const Datasync__V1__DeleteRequest *d;
+
+	(void) state;
+	/* Weak tags and tags that are not ours can never match strongly:
+	 * they are left out of the set. No Get first: the store checks the
+	 * set inside the write, so a retry with the same Idempotency-Key
+	 * hashes the same request and replays. */
+	plan(&p, "PUT", "/v1/records/doc", "v",
+	    H({"If-Match", "\"4\", \"6\", W/\"7\", \"x\", \"0\""},
+	        {"Idempotency-Key", "k"}));
+	assert_int_equal(p.kind, GW_PLAN_RPC);
+	assert_ptr_equal(p.rpc, core.ops[GW_OP_UPDATE]);
+	assert_false(p.read_current);
+	u = (const Datasync__V1__UpdateRequest *) p.req;
+	assert_string_equal(u->key, "doc");
+	assert_string_equal(u->request_id, "k");
+	assert_int_equal(u->precondition->kind_case,
+	    DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN);
+	assert_non_null(u->precondition->if_version_in);
+	assert_int_equal(u->precondition->if_version_in->n_versions, 2);
+	assert_int_equal(u->precondition->if_version_in->versions[0], 4);
+	assert_int_equal(u->precondition->if_version_in->versions[1], 6);
+	gw_plan_fini(&p);
+
+	plan(&p, "DELETE", "/v1/records/doc", NULL,
+	    H({"If-Match", "\"1\",\"2\""}));
+	assert_ptr_equal(p.rpc, core.ops[GW_OP_DELETE]);
+	d = (const Datasync__V1__DeleteRequest *) p.req;
+	assert_int_equal(d->precondition->kind_case,
+	    DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN);
+	assert_int_equal(d->precondition->if_version_in->n_versions, 2);
+	gw_plan_fini(&p);
+}
+
+static void
+test_put_if_match_list_conflict_is_412_with_current_record(void **state)
 {
 	gw_plan p;
 	Datasync__V1__Record cur;
-	Datasync__V1__GetResponse got = DATASYNC__V1__GET_RESPONSE__INIT;
-	const Datasync__V1__UpdateRequest *u;
+	nrpc_status st;
+	json_t *j;
 
 	(void) state;
-	record_init(&cur, "doc", 6);
-	got.record = &cur;
-	plan(&p, "PUT", "/v1/records/doc", "v",
-	    H({"If-Match", "\"4\", \"6\", W/\"7\""}));
+	record_init(&cur, "doc", 5);
+	plan(&p, "PUT", "/v1/records/doc", "mine",
+	    H({"If-Match", "\"3\", \"4\""}));
+	status_set(&st, NRPC_ABORTED, "VERSION_CONFLICT", NULL);
+	status_detail(&st, &cur);
+	assert_int_equal(gw_plan_step(&core, &p, NULL, &st), GW_PLAN_RESPOND);
+	assert_error(&p, 412, "ABORTED", "VERSION_CONFLICT");
+	assert_string_equal(hdr(&p, "ETag"), "\"5\"");
+	j = body_json(&p);
+	assert_string_equal(jstr(j, "current.version"), "5");
+	json_decref(j);
+	nrpc_status_fini(&st);
+	gw_plan_fini(&p);
+}
+
+static void
+test_writes_carry_the_peer_as_caller_and_the_gateway_as_author(void **state)
+{
+	gw_plan p;
+	gw_request req;
+	const gw_header hs[] = {{"If-Match", "\"1\""}, {NULL, NULL}};
+
+	(void) state;
+	memset(&req, 0, sizeof(req));
+	req.method = "PUT";
+	req.uri = "/v1/records/doc";
+	req.headers = hs;
+	req.n_headers = 1;
+	req.peer = "192.0.2.7";
+	gw_plan_init(&p);
+	gw_plan_request(&core, &req, &p);
 	assert_int_equal(p.kind, GW_PLAN_RPC);
-	assert_ptr_equal(p.rpc, core.ops[GW_OP_GET]);
+	assert_string_equal(p.caller, "http:192.0.2.7");
+	/* Without an Author header updated_by stays the gateway's name, not
+	 * the peer's address (shown to every reader). */
 	assert_string_equal(
-	    ((const Datasync__V1__GetRequest *) p.req)->key, "doc");
-	assert_int_equal(
-	    gw_plan_step(&core, &p, &got.base, &ok_status), GW_PLAN_RPC);
-	assert_ptr_equal(p.rpc, core.ops[GW_OP_UPDATE]);
-	u = (const Datasync__V1__UpdateRequest *) p.req;
-	assert_int_equal(u->precondition->kind_case,
-	    DATASYNC__V1__PRECONDITION__KIND_IF_VERSION);
-	assert_int_equal(u->precondition->if_version, 6);
+	    ((const Datasync__V1__UpdateRequest *) p.req)->author,
+	    GW_DEFAULT_AUTHOR);
+	gw_plan_fini(&p);
+
+	req.peer = "2001:db8::1";
+	req.method = "GET";
+	req.n_headers = 0;
+	gw_plan_init(&p);
+	gw_plan_request(&core, &req, &p);
+	assert_string_equal(p.caller, "http:2001:db8::1");
+	gw_plan_fini(&p);
+
+	/* Unknown peer: no override, the gateway's own client name. */
+	req.peer = NULL;
+	gw_plan_init(&p);
+	gw_plan_request(&core, &req, &p);
+	assert_int_equal(p.kind, GW_PLAN_RPC);
+	assert_null(p.caller);
 	gw_plan_fini(&p);
 }
 
@@ -564,8 +642,10 @@ test_put_if_match_list_or_weak_tag_without_match_is_412(void **state)
 	json_decref(j);
 	gw_plan_fini(&p);
 
-	plan(
-	    &p, "PUT", "/v1/records/doc", "v", H({"If-Match", "\"1\",\"2\""}));
+	/* Only tags that cannot match, on a key that does not exist. */
+	plan(&p, "PUT", "/v1/records/doc", "v",
+	    H({"If-Match", "W/\"1\", \"x\""}));
+	assert_true(p.read_current);
 	status_set(&nf, NRPC_NOT_FOUND, "NOT_FOUND", NULL);
 	gw_plan_step(&core, &p, NULL, &nf);
 	assert_error(&p, 412, "ABORTED", "VERSION_CONFLICT");
@@ -1197,7 +1277,12 @@ main(void)
 	        test_put_conflict_is_412_with_current_record_and_its_etag),
 	    cmocka_unit_test(
 	        test_put_locked_is_423_with_owner_expiry_and_retry_after),
-	    cmocka_unit_test(test_put_if_match_list_reads_current_then_cas),
+	    cmocka_unit_test(
+	        test_put_if_match_list_plans_one_update_with_the_version_set),
+	    cmocka_unit_test(
+	        test_put_if_match_list_conflict_is_412_with_current_record),
+	    cmocka_unit_test(
+	        test_writes_carry_the_peer_as_caller_and_the_gateway_as_author),
 	    cmocka_unit_test(
 	        test_put_if_match_list_or_weak_tag_without_match_is_412),
 	    cmocka_unit_test(test_put_body_over_max_value_bytes_is_413_unread),

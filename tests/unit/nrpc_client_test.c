@@ -82,6 +82,15 @@ static void
 h_echo(nrpc_call *call, const Nrpc__V1__Metadata *req, void *arg)
 {
 	(void) arg;
+	if (strcmp(req->key, "who-am-i") == 0) {
+		/* What the server sees as the envelope's client name. */
+		Nrpc__V1__Metadata who = NRPC__V1__METADATA__INIT;
+
+		who.key = req->key;
+		who.value = (char *) nrpc_call_client_name(call);
+		nrpc_call_reply(call, &who.base);
+		return;
+	}
 	nrpc_call_reply(call, &req->base);
 }
 
@@ -603,6 +612,71 @@ test_request_over_client_limit_fails_before_sending(void **state)
 }
 
 static void
+test_call_caller_overrides_the_client_name_for_one_call(void **state)
+{
+	fx *f = *state;
+	const char *urls[1] = {f->url};
+	nrpc_client_config ccfg;
+	nrpc_client *c = NULL;
+	Nrpc__V1__Metadata req = NRPC__V1__METADATA__INIT;
+	ProtobufCMessage *resp = NULL;
+	nrpc_status st = {0};
+	nrpc_call_opts opts;
+	char name[NRPC_MAX_CLIENT_NAME_BYTES + 2];
+	nrpc_server_stats s;
+
+	nrpc_client_config_default(&ccfg);
+	ccfg.urls = urls;
+	ccfg.n_urls = 1;
+	ccfg.client_name = "gateway";
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	req.key = "who-am-i";
+	memset(&opts, 0, sizeof(opts));
+	assert_int_equal(nrpc_client_call(c, &test_methods[0], &req.base, &resp,
+	    &opts, &st), NRPC_OK);
+	assert_string_equal(((Nrpc__V1__Metadata *) resp)->value, "gateway");
+	protobuf_c_message_free_unpacked(resp, NULL);
+	opts.caller = "http:192.0.2.7";
+	assert_int_equal(nrpc_client_call(c, &test_methods[0], &req.base, &resp,
+	    &opts, &st), NRPC_OK);
+	assert_string_equal(
+	    ((Nrpc__V1__Metadata *) resp)->value, "http:192.0.2.7");
+	protobuf_c_message_free_unpacked(resp, NULL);
+	/* At the limit it is sent; one byte more is refused unsent. */
+	memset(name, 'n', sizeof(name));
+	name[NRPC_MAX_CLIENT_NAME_BYTES] = '\0';
+	opts.caller = name;
+	assert_int_equal(nrpc_client_call(c, &test_methods[0], &req.base, &resp,
+	    &opts, &st), NRPC_OK);
+	assert_string_equal(((Nrpc__V1__Metadata *) resp)->value, name);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	name[NRPC_MAX_CLIENT_NAME_BYTES] = 'n';
+	name[NRPC_MAX_CLIENT_NAME_BYTES + 1] = '\0';
+	nrpc_server_stats_get(f->srv, &s);
+	resp = NULL;
+	{
+		uint64_t before = s.received;
+
+		assert_int_equal(nrpc_client_call(c, &test_methods[0],
+		    &req.base, &resp, &opts, &st), NRPC_INVALID_ARGUMENT);
+		assert_null(resp);
+		assert_string_equal(st.reason, "INVALID_ARGUMENT");
+		assert_string_equal(st.field, "caller");
+		assert_non_null(strstr(st.message, "max_client_name_bytes (128)"));
+		nrpc_status_fini(&st);
+		nrpc_server_stats_get(f->srv, &s);
+		assert_int_equal(s.received, before);
+	}
+	/* Not UTF-8. */
+	opts.caller = "\xff";
+	assert_int_equal(nrpc_client_call(c, &test_methods[0], &req.base, &resp,
+	    &opts, &st), NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.field, "caller");
+	nrpc_status_fini(&st);
+	nrpc_client_close(c);
+}
+
+static void
 test_wrong_request_type_is_rejected_without_sending(void **state)
 {
 	fx *f = *state;
@@ -632,6 +706,7 @@ main(void)
 	    T(test_bad_url_fails_open_with_invalid_argument),
 	    T(test_request_over_client_limit_fails_before_sending),
 	    T(test_wrong_request_type_is_rejected_without_sending),
+	    T(test_call_caller_overrides_the_client_name_for_one_call),
 	};
 
 	/* NRPC_TEST_FILTER=<glob> runs a subset, e.g. to loop one test. */

@@ -353,6 +353,27 @@ test_datasync_update_request_round_trips(void **state)
 	pre.kind_case = DATASYNC__V1__PRECONDITION__KIND_UNCONDITIONAL;
 	pre.unconditional = 1;
 	round_trip_all_options(&u.base);
+	/* The set form (an If-Match list): a message inside the oneof,
+	 * versions as strings like every uint64. */
+	{
+		Datasync__V1__VersionSet set = DATASYNC__V1__VERSION_SET__INIT;
+		uint64_t vs[] = {1, UINT64_C(18446744073709551615)};
+
+		set.n_versions = 2;
+		set.versions = vs;
+		pre.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN;
+		pre.if_version_in = &set;
+		text = round_trip(&u.base, NULL);
+		assert_non_null(strstr(text,
+		    "\"precondition\":{\"ifVersionIn\":{\"versions\":[\"1\","
+		    "\"18446744073709551615\"]}}"));
+		ds_free(text);
+		round_trip_all_options(&u.base);
+		/* Empty is representable (the store refuses it). */
+		set.n_versions = 0;
+		round_trip_all_options(&u.base);
+		pre.if_version_in = NULL;
+	}
 	/* No precondition at all is representable too (and refused by the
 	 * service, not by the transcoder). */
 	u.precondition = NULL;

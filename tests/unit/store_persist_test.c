@@ -196,6 +196,103 @@ test_open_refuses_a_schema_newer_than_this_build(void **state)
 	assert_non_null(strstr(err.message, "newer"));
 }
 
+/* spt_query_int reads a one-integer query from db. */
+static int
+spt_query_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int v;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Schema v2 keyed request ids by id alone; v3 keys them (caller, id). A
+ * v2 file opens, keeps its records, and forgets its ids (nobody knows
+ * whose they were). */
+static void
+test_a_v2_database_migrates_to_caller_scoped_request_ids(void **state)
+{
+	stt_fx *fx = *state;
+	sqlite3 *db;
+	store_write_result r;
+	static const char v2_requests[] =
+	    "DROP TABLE requests0; DROP TABLE requests1;"
+	    "CREATE TABLE requests0 (id BLOB NOT NULL PRIMARY KEY,"
+	    " hash INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+	    " version INTEGER NOT NULL, revision INTEGER NOT NULL,"
+	    " rec_created_at INTEGER NOT NULL, rec_updated_at INTEGER NOT NULL,"
+	    " flags INTEGER NOT NULL, content_type TEXT NOT NULL,"
+	    " updated_by TEXT NOT NULL, lock_owner TEXT,"
+	    " lock_expires_at INTEGER, lock_fencing INTEGER, token BLOB)"
+	    " WITHOUT ROWID;"
+	    "CREATE TABLE requests1 (id BLOB NOT NULL PRIMARY KEY,"
+	    " hash INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+	    " version INTEGER NOT NULL, revision INTEGER NOT NULL,"
+	    " rec_created_at INTEGER NOT NULL, rec_updated_at INTEGER NOT NULL,"
+	    " flags INTEGER NOT NULL, content_type TEXT NOT NULL,"
+	    " updated_by TEXT NOT NULL, lock_owner TEXT,"
+	    " lock_expires_at INTEGER, lock_fencing INTEGER, token BLOB)"
+	    " WITHOUT ROWID;"
+	    "INSERT INTO requests0 VALUES (CAST('old-id' AS BLOB), 42, 0, 1, 1,"
+	    " 0, 0, 0, 'text/plain', '', NULL, NULL, NULL, NULL);"
+	    "PRAGMA user_version = 2;";
+
+	(void) stt_put(fx->c, "doc", "kept");
+	store_conn_close(fx->c);
+	fx->c = NULL;
+	store_close(fx->s);
+	fx->s = NULL;
+	/* Turn the file back into what a v2 build left. */
+	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, v2_requests, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	stt_fx_reopen(fx);
+	assert_int_equal(stt_version(fx->c, "doc"), 1);
+	/* The old id is gone: another request under it is applied. */
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_with_rid(stt_update("doc", "new",
+	                                      STORE_PRECOND_IF_VERSION, 1),
+	                         "old-id"),
+	                     &r),
+	    STORE_OK);
+	assert_false(r.replayed);
+	store_write_result_fini(&r);
+	/* And ids work, scoped, after the upgrade. */
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_with_caller(stt_with_rid(stt_update("doc",
+	                                                      "new",
+	                                                      STORE_PRECOND_IF_VERSION,
+	                                                      1),
+	                                         "old-id"),
+	                         "someone"),
+	                     &r),
+	    STORE_ECONFLICT);
+	store_write_result_fini(&r);
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_with_rid(stt_update("doc", "new",
+	                                      STORE_PRECOND_IF_VERSION, 1),
+	                         "old-id"),
+	                     &r),
+	    STORE_OK);
+	assert_true(r.replayed);
+	store_write_result_fini(&r);
+	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
+
+	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+	assert_int_equal(spt_query_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(spt_query_int(db,
+	                     "SELECT count(*) FROM pragma_table_info('requests1')"
+	                     " WHERE name = 'caller' AND pk = 1"),
+	    1);
+	sqlite3_close(db);
+}
+
 /* spt_holder: a foreign connection that holds SQLite's write lock for a
  * while, as another process would. */
 typedef struct spt_holder {
@@ -308,6 +405,7 @@ main(void)
 	    T(test_a_foreign_write_lock_is_waited_out_not_reported_busy),
 	    T(test_two_stores_on_one_file_share_it),
 	    cmocka_unit_test(test_memory_stores_are_private),
+	    T(test_a_v2_database_migrates_to_caller_scoped_request_ids),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

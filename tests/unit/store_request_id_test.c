@@ -327,6 +327,138 @@ test_request_ids_are_remembered_across_keys_and_ops(void **state)
 	assert_int_equal(stt_version(fx->c, "b"), 0);
 }
 
+/* --- request ids are scoped by caller (issue 9 item 5, review #4) --- */
+
+static void
+test_same_request_id_from_two_callers_is_two_requests(void **state)
+{
+	stt_fx *fx = *state;
+	store_write a = stt_with_caller(
+	    stt_with_rid(stt_update("doc", "from ann", STORE_PRECOND_UNCONDITIONAL,
+	                     0),
+	        "k"),
+	    "ann-client");
+	store_write b = stt_with_caller(
+	    stt_with_rid(stt_update("doc", "from bob", STORE_PRECOND_UNCONDITIONAL,
+	                     0),
+	        "k"),
+	    "bob-client");
+	store_write_result ra;
+	store_write_result rb;
+
+	assert_int_equal(stt_apply(fx->c, a, &ra), STORE_OK);
+	assert_false(ra.replayed);
+	assert_int_equal(ra.record.version, 1);
+	store_write_result_fini(&ra);
+	/* Another request under the same id, from someone else: applied,
+	 * not REQUEST_ID_REUSED. */
+	assert_int_equal(stt_apply(fx->c, b, &rb), STORE_OK);
+	assert_false(rb.replayed);
+	assert_int_equal(rb.record.version, 2);
+	store_write_result_fini(&rb);
+	/* Each caller's retry replays its own answer. */
+	assert_int_equal(stt_apply(fx->c, a, &ra), STORE_OK);
+	assert_true(ra.replayed);
+	assert_int_equal(ra.record.version, 1);
+	stt_assert_value(&ra.record, "from ann");
+	assert_int_equal(stt_apply(fx->c, b, &rb), STORE_OK);
+	assert_true(rb.replayed);
+	assert_int_equal(rb.record.version, 2);
+	stt_assert_value(&rb.record, "from bob");
+	store_write_result_fini(&ra);
+	store_write_result_fini(&rb);
+	assert_int_equal(stt_revision(fx->c), 2);
+	/* The unscoped caller ("") is one more caller. */
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_with_rid(stt_update("doc", "anon",
+	                                      STORE_PRECOND_IF_VERSION, 2),
+	                         "k")),
+	    STORE_OK);
+	assert_int_equal(stt_version(fx->c, "doc"), 3);
+}
+
+static void
+test_lock_replayed_by_another_caller_is_a_new_lock_attempt(void **state)
+{
+	stt_fx *fx = *state;
+	store_write w = stt_with_rid(stt_lock("doc", "ann", 5000), "lock-doc");
+	store_write_result a;
+	store_write_result b;
+	store_write_result again;
+	static const store_token zero;
+
+	(void) stt_put(fx->c, "doc", "v1");
+	assert_int_equal(
+	    stt_apply(fx->c, stt_with_caller(w, "ann-client"), &a), STORE_OK);
+	/* Same id, same owner, same ttl: the whole identity of the Lock, but
+	 * from another caller. It must not get ann's token. */
+	assert_int_equal(stt_apply(fx->c, stt_with_caller(w, "mallory"), &b),
+	    STORE_ELOCKED);
+	assert_string_equal(store_reason(b.error.code), "LOCKED");
+	assert_false(b.replayed);
+	assert_memory_equal(b.token.b, zero.b, STORE_TOKEN_BYTES);
+	assert_true(b.record.locked);
+	assert_string_equal(b.record.lock.owner, "ann");
+	/* The holder's own retry still gets its answer. */
+	assert_int_equal(
+	    stt_apply(fx->c, stt_with_caller(w, "ann-client"), &again),
+	    STORE_OK);
+	assert_true(again.replayed);
+	assert_memory_equal(again.token.b, a.token.b, STORE_TOKEN_BYTES);
+	assert_int_equal(again.record.lock.fencing_token,
+	    a.record.lock.fencing_token);
+	store_write_result_fini(&a);
+	store_write_result_fini(&b);
+	store_write_result_fini(&again);
+}
+
+static void
+test_caller_is_checked_against_max_caller_bytes(void **state)
+{
+	store_limits lim = store_limits_default();
+	stt_fx *fx;
+	char name[9];
+	store_write_result r;
+
+	(void) state;
+	lim.max_caller_bytes = 8;
+	fx = stt_fx_new(&lim, false);
+	memset(name, 'c', sizeof(name));
+	/* At the limit. */
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_with_caller(stt_with_rid(stt_update("doc",
+	                                                      "v",
+	                                                      STORE_PRECOND_UNCONDITIONAL,
+	                                                      0),
+	                                         "r1"),
+	                         "cccccccc")),
+	    STORE_OK);
+	/* One past it. */
+	memset(&r, 0, sizeof(r));
+	{
+		store_write w = stt_with_rid(
+		    stt_update("doc", "v", STORE_PRECOND_UNCONDITIONAL, 0),
+		    "r2");
+
+		w.caller = name;
+		w.caller_len = sizeof(name);
+		assert_int_equal(store_apply(fx->c, &w, &r), STORE_ETOOLARGE);
+	}
+	assert_string_equal(r.error.field, "caller");
+	assert_non_null(strstr(r.error.message, "max_caller_bytes (8)"));
+	store_write_result_fini(&r);
+	/* Without a request_id the caller is not used, hence not checked. */
+	{
+		store_write w =
+		    stt_update("doc", "v", STORE_PRECOND_UNCONDITIONAL, 0);
+
+		w.caller = name;
+		w.caller_len = sizeof(name);
+		assert_int_equal(stt_apply0(fx->c, w), STORE_OK);
+	}
+	stt_fx_free(fx);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, stt_setup_mem, stt_teardown)
 
 int
@@ -343,6 +475,9 @@ main(void)
 	    cmocka_unit_test(
 	        test_expired_request_ids_are_dropped_when_their_generation_is_reused),
 	    T(test_request_ids_are_remembered_across_keys_and_ops),
+	    T(test_same_request_id_from_two_callers_is_two_requests),
+	    T(test_lock_replayed_by_another_caller_is_a_new_lock_attempt),
+	    cmocka_unit_test(test_caller_is_checked_against_max_caller_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -189,6 +189,27 @@ stt_with_rid(store_write w, const char *rid)
 	return w;
 }
 
+/* stt_with_caller scopes w's request_id to caller. */
+static inline store_write
+stt_with_caller(store_write w, const char *caller)
+{
+	w.caller = caller;
+	w.caller_len = strlen(caller);
+	return w;
+}
+
+/* stt_if_version_in makes w's precondition "one of vs[0..n)" (borrowed:
+ * vs must outlive w's use). */
+static inline store_write
+stt_if_version_in(store_write w, const uint64_t *vs, size_t n)
+{
+	w.precond.kind = STORE_PRECOND_IF_VERSION_IN;
+	w.precond.version = 0;
+	w.precond.versions = vs;
+	w.precond.n_versions = n;
+	return w;
+}
+
 static inline store_write
 stt_with_author(store_write w, const char *author)
 {

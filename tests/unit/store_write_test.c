@@ -655,6 +655,202 @@ test_keys_are_exact_bytes(void **state)
 	assert_int_equal(stt_revision(fx->c), 3);
 }
 
+/* --- if_version_in: an If-Match list checked in the write's
+ * transaction (issue 9 item 7, review #9) --- */
+
+static void
+test_if_version_in_applies_when_the_version_is_in_the_set(void **state)
+{
+	stt_fx *fx = *state;
+	static const uint64_t vs[] = {7, 2, 3};
+	store_write_result r;
+
+	(void) stt_put(fx->c, "doc", "v1");
+	(void) stt_put(fx->c, "doc", "v2");
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_if_version_in(stt_update("doc", "v3", 0, 0),
+	                         vs, 3),
+	                     &r),
+	    STORE_OK);
+	assert_int_equal(r.record.version, 3);
+	store_write_result_fini(&r);
+	/* 3 is in the set too: still a compare-and-set per write. */
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_if_version_in(stt_delete("doc", 0, 0), vs, 3)),
+	    STORE_OK);
+	assert_int_equal(stt_version(fx->c, "doc"), 0);
+}
+
+static void
+test_if_version_in_without_the_version_conflicts_with_current(void **state)
+{
+	stt_fx *fx = *state;
+	static const uint64_t vs[] = {1, 3};
+	store_write_result r;
+
+	(void) stt_put(fx->c, "doc", "v1");
+	(void) stt_put(fx->c, "doc", "current");
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_if_version_in(stt_update("doc", "x", 0, 0),
+	                         vs, 2),
+	                     &r),
+	    STORE_ECONFLICT);
+	assert_string_equal(store_reason(r.error.code), "VERSION_CONFLICT");
+	assert_int_equal(r.record.version, 2);
+	assert_false(r.record.deleted);
+	stt_assert_value(&r.record, "current");
+	store_write_result_fini(&r);
+	/* A key that never existed: version 0, which no set can name. */
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_if_version_in(stt_update("nokey", "x", 0, 0),
+	                         vs, 2),
+	                     &r),
+	    STORE_ECONFLICT);
+	assert_int_equal(r.record.version, 0);
+	store_write_result_fini(&r);
+	assert_int_equal(stt_version(fx->c, "doc"), 2);
+	assert_int_equal(stt_revision(fx->c), 2);
+}
+
+static void
+test_if_version_in_never_matches_a_tombstone(void **state)
+{
+	stt_fx *fx = *state;
+	static const uint64_t vs[] = {1, 2};
+	store_write_result r;
+
+	(void) stt_put(fx->c, "doc", "v1");
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_delete("doc", STORE_PRECOND_IF_VERSION, 1)),
+	    STORE_OK);
+	/* Version 2 is the tombstone's: named, but not a live record. */
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_if_version_in(stt_update("doc", "x", 0, 0),
+	                         vs, 2),
+	                     &r),
+	    STORE_ECONFLICT);
+	assert_true(r.record.deleted);
+	assert_int_equal(r.record.version, 2);
+	store_write_result_fini(&r);
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_if_version_in(stt_delete("doc", 0, 0), vs, 2)),
+	    STORE_ECONFLICT);
+	assert_int_equal(stt_revision(fx->c), 2);
+}
+
+static void
+test_if_version_in_respects_a_lock(void **state)
+{
+	stt_fx *fx = *state;
+	static const uint64_t vs[] = {5, 1};
+	static const uint64_t stale[] = {5};
+	store_write_result l;
+
+	(void) stt_put(fx->c, "doc", "v1");
+	assert_int_equal(stt_apply(fx->c, stt_lock("doc", "ann", 10000), &l),
+	    STORE_OK);
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_if_version_in(stt_update("doc", "x", 0, 0),
+	                         vs, 2)),
+	    STORE_ELOCKED);
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_with_token(stt_if_version_in(stt_update("doc",
+	                                                          "x", 0, 0),
+	                                        stale, 1),
+	                         &l.token)),
+	    STORE_ECONFLICT);
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_with_token(stt_if_version_in(stt_update("doc",
+	                                                          "x", 0, 0),
+	                                        vs, 2),
+	                         &l.token)),
+	    STORE_OK);
+	assert_int_equal(stt_version(fx->c, "doc"), 2);
+	store_write_result_fini(&l);
+}
+
+static void
+test_if_version_in_empty_zero_or_over_the_limit_is_invalid(void **state)
+{
+	store_limits lim = store_limits_default();
+	uint64_t vs[5] = {1, 2, 3, 4, 5};
+	static const uint64_t zero[] = {1, 0};
+	store_write_result r;
+	stt_fx *fx;
+
+	(void) state;
+	lim.max_if_version_in = 4;
+	fx = stt_fx_new(&lim, false);
+	(void) stt_put(fx->c, "doc", "v1");
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_if_version_in(stt_update("doc", "x", 0, 0),
+	                         vs, 0),
+	                     &r),
+	    STORE_EINVAL);
+	assert_string_equal(r.error.field, "precondition.if_version_in");
+	assert_non_null(strstr(r.error.message, "at least one version"));
+	store_write_result_fini(&r);
+	/* limit + 1 */
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_if_version_in(stt_update("doc", "x", 0, 0),
+	                         vs, 5),
+	                     &r),
+	    STORE_EINVAL);
+	assert_string_equal(r.error.field, "precondition.if_version_in");
+	assert_non_null(strstr(r.error.message, "max_if_version_in (4)"));
+	store_write_result_fini(&r);
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_if_version_in(stt_update("doc", "x", 0, 0),
+	                         zero, 2),
+	                     &r),
+	    STORE_EINVAL);
+	assert_string_equal(r.error.field, "precondition.if_version_in");
+	store_write_result_fini(&r);
+	assert_int_equal(stt_revision(fx->c), 1);
+	/* At the limit. */
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_if_version_in(stt_update("doc", "x", 0, 0),
+	                         vs, 4)),
+	    STORE_OK);
+	stt_fx_free(fx);
+	/* The limit itself has a hard maximum. */
+	lim.max_if_version_in = STORE_MAX_IF_VERSION_IN_HARD + 1;
+	assert_int_equal(store_limits_check(&lim, &r.error), STORE_EINVAL);
+	assert_string_equal(r.error.field, "max_if_version_in");
+	lim.max_if_version_in = STORE_MAX_IF_VERSION_IN_HARD;
+	assert_int_equal(store_limits_check(&lim, &r.error), STORE_OK);
+}
+
+static void
+test_if_version_in_retry_replays_after_the_version_moved(void **state)
+{
+	stt_fx *fx = *state;
+	static const uint64_t vs[] = {1, 2};
+	static const uint64_t other_order[] = {2, 1};
+	store_write w;
+	store_write_result r;
+
+	(void) stt_put(fx->c, "doc", "v1");
+	w = stt_with_rid(stt_if_version_in(stt_update("doc", "mine", 0, 0), vs,
+	                     2),
+	    "k");
+	assert_int_equal(stt_apply0(fx->c, w), STORE_OK);
+	/* The reply was lost. The version is now 2, which is in the set:
+	 * without the replay this retry would write again. */
+	assert_int_equal(stt_apply(fx->c, w, &r), STORE_OK);
+	assert_true(r.replayed);
+	assert_int_equal(r.record.version, 2);
+	store_write_result_fini(&r);
+	assert_int_equal(stt_version(fx->c, "doc"), 2);
+	/* The identity is the list as given. */
+	assert_int_equal(stt_apply0(fx->c,
+	                     stt_with_rid(stt_if_version_in(stt_update("doc",
+	                                                        "mine", 0, 0),
+	                                      other_order, 2),
+	                         "k")),
+	    STORE_EREQUEST_ID_REUSED);
+}
+
 static void
 test_integrity_check_reports_ok(void **state)
 {
@@ -695,6 +891,13 @@ main(void)
 	    T(test_get_validates_the_key),
 	    T(test_keys_are_exact_bytes),
 	    T(test_integrity_check_reports_ok),
+	    T(test_if_version_in_applies_when_the_version_is_in_the_set),
+	    T(test_if_version_in_without_the_version_conflicts_with_current),
+	    T(test_if_version_in_never_matches_a_tombstone),
+	    T(test_if_version_in_respects_a_lock),
+	    cmocka_unit_test(
+	        test_if_version_in_empty_zero_or_over_the_limit_is_invalid),
+	    T(test_if_version_in_retry_replays_after_the_version_moved),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -142,6 +142,51 @@ void   datasync__v1__precondition__free_unpacked
   assert(message->base.descriptor == &datasync__v1__precondition__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   datasync__v1__version_set__init
+                     (Datasync__V1__VersionSet         *message)
+{
+  static const Datasync__V1__VersionSet init_value = DATASYNC__V1__VERSION_SET__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__version_set__get_packed_size
+                     (const Datasync__V1__VersionSet *message)
+{
+  assert(message->base.descriptor == &datasync__v1__version_set__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__version_set__pack
+                     (const Datasync__V1__VersionSet *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__version_set__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__version_set__pack_to_buffer
+                     (const Datasync__V1__VersionSet *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__version_set__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__VersionSet *
+       datasync__v1__version_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__VersionSet *)
+     protobuf_c_message_unpack (&datasync__v1__version_set__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__version_set__free_unpacked
+                     (Datasync__V1__VersionSet *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__version_set__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   datasync__v1__get_request__init
                      (Datasync__V1__GetRequest         *message)
 {
@@ -901,7 +946,7 @@ const ProtobufCMessageDescriptor datasync__v1__record__descriptor =
   (ProtobufCMessageInit) datasync__v1__record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor datasync__v1__precondition__field_descriptors[4] =
+static const ProtobufCFieldDescriptor datasync__v1__precondition__field_descriptors[5] =
 {
   {
     "if_version",
@@ -951,17 +996,30 @@ static const ProtobufCFieldDescriptor datasync__v1__precondition__field_descript
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "if_version_in",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Datasync__V1__Precondition, kind_case),
+    offsetof(Datasync__V1__Precondition, if_version_in),
+    &datasync__v1__version_set__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned datasync__v1__precondition__field_indices_by_name[] = {
   1,   /* field[1] = if_absent */
   2,   /* field[2] = if_exists */
   0,   /* field[0] = if_version */
+  4,   /* field[4] = if_version_in */
   3,   /* field[3] = unconditional */
 };
 static const ProtobufCIntRange datasync__v1__precondition__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor datasync__v1__precondition__descriptor =
 {
@@ -971,11 +1029,49 @@ const ProtobufCMessageDescriptor datasync__v1__precondition__descriptor =
   "Datasync__V1__Precondition",
   "datasync.v1",
   sizeof(Datasync__V1__Precondition),
-  4,
+  5,
   datasync__v1__precondition__field_descriptors,
   datasync__v1__precondition__field_indices_by_name,
   1,  datasync__v1__precondition__number_ranges,
   (ProtobufCMessageInit) datasync__v1__precondition__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__version_set__field_descriptors[1] =
+{
+  {
+    "versions",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Datasync__V1__VersionSet, n_versions),
+    offsetof(Datasync__V1__VersionSet, versions),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__version_set__field_indices_by_name[] = {
+  0,   /* field[0] = versions */
+};
+static const ProtobufCIntRange datasync__v1__version_set__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor datasync__v1__version_set__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.VersionSet",
+  "VersionSet",
+  "Datasync__V1__VersionSet",
+  "datasync.v1",
+  sizeof(Datasync__V1__VersionSet),
+  1,
+  datasync__v1__version_set__field_descriptors,
+  datasync__v1__version_set__field_indices_by_name,
+  1,  datasync__v1__version_set__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__version_set__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor datasync__v1__get_request__field_descriptors[2] =

@@ -18,6 +18,7 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Datasync__V1__LockInfo Datasync__V1__LockInfo;
 typedef struct Datasync__V1__Record Datasync__V1__Record;
 typedef struct Datasync__V1__Precondition Datasync__V1__Precondition;
+typedef struct Datasync__V1__VersionSet Datasync__V1__VersionSet;
 typedef struct Datasync__V1__GetRequest Datasync__V1__GetRequest;
 typedef struct Datasync__V1__GetResponse Datasync__V1__GetResponse;
 typedef struct Datasync__V1__UpdateRequest Datasync__V1__UpdateRequest;
@@ -97,7 +98,8 @@ typedef enum {
   DATASYNC__V1__PRECONDITION__KIND_IF_VERSION = 1,
   DATASYNC__V1__PRECONDITION__KIND_IF_ABSENT = 2,
   DATASYNC__V1__PRECONDITION__KIND_IF_EXISTS = 3,
-  DATASYNC__V1__PRECONDITION__KIND_UNCONDITIONAL = 4
+  DATASYNC__V1__PRECONDITION__KIND_UNCONDITIONAL = 4,
+  DATASYNC__V1__PRECONDITION__KIND_IF_VERSION_IN = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(DATASYNC__V1__PRECONDITION__KIND__CASE)
 } Datasync__V1__Precondition__KindCase;
 
@@ -126,11 +128,36 @@ struct  Datasync__V1__Precondition
      * overwrite whatever is there
      */
     protobuf_c_boolean unconditional;
+    /*
+     * The record's version must be one of these (an HTTP If-Match list).
+     * Checked by the store inside the write's transaction, so a retry
+     * with the same request_id replays the first answer. A oneof cannot
+     * hold a repeated field, hence the wrapper message.
+     */
+    Datasync__V1__VersionSet *if_version_in;
   };
 };
 #define DATASYNC__V1__PRECONDITION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__precondition__descriptor) \
     , DATASYNC__V1__PRECONDITION__KIND__NOT_SET, {0} }
+
+
+/*
+ * VersionSet: 1..max_if_version_in versions (the server's limit, default
+ * 32, hard maximum 1024; store_limits.h STORE_MAX_IF_VERSION_IN_*), each
+ * >= 1. More, none or a 0 -> INVALID_ARGUMENT naming
+ * precondition.if_version_in. The request_id's identity covers the list
+ * as given, order included: a retry must resend the same list.
+ */
+struct  Datasync__V1__VersionSet
+{
+  ProtobufCMessage base;
+  size_t n_versions;
+  uint64_t *versions;
+};
+#define DATASYNC__V1__VERSION_SET__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__version_set__descriptor) \
+    , 0,NULL }
 
 
 struct  Datasync__V1__GetRequest
@@ -390,6 +417,25 @@ Datasync__V1__Precondition *
 void   datasync__v1__precondition__free_unpacked
                      (Datasync__V1__Precondition *message,
                       ProtobufCAllocator *allocator);
+/* Datasync__V1__VersionSet methods */
+void   datasync__v1__version_set__init
+                     (Datasync__V1__VersionSet         *message);
+size_t datasync__v1__version_set__get_packed_size
+                     (const Datasync__V1__VersionSet   *message);
+size_t datasync__v1__version_set__pack
+                     (const Datasync__V1__VersionSet   *message,
+                      uint8_t             *out);
+size_t datasync__v1__version_set__pack_to_buffer
+                     (const Datasync__V1__VersionSet   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__VersionSet *
+       datasync__v1__version_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__version_set__free_unpacked
+                     (Datasync__V1__VersionSet *message,
+                      ProtobufCAllocator *allocator);
 /* Datasync__V1__GetRequest methods */
 void   datasync__v1__get_request__init
                      (Datasync__V1__GetRequest         *message);
@@ -629,6 +675,9 @@ typedef void (*Datasync__V1__Record_Closure)
 typedef void (*Datasync__V1__Precondition_Closure)
                  (const Datasync__V1__Precondition *message,
                   void *closure_data);
+typedef void (*Datasync__V1__VersionSet_Closure)
+                 (const Datasync__V1__VersionSet *message,
+                  void *closure_data);
 typedef void (*Datasync__V1__GetRequest_Closure)
                  (const Datasync__V1__GetRequest *message,
                   void *closure_data);
@@ -740,6 +789,7 @@ void datasync__v1__data_sync__list(ProtobufCService *service,
 extern const ProtobufCMessageDescriptor datasync__v1__lock_info__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__record__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__precondition__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__version_set__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__get_request__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__get_response__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__update_request__descriptor;
