@@ -216,16 +216,50 @@ nrpc_strings_malformed(const nrpc_strings_walk *w)
 
 /* --- the walk --- */
 
+/* nrpc_strings_ascii returns the length of the longest prefix of s[0..n)
+ * that is ASCII without a NUL, looking at 8 bytes at a time: keys, tokens
+ * and names almost always are, and this is the check's hot loop. */
+static size_t
+nrpc_strings_ascii(const uint8_t *s, size_t n)
+{
+	const uint64_t ones = UINT64_C(0x0101010101010101);
+	const uint64_t highs = UINT64_C(0x8080808080808080);
+	size_t i = 0;
+
+	for (; n - i >= 8; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, s + i, 8);
+		/* a byte >= 0x80, or a zero byte (w - ones) & ~w flags */
+		if (((w | ((w - ones) & ~w)) & highs) != 0) {
+			break;
+		}
+	}
+	while (i < n && s[i] != 0 && s[i] < 0x80) {
+		i++;
+	}
+	return i;
+}
+
 /* nrpc_strings_text is true when s[0..n) is a string protobuf-c keeps
  * whole and we accept: UTF-8 without a NUL. *nul is set to the offset of
  * the first NUL, or n when there is none. */
 static bool
 nrpc_strings_text(const uint8_t *s, size_t n, size_t *nul)
 {
-	const uint8_t *z = n > 0 ? memchr(s, 0, n) : NULL;
+	size_t i = nrpc_strings_ascii(s, n);
+	const uint8_t *z;
 
-	*nul = z != NULL ? (size_t) (z - s) : n;
-	return z == NULL && ds_utf8_valid(s, n);
+	*nul = n;
+	if (i == n) {
+		return true;
+	}
+	/* s[i] is the first non-ASCII byte or NUL, on a character boundary. */
+	if ((z = memchr(s + i, 0, n - i)) != NULL) {
+		*nul = (size_t) (z - s);
+		return false;
+	}
+	return ds_utf8_valid(s + i, n - i);
 }
 
 static nrpc_code

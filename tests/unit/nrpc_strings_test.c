@@ -181,6 +181,45 @@ test_bytes_and_unknown_fields_with_nul_and_bad_utf8_are_accepted(void **state)
 	assert_memory_equal(u->value.data, junk, sizeof(junk));
 }
 
+/* The scan looks at 8 bytes at a time: a NUL, a stray byte or a valid
+ * multi-byte character at every offset of a long string, including each
+ * word boundary and the tail. */
+static void
+test_every_offset_of_a_long_string_is_checked(void **state)
+{
+	char s[40];
+	char want[64];
+	test_wire w;
+
+	(void) state;
+	for (size_t at = 0; at + 2 <= sizeof(s); at++) {
+		test_result r;
+
+		memset(s, 'k', sizeof(s));
+		s[at] = '\0';
+		test_update_key(&w, s, sizeof(s));
+		r = test_decode(&datasync__v1__update_request__descriptor, &w);
+		(void) snprintf(want, sizeof(want), "NUL byte (at byte %zu)", at);
+		test_assert_refused(&r, "key", want);
+
+		s[at] = (char) 0xff;
+		test_update_key(&w, s, sizeof(s));
+		r = test_decode(&datasync__v1__update_request__descriptor, &w);
+		test_assert_refused(&r, "key", "not valid UTF-8");
+
+		s[at] = (char) 0xc3; /* U+00E9 across the next byte */
+		s[at + 1] = (char) 0xa9;
+		test_update_key(&w, s, sizeof(s));
+		r = test_decode(&datasync__v1__update_request__descriptor, &w);
+		assert_int_equal(r.code, NRPC_OK);
+
+		s[at + 1] = 'k'; /* a lead byte without its continuation */
+		test_update_key(&w, s, sizeof(s));
+		r = test_decode(&datasync__v1__update_request__descriptor, &w);
+		test_assert_refused(&r, "key", "not valid UTF-8");
+	}
+}
+
 /* --- refused strings --- */
 
 static void
@@ -560,6 +599,7 @@ main(void)
 	    cmocka_unit_test(
 		test_bytes_and_unknown_fields_with_nul_and_bad_utf8_are_accepted),
 	    cmocka_unit_test(test_update_key_with_nul_is_refused_naming_key),
+	    cmocka_unit_test(test_every_offset_of_a_long_string_is_checked),
 	    cmocka_unit_test(
 		test_each_invalid_utf8_class_is_refused_naming_the_field),
 	    cmocka_unit_test(test_every_datasync_request_string_is_checked),
