@@ -126,6 +126,15 @@ nrpc_code nrpc_status_set_detail_bytes(nrpc_status *st, const char *type_name,
 #define NRPC_MAX_CLIENT_NAME_BYTES 128
 #define NRPC_MAX_METADATA 64
 #define NRPC_MAX_METADATA_BYTES 4096 /* one key or value */
+/* Message nesting in a request (envelope and body), checked on the wire
+ * before protobuf-c decodes it (nrpc_strings_check): protobuf-c recurses
+ * once per level with no limit of its own, so a body of a million nested
+ * empty messages would exhaust a worker's stack. The top message is depth
+ * 1; datasync's requests nest 2 deep. The hard maximum is protobuf's own
+ * parsers' default recursion limit; it also bounds the checker's stack
+ * (one small frame per level). */
+#define NRPC_MAX_BODY_DEPTH_DEFAULT 32
+#define NRPC_MAX_BODY_DEPTH_HARD 100
 /* Client per-call deadline when none is configured. */
 #define NRPC_TIMEOUT_DEFAULT_MS 10000
 

@@ -368,6 +368,12 @@ nrpc_envelope_decode_request(const uint8_t *buf, size_t len, size_t max,
 	if ((rv = nrpc_envelope_check_size(len, max, st)) != NRPC_OK) {
 		return rv;
 	}
+	/* protobuf-c cuts method and metadata at a NUL (the strnlen checks
+	 * below cannot see past it): refuse such strings on the wire. */
+	if ((rv = nrpc_strings_check(&nrpc__v1__request__descriptor, buf, len,
+	    NRPC_MAX_BODY_DEPTH_DEFAULT, "envelope", reason, st)) != NRPC_OK) {
+		return rv;
+	}
 	if ((env = nrpc__v1__request__unpack(&a->pa, len, buf)) == NULL) {
 		if ((rv = nrpc_envelope_arena_failed(a, "envelope", st)) !=
 		    NRPC_OK) {
@@ -419,6 +425,12 @@ nrpc_envelope_decode_body(const ProtobufCMessageDescriptor *d,
 	ProtobufCMessage *m;
 	nrpc_code rv;
 
+	/* Every method of every service: a string cut at a NUL or not UTF-8
+	 * never reaches a handler (review 80a70b6 #5). */
+	if ((rv = nrpc_strings_check(d, buf, len, NRPC_MAX_BODY_DEPTH_DEFAULT,
+	    "body", "MALFORMED_BODY", st)) != NRPC_OK) {
+		return rv;
+	}
 	if ((m = protobuf_c_message_unpack(d, &a->pa, len, buf)) == NULL) {
 		if ((rv = nrpc_envelope_arena_failed(a, "body", st)) != NRPC_OK) {
 			return rv;

@@ -149,16 +149,20 @@ void nrpc_envelope_write_reply(const nrpc_reply_plan *p, uint8_t *out);
 /* nrpc_envelope_decode_request decodes buf[0..len) into *out (allocated
  * in a; valid until a is reset) and checks it: size against max first
  * (RESOURCE_EXHAUSTED "TOO_LARGE"), then protobuf (INVALID_ARGUMENT
- * "MALFORMED_ENVELOPE"), then the fields (method present, UTF-8, within
- * the NRPC_MAX_* limits: INVALID_ARGUMENT "MALFORMED_ENVELOPE" with the
- * field). Arena exhaustion gives RESOURCE_EXHAUSTED "TOO_LARGE" (or
+ * "MALFORMED_ENVELOPE"; a string field with a NUL or invalid UTF-8 is
+ * refused the same way, naming it: nrpc_strings_check), then the fields
+ * (method present, within the NRPC_MAX_* limits: INVALID_ARGUMENT
+ * "MALFORMED_ENVELOPE" with the field). Arena exhaustion gives RESOURCE_EXHAUSTED "TOO_LARGE" (or
  * "OUT_OF_MEMORY"). *out is written only on NRPC_OK. Pure. */
 nrpc_code nrpc_envelope_decode_request(const uint8_t *buf, size_t len,
     size_t max, nrpc_arena *a, Nrpc__V1__Request **out, nrpc_status *st);
 
 /* nrpc_envelope_decode_body decodes a method's request body of type d
  * into *out (in a). INVALID_ARGUMENT "MALFORMED_BODY" naming the type when
- * it does not decode; arena exhaustion as above. Pure. */
+ * it does not decode, and naming the field (st->field is its path) when a
+ * string field at any depth holds a NUL byte or invalid UTF-8 or messages
+ * nest deeper than NRPC_MAX_BODY_DEPTH_DEFAULT (nrpc_strings_check, run
+ * before protobuf-c sees the bytes); arena exhaustion as above. Pure. */
 nrpc_code nrpc_envelope_decode_body(const ProtobufCMessageDescriptor *d,
     const uint8_t *buf, size_t len, nrpc_arena *a, ProtobufCMessage **out,
     nrpc_status *st);
@@ -172,6 +176,28 @@ nrpc_code nrpc_envelope_decode_body(const ProtobufCMessageDescriptor *d,
 nrpc_code nrpc_envelope_decode_reply(const uint8_t *buf, size_t len,
     size_t max, const ProtobufCMessageDescriptor *d, ProtobufCMessage **resp,
     nrpc_status *st);
+
+/* --- strict strings --- */
+
+/* nrpc_strings_check walks the protobuf wire bytes buf[0..len) of a
+ * message of type d (both borrowed) and refuses, with INVALID_ARGUMENT,
+ * the given reason and st->field naming the field path ("key",
+ * "precondition.x", "items[3].owner"):
+ *   - a `string` field, at any depth (repeated, oneof, map entry), that
+ *     contains a NUL byte or is not UTF-8 (overlong, surrogate,
+ *     > U+10FFFF, truncated): protobuf-c would keep it cut at the NUL;
+ *   - a message nested deeper than max_depth (the top message is depth 1;
+ *     message "... nests deeper than max_body_depth (N)");
+ *   - wire that protobuf-c's unpack refuses ("<what> is not a valid
+ *     <type> (N bytes)", no field), framed exactly as protobuf-c 1.4.1
+ *     frames it so nothing it would decode escapes the check.
+ * Unknown fields, bytes and scalars are skipped by their length. A
+ * max_depth outside 1..NRPC_MAX_BODY_DEPTH_HARD is refused (INVALID_
+ * ARGUMENT, reason "INVALID_ARGUMENT", field "max_body_depth"). One pass,
+ * no allocation; st is written only on failure. Pure; thread-safe. */
+nrpc_code nrpc_strings_check(const ProtobufCMessageDescriptor *d,
+    const uint8_t *buf, size_t len, unsigned max_depth, const char *what,
+    const char *reason, nrpc_status *st);
 
 /* --- status helpers --- */
 

@@ -12,7 +12,16 @@
  *   - after a successful Update, a Get of the key returns that version
  *     and value; after a successful Delete, Get says NOT_FOUND;
  *   - a write that fails changes nothing: Get of its key answers the same
- *     bytes before and after (DESIGN §4 rule 9).
+ *     bytes before and after (DESIGN §4 rule 9);
+ *   - strict strings (issue 9 item 4): an envelope with a string field
+ *     holding a NUL or invalid UTF-8 is answered INVALID_ARGUMENT
+ *     "MALFORMED_ENVELOPE"; a clean envelope whose body has such a string
+ *     field (at any depth) is answered INVALID_ARGUMENT "MALFORMED_BODY"
+ *     (or refused earlier, for the envelope's own limits); a body that
+ *     protobuf-c decodes and whose strings are clean is never answered
+ *     MALFORMED_BODY. The strings are judged by fz_strings below, written
+ *     apart from nrpc_strings.c (plain protobuf varints, RFC 3629's byte
+ *     ranges) so the two check each other.
  *
  * Input layout. Byte 0 holds flags:
  *   bits 0-1  mode: 0 = the rest is one raw envelope; 1, 2 = a sequence
@@ -254,6 +263,202 @@ fz_call(const uint8_t *env, size_t len, const nrpc_method *m,
 	return rc;
 }
 
+/* --- strict strings: an independent judge --- */
+
+/* fz_utf8_ok checks p[0..n) against RFC 3629's UTF8-octets grammar,
+ * byte range by byte range (unlike ds_utf8_valid, which decodes code
+ * points), and refuses NUL as protobuf-c cannot keep it. */
+static bool
+fz_utf8_ok(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = p[i];
+		uint8_t lo = 0x80, hi = 0xbf; /* range of the second byte */
+		size_t tail;
+
+		if (c == 0x00) {
+			return false;
+		}
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			tail = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			tail = 2;
+			lo = c == 0xe0 ? 0xa0 : 0x80;
+			hi = c == 0xed ? 0x9f : 0xbf;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			tail = 3;
+			lo = c == 0xf0 ? 0x90 : 0x80;
+			hi = c == 0xf4 ? 0x8f : 0xbf;
+		} else {
+			return false;
+		}
+		if (n - i <= tail || p[i + 1] < lo || p[i + 1] > hi) {
+			return false;
+		}
+		for (size_t k = 2; k <= tail; k++) {
+			if (p[i + k] < 0x80 || p[i + k] > 0xbf) {
+				return false;
+			}
+		}
+		i += tail + 1;
+	}
+	return true;
+}
+
+/* fz_varint reads a protobuf varint of at most max_bytes bytes at *p
+ * (before end); false when it does not end in time. */
+static bool
+fz_varint(const uint8_t **p, const uint8_t *end, unsigned max_bytes,
+    uint64_t *v)
+{
+	*v = 0;
+	for (unsigned i = 0; i < max_bytes && *p < end; i++) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t) (b & 0x7f) << (7 * i);
+		if ((b & 0x80) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+enum { FZ_STR_CLEAN = 0, FZ_STR_BAD = 1, FZ_STR_UNSURE = -1 };
+
+/* fz_strings judges a message of type d: FZ_STR_BAD when a string field
+ * at any depth holds a NUL or invalid UTF-8 (before any framing error);
+ * FZ_STR_UNSURE when the wire is malformed, oddly framed (tags over 5
+ * bytes, where protobuf-c's reading differs from the spec) or deeper
+ * than 64; else FZ_STR_CLEAN. */
+static int
+fz_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+    unsigned depth)
+{
+	const uint8_t *end = p + n;
+
+	if (depth > 64) {
+		return FZ_STR_UNSURE;
+	}
+	while (p < end) {
+		const ProtobufCFieldDescriptor *f;
+		uint64_t key, len;
+		int sub;
+
+		if (!fz_varint(&p, end, 5, &key) || (key >> 3) == 0 ||
+		    (key >> 3) > UINT32_MAX) {
+			return FZ_STR_UNSURE;
+		}
+		switch (key & 7) {
+		case 0:
+			if (!fz_varint(&p, end, 10, &len)) {
+				return FZ_STR_UNSURE;
+			}
+			continue;
+		case 1:
+		case 5:
+			len = (key & 7) == 1 ? 8 : 4;
+			if ((size_t) (end - p) < len) {
+				return FZ_STR_UNSURE;
+			}
+			p += len;
+			continue;
+		case 2:
+			if (!fz_varint(&p, end, 5, &len) || len > INT32_MAX ||
+			    len > (size_t) (end - p)) {
+				return FZ_STR_UNSURE;
+			}
+			break;
+		default:
+			return FZ_STR_UNSURE;
+		}
+		f = protobuf_c_message_descriptor_get_field(d,
+		    (unsigned) (key >> 3));
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING &&
+		    !fz_utf8_ok(p, (size_t) len)) {
+			return FZ_STR_BAD;
+		}
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+		    (sub = fz_strings(f->descriptor, p, (size_t) len,
+		        depth + 1)) != FZ_STR_CLEAN) {
+			return sub;
+		}
+		p += len;
+	}
+	return FZ_STR_CLEAN;
+}
+
+/* fz_sent: what one call sent, for the strict-strings checks. */
+typedef struct fz_sent {
+	int env_strings;     /* fz_strings of the envelope */
+	int body_strings;    /* fz_strings of the body, as m's input */
+	bool body_decodes;   /* protobuf-c unpacks the body as m's input */
+} fz_sent;
+
+/* fz_judge fills *sent for an envelope env[0..len) carrying body (as m's
+ * input; m NULL: no body checks). */
+static void
+fz_judge(fz_sent *sent, const nrpc_method *m, const uint8_t *env,
+    size_t len, const uint8_t *body, size_t body_len)
+{
+	ProtobufCMessage *b;
+
+	sent->env_strings = fz_strings(&nrpc__v1__request__descriptor, env,
+	    len, 1);
+	sent->body_strings = FZ_STR_UNSURE;
+	sent->body_decodes = false;
+	if (m == NULL || body == NULL) {
+		return;
+	}
+	sent->body_strings = fz_strings(m->input, body, body_len, 1);
+	if ((b = protobuf_c_message_unpack(m->input, NULL, body_len, body)) !=
+	    NULL) {
+		sent->body_decodes = true;
+		protobuf_c_message_free_unpacked(b, NULL);
+	}
+}
+
+/* fz_check_strict: the strict-strings rules for one answer. */
+static void
+fz_check_strict(const fz_sent *sent, size_t len, nrpc_code rc,
+    const nrpc_status *st)
+{
+	bool bad_arg = rc == NRPC_INVALID_ARGUMENT;
+
+	if (len > FZ_MAX_MESSAGE) {
+		return; /* refused TOO_LARGE before anything is read */
+	}
+	if (sent->env_strings == FZ_STR_BAD) {
+		if (!bad_arg || strcmp(st->reason, "MALFORMED_ENVELOPE") != 0) {
+			fz_fail("an envelope string with a NUL or invalid "
+			    "UTF-8 was not refused MALFORMED_ENVELOPE", st);
+		}
+		return;
+	}
+	if (sent->env_strings != FZ_STR_CLEAN) {
+		return;
+	}
+	if (sent->body_strings == FZ_STR_BAD &&
+	    !(bad_arg && strcmp(st->reason, "MALFORMED_BODY") == 0) &&
+	    /* refused earlier, for the envelope's own limits */
+	    !(bad_arg && strcmp(st->reason, "MALFORMED_ENVELOPE") == 0) &&
+	    !(rc == NRPC_RESOURCE_EXHAUSTED &&
+	        strcmp(st->reason, "TOO_LARGE") == 0)) {
+		fz_fail("a body string with a NUL or invalid UTF-8 was not "
+		    "refused MALFORMED_BODY", st);
+	}
+	if (sent->body_strings == FZ_STR_CLEAN && sent->body_decodes &&
+	    strcmp(st->reason, "MALFORMED_BODY") == 0) {
+		fz_fail("a body protobuf-c decodes, with clean strings, was "
+		    "refused MALFORMED_BODY", st);
+	}
+}
+
 /* fz_pack_env packs an envelope for method name with body (borrowed). */
 static uint8_t *
 fz_pack_env(const char *method, const uint8_t *body, size_t body_len,
@@ -430,7 +635,7 @@ fz_write_key(const nrpc_method *m, const ProtobufCMessage *req)
 /* fz_run_one sends one envelope (twice with flag 0x08) and checks. */
 static void
 fz_run_one(const nrpc_method *m, const uint8_t *env, size_t len,
-    const ProtobufCMessage *req, unsigned flags)
+    const ProtobufCMessage *req, const fz_sent *sent, unsigned flags)
 {
 	const char *key = fz_write_key(m, req);
 
@@ -445,6 +650,7 @@ fz_run_one(const nrpc_method *m, const uint8_t *env, size_t len,
 			before = fz_snapshot(key, &before_len);
 		}
 		rc = fz_call(env, len, m, &resp, &st);
+		fz_check_strict(sent, len, rc, &st);
 		if (rc != NRPC_OK && before != NULL) {
 			size_t after_len = 0;
 			uint8_t *after = fz_snapshot(key, &after_len);
@@ -481,6 +687,7 @@ fz_raw(const uint8_t *data, size_t size, unsigned flags)
 	Nrpc__V1__Request *env;
 	const nrpc_method *m = NULL;
 	ProtobufCMessage *req = NULL;
+	fz_sent sent;
 
 	if ((env = nrpc__v1__request__unpack(NULL, size, data)) != NULL) {
 		m = fz_method_by_name(env->method);
@@ -491,7 +698,10 @@ fz_raw(const uint8_t *data, size_t size, unsigned flags)
 			m = NULL;
 		}
 	}
-	fz_run_one(m, data, size, size <= FZ_MAX_MESSAGE ? req : NULL, flags);
+	fz_judge(&sent, m, data, size, m != NULL ? env->body.data : NULL,
+	    m != NULL ? env->body.len : 0);
+	fz_run_one(m, data, size, size <= FZ_MAX_MESSAGE ? req : NULL, &sent,
+	    flags);
 	if (req != NULL) {
 		protobuf_c_message_free_unpacked(req, NULL);
 	}
@@ -513,6 +723,7 @@ fz_sequence(const uint8_t *data, size_t size, unsigned flags)
 		uint8_t *fixed, *env;
 		size_t fixed_len = 0, env_len;
 		const uint8_t *body;
+		fz_sent sent;
 
 		o += 3;
 		if (n > size - o) {
@@ -524,8 +735,13 @@ fz_sequence(const uint8_t *data, size_t size, unsigned flags)
 		fixed = fz_body_fixup(m, body, n, &fixed_len, &req);
 		env = fz_pack_env(m->full_name, fixed != NULL ? fixed : body,
 		    fixed != NULL ? fixed_len : n, flags, i, &env_len);
-		fz_run_one(m == &fz_ping || m == &fz_unknown ? NULL : m, env,
-		    env_len, env_len <= FZ_MAX_MESSAGE ? req : NULL, flags);
+		if (m == &fz_ping || m == &fz_unknown) {
+			m = NULL;
+		}
+		fz_judge(&sent, m, env, env_len, fixed != NULL ? fixed : body,
+		    fixed != NULL ? fixed_len : n);
+		fz_run_one(m, env, env_len, env_len <= FZ_MAX_MESSAGE ? req : NULL,
+		    &sent, flags);
 		free(env);
 		free(fixed);
 		if (req != NULL) {

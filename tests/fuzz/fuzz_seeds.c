@@ -101,6 +101,21 @@ sd_env(sd_buf *s, const char *method, const ProtobufCMessage *m,
 	sd_msg(s, &env.base);
 }
 
+/* sd_patch overwrites the first n bytes equal to from[0..n) in s with
+ * to[0..n): protobuf-c's packer stops at a NUL, so a string holding one
+ * is packed with placeholder bytes and patched afterwards. */
+static void
+sd_patch(sd_buf *s, const char *from, const char *to, size_t n)
+{
+	for (size_t i = 0; i + n <= s->n; i++) {
+		if (memcmp(s->b + i, from, n) == 0) {
+			memcpy(s->b + i, to, n);
+			return;
+		}
+	}
+	abort();
+}
+
 /* sd_rpc1 writes a mode-0 seed: flags byte 0, then one envelope. */
 static void
 sd_rpc1(const char *name, const char *method, const ProtobufCMessage *m,
@@ -260,6 +275,46 @@ sd_rpc(void)
 	sd_byte(&s, 0x00);
 	sd_env(&s, M_UPDATE, &up.base, NULL);
 	sd_write("rpc", "truncated_update", s.b, s.n / 2);
+
+	/* Strict strings (issue 9 item 4): an Update of key "acc/nul\0tail"
+	 * (protobuf-c used to write "acc/nul"), one whose author holds a
+	 * surrogate, a Get whose envelope method has a NUL after the name,
+	 * and the NUL-key Update in a sequence followed by a Get of
+	 * "acc/nul". */
+	pc.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_ABSENT;
+	pc.if_absent = true;
+	up.precondition = &pc;
+	up.key = "acc/nul#tail";
+	s.n = 0;
+	sd_byte(&s, 0x00);
+	sd_env(&s, M_UPDATE, &up.base, NULL);
+	sd_patch(&s, "acc/nul#tail", "acc/nul\0tail", 12);
+	sd_write("rpc", "strict_key_nul", s.b, s.n);
+	up.key = "acc/utf8";
+	up.author = "al@@@";
+	s.n = 0;
+	sd_byte(&s, 0x00);
+	sd_env(&s, M_UPDATE, &up.base, NULL);
+	sd_patch(&s, "al@@@", "al\xed\xa0\x80", 5);
+	sd_write("rpc", "strict_author_surrogate", s.b, s.n);
+	up.author = "alice";
+	get.key = "acc/nul";
+	get.version = 0;
+	s.n = 0;
+	sd_byte(&s, 0x00);
+	sd_env(&s, M_GET "#zz", &get.base, NULL);
+	sd_patch(&s, "Get#zz", "Get\0zz", 6);
+	sd_write("rpc", "strict_method_nul", s.b, s.n);
+	up.key = "acc/nul#tail";
+	s.n = 0;
+	sd_byte(&s, 0x01);
+	sd_rec(&s, 1, &up.base);
+	sd_rec(&s, 0, &get.base);
+	sd_patch(&s, "acc/nul#tail", "acc/nul\0tail", 12);
+	sd_write("rpc", "strict_seq_key_nul", s.b, s.n);
+	up.key = "ticket/1";
+	get.key = "ticket/1";
+	get.version = 1;
 
 	/* Mode 1: create, lock, write under the lock ("T" is replaced by
 	 * the lock's token), unlock, read, list, delete; with request ids

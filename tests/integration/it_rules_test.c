@@ -15,6 +15,7 @@
 
 #include "datasync.h"
 #include "ds_daemon.h"
+#include "ds_rpc.h"
 
 static ds_daemon it_d;
 static datasync_client *it_c;
@@ -871,6 +872,93 @@ test_unknown_method_is_unimplemented(void **state)
 	nrpc_status_fini(&st);
 }
 
+/* it_raw_update sends an Update whose key is key[0..key_len) (NULs
+ * allowed) as raw bytes, with if_absent: protobuf-c's packer stops at a
+ * NUL, so the key is packed with a placeholder byte of the same length
+ * and the bytes patched afterwards. Returns the decoded reply (owned). */
+static Nrpc__V1__Response *
+it_raw_update(const char *key, size_t key_len)
+{
+	Datasync__V1__UpdateRequest req = DATASYNC__V1__UPDATE_REQUEST__INIT;
+	Datasync__V1__Precondition p;
+	Nrpc__V1__Request env = NRPC__V1__REQUEST__INIT;
+	Nrpc__V1__Response *r = NULL;
+	char placeholder[64];
+	uint8_t body[256];
+	uint8_t buf[512];
+	size_t body_len;
+	size_t n;
+	uint8_t *at;
+
+	assert_true(key_len < sizeof(placeholder));
+	memset(placeholder, '#', key_len);
+	placeholder[key_len] = '\0';
+	it_fill_pre(&p, PRE_ABSENT);
+	req.key = placeholder;
+	req.value.data = (uint8_t *) "v";
+	req.value.len = 1;
+	req.precondition = &p;
+	assert_true(datasync__v1__update_request__get_packed_size(&req) <=
+	    sizeof(body));
+	body_len = datasync__v1__update_request__pack(&req, body);
+	/* field 1, wire type 2, one-byte length, then the key */
+	assert_int_equal(body[0], 0x0a);
+	assert_int_equal(body[1], key_len);
+	at = body + 2;
+	assert_memory_equal(at, placeholder, key_len);
+	memcpy(at, key, key_len);
+	env.method = "/datasync.v1.DataSync/Update";
+	env.body.data = body;
+	env.body.len = body_len;
+	env.timeout_ms = 5000;
+	assert_true(nrpc__v1__request__get_packed_size(&env) <= sizeof(buf));
+	n = nrpc__v1__request__pack(&env, buf);
+	assert_int_equal(ds_rpc_raw(it_d.ipc_url, buf, n, 10000, &r),
+	    DS_RPC_RAW_REPLY);
+	assert_non_null(r);
+	return r;
+}
+
+/* Issue 9 item 4 (review 80a70b6 #5): protobuf-c cut the key at the NUL,
+ * so this Update wrote the record "acc/nul". */
+static void
+test_update_key_with_nul_is_refused_and_writes_nothing(void **state)
+{
+	static const char key[] = "acc/nul\0tail";
+	Nrpc__V1__Response *r;
+	Datasync__V1__Record *rec = NULL;
+	nrpc_status st = {0};
+
+	(void) state;
+	r = it_raw_update(key, sizeof(key) - 1);
+	assert_non_null(r->status);
+	assert_int_equal(r->status->code, NRPC_INVALID_ARGUMENT);
+	assert_string_equal(r->status->reason, "MALFORMED_BODY");
+	assert_string_equal(r->status->field, "key");
+	assert_non_null(strstr(r->status->message, "key contains a NUL byte"));
+	nrpc__v1__response__free_unpacked(r, NULL);
+
+	assert_int_equal(it_get("acc/nul", 0, &rec, &st), NRPC_NOT_FOUND);
+	assert_null(rec);
+	nrpc_status_fini(&st);
+
+	/* Invalid UTF-8 (a surrogate) is refused the same way. */
+	r = it_raw_update("acc/\xed\xa0\x80", 7);
+	assert_non_null(r->status);
+	assert_int_equal(r->status->code, NRPC_INVALID_ARGUMENT);
+	assert_string_equal(r->status->reason, "MALFORMED_BODY");
+	assert_string_equal(r->status->field, "key");
+	nrpc__v1__response__free_unpacked(r, NULL);
+
+	/* The same raw path with a clean key writes it. */
+	r = it_raw_update("acc/nul", 7);
+	assert_null(r->status);
+	nrpc__v1__response__free_unpacked(r, NULL);
+	assert_int_equal(it_get("acc/nul", 0, &rec, &st), NRPC_OK);
+	assert_int_equal(rec->version, 1);
+	datasync__v1__record__free_unpacked(rec, NULL);
+}
+
 int
 main(void)
 {
@@ -895,6 +983,8 @@ main(void)
 	    cmocka_unit_test(test_value_limit_at_the_edge),
 	    cmocka_unit_test(test_list_pages_return_every_key_once),
 	    cmocka_unit_test(test_unknown_method_is_unimplemented),
+	    cmocka_unit_test(
+	        test_update_key_with_nul_is_refused_and_writes_nothing),
 	};
 
 	/* cmocka does not count a failed group teardown: a daemon that
