@@ -37,6 +37,10 @@ dsh_code_of(store_err e)
 	case STORE_ENOMEM:
 		return NRPC_RESOURCE_EXHAUSTED;
 	case STORE_ECLOSED:
+	case STORE_EBUSY:
+		/* DB_BUSY: another process holds the database's lock; the
+		 * write was not applied and a retry later may succeed (the
+		 * gateway adds Retry-After to every 503). */
 		return NRPC_UNAVAILABLE;
 	case STORE_EIO:
 		return NRPC_INTERNAL;
