@@ -37,7 +37,8 @@ static const char dsd_usage[] =
     "  --db PATH             SQLite database file (default ./datasync.db)\n"
     "  --workers N           run handlers on a pool of N threads (default:\n"
     "                        on nng's I/O threads, which saves two thread\n"
-    "                        hand-offs per call)\n"
+    "                        hand-offs per call; List and historical Gets\n"
+    "                        then run on a pool of 2 reader threads)\n"
     "  --web-root DIR        static files for the gateway (default: the\n"
     "                        demo page, clients/web)\n"
     "  --cors-origin ORIGIN  allow cross-origin requests from ORIGIN;\n"
@@ -311,6 +312,10 @@ main(int argc, char **argv)
 
 	memset(&dcfg, 0, sizeof(dcfg));
 	dcfg.store = st_store;
+	/* Handlers run on nng's task threads unless --workers is given;
+	 * then List and historical Gets, which may wait on the disk, go to
+	 * a small reader pool instead (a worker pool may block anyway). */
+	dcfg.readers = o.workers == 0 ? DSH_READERS_DEFAULT : 0;
 	if (dsh_service_create(&dcfg, &svc, &nst) != NRPC_OK) {
 		fprintf(stderr, "datasyncd: %s\n", nst.message);
 		goto out;
@@ -338,9 +343,11 @@ main(int argc, char **argv)
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;
 	ncfg.worker_arg = svc;
-	/* Datasync's handlers never block for long (a cached read, a queue
-	 * push), so by default they run on the nng thread that received the
-	 * call; --workers N selects a pool of N threads instead. */
+	/* What the handlers do on the calling thread never blocks for long
+	 * (a cached point read, a queue push; List and historical Gets are
+	 * handed to the reader pool above), so by default they run on the
+	 * nng thread that received the call; --workers N selects a pool of N
+	 * threads instead. */
 	ncfg.inline_handlers = o.workers == 0;
 	if (nrpc_server_create(&ncfg, &srv, &nst) != NRPC_OK ||
 	    dsh_service_register(svc, srv, &nst) != NRPC_OK ||
