@@ -53,6 +53,10 @@ typedef struct dsh_service dsh_service;
 #define DSH_MAX_READ_QUEUE_DEFAULT 1024
 #define DSH_MAX_READ_QUEUE_HARD (1024 * 1024)
 
+/* The retry hint (nrpc_status.retry_after_ms) on DB_BUSY and on a full
+ * reader queue: a second, as the gateway's Retry-After. */
+#define DSH_RETRY_AFTER_MS 1000
+
 typedef struct dsh_config {
 	store *store;       /* borrowed; must outlive the service */
 	unsigned max_batch; /* 0 = DSH_MAX_BATCH_DEFAULT */

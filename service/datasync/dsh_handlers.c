@@ -482,12 +482,19 @@ dsh_offload(dsh_service *svc, nrpc_call *call, dsh_read_fn fn,
 	switch (dsh_readers_submit(svc->readers, fn, call, req)) {
 	case DSH_SUBMIT_OK:
 		break;
-	case DSH_SUBMIT_FULL:
+	case DSH_SUBMIT_FULL: {
+		nrpc_status st;
+
 		atomic_fetch_add(&svc->n_read_refused, 1);
-		nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED, "OVERLOADED", NULL,
+		memset(&st, 0, sizeof(st));
+		nrpc_status_set(&st, NRPC_RESOURCE_EXHAUSTED, "OVERLOADED", NULL,
 		    "%zu reads wait for a reader already (max_read_queue); "
 		    "retry later", dsh_readers_max_queue(svc->readers));
+		st.retry_after_ms = DSH_RETRY_AFTER_MS;
+		nrpc_call_finish(call, &st, NULL);
+		nrpc_status_fini(&st);
 		break;
+	}
 	case DSH_SUBMIT_STOPPING:
 		nrpc_call_fail(call, NRPC_UNAVAILABLE, "SHUTTING_DOWN", NULL,
 		    "the server is shutting down");

@@ -57,6 +57,9 @@ dsh_status_from_store(const store_error *err, const store_record *rec,
 	nrpc_status_set(st, code, store_reason(err->code),
 	    err->field[0] != '\0' ? err->field : NULL, "%s",
 	    err->message[0] != '\0' ? err->message : store_strerror(err->code));
+	if (err->code == STORE_EBUSY) {
+		st->retry_after_ms = DSH_RETRY_AFTER_MS;
+	}
 	if (rec != NULL &&
 	    (err->code == STORE_ECONFLICT || err->code == STORE_ELOCKED)) {
 		Datasync__V1__Record view;

@@ -299,6 +299,7 @@ test_db_busy_is_unavailable_with_its_reason(void **state)
 	    NRPC_UNAVAILABLE);
 	assert_string_equal(st.reason, "DB_BUSY");
 	assert_non_null(strstr(st.message, "busy_timeout_ms (5000)"));
+	assert_int_equal(st.retry_after_ms, DSH_RETRY_AFTER_MS);
 	nrpc_status_fini(&st);
 }
 
