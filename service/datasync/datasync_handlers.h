@@ -15,12 +15,15 @@
  * only after the batch is on disk.
  *
  * Wiring (service/main.c does this):
- *   dsh_service_create(store)          starts the writer
+ *   dsh_service_create(store)          starts the writer (and readers)
  *   nrpc_server_config.worker_init = dsh_worker_init, .worker_fini =
  *   dsh_worker_fini, .worker_arg = the service
  *   nrpc_server_create, dsh_service_register, nrpc_server_start
- *   ... nrpc_server_stop (in-flight calls are answered: the writer is
- *   still running), dsh_service_destroy, nrpc_server_destroy, store_close
+ *   ... store_cancel_waits (a write waiting for another process's lock
+ *   fails DB_BUSY at once instead of holding the shutdown),
+ *   nrpc_server_stop (in-flight calls are answered: the writer and the
+ *   readers are still running), dsh_service_destroy, nrpc_server_destroy,
+ *   store_close
  */
 #ifndef DATASYNC_HANDLERS_H
 #define DATASYNC_HANDLERS_H

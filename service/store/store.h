@@ -14,8 +14,9 @@
  * Reads on different connections run in parallel (WAL snapshots). Writes
  * on different connections serialise inside the backend. A lock held by
  * another process is waited for at most limits.busy_timeout_ms per call;
- * then the call fails with STORE_EBUSY and changes nothing. The server funnels writes through one connection and
- * store_apply_batch() so that many writes share one commit (group commit).
+ * then the call fails with STORE_EBUSY and changes nothing. The server
+ * funnels writes through one connection and store_apply_batch() so that
+ * many writes share one commit (group commit).
  *
  * Errors. Every fallible function returns a store_err. Functions that take
  * a `store_error *` fill it on failure with the field at fault and a human

@@ -10,9 +10,9 @@
  * processes the busy handler retries with short sleeps until the call's
  * busy_timeout_ms has passed (or store_cancel_waits was called); then the
  * call fails with STORE_EBUSY. A batch meets BUSY at BEGIN, before it
- * changed anything, so nothing is half applied. Because every write transaction
- * takes the RESERVED lock up front, a writer can never be refused for
- * holding a stale snapshot (SQLITE_BUSY_SNAPSHOT).
+ * changed anything, so nothing is half applied. Because every write
+ * transaction takes the RESERVED lock up front, a writer can never be
+ * refused for holding a stale snapshot (SQLITE_BUSY_SNAPSHOT).
  *
  * ":memory:" is a private, named shared-cache in-memory database (so every
  * connection of the store sees the same data). It has no WAL; its tables
