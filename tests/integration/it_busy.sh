@@ -8,7 +8,19 @@
 #  4. SIGTERM still ends the daemon, exit 0, within 10 s (the contract of
 #     DESIGN §7; this bound is the behaviour under test, not a speed).
 source "$(dirname "$0")/it_lib.sh"
+
+# The flag is checked at startup against its hard maximum (60 s).
+for bad in 61s 60001 -1 5m x; do
+  RC=0
+  ERR=$("$DATASYNCD" --busy-timeout "$bad" --http off 2>&1 >/dev/null) || RC=$?
+  OUT=""
+  expect_rc 2 "--busy-timeout $bad is refused"
+  expect_err_has "--busy-timeout" "the refusal of $bad names the flag"
+done
+
 it_start_http --busy-timeout 500ms
+grep -q "busy timeout 500 ms" "$IT_DIR/datasyncd.log" ||
+  it_fail "datasyncd reports the busy timeout it runs with"
 
 ds put k --if-absent --value v1
 expect_rc 0 "create before the lock"
