@@ -37,7 +37,8 @@ static const char dsd_usage[] =
     "  --db PATH             SQLite database file (default ./datasync.db)\n"
     "  --workers N           run handlers on a pool of N threads (default:\n"
     "                        on nng's I/O threads, which saves two thread\n"
-    "                        hand-offs per call)\n"
+    "                        hand-offs per call; List and historical Gets\n"
+    "                        then run on a pool of 2 reader threads)\n"
     "  --web-root DIR        static files for the gateway (default: the\n"
     "                        demo page, clients/web)\n"
     "  --cors-origin ORIGIN  allow cross-origin requests from ORIGIN;\n"
@@ -49,11 +50,17 @@ static const char dsd_usage[] =
     "  --history N           versions kept readable per key (default 16)\n"
     "  --durability MODE     full: fsync every commit (default); normal:\n"
     "                        survive a process crash, not a power loss\n"
+    "  --busy-timeout MS|Ns  how long a request waits for the database's\n"
+    "                        lock when another process holds it (a sqlite3\n"
+    "                        shell, a backup) before it fails UNAVAILABLE,\n"
+    "                        reason DB_BUSY (HTTP 503 with Retry-After);\n"
+    "                        0..60s, 0 = at once (default 5s)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
     "SIGINT or SIGTERM: finish in-flight requests, close the database,\n"
-    "exit 0.\n";
+    "exit 0, within 10 s (requests waiting for another process's lock on\n"
+    "the database then fail DB_BUSY at once).\n";
 
 typedef struct dsd_opts {
 	const char *listen[DSD_MAX_LISTEN];
@@ -69,6 +76,7 @@ typedef struct dsd_opts {
 	int64_t max_value_bytes;
 	int64_t history;
 	store_durability durability;
+	int64_t busy_timeout_ms;
 	bool quiet;
 } dsd_opts;
 
@@ -91,12 +99,42 @@ dsd_parse_int(const char *flag, const char *s, int64_t min, int64_t max,
 	return 0;
 }
 
+/* dsd_parse_duration reads a duration in milliseconds: "500", "500ms" or
+ * "5s", within min..max ms. */
+static int
+dsd_parse_duration(const char *flag, const char *s, int64_t min, int64_t max,
+    int64_t *out)
+{
+	char *end;
+	long long v;
+	int64_t scale = 0;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno == 0 && end != s && v >= 0) {
+		if (*end == '\0' || strcmp(end, "ms") == 0) {
+			scale = 1;
+		} else if (strcmp(end, "s") == 0) {
+			scale = 1000;
+		}
+	}
+	if (scale == 0 || v > max / scale || v * scale < min) {
+		fprintf(stderr,
+		    "datasyncd: %s must be a duration in %" PRId64 "ms..%" PRId64
+		    "ms (like 500ms or 5s), got '%s'\n", flag, min, max, s);
+		return -1;
+	}
+	*out = v * scale;
+	return 0;
+}
+
 /* dsd_parse returns 0 to run, 1 to exit 0 (help), 2 on a usage error. */
 static int
 dsd_parse(int argc, char **argv, dsd_opts *o)
 {
-	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS, O_ALLOW_HOST,
-		O_MAX_VALUE, O_HISTORY, O_DURABILITY, O_QUIET, O_HELP };
+	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
+		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
+		O_BUSY_TIMEOUT, O_QUIET, O_HELP };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -108,6 +146,7 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"max-value-bytes", required_argument, NULL, O_MAX_VALUE},
 	    {"history", required_argument, NULL, O_HISTORY},
 	    {"durability", required_argument, NULL, O_DURABILITY},
+	    {"busy-timeout", required_argument, NULL, O_BUSY_TIMEOUT},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -121,6 +160,7 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	o->max_value_bytes = STORE_MAX_VALUE_BYTES_DEFAULT;
 	o->history = STORE_HISTORY_DEFAULT;
 	o->durability = STORE_DURABILITY_FULL;
+	o->busy_timeout_ms = STORE_BUSY_TIMEOUT_DEFAULT_MS;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -183,6 +223,12 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 			} else {
 				fprintf(stderr, "datasyncd: --durability must be full "
 				                "or normal, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case O_BUSY_TIMEOUT:
+			if (dsd_parse_duration("--busy-timeout", optarg, 0,
+			        STORE_BUSY_TIMEOUT_HARD_MS, &o->busy_timeout_ms) != 0) {
 				return 2;
 			}
 			break;
@@ -271,6 +317,7 @@ main(int argc, char **argv)
 	scfg.durability = o.durability;
 	scfg.limits.max_value_bytes = (uint32_t) o.max_value_bytes;
 	scfg.limits.history = (uint32_t) o.history;
+	scfg.limits.busy_timeout_ms = o.busy_timeout_ms;
 	if (store_open(&scfg, &st_store, &serr) != STORE_OK) {
 		fprintf(stderr, "datasyncd: cannot open database %s: %s\n", o.db,
 		    serr.message);
@@ -279,6 +326,10 @@ main(int argc, char **argv)
 
 	memset(&dcfg, 0, sizeof(dcfg));
 	dcfg.store = st_store;
+	/* Handlers run on nng's task threads unless --workers is given;
+	 * then List and historical Gets, which may wait on the disk, go to
+	 * a small reader pool instead (a worker pool may block anyway). */
+	dcfg.readers = o.workers == 0 ? DSH_READERS_DEFAULT : 0;
 	if (dsh_service_create(&dcfg, &svc, &nst) != NRPC_OK) {
 		fprintf(stderr, "datasyncd: %s\n", nst.message);
 		goto out;
@@ -306,9 +357,11 @@ main(int argc, char **argv)
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;
 	ncfg.worker_arg = svc;
-	/* Datasync's handlers never block for long (a cached read, a queue
-	 * push), so by default they run on the nng thread that received the
-	 * call; --workers N selects a pool of N threads instead. */
+	/* What the handlers do on the calling thread never blocks for long
+	 * (a cached point read, a queue push; List and historical Gets are
+	 * handed to the reader pool above), so by default they run on the
+	 * nng thread that received the call; --workers N selects a pool of N
+	 * threads instead. */
 	ncfg.inline_handlers = o.workers == 0;
 	if (nrpc_server_create(&ncfg, &srv, &nst) != NRPC_OK ||
 	    dsh_service_register(svc, srv, &nst) != NRPC_OK ||
@@ -316,9 +369,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "datasyncd: %s\n", nst.message);
 		goto out;
 	}
-	printf("datasyncd: database %s (durability %s, history %" PRId64 ")\n",
+	printf("datasyncd: database %s (durability %s, history %" PRId64
+	       ", busy timeout %" PRId64 " ms)\n",
 	    o.db, o.durability == STORE_DURABILITY_FULL ? "full" : "normal",
-	    o.history);
+	    o.history, o.busy_timeout_ms);
 	for (size_t i = 0; i < o.n_listen; i++) {
 		printf("datasyncd: listening on %s\n", o.listen[i]);
 	}
@@ -359,6 +413,11 @@ main(int argc, char **argv)
 	    sig == SIGINT ? "SIGINT" : "SIGTERM");
 	fflush(stdout);
 	rc = 0;
+	/* A write waiting for another process's lock would hold the
+	 * shutdown for busy_timeout_ms per batch: from now on such waits
+	 * fail DB_BUSY at once, so the grace below is spent only on work
+	 * that can finish. */
+	store_cancel_waits(st_store);
 
 out:
 #ifdef DATASYNC_HAVE_GATEWAY

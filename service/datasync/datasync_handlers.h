@@ -2,20 +2,28 @@
  * datasync_handlers.h - the DataSync service: request message -> store
  * call -> response message, and store errors -> nrpc status.
  *
- * Reads (Get, List) run on the nrpc worker threads, each with its own
- * store read connection (WAL snapshots, never blocked by the writer).
+ * Reads (Get, List) run with a store read connection per thread (WAL
+ * snapshots, never blocked by the writer). A point Get of the current
+ * version (a cached read, ~2 us) runs where the handler runs, which may be
+ * an nng task thread (inline_handlers). A List and a Get of an older
+ * version may read many or cold pages; with a reader pool (config.readers)
+ * they run on its threads instead, so nng's shared task threads (which
+ * also carry the gateway and every aio callback) never wait on the disk.
  * Writes (Update, Delete, Lock, Unlock) are validated on the worker, then
  * handed to one writer thread that applies everything waiting in one
  * store_apply_batch() transaction (group commit) and answers each call
  * only after the batch is on disk.
  *
  * Wiring (service/main.c does this):
- *   dsh_service_create(store)          starts the writer
+ *   dsh_service_create(store)          starts the writer (and readers)
  *   nrpc_server_config.worker_init = dsh_worker_init, .worker_fini =
  *   dsh_worker_fini, .worker_arg = the service
  *   nrpc_server_create, dsh_service_register, nrpc_server_start
- *   ... nrpc_server_stop (in-flight calls are answered: the writer is
- *   still running), dsh_service_destroy, nrpc_server_destroy, store_close
+ *   ... store_cancel_waits (a write waiting for another process's lock
+ *   fails DB_BUSY at once instead of holding the shutdown),
+ *   nrpc_server_stop (in-flight calls are answered: the writer and the
+ *   readers are still running), dsh_service_destroy, nrpc_server_destroy,
+ *   store_close
  */
 #ifndef DATASYNC_HANDLERS_H
 #define DATASYNC_HANDLERS_H
@@ -35,9 +43,31 @@ typedef struct dsh_service dsh_service;
 #define DSH_MAX_BATCH_DEFAULT 1024
 #define DSH_MAX_BATCH_HARD 65536
 
+/* Reader pool threads: a List or historical Get mostly hits the page
+ * cache, so two threads keep two cores busy; more only help when reads
+ * wait on a slow disk. */
+#define DSH_READERS_DEFAULT 2
+#define DSH_READERS_HARD 64
+
+/* Reads waiting for a reader thread; beyond it RESOURCE_EXHAUSTED, reason
+ * "OVERLOADED", naming max_read_queue. A REP context holds one call, so
+ * the default (the server's default 256 contexts, four times over) is
+ * only reached with many more contexts than that. */
+#define DSH_MAX_READ_QUEUE_DEFAULT 1024
+#define DSH_MAX_READ_QUEUE_HARD (1024 * 1024)
+
+/* The retry hint (nrpc_status.retry_after_ms) on DB_BUSY and on a full
+ * reader queue: a second, as the gateway's Retry-After. */
+#define DSH_RETRY_AFTER_MS 1000
+
 typedef struct dsh_config {
 	store *store;       /* borrowed; must outlive the service */
 	unsigned max_batch; /* 0 = DSH_MAX_BATCH_DEFAULT */
+	unsigned readers;   /* reader pool threads for List and historical
+	                     * Get, 1..DSH_READERS_HARD; 0 = no pool: they
+	                     * run where the handler runs (right when
+	                     * handlers already run on a worker pool) */
+	size_t max_read_queue; /* 0 = DSH_MAX_READ_QUEUE_DEFAULT */
 } dsh_config;
 
 typedef struct dsh_stats {
@@ -47,6 +77,8 @@ typedef struct dsh_stats {
 	uint64_t conflicts;    /* VERSION_CONFLICT outcomes */
 	uint64_t locks;        /* successful Lock acquisitions and renewals */
 	uint64_t lock_refused; /* LOCKED outcomes */
+	uint64_t pool_reads;   /* reads run on the reader pool */
+	uint64_t read_refused; /* reads refused: reader queue full */
 } dsh_stats;
 
 /* dsh_service_create opens the writer's store connection and starts the
@@ -68,8 +100,9 @@ void dsh_worker_fini(void *arg, void *wstate);
 /* dsh_service_stats_get copies the counters; thread-safe. */
 void dsh_service_stats_get(dsh_service *svc, dsh_stats *out);
 
-/* dsh_service_destroy answers every write still queued (applying it),
- * stops the writer and frees the service. Call it after nrpc_server_stop
+/* dsh_service_destroy answers every write still queued (applying it) and
+ * every read still queued for the reader pool, stops the writer and the
+ * readers and frees the service. Call it after nrpc_server_stop
  * and before nrpc_server_destroy. NULL is a no-op. */
 void dsh_service_destroy(dsh_service *svc);
 

@@ -40,6 +40,7 @@ struct dsh_service {
 	pthread_t replier;
 	bool threads_started;
 	store_conn *wconn;  /* the writer's connection; writer thread only */
+	dsh_readers *readers; /* owned; NULL = reads run on the caller */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -61,6 +62,7 @@ struct dsh_service {
 	_Atomic uint64_t n_conflicts;
 	_Atomic uint64_t n_locks;
 	_Atomic uint64_t n_lock_refused;
+	_Atomic uint64_t n_read_refused;
 };
 
 /* --- replies --- */
@@ -444,20 +446,19 @@ dsh_read_conn(nrpc_call *call)
 	return c;
 }
 
+/* dsh_get_on runs a Get on read connection c (a: the call, b: the
+ * request); the reader pool's job function too. */
 static void
-dsh_get(nrpc_call *call, const Datasync__V1__GetRequest *req, void *arg)
+dsh_get_on(void *a, const void *b, store_conn *c)
 {
-	store_conn *c;
+	nrpc_call *call = a;
+	const Datasync__V1__GetRequest *req = b;
 	store_record rec;
 	store_error err;
 	Datasync__V1__Record view;
 	Datasync__V1__LockInfo lock;
 	Datasync__V1__GetResponse resp = DATASYNC__V1__GET_RESPONSE__INIT;
 
-	(void) arg;
-	if ((c = dsh_read_conn(call)) == NULL) {
-		return;
-	}
 	memset(&rec, 0, sizeof(rec));
 	memset(&err, 0, sizeof(err));
 	if (store_get(c, req->key, strlen(req->key), req->version, &rec,
@@ -471,10 +472,67 @@ dsh_get(nrpc_call *call, const Datasync__V1__GetRequest *req, void *arg)
 	store_record_fini(&rec);
 }
 
+/* dsh_offload hands a read to the reader pool, or answers the call when
+ * the pool refuses it. Returns false when there is no pool (the caller
+ * runs the read itself). */
+static bool
+dsh_offload(dsh_service *svc, nrpc_call *call, dsh_read_fn fn,
+    const void *req)
+{
+	if (svc->readers == NULL) {
+		return false;
+	}
+	switch (dsh_readers_submit(svc->readers, fn, call, req)) {
+	case DSH_SUBMIT_OK:
+		break;
+	case DSH_SUBMIT_FULL: {
+		nrpc_status st;
+
+		atomic_fetch_add(&svc->n_read_refused, 1);
+		memset(&st, 0, sizeof(st));
+		nrpc_status_set(&st, NRPC_RESOURCE_EXHAUSTED, "OVERLOADED", NULL,
+		    "%zu reads wait for a reader already (max_read_queue); "
+		    "retry later", dsh_readers_max_queue(svc->readers));
+		st.retry_after_ms = DSH_RETRY_AFTER_MS;
+		nrpc_call_finish(call, &st, NULL);
+		nrpc_status_fini(&st);
+		break;
+	}
+	case DSH_SUBMIT_STOPPING:
+		nrpc_call_fail(call, NRPC_UNAVAILABLE, "SHUTTING_DOWN", NULL,
+		    "the server is shutting down");
+		break;
+	case DSH_SUBMIT_NOMEM:
+		nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED,
+		    "RESOURCE_EXHAUSTED", NULL, "out of memory queueing a read");
+		break;
+	}
+	return true;
+}
+
 static void
-dsh_list(nrpc_call *call, const Datasync__V1__ListRequest *req, void *arg)
+dsh_get(nrpc_call *call, const Datasync__V1__GetRequest *req, void *arg)
 {
 	store_conn *c;
+
+	/* The current version is one cached point read: inline. An older
+	 * one is a history lookup in a read transaction: the pool. */
+	if (req->version != 0 && dsh_offload(arg, call, dsh_get_on, req)) {
+		return;
+	}
+	if ((c = dsh_read_conn(call)) == NULL) {
+		return;
+	}
+	dsh_get_on(call, req, c);
+}
+
+/* dsh_list_on runs a List on read connection c (a: the call, b: the
+ * request); the reader pool's job function too. */
+static void
+dsh_list_on(void *a, const void *b, store_conn *c)
+{
+	nrpc_call *call = a;
+	const Datasync__V1__ListRequest *req = b;
 	store_list_req lr;
 	store_list_page page;
 	store_error err;
@@ -483,10 +541,6 @@ dsh_list(nrpc_call *call, const Datasync__V1__ListRequest *req, void *arg)
 	Datasync__V1__Record **ptrs = NULL;
 	Datasync__V1__LockInfo *locks = NULL;
 
-	(void) arg;
-	if ((c = dsh_read_conn(call)) == NULL) {
-		return;
-	}
 	memset(&page, 0, sizeof(page));
 	memset(&err, 0, sizeof(err));
 	lr.prefix = req->prefix;
@@ -521,6 +575,21 @@ out:
 	ds_free(ptrs);
 	ds_free(locks);
 	store_list_page_fini(&page);
+}
+
+static void
+dsh_list(nrpc_call *call, const Datasync__V1__ListRequest *req, void *arg)
+{
+	store_conn *c;
+
+	/* Up to max_page_size rows: the pool, never an nng thread. */
+	if (dsh_offload(arg, call, dsh_list_on, req)) {
+		return;
+	}
+	if ((c = dsh_read_conn(call)) == NULL) {
+		return;
+	}
+	dsh_list_on(call, req, c);
 }
 
 static const datasync_v1_data_sync_handlers dsh_table = {
@@ -572,6 +641,14 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 		    "max_batch", "max_batch must be 1..%d", DSH_MAX_BATCH_HARD);
 		return st->code;
 	}
+	if (cfg->readers > DSH_READERS_HARD ||
+	    cfg->max_read_queue > DSH_MAX_READ_QUEUE_HARD) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    cfg->readers > DSH_READERS_HARD ? "readers" : "max_read_queue",
+		    "readers must be 0..%d and max_read_queue 0..%d",
+		    DSH_READERS_HARD, DSH_MAX_READ_QUEUE_HARD);
+		return st->code;
+	}
 	if ((svc = ds_calloc(1, sizeof(*svc))) == NULL) {
 		goto nomem;
 	}
@@ -599,6 +676,12 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 	if (store_conn_open(svc->store, &svc->wconn, &err) != STORE_OK) {
 		nrpc_status_set(st, NRPC_INTERNAL, store_reason(err.code), NULL,
 		    "cannot open the writer's connection: %s", err.message);
+		dsh_service_destroy(svc);
+		return st->code;
+	}
+	if (cfg->readers > 0 &&
+	    dsh_readers_create(svc->store, cfg->readers, cfg->max_read_queue,
+	        &svc->readers, st) != NRPC_OK) {
 		dsh_service_destroy(svc);
 		return st->code;
 	}
@@ -644,6 +727,9 @@ dsh_service_stats_get(dsh_service *svc, dsh_stats *out)
 	out->conflicts = atomic_load(&svc->n_conflicts);
 	out->locks = atomic_load(&svc->n_locks);
 	out->lock_refused = atomic_load(&svc->n_lock_refused);
+	out->pool_reads =
+	    svc->readers != NULL ? dsh_readers_ran(svc->readers) : 0;
+	out->read_refused = atomic_load(&svc->n_read_refused);
 }
 
 void
@@ -663,6 +749,7 @@ dsh_service_destroy(dsh_service *svc)
 		pthread_join(svc->writer, NULL);
 		pthread_join(svc->replier, NULL);
 	}
+	dsh_readers_destroy(svc->readers); /* answers what it queued */
 	store_conn_close(svc->wconn);
 	for (int i = 0; i < DSH_SLOTS; i++) {
 		ds_free(svc->slots[i].batch);

@@ -30,6 +30,45 @@ store_err dsh_write_from_lock(const Datasync__V1__LockRequest *req,
 store_err dsh_write_from_unlock(const Datasync__V1__UnlockRequest *req,
     const dsh_call_ids *ids, store_write *w, store_error *err);
 
+/* --- the reader pool (dsh_readers.c) --- */
+
+typedef struct dsh_readers dsh_readers;
+
+/* dsh_read_fn runs a job on a reader thread with that thread's read
+ * connection c. a and b are the submitter's (a call and its request). */
+typedef void (*dsh_read_fn)(void *a, const void *b, store_conn *c);
+
+typedef enum dsh_submit_result {
+	DSH_SUBMIT_OK = 0,   /* queued: fn will run exactly once */
+	DSH_SUBMIT_FULL,     /* max_read_queue jobs wait already */
+	DSH_SUBMIT_STOPPING, /* the pool is being destroyed */
+	DSH_SUBMIT_NOMEM,
+} dsh_submit_result;
+
+/* dsh_readers_create starts n (1..DSH_READERS_HARD) reader threads, each
+ * with its own store connection, fed by a FIFO of at most max_queue jobs
+ * (0 = DSH_MAX_READ_QUEUE_DEFAULT). *out is owned (dsh_readers_destroy).
+ * On failure nothing is left running and st says why. */
+int dsh_readers_create(store *s, unsigned n, size_t max_queue,
+    dsh_readers **out, nrpc_status *st);
+
+/* dsh_readers_submit queues fn(a, b, conn) for a reader thread. On any
+ * result but DSH_SUBMIT_OK nothing was queued and fn will not run: the
+ * caller answers the call itself. Thread-safe. */
+dsh_submit_result dsh_readers_submit(dsh_readers *r, dsh_read_fn fn, void *a,
+    const void *b);
+
+/* dsh_readers_max_queue returns the queue bound in force. */
+size_t dsh_readers_max_queue(const dsh_readers *r);
+
+/* dsh_readers_ran counts the jobs a reader has taken (counted as it
+ * starts one, so before its answer is sent); thread-safe. */
+uint64_t dsh_readers_ran(dsh_readers *r);
+
+/* dsh_readers_destroy runs every job still queued, stops the threads
+ * (closing their connections) and frees r. NULL is a no-op. */
+void dsh_readers_destroy(dsh_readers *r);
+
 /* dsh_store_error sets err to code with a field and formatted message. */
 void dsh_store_error(store_error *err, store_err code, const char *field,
     const char *fmt, ...) DS_PRINTF(4, 5);

@@ -76,6 +76,9 @@ typedef struct nrpc_status {
 	char detail_type[NRPC_TYPE_MAX]; /* full message name of detail */
 	uint8_t *detail;                 /* owned; protobuf bytes; or NULL */
 	size_t detail_len;
+	uint32_t retry_after_ms;         /* transient failure: wait this long
+	                                  * before retrying; 0 = no hint.
+	                                  * nrpc_status_set clears it */
 } nrpc_status;
 
 /* nrpc_code_name returns "OK", "INVALID_ARGUMENT", ...; static; "UNKNOWN"

@@ -306,6 +306,7 @@ nrpc_envelope_plan_reply(nrpc_reply_plan *p, const nrpc_status *st,
 		p->status.detail_type = (char *) st->detail_type;
 		p->status.detail.data = st->detail;
 		p->status.detail.len = st->detail != NULL ? st->detail_len : 0;
+		p->status.retry_after_ms = st->retry_after_ms;
 		p->status_len = nrpc__v1__status__get_packed_size(&p->status);
 		p->total += 1 + nrpc_varint_len(p->status_len) + p->status_len;
 	}

@@ -104,6 +104,7 @@ nrpc_status_vset(nrpc_status *st, nrpc_code code, const char *reason,
 	st->detail = NULL;
 	st->detail_len = 0;
 	st->detail_type[0] = '\0';
+	st->retry_after_ms = 0;
 	st->code = code;
 	nrpc_status_copy(st->reason, sizeof(st->reason), reason);
 	nrpc_status_copy(st->field, sizeof(st->field), field);
@@ -203,6 +204,7 @@ nrpc_status_from_wire(nrpc_status *st, const Nrpc__V1__Status *ws)
 	nrpc_status_copy(st->reason, sizeof(st->reason), ws->reason);
 	nrpc_status_copy(st->message, sizeof(st->message), ws->message);
 	nrpc_status_copy(st->field, sizeof(st->field), ws->field);
+	st->retry_after_ms = ws->retry_after_ms;
 	if (ws->detail.len > 0) {
 		if (nrpc_status_set_detail_bytes(st, ws->detail_type,
 		    ws->detail.data, ws->detail.len) != NRPC_OK) {

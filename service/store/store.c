@@ -48,6 +48,8 @@ store_strerror(store_err e)
 		return "database error";
 	case STORE_ECLOSED:
 		return "store closed";
+	case STORE_EBUSY:
+		return "database busy";
 	}
 	return "unknown error";
 }
@@ -86,6 +88,8 @@ store_reason(store_err e)
 		return "INTERNAL";
 	case STORE_ECLOSED:
 		return "UNAVAILABLE";
+	case STORE_EBUSY:
+		return "DB_BUSY";
 	}
 	return "INTERNAL";
 }
@@ -108,6 +112,20 @@ store_error_set(store_error *err, store_err code, const char *field,
 	(void) vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+store_err
+store_busy_error(const store *s, store_error *err, const char *what)
+{
+	if (atomic_load(&s->waits_cancelled)) {
+		return store_error_set(err, STORE_EBUSY, "",
+		    "%s: the database is locked by another connection and the "
+		    "server is shutting down (waits cancelled)", what);
+	}
+	return store_error_set(err, STORE_EBUSY, "",
+	    "%s: the database is locked by another connection; gave up "
+	    "after busy_timeout_ms (%lld)", what,
+	    (long long) s->limits.busy_timeout_ms);
 }
 
 void
@@ -140,6 +158,7 @@ store_limits_default(void)
 	l.lock_ttl_min_ms = STORE_LOCK_TTL_MIN_MS;
 	l.lock_ttl_max_ms = STORE_LOCK_TTL_MAX_MS;
 	l.request_id_ttl_ms = STORE_REQUEST_ID_TTL_DEFAULT_MS;
+	l.busy_timeout_ms = STORE_BUSY_TIMEOUT_DEFAULT_MS;
 	return l;
 }
 
@@ -222,7 +241,10 @@ store_limits_check(const store_limits *l, store_error *err)
 	         l->lock_ttl_default_ms, l->lock_ttl_min_ms,
 	         l->lock_ttl_max_ms, "lock_ttl_max_ms", err)) != STORE_OK ||
 	    (rv = store_limit_range("request_id_ttl_ms", l->request_id_ttl_ms,
-	         0, INT64_MAX, "its hard maximum", err)) != STORE_OK) {
+	         0, INT64_MAX, "its hard maximum", err)) != STORE_OK ||
+	    (rv = store_limit_range("busy_timeout_ms", l->busy_timeout_ms, 0,
+	         STORE_BUSY_TIMEOUT_HARD_MS, "its hard maximum", err)) !=
+	        STORE_OK) {
 		return rv;
 	}
 	return STORE_OK;
@@ -696,6 +718,7 @@ store_open(const store_config *cfg, store **out, store_error *err)
 	s->durability = cfg->durability;
 	s->limits = cfg->limits;
 	atomic_init(&s->nconns, 0);
+	atomic_init(&s->waits_cancelled, false);
 	if ((rv = s->be->open(s, err)) != STORE_OK) {
 		ds_free(s->path);
 		ds_free(s);
@@ -723,6 +746,14 @@ const store_limits *
 store_limits_of(const store *s)
 {
 	return &s->limits;
+}
+
+void
+store_cancel_waits(store *s)
+{
+	if (s != NULL) {
+		atomic_store(&s->waits_cancelled, true);
+	}
 }
 
 store_err

@@ -12,9 +12,11 @@
  * (configuration, clock). Each thread that touches the database opens its
  * own `store_conn`; a connection must be used by one thread at a time.
  * Reads on different connections run in parallel (WAL snapshots). Writes
- * on different connections serialise inside the backend; SQLITE_BUSY never
- * reaches a caller. The server funnels writes through one connection and
- * store_apply_batch() so that many writes share one commit (group commit).
+ * on different connections serialise inside the backend. A lock held by
+ * another process is waited for at most limits.busy_timeout_ms per call;
+ * then the call fails with STORE_EBUSY and changes nothing. The server
+ * funnels writes through one connection and store_apply_batch() so that
+ * many writes share one commit (group commit).
  *
  * Errors. Every fallible function returns a store_err. Functions that take
  * a `store_error *` fill it on failure with the field at fault and a human
@@ -56,6 +58,9 @@ typedef enum store_err {
 	STORE_ENOMEM,                 /* allocation failed */
 	STORE_EIO,                    /* the database failed (disk, corrupt) */
 	STORE_ECLOSED,                /* the store is shutting down */
+	STORE_EBUSY,                  /* another connection held the
+	                               * database's lock past
+	                               * limits.busy_timeout_ms: DB_BUSY */
 } store_err;
 
 /* store_strerror returns a static human name for e; never NULL. */
@@ -150,6 +155,13 @@ store_err store_open(const store_config *cfg, store **out, store_error *err);
 /* store_close releases the handle. Every connection must be closed first
  * (a debug build asserts it). NULL is a no-op. */
 void store_close(store *s);
+
+/* store_cancel_waits makes every wait for a lock held by another
+ * connection, current and future, give up at once with STORE_EBUSY, as if
+ * busy_timeout_ms had passed (a shutdown that must not wait for a foreign
+ * holder). Calls that need no wait are unaffected. Thread-safe; cannot be
+ * undone. */
+void store_cancel_waits(store *s);
 
 /* store_limits_of returns the limits in force; borrowed for the store's
  * lifetime. */

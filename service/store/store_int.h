@@ -32,6 +32,7 @@ struct store {
 	store_limits limits;
 	char *path;              /* owned copy of config.path */
 	atomic_int nconns;       /* open connections; 0 at store_close */
+	atomic_bool waits_cancelled; /* store_cancel_waits was called */
 };
 
 /* store_conn: what every backend connection starts with. The backend
@@ -70,6 +71,12 @@ extern const store_backend store_sqlite_backend;
  * is truncated to fit; filling cannot fail. */
 store_err store_error_set(store_error *err, store_err code, const char *field,
     const char *fmt, ...) DS_PRINTF(4, 5);
+
+/* store_busy_error fills err (may be NULL) with STORE_EBUSY for a lock
+ * wait on s that gave up while doing `what`, naming busy_timeout_ms (or
+ * the shutdown that cancelled waits). Returns STORE_EBUSY. */
+store_err store_busy_error(const store *s, store_error *err,
+    const char *what);
 
 /* store_error_clear sets err (may be NULL) to STORE_OK with no text. */
 void store_error_clear(store_error *err);

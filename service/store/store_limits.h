@@ -67,6 +67,16 @@
  * client that was down and retries from a journal. */
 #define STORE_REQUEST_ID_TTL_DEFAULT_MS (24 * 60 * 60 * 1000)
 
+/* How long one store call waits for SQLite's lock held by another
+ * connection (another process: a sqlite3 shell left in BEGIN, a backup,
+ * a VACUUM) before it gives up with STORE_EBUSY ("DB_BUSY"). In-process
+ * writers queue on a mutex and never poll, so only a foreign holder or
+ * WAL recovery makes anyone wait. 5 s rides out any commit or checkpoint
+ * and stays under a client's default 10 s deadline; 60 s is more than any
+ * client waits. 0 gives up at the first refusal. */
+#define STORE_BUSY_TIMEOUT_DEFAULT_MS 5000
+#define STORE_BUSY_TIMEOUT_HARD_MS (60 * 1000)
+
 /* store_limits: the values in force. Copy store_limits_default() and
  * change what you need. */
 typedef struct store_limits {
@@ -84,6 +94,7 @@ typedef struct store_limits {
 	int64_t lock_ttl_min_ms;
 	int64_t lock_ttl_max_ms;
 	int64_t request_id_ttl_ms;
+	int64_t busy_timeout_ms;    /* lock wait per store call, 0..HARD */
 } store_limits;
 
 /* store_limits_default returns the defaults above. */

@@ -7,10 +7,12 @@
  * reader works on a snapshot and never waits for a writer. Writers take
  * the store's write_mu and then BEGIN IMMEDIATE: within a process they
  * queue on the mutex instead of polling SQLite's lock, and against other
- * processes the busy handler retries with short sleeps forever, so
- * SQLITE_BUSY never reaches a caller. Because every write transaction
- * takes the RESERVED lock up front, a writer can never be refused for
- * holding a stale snapshot (SQLITE_BUSY_SNAPSHOT).
+ * processes the busy handler retries with short sleeps until the call's
+ * busy_timeout_ms has passed (or store_cancel_waits was called); then the
+ * call fails with STORE_EBUSY. A batch meets BUSY at BEGIN, before it
+ * changed anything, so nothing is half applied. Because every write
+ * transaction takes the RESERVED lock up front, a writer can never be
+ * refused for holding a stale snapshot (SQLITE_BUSY_SNAPSHOT).
  *
  * ":memory:" is a private, named shared-cache in-memory database (so every
  * connection of the store sees the same data). It has no WAL; its tables
@@ -32,6 +34,7 @@
  * write) the data anyway.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -273,13 +276,75 @@ store_sqlite_backoff(int attempt)
 	(void) nanosleep(&ts, NULL); /* a signal only makes us retry sooner */
 }
 
-/* store_sqlite_busy is the busy handler: retry forever (DESIGN: a caller
- * never sees SQLITE_BUSY; a stuck foreign writer is an operator's
- * problem, a spurious error would be every client's). */
+/* The lock-wait bound of the store call running on this thread. Every
+ * backend entry point (open, conn_open, get, list, apply_batch, revision,
+ * integrity_check) sets it, so the busy handler and store_sqlite_step
+ * share one deadline per call: a call waits busy_timeout_ms in all, not
+ * per statement. A connection is used by one thread at a time, so a
+ * thread-local is the call's own state. */
+typedef struct store_sqlite_wait {
+	const store *s;      /* the store of the running call, or NULL */
+	int64_t deadline_ms; /* monotonic */
+} store_sqlite_wait;
+
+static _Thread_local store_sqlite_wait store_sqlite_tls;
+
+/* store_sqlite_wait_begin starts the bound of a call on s; it lasts until
+ * store_sqlite_wait_end. */
+static void
+store_sqlite_wait_begin(const store *s)
+{
+	store_sqlite_tls.s = s;
+	store_sqlite_tls.deadline_ms =
+	    ds_clock_now_ms(ds_clock_monotonic()) + s->limits.busy_timeout_ms;
+}
+
+static void
+store_sqlite_wait_end(void)
+{
+	store_sqlite_tls.s = NULL;
+}
+
+/* store_sqlite_slept_us is how long store_sqlite_backoff slept over
+ * attempts 0..count-1: 20 us doubling for 7 attempts (2540 us), then
+ * 2 ms each. */
+static int64_t
+store_sqlite_slept_us(int count)
+{
+	if (count <= 7) {
+		return 20 * ((INT64_C(1) << count) - 1);
+	}
+	return 2540 + (int64_t) (count - 7) * 2000;
+}
+
+/* store_sqlite_may_wait says whether a waiter on s that has already
+ * retried count times may sleep and retry again. Inside a store call the
+ * call's deadline decides; a wait outside one (a statement SQLite runs on
+ * its own) is bounded by the time it has slept. */
+static bool
+store_sqlite_may_wait(const store *s, int count)
+{
+	if (atomic_load(&s->waits_cancelled)) {
+		return false;
+	}
+	if (store_sqlite_tls.s == s) {
+		return ds_clock_now_ms(ds_clock_monotonic()) <
+		    store_sqlite_tls.deadline_ms;
+	}
+	return store_sqlite_slept_us(count) < s->limits.busy_timeout_ms * 1000;
+}
+
+/* store_sqlite_busy is the busy handler (arg: the store): retry with
+ * short sleeps while store_sqlite_may_wait allows it, then let the
+ * statement fail with SQLITE_BUSY, which store_sqlite_err reports as
+ * STORE_EBUSY naming busy_timeout_ms. A stuck foreign writer must not
+ * stall the server forever: DESIGN §8, no unbounded waits. */
 static int
 store_sqlite_busy(void *arg, int count)
 {
-	(void) arg;
+	if (!store_sqlite_may_wait(arg, count)) {
+		return 0;
+	}
 	store_sqlite_backoff(count);
 	return 1;
 }
@@ -287,7 +352,9 @@ store_sqlite_busy(void *arg, int count)
 /* store_sqlite_step steps st, retrying the cases the busy handler does not
  * cover: SQLITE_BUSY returned without consulting it (recovery, a racing
  * WAL restart) and shared-cache table locks of ":memory:". Only the first
- * step of a statement can meet either, so restarting it is safe. */
+ * step of a statement can meet either, so restarting it is safe. It gives
+ * up, returning the busy code, when the running call's bound has passed
+ * (see store_sqlite_may_wait); outside a store call it does not retry. */
 static int
 store_sqlite_step(sqlite3_stmt *st)
 {
@@ -296,6 +363,10 @@ store_sqlite_step(sqlite3_stmt *st)
 
 		if ((rc & 0xff) != SQLITE_BUSY &&
 		    rc != SQLITE_LOCKED_SHAREDCACHE) {
+			return rc;
+		}
+		if (store_sqlite_tls.s == NULL ||
+		    !store_sqlite_may_wait(store_sqlite_tls.s, attempt)) {
 			return rc;
 		}
 		(void) sqlite3_reset(st); /* returns the busy code again */
@@ -330,6 +401,16 @@ store_sqlite_err(sqlite3 *db, int rc, store_error *err, const char *what)
 	store_err code;
 
 	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		/* The wait for another connection's lock gave up (see
+		 * store_sqlite_busy). Every entry point sets the call's
+		 * store; without one the message cannot name the bound. */
+		if (store_sqlite_tls.s != NULL) {
+			return store_busy_error(store_sqlite_tls.s, err, what);
+		}
+		code = STORE_EBUSY;
+		break;
 	case SQLITE_NOMEM:
 		code = STORE_ENOMEM;
 		break;
@@ -620,7 +701,7 @@ store_sqlite_connect(store *s, sqlite3 **out, store_error *err)
 		return rv;
 	}
 	(void) sqlite3_extended_result_codes(db, 1); /* always SQLITE_OK */
-	(void) sqlite3_busy_handler(db, store_sqlite_busy, NULL);
+	(void) sqlite3_busy_handler(db, store_sqlite_busy, s);
 	/* DEFENSIVE: nothing we run needs to write the schema by hand, so
 	 * corrupting it through SQL is ruled out. */
 	(void) sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
@@ -1906,7 +1987,8 @@ store_write_one(store_wctx *x, const store_write *w, store_write_result *res)
 static bool
 store_hard(store_err rv)
 {
-	return rv == STORE_ENOMEM || rv == STORE_EIO || rv == STORE_ETOOLARGE;
+	return rv == STORE_ENOMEM || rv == STORE_EIO || rv == STORE_ETOOLARGE ||
+	    rv == STORE_EBUSY;
 }
 
 /* store_fail_all gives every result the batch's error, freeing whatever
@@ -2175,17 +2257,99 @@ store_sqlite_apply_batch(store_conn *bc, const store_write *ws, size_t n,
 	return rv;
 }
 
+/* --- entry points: each call runs under its own lock-wait bound --- */
+
+static store_err
+store_sqlite_open_bounded(store *s, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(s);
+	rv = store_sqlite_open(s, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_conn_open_bounded(store *s, store_conn **out, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(s);
+	rv = store_sqlite_conn_open(s, out, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_get_bounded(store_conn *c, const char *key, size_t key_len,
+    uint64_t version, store_record *out, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_get(c, key, key_len, version, out, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_list_bounded(store_conn *c, const store_list_req *req,
+    store_list_page *out, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_list(c, req, out, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_apply_batch_bounded(store_conn *c, const store_write *ws,
+    size_t n, store_write_result *results)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_apply_batch(c, ws, n, results);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_revision_bounded(store_conn *c, uint64_t *out, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_revision(c, out, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_integrity_check_bounded(store_conn *c, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_integrity_check(c, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
 /* --- the vtable --- */
 
 const store_backend store_sqlite_backend = {
     .name = "sqlite",
-    .open = store_sqlite_open,
+    .open = store_sqlite_open_bounded,
     .close = store_sqlite_close,
-    .conn_open = store_sqlite_conn_open,
+    .conn_open = store_sqlite_conn_open_bounded,
     .conn_close = store_sqlite_conn_close,
-    .get = store_sqlite_get,
-    .list = store_sqlite_list,
-    .apply_batch = store_sqlite_apply_batch,
-    .revision = store_sqlite_revision,
-    .integrity_check = store_sqlite_integrity_check,
+    .get = store_sqlite_get_bounded,
+    .list = store_sqlite_list_bounded,
+    .apply_batch = store_sqlite_apply_batch_bounded,
+    .revision = store_sqlite_revision_bounded,
+    .integrity_check = store_sqlite_integrity_check_bounded,
 };

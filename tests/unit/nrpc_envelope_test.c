@@ -280,6 +280,35 @@ test_plan_request_rejects_fields_over_their_limits(void **state)
 }
 
 static void
+test_reply_round_trips_the_retry_hint(void **state)
+{
+	nrpc_status st = {0};
+	nrpc_status got;
+	nrpc_reply_plan plan;
+	ProtobufCMessage *resp = NULL;
+	uint8_t *buf;
+
+	(void) state;
+	nrpc_status_set(&st, NRPC_UNAVAILABLE, "DB_BUSY", NULL,
+	    "gave up after busy_timeout_ms (5000)");
+	st.retry_after_ms = 1500;
+	nrpc_envelope_plan_reply(&plan, &st, NULL);
+	buf = malloc(plan.total);
+	assert_non_null(buf);
+	nrpc_envelope_write_reply(&plan, buf);
+	assert_int_equal(nrpc_envelope_decode_reply(buf, plan.total, 4096,
+	    &nrpc__v1__metadata__descriptor, &resp, &got), NRPC_UNAVAILABLE);
+	assert_string_equal(got.reason, "DB_BUSY");
+	assert_int_equal(got.retry_after_ms, 1500);
+	/* Setting a status again clears the hint. */
+	nrpc_status_set(&got, NRPC_ABORTED, "VERSION_CONFLICT", NULL, "x");
+	assert_int_equal(got.retry_after_ms, 0);
+	nrpc_status_fini(&got);
+	nrpc_status_fini(&st);
+	free(buf);
+}
+
+static void
 test_reply_round_trips_status_and_detail(void **state)
 {
 	nrpc_status st = {0};
@@ -582,6 +611,7 @@ main(void)
 		test_request_written_by_plan_decodes_with_protobuf_c),
 	    cmocka_unit_test(test_plan_request_rejects_fields_over_their_limits),
 	    cmocka_unit_test(test_reply_round_trips_status_and_detail),
+	    cmocka_unit_test(test_reply_round_trips_the_retry_hint),
 	    cmocka_unit_test(test_ok_reply_with_body_decodes_to_the_message),
 	    cmocka_unit_test(test_garbage_reply_is_internal_malformed_reply),
 	    cmocka_unit_test(

@@ -2,7 +2,8 @@
  * store_persist_test.c - the database file: reopening finds everything
  * (records, versions, history, revision, fencing counter, leases, request
  * ids); foreign or broken files are refused; a foreign writer holding
- * SQLite's lock is waited out, never reported as BUSY; readers never wait
+ * SQLite's lock is waited out for up to busy_timeout_ms, then the write
+ * fails STORE_EBUSY (DB_BUSY) having changed nothing; readers never wait
  * for a writer.
  */
 #include <pthread.h>
@@ -355,6 +356,104 @@ test_a_foreign_write_lock_is_waited_out_not_reported_busy(void **state)
 	assert_int_equal(stt_version(fx->c, "k"), 2);
 }
 
+/* spt_foreign_lock opens path as another process would and takes the
+ * write lock (BEGIN IMMEDIATE plus a write, as a sqlite3 shell would). */
+static sqlite3 *
+spt_foreign_lock(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                     "BEGIN IMMEDIATE; UPDATE meta SET revision = "
+	                     "revision WHERE id = 0;",
+	                     NULL, NULL, NULL),
+	    SQLITE_OK);
+	return db;
+}
+
+static void
+test_a_foreign_write_lock_past_busy_timeout_fails_the_batch_db_busy(
+    void **state)
+{
+	store_limits lim = store_limits_default();
+	stt_fx *fx;
+	sqlite3 *foreign;
+	store_write ws[2];
+	store_write_result res[2];
+	store_record rec;
+
+	(void) state;
+	lim.busy_timeout_ms = 200;
+	fx = stt_fx_new(&lim, true);
+	(void) stt_put(fx->c, "k", "v1");
+	foreign = spt_foreign_lock(fx->path);
+
+	ws[0] = stt_update("k", "v2", STORE_PRECOND_IF_VERSION, 1);
+	ws[1] = stt_update("new", "n1", STORE_PRECOND_IF_ABSENT, 0);
+	memset(res, 0, sizeof(res));
+	assert_int_equal(store_apply_batch(fx->c, ws, 2, res), STORE_EBUSY);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(res[i].error.code, STORE_EBUSY);
+		assert_non_null(strstr(res[i].error.message,
+		    "busy_timeout_ms (200)"));
+		store_write_result_fini(&res[i]);
+	}
+	assert_string_equal(store_reason(STORE_EBUSY), "DB_BUSY");
+	/* A single write fails the same way. */
+	assert_int_equal(stt_apply0(fx->c, ws[0]), STORE_EBUSY);
+
+	/* Reads still work meanwhile (WAL snapshot) and see nothing new. */
+	assert_int_equal(stt_version(fx->c, "k"), 1);
+	assert_int_equal(stt_version(fx->c, "new"), 0);
+
+	assert_int_equal(sqlite3_exec(foreign, "ROLLBACK", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(foreign);
+
+	/* Nothing was half applied, and the store works again. */
+	assert_int_equal(stt_revision(fx->c), 1);
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(store_get(fx->c, "k", 1, 0, &rec, NULL), STORE_OK);
+	stt_assert_value(&rec, "v1");
+	store_record_fini(&rec);
+	memset(res, 0, sizeof(res));
+	assert_int_equal(store_apply_batch(fx->c, ws, 2, res), STORE_OK);
+	assert_int_equal(res[0].error.code, STORE_OK);
+	assert_int_equal(res[1].error.code, STORE_OK);
+	store_write_result_fini(&res[0]);
+	store_write_result_fini(&res[1]);
+	assert_int_equal(stt_version(fx->c, "k"), 2);
+	assert_int_equal(stt_version(fx->c, "new"), 1);
+	stt_fx_free(fx);
+}
+
+static void
+test_cancelled_waits_fail_db_busy_at_once_naming_shutdown(void **state)
+{
+	stt_fx *fx = *state; /* default busy_timeout_ms: 5 s */
+	sqlite3 *foreign;
+	store_write_result r;
+
+	(void) stt_put(fx->c, "k", "v1");
+	foreign = spt_foreign_lock(fx->path);
+	store_cancel_waits(fx->s);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_update("k", "v2", STORE_PRECOND_UNCONDITIONAL,
+	                         0),
+	                     &r),
+	    STORE_EBUSY);
+	assert_non_null(strstr(r.error.message, "shutting down"));
+	store_write_result_fini(&r);
+	assert_int_equal(sqlite3_exec(foreign, "ROLLBACK", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(foreign);
+	/* Writes that need no wait still succeed. */
+	(void) stt_put(fx->c, "k", "v2");
+	assert_int_equal(stt_version(fx->c, "k"), 2);
+}
+
 static void
 test_two_stores_on_one_file_share_it(void **state)
 {
@@ -403,6 +502,9 @@ main(void)
 	    T(test_open_refuses_files_that_are_not_ours),
 	    T(test_open_refuses_a_schema_newer_than_this_build),
 	    T(test_a_foreign_write_lock_is_waited_out_not_reported_busy),
+	    cmocka_unit_test(
+	        test_a_foreign_write_lock_past_busy_timeout_fails_the_batch_db_busy),
+	    T(test_cancelled_waits_fail_db_busy_at_once_naming_shutdown),
 	    T(test_two_stores_on_one_file_share_it),
 	    cmocka_unit_test(test_memory_stores_are_private),
 	    T(test_a_v2_database_migrates_to_caller_scoped_request_ids),

@@ -53,6 +53,7 @@ test_strerror_and_reason_name_every_code(void **state)
 	    {STORE_ENOMEM, "RESOURCE_EXHAUSTED"},
 	    {STORE_EIO, "INTERNAL"},
 	    {STORE_ECLOSED, "UNAVAILABLE"},
+	    {STORE_EBUSY, "DB_BUSY"},
 	};
 
 	(void) state;
@@ -396,6 +397,7 @@ test_open_rejects_limits_above_hard_maxima(void **state)
 	STV_EDGE(max_page_size, STORE_MAX_PAGE_SIZE_HARD);
 	STV_EDGE(history, STORE_HISTORY_HARD);
 	STV_EDGE(lock_ttl_max_ms, STORE_LOCK_TTL_HARD_MAX_MS);
+	STV_EDGE(busy_timeout_ms, STORE_BUSY_TIMEOUT_HARD_MS);
 #undef STV_EDGE
 }
 
@@ -427,6 +429,11 @@ test_open_rejects_inconsistent_limits(void **state)
 	l = d;
 	l.lock_ttl_min_ms = 0;
 	stv_limit_refused(&l, "lock_ttl_min_ms");
+	l = d;
+	l.busy_timeout_ms = -1;
+	stv_limit_refused(&l, "busy_timeout_ms");
+	l.busy_timeout_ms = 0; /* allowed: give up at the first refusal */
+	assert_int_equal(store_limits_check(&l, NULL), STORE_OK);
 }
 
 static void

@@ -341,7 +341,7 @@ const ProtobufCMessageDescriptor nrpc__v1__request__descriptor =
   (ProtobufCMessageInit) nrpc__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nrpc__v1__status__field_descriptors[6] =
+static const ProtobufCFieldDescriptor nrpc__v1__status__field_descriptors[7] =
 {
   {
     "code",
@@ -415,6 +415,18 @@ static const ProtobufCFieldDescriptor nrpc__v1__status__field_descriptors[6] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "retry_after_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Nrpc__V1__Status, retry_after_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nrpc__v1__status__field_indices_by_name[] = {
   0,   /* field[0] = code */
@@ -423,11 +435,12 @@ static const unsigned nrpc__v1__status__field_indices_by_name[] = {
   5,   /* field[5] = field */
   2,   /* field[2] = message */
   1,   /* field[1] = reason */
+  6,   /* field[6] = retry_after_ms */
 };
 static const ProtobufCIntRange nrpc__v1__status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor nrpc__v1__status__descriptor =
 {
@@ -437,7 +450,7 @@ const ProtobufCMessageDescriptor nrpc__v1__status__descriptor =
   "Nrpc__V1__Status",
   "nrpc.v1",
   sizeof(Nrpc__V1__Status),
-  6,
+  7,
   nrpc__v1__status__field_descriptors,
   nrpc__v1__status__field_indices_by_name,
   1,  nrpc__v1__status__number_ranges,

@@ -100,10 +100,16 @@ struct  Nrpc__V1__Status
    * The request field at fault, when there is one ("key", "value").
    */
   char *field;
+  /*
+   * For a transient failure (UNAVAILABLE, RESOURCE_EXHAUSTED): how long
+   * the client should wait before retrying, in milliseconds; 0 = no hint.
+   * The HTTP gateway's Retry-After says the same.
+   */
+  uint32_t retry_after_ms;
 };
 #define NRPC__V1__STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nrpc__v1__status__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Nrpc__V1__Response
