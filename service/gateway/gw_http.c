@@ -830,7 +830,7 @@ gw_start_http(gw_server *gw, const gw_config *cfg, nrpc_status *st)
 	    MHD_OPTION_URI_LOG_CALLBACK, gw_http_uri, gw,
 	    MHD_OPTION_NOTIFY_COMPLETED, gw_http_completed, gw,
 	    MHD_OPTION_EXTERNAL_LOGGER, gw_http_log, gw,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+	    MHD_OPTION_END);
 	if (gw->mhd == NULL) {
 		return gw_status_set(st, -1, NRPC_UNAVAILABLE, "UNAVAILABLE",
 		    "http", "cannot listen on http://%.256s: %s", cfg->http,
