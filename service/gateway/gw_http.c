@@ -410,8 +410,29 @@ gw_http_rpc_done(nrpc_fnptr user_cb, void *user_arg, ProtobufCMessage *resp,
     const nrpc_status *st)
 {
 	gw_exchange *ex = user_arg;
+	gw_server *gw = ex->gw;
+	bool stopping;
+	nrpc_status down;
 
 	(void) user_cb;
+	pthread_mutex_lock(&gw->mu);
+	stopping = gw->stopping;
+	pthread_mutex_unlock(&gw->mu);
+	if (stopping && st->code == NRPC_CANCELLED) {
+		/* gw_stop closed the client under this call: the client
+		 * gets 503 (retry elsewhere), not the CANCELLED of a
+		 * client that went away. */
+		memset(&down, 0, sizeof(down));
+		nrpc_status_set(&down, NRPC_UNAVAILABLE, "UNAVAILABLE", NULL,
+		    "the gateway is shutting down");
+		gw_plan_fail(&gw->core, &ex->plan, &down);
+		nrpc_status_fini(&down);
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		gw_http_ready(ex, NULL);
+		return;
+	}
 	if (gw_plan_step(&ex->gw->core, &ex->plan, resp, st) == GW_PLAN_RPC) {
 		if (resp != NULL) {
 			protobuf_c_message_free_unpacked(resp, NULL);
