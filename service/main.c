@@ -47,6 +47,13 @@ static const char dsd_usage[] =
     "                        the --http host, localhost and IP addresses;\n"
     "                        others get 421); repeat for several, * for any\n"
     "  --max-value-bytes N   largest value accepted (default 1048576)\n"
+    "  --http-max-connections N  HTTP connections open at once (default\n"
+    "                        1024, at most 65536)\n"
+    "  --http-max-per-ip N   HTTP connections from one address (default 256)\n"
+    "  --http-timeout S      close an HTTP connection idle for S seconds\n"
+    "                        (default 30, at most 3600)\n"
+    "  --http-body-budget N  request body bytes held at once; a body that\n"
+    "                        does not fit gets 503 unread (default 64 MiB)\n"
     "  --history N           versions kept readable per key (default 16)\n"
     "  --durability MODE     full: fsync every commit (default); normal:\n"
     "                        survive a process crash, not a power loss\n"
@@ -74,6 +81,7 @@ typedef struct dsd_opts {
 	const char *allow_hosts[DSD_MAX_LISTEN];
 	size_t n_allow_hosts;
 	int64_t max_value_bytes;
+	int64_t http_max_conns, http_max_per_ip, http_timeout, http_budget;
 	int64_t history;
 	store_durability durability;
 	int64_t busy_timeout_ms;
@@ -134,7 +142,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 {
 	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
 		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
-		O_BUSY_TIMEOUT, O_QUIET, O_HELP };
+		O_BUSY_TIMEOUT, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
+		O_HTTP_TIMEOUT, O_HTTP_BUDGET };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -147,6 +156,10 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"history", required_argument, NULL, O_HISTORY},
 	    {"durability", required_argument, NULL, O_DURABILITY},
 	    {"busy-timeout", required_argument, NULL, O_BUSY_TIMEOUT},
+	    {"http-max-connections", required_argument, NULL, O_HTTP_CONNS},
+	    {"http-max-per-ip", required_argument, NULL, O_HTTP_PER_IP},
+	    {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
+	    {"http-body-budget", required_argument, NULL, O_HTTP_BUDGET},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -229,6 +242,31 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 		case O_BUSY_TIMEOUT:
 			if (dsd_parse_duration("--busy-timeout", optarg, 0,
 			        STORE_BUSY_TIMEOUT_HARD_MS, &o->busy_timeout_ms) != 0) {
+				return 2;
+			}
+			break;
+		/* The gateway checks these against its hard maxima. */
+		case O_HTTP_CONNS:
+			if (dsd_parse_int("--http-max-connections", optarg, 1,
+			        UINT32_MAX, &o->http_max_conns) != 0) {
+				return 2;
+			}
+			break;
+		case O_HTTP_PER_IP:
+			if (dsd_parse_int("--http-max-per-ip", optarg, 1, UINT32_MAX,
+			        &o->http_max_per_ip) != 0) {
+				return 2;
+			}
+			break;
+		case O_HTTP_TIMEOUT:
+			if (dsd_parse_int("--http-timeout", optarg, 1, UINT32_MAX,
+			        &o->http_timeout) != 0) {
+				return 2;
+			}
+			break;
+		case O_HTTP_BUDGET:
+			if (dsd_parse_int("--http-body-budget", optarg, 1, INT64_MAX,
+			        &o->http_budget) != 0) {
 				return 2;
 			}
 			break;
@@ -390,6 +428,10 @@ main(int argc, char **argv)
 		gcfg.allow_hosts = o.allow_hosts;
 		gcfg.n_allow_hosts = o.n_allow_hosts;
 		gcfg.max_value_bytes = (size_t) o.max_value_bytes;
+		gcfg.max_connections = (unsigned) o.http_max_conns;
+		gcfg.max_per_ip = (unsigned) o.http_max_per_ip;
+		gcfg.timeout_s = (unsigned) o.http_timeout;
+		gcfg.body_budget = (size_t) o.http_budget;
 		if (gw_start(&gcfg, &gw, &nst) != NRPC_OK) {
 			fprintf(stderr, "datasyncd: %s\n", nst.message);
 			goto out;

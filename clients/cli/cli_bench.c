@@ -40,10 +40,11 @@
  *
  * The same command also serves the raw limits for the benchmark suite
  * (tests/bench/run.sh), each in its own process: an nng REP echo server
- * and nng's static HTTP handler; and it runs the raw SQLite loops that
+ * and libmicrohttpd's bare HTTP handler; and it runs the raw SQLite loops that
  * bound the store.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -56,11 +57,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <microhttpd.h>
 #include <jansson.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
-#include <nng/supplemental/http/http.h>
 #include <sqlite3.h>
 
 #include "cli.h"
@@ -197,8 +198,8 @@ static const char cli_bench_usage[] =
     "  --baseline sqlite-read  point reads on one connection\n"
     "  --echo-server URL   serve a raw nng REP echo (--contexts N, default\n"
     "                      256) until SIGINT/SIGTERM\n"
-    "  --http-static HOST:PORT  serve a 200-byte body with nng's static\n"
-    "                      HTTP handler (any path) until SIGINT/SIGTERM\n"
+    "  --http-static HOST:PORT  serve a 200-byte body with libmicrohttpd's\n"
+    "                      bare handler (any path) until SIGINT/SIGTERM\n"
     "\n"
     "Counting: errors over the whole run; ops, latency, conflicts and\n"
     "retries inside the measured window. Exit 0 when the run completed\n"
@@ -1541,58 +1542,92 @@ out:
 	return rc;
 }
 
+/* cli_bench_http_answer: libmicrohttpd's bare handler, the same fixed
+ * body for every method and path, queued on the first call. */
+static enum MHD_Result
+cli_bench_http_answer(void *cls, struct MHD_Connection *conn,
+    const char *url, const char *method, const char *version,
+    const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	static int started;
+
+	(void) url;
+	(void) method;
+	(void) version;
+	(void) upload_data;
+	if (*con_cls == NULL) {
+		*con_cls = &started; /* answer on the next call: keep-alive */
+		return MHD_YES;
+	}
+	*upload_data_size = 0;
+	return MHD_queue_response(conn, MHD_HTTP_OK, cls);
+}
+
 static int
 cli_bench_http_static(const cli_bench_opts *o)
 {
-	char url[300];
-	char body[CLI_BENCH_STATIC_BYTES];
-	nng_url *u = NULL;
-	nng_http_server *srv = NULL;
-	nng_http_handler *h = NULL;
+	char body[CLI_BENCH_STATIC_BYTES], host[260];
+	const char *colon = strrchr(o->listen, ':');
+	struct addrinfo hints, *ai = NULL;
+	struct MHD_Response *res = NULL;
+	struct MHD_Daemon *mhd = NULL;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	sigset_t sigs;
-	int rv;
+	size_t hl;
 	int rc = CLI_EXIT_ERROR;
 
 	cli_bench_block_signals(&sigs);
 	signal(SIGPIPE, SIG_IGN);
 	memset(body, 'x', sizeof(body));
 	body[sizeof(body) - 1] = '\n';
-	if (snprintf(url, sizeof(url), "http://%s", o->listen) >=
-	    (int) sizeof(url)) {
-		return cli_usage_error("--http-static: address too long");
-	}
-	if ((rv = nng_url_parse(&u, url)) != 0) {
+	if (colon == NULL || strlen(o->listen) > 256) {
 		return cli_usage_error("--http-static wants HOST:PORT, got '%s'",
 		    o->listen);
 	}
-	if ((rv = nng_http_server_hold(&srv, u)) != 0 ||
-	    (rv = nng_http_handler_alloc_static(&h, "/", body, sizeof(body),
-	    "text/plain")) != 0 ||
-	    (rv = nng_http_handler_set_tree(h)) != 0 ||
-	    (rv = nng_http_server_add_handler(srv, h)) != 0) {
-		fprintf(stderr, "datasync bench: cannot set up HTTP on %s: %s\n",
-		    o->listen, nng_strerror(rv));
-		if (h != NULL) {
-			nng_http_handler_free(h); /* not added: still ours */
-		}
+	hl = (size_t) (colon - o->listen);
+	memcpy(host, o->listen, hl);
+	host[hl] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if (getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints,
+	        &ai) != 0) {
+		return cli_usage_error("--http-static wants HOST:PORT, got '%s'",
+		    o->listen);
+	}
+	if ((res = MHD_create_response_from_buffer(
+	         sizeof(body), body, MHD_RESPMEM_MUST_COPY)) == NULL ||
+	    MHD_add_response_header(res, "Content-Type", "text/plain") !=
+	        MHD_YES) {
+		fprintf(stderr, "datasync bench: out of memory\n");
 		goto out;
 	}
-	if ((rv = nng_http_server_start(srv)) != 0) {
+	/* The gateway's own setup: epoll, one thread per CPU. */
+	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	                           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+	    0, NULL, NULL, cli_bench_http_answer, res, MHD_OPTION_SOCK_ADDR,
+	    ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned) (ncpu < 1 ? 1 : ncpu > 64 ? 64 : ncpu),
+	    MHD_OPTION_CONNECTION_LIMIT, 1024u,
+	    MHD_OPTION_END);
+	if (mhd == NULL) {
 		fprintf(stderr, "datasync bench: cannot listen on %s: %s\n",
-		    o->listen, nng_strerror(rv));
+		    o->listen, strerror(errno));
 		goto out;
 	}
-	printf("datasync bench: static HTTP (%d bytes) on %s\n",
-	    CLI_BENCH_STATIC_BYTES, url);
+	printf("datasync bench: static HTTP (%d bytes, libmicrohttpd) on "
+	       "http://%s\n",
+	    CLI_BENCH_STATIC_BYTES, o->listen);
 	fflush(stdout);
 	cli_bench_wait_signal(&sigs);
-	nng_http_server_stop(srv);
+	MHD_stop_daemon(mhd);
 	rc = CLI_EXIT_OK;
 out:
-	if (srv != NULL) {
-		nng_http_server_release(srv); /* frees the added handler */
+	if (res != NULL) {
+		MHD_destroy_response(res);
 	}
-	nng_url_free(u);
+	freeaddrinfo(ai);
 	return rc;
 }
 

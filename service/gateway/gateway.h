@@ -4,15 +4,15 @@
  * The gateway serves browsers: REST routes over records with ETags and
  * If-Match, lock routes, a generic /rpc/{package.Service}/{Method} route
  * that transcodes proto3 JSON for every method of the services it is
- * given, /healthz, /metrics and the static demo page. It runs on nng's
- * HTTP server and is a *client* of the RPC service (DESIGN §2): it dials
+ * given, /healthz, /metrics and the static demo page. It runs on
+ * libmicrohttpd (epoll, a thread pool) and is a *client* of the RPC service (DESIGN §2): it dials
  * the upstream URLs with the nrpc client, inproc:// when embedded in
  * datasyncd, ipc:// or tcp:// when it runs as datasync-gateway. It never
  * touches the store.
  *
- * Threads: handlers run on nng's threads and never block on the RPC: they
- * start asynchronous calls and finish the HTTP reply from the call's
- * completion callback.
+ * Threads: handlers run on libmicrohttpd's threads and never block on the
+ * RPC: they suspend the connection, start an asynchronous call, and the
+ * call's completion callback resumes it with the answer.
  *
  * The route and header table is in service/gateway/README.md.
  */
@@ -56,6 +56,14 @@ typedef struct gw_config {
 	                                           * datasync.v1.DataSync */
 	size_t n_services;
 	const ds_clock *wall_clock; /* for Retry-After; NULL = system */
+	unsigned max_connections; /* open HTTP connections; 0 = 1024, at
+	                           * most 65536 */
+	unsigned max_per_ip;      /* from one address; 0 = 256 */
+	unsigned timeout_s;       /* idle connection closed after; 0 =
+	                           * 30 s, at most 3600 */
+	size_t body_budget;       /* request body bytes held at once over
+	                           * all requests; 0 = 64 MiB (at least the
+	                           * largest body); at most 16 GiB */
 } gw_config;
 
 /* gw_config_default zeroes cfg and sets the defaults (http
@@ -66,7 +74,7 @@ void gw_config_default(gw_config *cfg);
  * server. On NRPC_OK *out is the running server (owned; gw_stop). On
  * failure nothing is left running, *out is untouched and st holds the
  * reason: INVALID_ARGUMENT for a bad config (the message names the field),
- * UNAVAILABLE when the address cannot be listened on (nng's reason in the
+ * UNAVAILABLE when the address cannot be listened on (the reason in the
  * message). Returns st->code. Call it from an ordinary thread, not from an
  * nng callback. */
 int gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st);

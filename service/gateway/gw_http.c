@@ -1,32 +1,48 @@
 /*
- * gw_http.c - nng's HTTP server <-> the pure gateway, and gw_start /
- * gw_stop.
+ * gw_http.c - libmicrohttpd <-> the pure gateway, and gw_start / gw_stop.
  *
- * One tree handler at "/" takes every method and path; routing, limits
- * and everything else live in the pure layer (gw_plan.c). The handler
- * never blocks: a request body is read with an aio of our own, the RPC is
- * started with nrpc_client_call_async, and the handler's aio is finished
- * from whichever callback produces the answer.
+ * One access handler takes every method and path; routing, limits and
+ * everything else live in the pure layer (gw_plan.c). libmicrohttpd runs
+ * an epoll loop on a pool of threads (one per CPU) and calls the handler
+ * for each request several times:
  *
- * An exchange (one request) ends exactly once, in gw_http_respond or
- * gw_http_abort. The handler's aio is shared with a cancel function (the
- * server closing a connection): both take it under gw->mu, and whoever
- * takes it finishes it. The exchange is findable from the aio through
- * input slot 3, which the server leaves unused, and that slot is cleared
- * under the same lock, so a cancel arriving late finds nothing.
+ *   1. headers complete: gw_plan_precheck decides from the headers (413,
+ *      411, ... answered at once, body unread, Connection: close: an
+ *      answer queued from this first call closes the connection); a
+ *      declared body reserves its bytes from the body budget, or is
+ *      answered 503 + Retry-After unread when it does not fit;
+ *   2. each piece of the body: appended to a buffer that grows with what
+ *      arrived (never sized from Content-Length up front);
+ *   3. body complete: gw_plan_make; an RPC suspends the connection and
+ *      starts nrpc_client_call_async; its callback (an nng thread) feeds
+ *      gw_plan_step and resumes the connection;
+ *   4. after the resume: the response is queued.
+ *
+ * An exchange (one request) is created by the URI callback (which sees
+ * the raw request-target) and freed exactly once, by the completion
+ * callback, which libmicrohttpd runs for every request it started,
+ * answered or not. A suspended connection is never closed by
+ * libmicrohttpd, so gw_stop first ends every RPC (closing the client runs
+ * each callback, which resumes its connection), and only then stops the
+ * daemon, which closes the connections and completes their exchanges.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
+#include <microhttpd.h>
 
 #include "datasync/v1/datasync.nrpc.h"
 #include "ds_alloc.h"
@@ -41,18 +57,11 @@
 #define GW_DEFAULT_JS_PATH "clients/js/datasync.js"
 #endif
 
-/* The aio input slot that leads from the handler's aio to its exchange;
- * nng's server sets 0..2. */
-#define GW_AIO_SLOT 3
-
 struct gw_server {
 	gw_core core;
 	gw_metrics metrics;
 	nrpc_client *client;
-	nng_http_server *http;
-	nng_http_handler *handler; /* the main handler once added: the
-	                            * server holds it until gw_free takes
-	                            * it back */
+	struct MHD_Daemon *mhd;
 	char *web_root;            /* realpath, owned; NULL: no static files */
 	char *js_path;             /* owned */
 	char *cors[GW_MAX_CORS_ORIGINS]; /* owned copies */
@@ -63,29 +72,45 @@ struct gw_server {
 	size_t n_services;
 	int64_t timeout_ms;
 	int port;
+	size_t budget; /* body_budget */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	unsigned active; /* guarded by mu: threads inside gw_http_call */
-	size_t live;     /* guarded by mu: exchanges not yet freed */
-	bool stopping;   /* guarded by mu: no new RPC calls */
-	bool nng_done;   /* guarded by mu: nng finalized the server, so
-	                  * no handler runs or will run (see
-	                  * gw_http_sentinel) */
+	unsigned active;    /* guarded by mu: threads inside gw_http_call */
+	size_t live;        /* guarded by mu: exchanges not yet freed */
+	size_t suspended;   /* guarded by mu: connections suspended and
+	                     * not yet resumed (MHD_resume_connection
+	                     * returned) */
+	size_t budget_used; /* guarded by mu: body bytes reserved */
+	bool stopping;      /* guarded by mu: no new RPC calls */
 };
+
+typedef enum gw_ex_state {
+	GW_EX_HEAD = 0, /* created: headers not seen yet */
+	GW_EX_BODY,     /* reading the body */
+	GW_EX_WAIT,     /* suspended: an RPC in flight */
+	GW_EX_READY,    /* resumed: plan.resp is final */
+	GW_EX_SENT,     /* response queued */
+} gw_ex_state;
 
 typedef struct gw_exchange {
 	gw_server *gw;
-	nng_aio *aio;        /* guarded by gw->mu: the handler's aio until
-	                      * someone finishes it, then NULL */
-	bool deferred;       /* nng_aio_defer done */
-	nng_aio *body_aio;   /* owned; reads the body */
-	nng_http_conn *conn; /* borrowed from nng while aio is pending */
+	struct MHD_Connection *conn; /* borrowed from libmicrohttpd */
+	gw_ex_state state;           /* guarded by gw->mu while WAIT */
+	bool begun;                  /* gw_metrics_begin done */
+	bool ended;                  /* gw_metrics_end done */
+	char *uri;                   /* owned: the raw request-target */
+	char peer[INET6_ADDRSTRLEN];
 	gw_request req;
 	gw_header headers[GW_N_REQUEST_HEADERS];
-	char *strs;    /* owned: method, uri, header values */
-	uint8_t *body; /* owned */
-	size_t body_len;
+	char *strs;       /* owned: method and header values */
+	uint8_t *body;    /* owned; body_cap bytes */
+	size_t body_len;  /* bytes arrived */
+	size_t body_cap;
+	size_t declared;  /* Content-Length */
+	size_t reserved;  /* bytes of gw->budget_used held */
+	int64_t body_deadline_us;
+	ProtobufCMessage *msg; /* owned: the reply plan.resp may borrow */
 	gw_plan plan;
 	int64_t start_us;
 } gw_exchange;
@@ -101,75 +126,36 @@ gw_http_now_us(void)
 
 /* --- exchanges --- */
 
-static void
-gw_exchange_free(gw_exchange *ex)
+/* gw_http_uri is libmicrohttpd's URI callback: the request line has
+ * arrived. Its result becomes the request's context (*con_cls), freed by
+ * gw_http_completed. NULL (out of memory) makes the handler drop the
+ * connection. */
+static void *
+gw_http_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-	gw_server *gw = ex->gw;
-
-	gw_plan_fini(&ex->plan);
-	if (ex->body_aio != NULL) {
-		/* Possibly from its own callback: reap, never free. */
-		nng_aio_reap(ex->body_aio);
-	}
-	ds_free(ex->body);
-	ds_free(ex->strs);
-	ds_free(ex);
-	pthread_mutex_lock(&gw->mu);
-	if (--gw->live == 0) {
-		pthread_cond_broadcast(&gw->cv);
-	}
-	pthread_mutex_unlock(&gw->mu); /* gw may be freed from here on */
-}
-
-/* gw_exchange_new copies what the pure layer reads from nng's request:
- * the exchange must not depend on nng's request object, which the server
- * frees when it closes the connection. */
-static gw_exchange *
-gw_exchange_new(
-    gw_server *gw, nng_aio *aio, nng_http_req *hreq, nng_http_conn *conn)
-{
-	const char *method = nng_http_req_get_method(hreq);
-	const char *uri = nng_http_req_get_uri(hreq);
-	const char *vals[GW_N_REQUEST_HEADERS];
-	size_t total, o = 0;
+	gw_server *gw = cls;
 	gw_exchange *ex;
+	const union MHD_ConnectionInfo *ci;
 
-	total = strlen(method) + strlen(uri) + 2;
-	for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
-		vals[i] =
-		    nng_http_req_get_header(hreq, gw_request_header_names[i]);
-		if (vals[i] != NULL) {
-			total += strlen(vals[i]) + 1;
-		}
-	}
 	if ((ex = ds_calloc(1, sizeof(*ex))) == NULL) {
 		return NULL;
 	}
-	if ((ex->strs = ds_alloc(total)) == NULL) {
+	if ((ex->uri = ds_strdup(uri != NULL ? uri : "")) == NULL) {
 		ds_free(ex);
 		return NULL;
 	}
-#define GW_COPY(dst, src)                                                     \
-	do {                                                                  \
-		size_t n_ = strlen(src) + 1;                                  \
-		memcpy(ex->strs + o, (src), n_);                              \
-		(dst) = ex->strs + o;                                         \
-		o += n_;                                                      \
-	} while (0)
-	GW_COPY(ex->req.method, method);
-	GW_COPY(ex->req.uri, uri);
-	for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
-		if (vals[i] != NULL) {
-			gw_header *h = &ex->headers[ex->req.n_headers++];
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci != NULL && ci->client_addr != NULL) {
+		socklen_t len = ci->client_addr->sa_family == AF_INET6
+		                    ? sizeof(struct sockaddr_in6)
+		                    : sizeof(struct sockaddr_in);
 
-			h->name = gw_request_header_names[i];
-			GW_COPY(h->value, vals[i]);
+		if (getnameinfo(ci->client_addr, len, ex->peer,
+		        sizeof(ex->peer), NULL, 0, NI_NUMERICHOST) != 0) {
+			ex->peer[0] = '\0';
 		}
 	}
-#undef GW_COPY
-	ex->req.headers = ex->headers;
 	ex->gw = gw;
-	ex->aio = aio;
 	ex->conn = conn;
 	ex->start_us = gw_http_now_us();
 	gw_plan_init(&ex->plan);
@@ -179,155 +165,211 @@ gw_exchange_new(
 	return ex;
 }
 
-/* gw_exchange_take_aio returns the handler's aio if nobody finished it
- * yet, and makes sure nobody else will. */
-static nng_aio *
-gw_exchange_take_aio(gw_exchange *ex)
-{
-	nng_aio *aio;
-
-	pthread_mutex_lock(&ex->gw->mu);
-	if ((aio = ex->aio) != NULL) {
-		ex->aio = NULL;
-		(void) nng_aio_set_input(aio, GW_AIO_SLOT, NULL); /* < 4 */
-	}
-	pthread_mutex_unlock(&ex->gw->mu);
-	return aio;
-}
-
-/* gw_http_cancel: nng closes the connection (server stop) while we wait
- * for a body or an RPC. The exchange goes on and ends on its own; only
- * the aio is given back now. */
+/* gw_http_completed is libmicrohttpd's completion callback: the request
+ * is over (answered, or its connection closed). The exchange ends here,
+ * exactly once. */
 static void
-gw_http_cancel(nng_aio *aio, void *arg, int err)
+gw_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
 {
-	gw_server *gw = arg;
-	gw_exchange *ex;
+	gw_server *gw = cls;
+	gw_exchange *ex = *con_cls;
+	size_t reserved;
 
-	pthread_mutex_lock(&gw->mu);
-	if ((ex = nng_aio_get_input(aio, GW_AIO_SLOT)) != NULL) {
-		(void) nng_aio_set_input(aio, GW_AIO_SLOT, NULL);
-		ex->aio = NULL;
-	}
-	pthread_mutex_unlock(&gw->mu);
-	if (ex != NULL) {
-		nng_aio_finish(aio, err);
-	}
-}
-
-/* gw_exchange_defer registers the cancel function once, before the
- * exchange waits for anything. */
-static void
-gw_exchange_defer(gw_exchange *ex)
-{
-	nng_aio *aio;
-
-	if (ex->deferred) {
+	(void) conn;
+	(void) toe;
+	if (ex == NULL) {
 		return;
 	}
-	ex->deferred = true;
-	pthread_mutex_lock(&ex->gw->mu);
-	if ((aio = ex->aio) != NULL) {
-		(void) nng_aio_set_input(aio, GW_AIO_SLOT, ex);
+	*con_cls = NULL;
+	if (ex->begun && !ex->ended) {
+		/* 499: nginx's "client closed request", as grpc-gateway
+		 * uses. */
+		gw_metrics_end(&gw->metrics, ex->plan.route, ex->plan.method,
+		    499, gw_http_now_us() - ex->start_us, 0);
 	}
-	pthread_mutex_unlock(&ex->gw->mu);
-	if (aio != NULL) {
-		nng_aio_defer(aio, gw_http_cancel, ex->gw);
+	gw_plan_fini(&ex->plan);
+	if (ex->msg != NULL) {
+		protobuf_c_message_free_unpacked(ex->msg, NULL);
 	}
+	ds_free(ex->body);
+	ds_free(ex->strs);
+	ds_free(ex->uri);
+	reserved = ex->reserved;
+	ds_free(ex);
+	pthread_mutex_lock(&gw->mu);
+	gw->budget_used -= reserved;
+	if (--gw->live == 0) {
+		pthread_cond_broadcast(&gw->cv);
+	}
+	pthread_mutex_unlock(&gw->mu);
+}
+
+/* Collecting the headers the pure layer reads, repeated ones joined by
+ * ", " (two passes: sizes, then copies). */
+typedef struct gw_hdr_pass {
+	gw_exchange *ex;
+	size_t len[GW_N_REQUEST_HEADERS]; /* pass 1: joined lengths + 1 */
+	char *at[GW_N_REQUEST_HEADERS];   /* pass 2: where each goes */
+	size_t used[GW_N_REQUEST_HEADERS];
+	bool copy;
+} gw_hdr_pass;
+
+static enum MHD_Result
+gw_http_header_cb(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	gw_hdr_pass *hp = cls;
+
+	(void) kind;
+	if (key == NULL) {
+		return MHD_YES;
+	}
+	if (value == NULL) {
+		value = "";
+	}
+	for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
+		size_t n;
+
+		if (strcasecmp(key, gw_request_header_names[i]) != 0) {
+			continue;
+		}
+		n = strlen(value);
+		if (!hp->copy) {
+			hp->len[i] += (hp->len[i] > 0 ? 2 : 1) + n;
+		} else {
+			char *d = hp->at[i] + hp->used[i];
+
+			if (hp->used[i] > 0) {
+				memcpy(d, ", ", 2);
+				d += 2;
+				hp->used[i] += 2;
+			}
+			memcpy(d, value, n + 1);
+			hp->used[i] += n;
+		}
+		break;
+	}
+	return MHD_YES;
+}
+
+/* gw_http_request fills ex->req from the connection: method, the raw
+ * request-target, the headers, the peer. 0, or -1 out of memory. */
+static int
+gw_http_request(gw_exchange *ex, const char *method)
+{
+	gw_hdr_pass hp;
+	size_t total, o;
+
+	memset(&hp, 0, sizeof(hp));
+	hp.ex = ex;
+	(void) MHD_get_connection_values(
+	    ex->conn, MHD_HEADER_KIND, gw_http_header_cb, &hp);
+	total = strlen(method) + 1;
+	for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
+		total += hp.len[i];
+	}
+	if ((ex->strs = ds_alloc(total)) == NULL) {
+		return -1;
+	}
+	memcpy(ex->strs, method, strlen(method) + 1);
+	o = strlen(method) + 1;
+	for (int i = 0; i < GW_N_REQUEST_HEADERS; i++) {
+		if (hp.len[i] > 0) {
+			gw_header *h = &ex->headers[ex->req.n_headers++];
+
+			hp.at[i] = ex->strs + o;
+			hp.at[i][0] = '\0';
+			h->name = gw_request_header_names[i];
+			h->value = hp.at[i];
+			o += hp.len[i];
+		}
+	}
+	hp.copy = true;
+	(void) MHD_get_connection_values(
+	    ex->conn, MHD_HEADER_KIND, gw_http_header_cb, &hp);
+	ex->req.method = ex->strs;
+	ex->req.uri = ex->uri;
+	ex->req.headers = ex->headers;
+	ex->req.peer = ex->peer[0] != '\0' ? ex->peer : NULL;
+	return 0;
 }
 
 /* --- answering --- */
 
-static int
-gw_http_res_build(const gw_response *r, nng_http_res **out)
-{
-	nng_http_res *res;
-	int rv;
-
-	if ((rv = nng_http_res_alloc(&res)) != 0) {
-		return rv;
-	}
-	if ((rv = nng_http_res_set_status(res, (uint16_t) r->status)) != 0 ||
-	    (rv = nng_http_res_set_reason(res, gw_http_reason(r->status))) !=
-	        0) {
-		goto fail;
-	}
-	for (size_t i = 0; i < r->n_headers; i++) {
-		if ((rv = nng_http_res_set_header(
-		         res, r->headers[i].name, r->headers[i].value)) != 0) {
-			goto fail;
-		}
-	}
-	/* nng closes the connection after a response that says so: the
-	 * body we refused is still in the socket. */
-	if (r->close &&
-	    (rv = nng_http_res_set_header(res, "Connection", "close")) != 0) {
-		goto fail;
-	}
-	if (r->body_len > 0 &&
-	    (rv = nng_http_res_copy_data(res, r->body, r->body_len)) != 0) {
-		goto fail;
-	}
-	*out = res;
-	return 0;
-fail:
-	nng_http_res_free(res);
-	return rv;
-}
-
-/* gw_http_respond sends the plan's response and ends the exchange. msg
- * (owned, may be NULL) is the RPC reply the response may borrow from. */
-static void
-gw_http_respond(gw_exchange *ex, ProtobufCMessage *msg)
+/* gw_http_queue sends the plan's response (libmicrohttpd copies it). */
+static enum MHD_Result
+gw_http_queue(gw_exchange *ex)
 {
 	gw_server *gw = ex->gw;
 	gw_response *r = &ex->plan.resp;
-	nng_http_res *res = NULL;
-	nng_aio *aio;
-	int rv;
+	struct MHD_Response *res;
+	enum MHD_Result rv;
+	int status;
 
 	gw_response_seal(r);
-	rv = gw_http_res_build(r, &res);
-	if (msg != NULL) {
-		protobuf_c_message_free_unpacked(msg, NULL);
+	status = r->status;
+	res = MHD_create_response_from_buffer(
+	    r->body_len, (void *) r->body, MHD_RESPMEM_MUST_COPY);
+	for (size_t i = 0; res != NULL && i < r->n_headers; i++) {
+		/* libmicrohttpd refuses values with CR or LF; gw_render
+		 * never makes one, so a refusal is a bug: a bare 500. */
+		if (MHD_add_response_header(
+		        res, r->headers[i].name, r->headers[i].value) != MHD_YES) {
+			MHD_destroy_response(res);
+			res = MHD_create_response_from_buffer(
+			    0, NULL, MHD_RESPMEM_PERSISTENT);
+			status = 500;
+			break;
+		}
+	}
+	/* The body we refused is still in the socket: close after. */
+	if (res != NULL && r->close) {
+		(void) MHD_add_response_header(res, "Connection", "close");
+	}
+	if (ex->msg != NULL) {
+		protobuf_c_message_free_unpacked(ex->msg, NULL);
+		ex->msg = NULL;
 	}
 	gw_metrics_end(&gw->metrics, ex->plan.route, ex->plan.method,
-	    rv == 0 ? r->status : 500, gw_http_now_us() - ex->start_us,
+	    res != NULL ? status : 500, gw_http_now_us() - ex->start_us,
 	    r->events);
-	if ((aio = gw_exchange_take_aio(ex)) != NULL) {
-		if (rv == 0) {
-			(void) nng_aio_set_output(aio, 0, res); /* 0 < 4 */
-			nng_aio_finish(aio, 0);
-		} else {
-			/* Not even a response: nng drops the connection. */
-			nng_aio_finish(aio, rv);
-		}
-	} else if (res != NULL) {
-		nng_http_res_free(res); /* the connection is gone */
+	ex->ended = true;
+	ex->state = GW_EX_SENT;
+	if (res == NULL) {
+		return MHD_NO; /* not even a response: drop the connection */
 	}
-	gw_exchange_free(ex);
+	rv = MHD_queue_response(ex->conn, (unsigned) status, res);
+	MHD_destroy_response(res);
+	return rv;
 }
 
-/* gw_http_abort ends an exchange whose connection failed (err). */
+/* gw_http_ready: plan.resp is final (msg, owned, may be NULL: the reply
+ * it borrows from); resume the connection, whose handler then queues it.
+ * Any thread; ex may be gone when it returns. */
 static void
-gw_http_abort(gw_exchange *ex, int err)
+gw_http_ready(gw_exchange *ex, ProtobufCMessage *msg)
 {
-	nng_aio *aio;
+	gw_server *gw = ex->gw;
+	struct MHD_Connection *conn = ex->conn;
 
-	/* 499: nginx's "client closed request", as grpc-gateway uses. */
-	gw_metrics_end(&ex->gw->metrics, ex->plan.route, ex->plan.method, 499,
-	    gw_http_now_us() - ex->start_us, 0);
-	if ((aio = gw_exchange_take_aio(ex)) != NULL) {
-		nng_aio_finish(aio, err != 0 ? err : NNG_ECLOSED);
+	pthread_mutex_lock(&gw->mu);
+	ex->msg = msg;
+	ex->state = GW_EX_READY;
+	pthread_mutex_unlock(&gw->mu);
+	MHD_resume_connection(conn);
+	pthread_mutex_lock(&gw->mu);
+	if (--gw->suspended == 0) {
+		pthread_cond_broadcast(&gw->cv);
 	}
-	gw_exchange_free(ex);
+	pthread_mutex_unlock(&gw->mu);
 }
 
 static void gw_http_rpc_done(nrpc_fnptr user_cb, void *user_arg,
     ProtobufCMessage *resp, const nrpc_status *st);
 
-/* gw_http_call starts the plan's RPC. The exchange may be gone when it
- * returns (the callback can run before nrpc_client_call_async returns). */
+/* gw_http_call starts the plan's RPC; the connection is suspended. The
+ * exchange may be gone when it returns. */
 static void
 gw_http_call(gw_exchange *ex)
 {
@@ -343,21 +385,20 @@ gw_http_call(gw_exchange *ex)
 		nrpc_status_set(&st, NRPC_UNAVAILABLE, "UNAVAILABLE", NULL,
 		    "the gateway is shutting down");
 		gw_plan_fail(&gw->core, &ex->plan, &st);
-		gw_http_respond(ex, NULL);
 		nrpc_status_fini(&st);
+		gw_http_ready(ex, NULL);
 		return;
 	}
 	gw->active++;
 	pthread_mutex_unlock(&gw->mu);
 
-	gw_exchange_defer(ex);
 	opts.timeout_ms = gw->timeout_ms;
 	opts.request_id = ex->plan.call_request_id;
 	opts.caller = ex->plan.caller;
 	if (nrpc_client_call_async(gw->client, ex->plan.rpc, ex->plan.req,
 	        &opts, gw_http_rpc_done, NULL, ex, &st) != NRPC_OK) {
 		gw_plan_fail(&gw->core, &ex->plan, &st);
-		gw_http_respond(ex, NULL);
+		gw_http_ready(ex, NULL);
 	}
 	nrpc_status_fini(&st);
 
@@ -369,14 +410,59 @@ gw_http_call(gw_exchange *ex)
 }
 
 static void
+gw_http_rpc_done(nrpc_fnptr user_cb, void *user_arg, ProtobufCMessage *resp,
+    const nrpc_status *st)
+{
+	gw_exchange *ex = user_arg;
+	gw_server *gw = ex->gw;
+	bool stopping;
+	nrpc_status down;
+
+	(void) user_cb;
+	pthread_mutex_lock(&gw->mu);
+	stopping = gw->stopping;
+	pthread_mutex_unlock(&gw->mu);
+	if (stopping && st->code == NRPC_CANCELLED) {
+		/* gw_stop closed the client under this call: the client
+		 * gets 503 (retry elsewhere), not the CANCELLED of a
+		 * client that went away. */
+		memset(&down, 0, sizeof(down));
+		nrpc_status_set(&down, NRPC_UNAVAILABLE, "UNAVAILABLE", NULL,
+		    "the gateway is shutting down");
+		gw_plan_fail(&gw->core, &ex->plan, &down);
+		nrpc_status_fini(&down);
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		gw_http_ready(ex, NULL);
+		return;
+	}
+	if (gw_plan_step(&ex->gw->core, &ex->plan, resp, st) == GW_PLAN_RPC) {
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		gw_http_call(ex);
+		return;
+	}
+	gw_http_ready(ex, resp);
+}
+
+/* gw_http_advance runs the plan made from the whole request, on the
+ * connection's thread. */
+static enum MHD_Result
 gw_http_advance(gw_exchange *ex)
 {
 	gw_server *gw = ex->gw;
 
 	switch (ex->plan.kind) {
 	case GW_PLAN_RPC:
-		gw_http_call(ex);
-		return;
+		pthread_mutex_lock(&gw->mu);
+		ex->state = GW_EX_WAIT;
+		gw->suspended++;
+		pthread_mutex_unlock(&gw->mu);
+		MHD_suspend_connection(ex->conn);
+		gw_http_call(ex); /* resumes, now or from the callback */
+		return MHD_YES;
 	case GW_PLAN_STATIC:
 		gw_static_respond(gw->web_root, gw->js_path,
 		    ex->plan.static_rel, &ex->plan.resp);
@@ -385,124 +471,180 @@ gw_http_advance(gw_exchange *ex)
 	case GW_PLAN_RESPOND:
 		break;
 	}
-	gw_http_respond(ex, NULL);
+	return gw_http_queue(ex);
 }
 
+/* gw_http_budget_refuse answers a body that does not fit the budget: 503
+ * with Retry-After, before reading it, and closes. */
 static void
-gw_http_rpc_done(nrpc_fnptr user_cb, void *user_arg, ProtobufCMessage *resp,
-    const nrpc_status *st)
+gw_http_budget_refuse(gw_exchange *ex, size_t len, size_t used)
 {
-	gw_exchange *ex = user_arg;
+	gw_server *gw = ex->gw;
+	gw_plan *p = &ex->plan;
+	const char *origin = gw_request_header(&ex->req, "Origin");
+	gw_target t;
+	nrpc_status st;
 
-	(void) user_cb;
-	if (gw_plan_step(&ex->gw->core, &ex->plan, resp, st) == GW_PLAN_RPC) {
-		if (resp != NULL) {
-			protobuf_c_message_free_unpacked(resp, NULL);
-		}
-		gw_http_call(ex);
-		return;
+	memset(&st, 0, sizeof(st));
+	if (gw_target_parse(ex->req.uri, &t, &st) != 0) {
+		t.route = GW_ROUTE_OTHER;
 	}
-	gw_http_respond(ex, resp);
+	nrpc_status_fini(&st);
+	p->kind = GW_PLAN_RESPOND;
+	p->route = t.route;
+	p->method = gw_method_parse(ex->req.method);
+	p->head = p->method == GW_M_HEAD;
+	p->cors = gw_cors_check(&gw->core, origin);
+	if (p->cors == GW_CORS_ALLOWED &&
+	    (p->origin = ds_strdup(origin)) == NULL) {
+		p->resp.broken = true; /* sealed into a 500 */
+	}
+	(void) gw_status_set(&st, 503, NRPC_UNAVAILABLE, "UNAVAILABLE", NULL,
+	    "request body of %zu bytes does not fit body_budget (%zu bytes, "
+	    "%zu held by requests in progress); retry later",
+	    len, gw->budget, used);
+	gw_render_error(&gw->core, &p->resp, 503, &st, NULL);
+	p->resp.close = true;
+	gw_plan_decorate(&gw->core, p);
+	nrpc_status_fini(&st);
 }
 
-static void
-gw_http_body_done(void *arg)
+/* gw_http_headers: the first call of a request, headers complete. */
+static enum MHD_Result
+gw_http_headers(gw_exchange *ex, const char *method)
 {
-	gw_exchange *ex = arg;
-	int rv = nng_aio_result(ex->body_aio);
-
-	if (rv == 0 && nng_aio_count(ex->body_aio) != ex->body_len) {
-		rv = NNG_ECONNSHUT;
-	}
-	if (rv != 0) {
-		gw_http_abort(ex, rv);
-		return;
-	}
-	ex->req.body = ex->body;
-	ex->req.body_len = ex->body_len;
-	gw_plan_make(&ex->gw->core, &ex->req, &ex->plan);
-	gw_http_advance(ex);
-}
-
-/* gw_http_handle is nng's handler for every request. */
-static void
-gw_http_handle(nng_aio *aio)
-{
-	nng_http_req *hreq = nng_aio_get_input(aio, 0);
-	nng_http_handler *h = nng_aio_get_input(aio, 1);
-	nng_http_conn *conn = nng_aio_get_input(aio, 2);
-	gw_server *gw = nng_http_handler_get_data(h);
-	gw_exchange *ex;
-	size_t len = 0;
-	nng_iov iov;
-	int rv;
+	gw_server *gw = ex->gw;
+	size_t len = 0, used;
+	bool fits;
 
 	gw_metrics_begin(&gw->metrics);
-	if ((ex = gw_exchange_new(gw, aio, hreq, conn)) == NULL) {
+	ex->begun = true;
+	if (gw_http_request(ex, method) != 0) {
 		gw_metrics_end(
 		    &gw->metrics, GW_ROUTE_OTHER, GW_M_OTHER, 500, 0, 0);
-		nng_aio_finish(aio, NNG_ENOMEM);
-		return;
+		ex->ended = true;
+		return MHD_NO;
 	}
 	if (!gw_plan_precheck(&gw->core, &ex->req, &len, &ex->plan)) {
-		gw_http_respond(ex, NULL);
-		return;
+		return gw_http_queue(ex); /* body unread, Connection: close */
 	}
 	if (len == 0) {
-		gw_plan_make(&gw->core, &ex->req, &ex->plan);
-		gw_http_advance(ex);
-		return;
+		/* Answered from the next call: a response queued from this
+		 * first one makes libmicrohttpd close the connection. */
+		ex->state = GW_EX_BODY;
+		return MHD_YES;
 	}
-	if ((ex->body = ds_alloc(len)) == NULL ||
-	    (rv = nng_aio_alloc(&ex->body_aio, gw_http_body_done, ex)) != 0) {
-		/* Unread body: answer and close. */
-		gw_http_abort(ex, NNG_ENOMEM);
-		return;
-	}
-	ex->body_len = len;
-	iov.iov_buf = ex->body;
-	iov.iov_len = len;
-	(void) nng_aio_set_iov(ex->body_aio, 1, &iov); /* 1 iov: cannot fail */
-	nng_aio_set_timeout(ex->body_aio, GW_BODY_READ_TIMEOUT_MS);
-	gw_exchange_defer(ex);
-	nng_http_conn_read_all(conn, ex->body_aio);
-}
-
-/* The sentinel: a second handler that no request reaches (its method is
- * not a method anybody sends), registered only for its destructor. nng
- * finalizes a server after the last connection is reaped, and reaping a
- * connection waits for its receive callback, which is where handlers run;
- * the finalizer then drops the handlers. So the sentinel's destructor
- * means "no handler runs any more". The main handler's own destructor
- * cannot say that: nng 1.5.2 keeps a reference to a handler when a
- * request arrives just as the connection closes, and that handler is then
- * never freed. */
-#define GW_SENTINEL_PATH   "/.well-known/datasync-gateway-sentinel"
-#define GW_SENTINEL_METHOD "X-DATASYNC-GATEWAY-SENTINEL"
-
-static void
-gw_http_sentinel(nng_aio *aio)
-{
-	nng_http_res *res;
-	int rv;
-
-	if ((rv = nng_http_res_alloc_error(&res, 404)) != 0) {
-		nng_aio_finish(aio, rv);
-		return;
-	}
-	(void) nng_aio_set_output(aio, 0, res); /* 0 < 4 */
-	nng_aio_finish(aio, 0);
-}
-
-static void
-gw_http_sentinel_dtor(void *arg)
-{
-	gw_server *gw = arg;
-
 	pthread_mutex_lock(&gw->mu);
-	gw->nng_done = true;
-	pthread_cond_broadcast(&gw->cv);
-	pthread_mutex_unlock(&gw->mu); /* gw may be freed from here on */
+	used = gw->budget_used;
+	fits = len <= gw->budget - used;
+	if (fits) {
+		gw->budget_used += len;
+		ex->reserved = len;
+	}
+	pthread_mutex_unlock(&gw->mu);
+	if (!fits) {
+		gw_http_budget_refuse(ex, len, used);
+		return gw_http_queue(ex);
+	}
+	ex->declared = len;
+	ex->body_deadline_us =
+	    gw_http_now_us() + (int64_t) GW_BODY_READ_TIMEOUT_MS * 1000;
+	ex->state = GW_EX_BODY;
+	return MHD_YES; /* libmicrohttpd sends 100 Continue if asked */
+}
+
+/* gw_http_body_piece appends n bytes; the buffer grows with what arrived,
+ * at most to the declared length (the limit checked before reading). */
+static enum MHD_Result
+gw_http_body_piece(gw_exchange *ex, const char *data, size_t n)
+{
+	size_t want;
+	uint8_t *nb;
+
+	if (n > ex->declared - ex->body_len ||
+	    gw_http_now_us() > ex->body_deadline_us) {
+		return MHD_NO; /* more than announced, or too slow: close */
+	}
+	if (ex->body_len + n > ex->body_cap) {
+		want = ex->body_cap < 4096 ? 4096 : ex->body_cap * 2;
+		if (want < ex->body_len + n) {
+			want = ex->body_len + n;
+		}
+		if (want > ex->declared) {
+			want = ex->declared;
+		}
+		if ((nb = ds_realloc(ex->body, want)) == NULL) {
+			return MHD_NO;
+		}
+		ex->body = nb;
+		ex->body_cap = want;
+	}
+	memcpy(ex->body + ex->body_len, data, n);
+	ex->body_len += n;
+	return MHD_YES;
+}
+
+/* gw_http_handle is libmicrohttpd's access handler for every request. */
+static enum MHD_Result
+gw_http_handle(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	gw_server *gw = cls;
+	gw_exchange *ex = *con_cls;
+	gw_ex_state state;
+
+	(void) url; /* decoded by libmicrohttpd: ex->uri is the raw one */
+	(void) version;
+	if (ex == NULL) {
+		return MHD_NO; /* the URI callback ran out of memory */
+	}
+	pthread_mutex_lock(&gw->mu);
+	state = ex->state;
+	pthread_mutex_unlock(&gw->mu);
+	switch (state) {
+	case GW_EX_HEAD:
+		return gw_http_headers(ex, method);
+	case GW_EX_BODY:
+		if (*upload_data_size > 0) {
+			size_t n = *upload_data_size;
+
+			*upload_data_size = 0;
+			return gw_http_body_piece(ex, upload_data, n);
+		}
+		if (ex->body_len != ex->declared) {
+			return MHD_NO; /* cannot happen with Content-Length */
+		}
+		ex->req.body = ex->body;
+		ex->req.body_len = ex->body_len;
+		gw_plan_make(&gw->core, &ex->req, &ex->plan);
+		return gw_http_advance(ex);
+	case GW_EX_WAIT:
+		/* Only a resume calls again, after gw_http_ready. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	case GW_EX_READY:
+		return gw_http_queue(ex);
+	case GW_EX_SENT:
+		break;
+	}
+	*upload_data_size = 0;
+	return MHD_YES;
+}
+
+static void
+gw_http_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void) cls;
+	(void) vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) {
+		msg[--n] = '\0';
+	}
+	ds_log(DS_LOG_DEBUG, "gateway", "libmicrohttpd: %s", msg);
 }
 
 /* --- start and stop --- */
@@ -624,80 +766,135 @@ gw_start_static(gw_server *gw, const gw_config *cfg, nrpc_status *st)
 	return 0;
 }
 
+/* gw_start_limits checks the connection limits and the body budget. */
 static int
-gw_start_http(gw_server *gw, const char *hostport, nrpc_status *st)
+gw_start_limits(const gw_config *cfg, nrpc_status *st)
 {
-	char url[300];
-	nng_url *u = NULL;
-	nng_http_handler *h = NULL;
-	nng_sockaddr sa;
-	int rv;
-
-	if (strlen(hostport) > 256) {
+	if (cfg->max_connections > GW_MAX_CONNECTIONS_HARD) {
 		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
-		    "INVALID_ARGUMENT", "http", "http: address too long");
+		    "INVALID_ARGUMENT", "max_connections",
+		    "max_connections: at most %d", GW_MAX_CONNECTIONS_HARD);
 	}
-	(void) snprintf(url, sizeof(url), "http://%s", hostport);
-	if ((rv = nng_url_parse(&u, url)) != 0) {
+	if (cfg->max_per_ip > GW_MAX_PER_IP_HARD) {
 		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
-		    "INVALID_ARGUMENT", "http",
-		    "http: '%.256s' is not HOST:PORT "
-		    "(%s)",
-		    hostport, nng_strerror(rv));
+		    "INVALID_ARGUMENT", "max_per_ip", "max_per_ip: at most %d",
+		    GW_MAX_PER_IP_HARD);
 	}
-	if ((rv = nng_http_server_hold(&gw->http, u)) != 0) {
-		nng_url_free(u);
-		return gw_status_set(st, -1, NRPC_UNAVAILABLE, "UNAVAILABLE",
-		    "http", "cannot serve http://%.256s: %s", hostport,
-		    nng_strerror(rv));
+	if (cfg->timeout_s > GW_TIMEOUT_S_HARD) {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "timeout_s",
+		    "timeout_s: 0 (default) .. %d", GW_TIMEOUT_S_HARD);
 	}
-	nng_url_free(u);
-	if ((rv = nng_http_handler_alloc(
-	         &h, GW_SENTINEL_PATH, gw_http_sentinel)) != 0) {
-		goto fail;
-	}
-	if ((rv = nng_http_handler_set_data(h, gw, gw_http_sentinel_dtor)) !=
-	    0) {
-		nng_http_handler_free(h);
-		goto fail;
-	}
-	gw->nng_done = false; /* nng runs the dtor when it lets go of h */
-	if ((rv = nng_http_handler_set_method(h, GW_SENTINEL_METHOD)) != 0 ||
-	    (rv = nng_http_handler_collect_body(h, false, 0)) != 0 ||
-	    (rv = nng_http_server_add_handler(gw->http, h)) != 0) {
-		nng_http_handler_free(h); /* runs the dtor */
-		goto fail;
-	}
-	if ((rv = nng_http_handler_alloc(&h, "/", gw_http_handle)) != 0) {
-		goto fail;
-	}
-	/* Every method, every path, and no body collection: the pure
-	 * layer decides, and answers 413 itself (nng's own limit answers
-	 * 400 and reads nothing we could report). */
-	if ((rv = nng_http_handler_set_data(h, gw, NULL)) != 0 ||
-	    (rv = nng_http_handler_set_method(h, NULL)) != 0 ||
-	    (rv = nng_http_handler_set_tree(h)) != 0 ||
-	    (rv = nng_http_handler_collect_body(h, false, 0)) != 0 ||
-	    (rv = nng_http_server_add_handler(gw->http, h)) != 0) {
-		nng_http_handler_free(h);
-		goto fail;
-	}
-	gw->handler = h;
-	if ((rv = nng_http_server_start(gw->http)) != 0) {
-		goto fail;
-	}
-	if (nng_http_server_get_addr(gw->http, &sa) == 0) {
-		if (sa.s_family == NNG_AF_INET) {
-			gw->port = ntohs(sa.s_in.sa_port);
-		} else if (sa.s_family == NNG_AF_INET6) {
-			gw->port = ntohs(sa.s_in6.sa_port);
-		}
+	if (cfg->body_budget > GW_BODY_BUDGET_HARD) {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "body_budget",
+		    "body_budget: at most %zu bytes", GW_BODY_BUDGET_HARD);
 	}
 	return 0;
-fail:
-	(void) gw_status_set(st, -1, NRPC_UNAVAILABLE, "UNAVAILABLE", "http",
-	    "cannot listen on http://%.256s: %s", hostport, nng_strerror(rv));
-	return -1; /* gw_free releases the server */
+}
+
+/* gw_start_addr resolves "HOST:PORT" ("[v6]:PORT" too) into *ss. */
+static int
+gw_start_addr(const char *hostport, struct sockaddr_storage *ss,
+    socklen_t *sslen, nrpc_status *st)
+{
+	char host[260];
+	const char *colon = strrchr(hostport, ':');
+	struct addrinfo hints, *ai = NULL;
+	size_t hl;
+	int rv;
+
+	if (strlen(hostport) > 256 || colon == NULL || colon[1] == '\0') {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "http",
+		    "http: '%.256s' is not HOST:PORT", hostport);
+	}
+	hl = (size_t) (colon - hostport);
+	memcpy(host, hostport, hl);
+	host[hl] = '\0';
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = '\0';
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rv = getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints,
+	         &ai)) != 0) {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "http",
+		    "http: '%.256s' is not HOST:PORT (%s)", hostport,
+		    gai_strerror(rv));
+	}
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*sslen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static int
+gw_start_http(gw_server *gw, const gw_config *cfg, nrpc_status *st)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads, conns, per_ip, timeout_s;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *di;
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+
+	if (gw_start_addr(cfg->http, &ss, &sslen, st) != 0) {
+		return -1;
+	}
+	if (ss.ss_family == AF_INET6) {
+		flags |= MHD_USE_IPv6;
+	}
+	threads = ncpu < 1 ? 1
+	          : ncpu > GW_MAX_HTTP_THREADS ? GW_MAX_HTTP_THREADS
+	                                       : (unsigned) ncpu;
+	conns = cfg->max_connections != 0 ? cfg->max_connections
+	                                   : GW_MAX_CONNECTIONS_DEFAULT;
+	per_ip = cfg->max_per_ip != 0 ? cfg->max_per_ip : GW_MAX_PER_IP_DEFAULT;
+	timeout_s =
+	    cfg->timeout_s != 0 ? cfg->timeout_s : GW_TIMEOUT_S_DEFAULT;
+	if (threads > conns) {
+		threads = conns; /* each worker gets a share of the cap */
+	}
+	gw->mhd = MHD_start_daemon(flags, 0, NULL, NULL, gw_http_handle, gw,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
+	    MHD_OPTION_THREAD_POOL_SIZE, threads,
+	    MHD_OPTION_CONNECTION_LIMIT, conns,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) GW_CONN_MEMORY_BYTES,
+	    MHD_OPTION_URI_LOG_CALLBACK, gw_http_uri, gw,
+	    MHD_OPTION_NOTIFY_COMPLETED, gw_http_completed, gw,
+	    MHD_OPTION_EXTERNAL_LOGGER, gw_http_log, gw,
+	    MHD_OPTION_END);
+	if (gw->mhd == NULL) {
+		return gw_status_set(st, -1, NRPC_UNAVAILABLE, "UNAVAILABLE",
+		    "http", "cannot listen on http://%.256s: %s", cfg->http,
+		    errno != 0 ? strerror(errno) : "libmicrohttpd failed");
+	}
+	di = MHD_get_daemon_info(gw->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+	if (di != NULL &&
+	    getsockname(di->listen_fd, (struct sockaddr *) &bound, &blen) ==
+	        0) {
+		if (bound.ss_family == AF_INET) {
+			gw->port = ntohs(((struct sockaddr_in *) &bound)->sin_port);
+		} else if (bound.ss_family == AF_INET6) {
+			gw->port =
+			    ntohs(((struct sockaddr_in6 *) &bound)->sin6_port);
+		}
+	}
+	ds_log(DS_LOG_DEBUG, "gateway",
+	    "libmicrohttpd: %u threads, max_connections %u, max_per_ip %u, "
+	    "timeout %u s, body_budget %zu",
+	    threads, conns, per_ip, timeout_s, gw->budget);
+	return 0;
 }
 
 static void gw_free(gw_server *gw);
@@ -709,7 +906,7 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	nrpc_client_config ccfg;
 
 	nrpc_status_fini(st);
-	if (gw_start_check(cfg, st) != 0) {
+	if (gw_start_check(cfg, st) != 0 || gw_start_limits(cfg, st) != 0) {
 		return st->code;
 	}
 	if ((gw = ds_calloc(1, sizeof(*gw))) == NULL) {
@@ -719,7 +916,6 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	}
 	pthread_mutex_init(&gw->mu, NULL);
 	pthread_cond_init(&gw->cv, NULL);
-	gw->nng_done = true; /* until the sentinel is registered */
 	gw->timeout_ms = cfg->rpc_timeout_ms != 0 ? cfg->rpc_timeout_ms
 	                                          : GW_RPC_TIMEOUT_DEFAULT_MS;
 	for (size_t i = 0; i < cfg->n_cors_origins; i++) {
@@ -758,6 +954,24 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	    &gw->metrics);
 	gw_core_set_hosts(&gw->core, cfg->http,
 	    (const char *const *) gw->allow_hosts, gw->n_allow_hosts);
+	/* The budget must admit the largest body one request may send
+	 * (/rpc/'s), or that request could never be served. */
+	if (cfg->body_budget != 0) {
+		gw->budget = cfg->body_budget;
+		if (gw->budget < gw->core.max_rpc_body_bytes) {
+			(void) gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+			    "INVALID_ARGUMENT", "body_budget",
+			    "body_budget (%zu) is below the largest request "
+			    "body, max_rpc_body_bytes (%zu)",
+			    gw->budget, gw->core.max_rpc_body_bytes);
+			goto fail;
+		}
+	} else {
+		gw->budget = GW_BODY_BUDGET_DEFAULT;
+		if (gw->budget < gw->core.max_rpc_body_bytes) {
+			gw->budget = gw->core.max_rpc_body_bytes;
+		}
+	}
 
 	nrpc_client_config_default(&ccfg);
 	ccfg.urls = cfg->upstreams;
@@ -769,7 +983,7 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	if (nrpc_client_open(&ccfg, &gw->client, st) != NRPC_OK) {
 		goto fail;
 	}
-	if (gw_start_http(gw, cfg->http, st) != 0) {
+	if (gw_start_http(gw, cfg, st) != 0) {
 		goto fail;
 	}
 	*out = gw;
@@ -785,33 +999,22 @@ gw_port(const gw_server *gw)
 	return gw != NULL ? gw->port : 0;
 }
 
+/* gw_free: no RPC is being started (gw_stop). Every call in flight ends
+ * (closing the client runs its callback, which resumes its connection),
+ * then the daemon closes every connection and completes its exchange. */
 static void
 gw_free(gw_server *gw)
 {
-	bool took = false;
-
-	if (gw->http != NULL) {
-		/* Take the main handler out first: a request that arrives
-		 * while nng closes its connection would otherwise pin the
-		 * handler forever (see the sentinel). Requests arriving
-		 * from now on get nng's own 404. */
-		took = gw->handler != NULL &&
-		       nng_http_server_del_handler(gw->http, gw->handler) == 0;
-		nng_http_server_stop(gw->http);
-		nng_http_server_release(gw->http);
-		gw->http = NULL;
-	}
+	nrpc_client_close(gw->client);
 	pthread_mutex_lock(&gw->mu);
-	while (!gw->nng_done) {
+	while (gw->suspended > 0) {
 		pthread_cond_wait(&gw->cv, &gw->mu);
 	}
 	pthread_mutex_unlock(&gw->mu);
-	if (took) {
-		/* del_handler gave us the server's reference; every
-		 * dispatch has dropped its own by now. */
-		nng_http_handler_free(gw->handler);
+	if (gw->mhd != NULL) {
+		MHD_stop_daemon(gw->mhd);
+		gw->mhd = NULL;
 	}
-	nrpc_client_close(gw->client);
 	pthread_mutex_lock(&gw->mu);
 	while (gw->live > 0) {
 		pthread_cond_wait(&gw->cv, &gw->mu);

@@ -10,7 +10,7 @@
  * RPC's outcome back and yields the response (or, in principle, a next
  * RPC; no route needs one today: an If-Match list is one Update whose
  * precondition is the set of versions). gw_http.c only moves bytes
- * between nng and these functions, which is what the unit tests and the
+ * between libmicrohttpd and these functions, which is what the unit tests and the
  * fuzzer drive.
  *
  * Errors inside the pure layer travel as an nrpc_status (code, reason,
@@ -52,12 +52,12 @@ typedef struct gw_request {
 	size_t n_headers;
 	const uint8_t *body; /* may be NULL when body_len is 0 */
 	size_t body_len;
-	const char *peer; /* the peer's numeric address, NUL-terminated;
-	                   * NULL when unknown */
+	const char *peer; /* the client's address as numeric text
+	                   * ("127.0.0.1", "::1"); NULL when unknown */
 } gw_request;
 
-/* The request headers the gateway reads. nng has no header iterator, so
- * gw_http.c copies exactly these; a header not listed is ignored. */
+/* The request headers the gateway reads: gw_http.c copies exactly these
+ * (repeated ones joined); a header not listed is ignored. */
 #define GW_N_REQUEST_HEADERS 12
 extern const char *const gw_request_header_names[GW_N_REQUEST_HEADERS];
 

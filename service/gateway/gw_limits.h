@@ -62,8 +62,44 @@
 
 /* GW_BODY_READ_TIMEOUT_MS: a client that announces a body must send it
  * within this time, or its connection is closed; 30 s is 1 MiB at 35
- * KiB/s, while a slowloris cannot hold an exchange forever. */
+ * KiB/s, while a slowloris cannot hold an exchange forever (checked as
+ * each piece arrives; a silent peer meets the idle timeout first). */
 #define GW_BODY_READ_TIMEOUT_MS 30000
+
+/* GW_MAX_CONNECTIONS_DEFAULT / _HARD: HTTP connections open at once
+ * (libmicrohttpd's MHD_OPTION_CONNECTION_LIMIT); one more is accepted and
+ * closed at once. Each costs a socket and a GW_CONN_MEMORY_BYTES pool. */
+#define GW_MAX_CONNECTIONS_DEFAULT 1024
+#define GW_MAX_CONNECTIONS_HARD    65536
+
+/* GW_MAX_PER_IP_DEFAULT / _HARD: connections from one address at once
+ * (MHD_OPTION_PER_IP_CONNECTION_LIMIT). A browser opens 6 per host; a
+ * proxy in front of the gateway needs it raised. */
+#define GW_MAX_PER_IP_DEFAULT 256
+#define GW_MAX_PER_IP_HARD    GW_MAX_CONNECTIONS_HARD
+
+/* GW_TIMEOUT_S_DEFAULT / _HARD: a connection with no traffic for this long
+ * (half a header, a stalled body, an idle keep-alive) is closed
+ * (MHD_OPTION_CONNECTION_TIMEOUT, seconds). */
+#define GW_TIMEOUT_S_DEFAULT 30
+#define GW_TIMEOUT_S_HARD    3600
+
+/* GW_BODY_BUDGET_DEFAULT / _HARD: request body bytes the gateway holds at
+ * once, over all connections. A request whose Content-Length does not fit
+ * what is left gets 503 and Retry-After before its body is read. The
+ * default is raised to the largest body one request may send, so that
+ * request can always be served alone. */
+#define GW_BODY_BUDGET_DEFAULT ((size_t) 64 * 1024 * 1024)
+#define GW_BODY_BUDGET_HARD    ((size_t) 16 * 1024 * 1024 * 1024)
+
+/* GW_CONN_MEMORY_BYTES: libmicrohttpd's per-connection pool, which holds
+ * the request line and headers: GW_MAX_URI_BYTES plus headers fit, so an
+ * over-long target is answered 414 by the gateway. Bigger heads get
+ * libmicrohttpd's own 414 or 431. */
+#define GW_CONN_MEMORY_BYTES (64 * 1024)
+
+/* GW_MAX_HTTP_THREADS bounds the thread pool (one per CPU). */
+#define GW_MAX_HTTP_THREADS 64
 
 /* GW_MAX_UPSTREAMS, GW_MAX_CORS_ORIGINS, GW_MAX_SERVICES bound the
  * configuration lists (copied at start). */

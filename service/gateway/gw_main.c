@@ -35,6 +35,13 @@ static const char gwm_usage[] =
     "                        others get 421); repeat for several, * for any\n"
     "  --max-value-bytes N   largest PUT body accepted (default 1048576)\n"
     "  --timeout-ms N        deadline of each upstream call (default 10000)\n"
+    "  --http-max-connections N  HTTP connections open at once (default\n"
+    "                        1024, at most 65536)\n"
+    "  --http-max-per-ip N   HTTP connections from one address (default 256)\n"
+    "  --http-timeout S      close an HTTP connection idle for S seconds\n"
+    "                        (default 30, at most 3600)\n"
+    "  --http-body-budget N  request body bytes held at once; a body that\n"
+    "                        does not fit gets 503 unread (default 64 MiB)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -51,6 +58,7 @@ typedef struct gwm_opts {
 	const char *web_root;
 	long long max_value_bytes;
 	long long timeout_ms;
+	long long max_conns, max_per_ip, http_timeout, budget;
 	bool quiet;
 } gwm_opts;
 
@@ -86,6 +94,10 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 		O_ALLOW_HOST,
 		O_MAX_VALUE,
 		O_TIMEOUT,
+		O_HTTP_CONNS,
+		O_HTTP_PER_IP,
+		O_HTTP_TIMEOUT,
+		O_HTTP_BUDGET,
 		O_QUIET,
 		O_HELP
 	};
@@ -97,6 +109,10 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 	    {"allow-host", required_argument, NULL, O_ALLOW_HOST},
 	    {"max-value-bytes", required_argument, NULL, O_MAX_VALUE},
 	    {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+	    {"http-max-connections", required_argument, NULL, O_HTTP_CONNS},
+	    {"http-max-per-ip", required_argument, NULL, O_HTTP_PER_IP},
+	    {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
+	    {"http-body-budget", required_argument, NULL, O_HTTP_BUDGET},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -154,6 +170,30 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 		case O_TIMEOUT:
 			if (gwm_parse_int("--timeout-ms", optarg, 1,
 			        GW_RPC_TIMEOUT_HARD_MS, &o->timeout_ms) != 0) {
+				return 2;
+			}
+			break;
+		case O_HTTP_CONNS:
+			if (gwm_parse_int("--http-max-connections", optarg, 1,
+			        GW_MAX_CONNECTIONS_HARD, &o->max_conns) != 0) {
+				return 2;
+			}
+			break;
+		case O_HTTP_PER_IP:
+			if (gwm_parse_int("--http-max-per-ip", optarg, 1,
+			        GW_MAX_PER_IP_HARD, &o->max_per_ip) != 0) {
+				return 2;
+			}
+			break;
+		case O_HTTP_TIMEOUT:
+			if (gwm_parse_int("--http-timeout", optarg, 1,
+			        GW_TIMEOUT_S_HARD, &o->http_timeout) != 0) {
+				return 2;
+			}
+			break;
+		case O_HTTP_BUDGET:
+			if (gwm_parse_int("--http-body-budget", optarg, 1,
+			        (long long) GW_BODY_BUDGET_HARD, &o->budget) != 0) {
 				return 2;
 			}
 			break;
@@ -228,6 +268,10 @@ main(int argc, char **argv)
 	cfg.n_allow_hosts = o.n_allow_hosts;
 	cfg.max_value_bytes = (size_t) o.max_value_bytes;
 	cfg.rpc_timeout_ms = o.timeout_ms;
+	cfg.max_connections = (unsigned) o.max_conns;
+	cfg.max_per_ip = (unsigned) o.max_per_ip;
+	cfg.timeout_s = (unsigned) o.http_timeout;
+	cfg.body_budget = (size_t) o.budget;
 	if (gw_start(&cfg, &gw, &st) != NRPC_OK) {
 		fprintf(stderr, "datasync-gateway: %s\n", st.message);
 		nrpc_status_fini(&st);

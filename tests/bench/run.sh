@@ -7,8 +7,9 @@
 # Builds nothing: it uses $BUILD_DIR (default build/) as the README's
 # commands leave it. It starts, on temporary ipc:// paths and free ports:
 # datasyncd (temporary database, --http), two raw nng echo servers
-# (`datasync bench --echo-server`, ipc and tcp), nng's bare static HTTP
-# handler (`datasync bench --http-static`) and, when installed, etcd. Then:
+# (`datasync bench --echo-server`, ipc and tcp), libmicrohttpd's bare
+# HTTP handler (`datasync bench --http-static`, the gateway's HTTP server
+# with nothing behind it) and, when installed, etcd. Then:
 #   - every op (get, update, update-hot, lock-cycle, mixed) at each
 #     concurrency on ipc:// and tcp://, each group of ops preceded by the
 #     raw echo at the same transport and concurrency, so drift in the
@@ -16,7 +17,7 @@
 #   - the SQLite baselines: CAS updates, 1 and 64 per transaction, full
 #     and normal synchronous; point reads;
 #   - the HTTP gateway with wrk: GET, PUT with If-Match, lock cycles, next
-#     to nng's bare HTTP handler (GET) and etcd's JSON gateway (put,
+#     to libmicrohttpd's bare handler (GET) and etcd's JSON gateway (put,
 #     range, CAS txn) with the same wrk settings;
 #   - datasyncd's RSS at the end of a 256-in-flight run on 100,000 records;
 #   - datasyncd restarted with --durability normal: echo, update,
@@ -243,6 +244,8 @@ START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 T_START=$(date +%s)
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 NNG_V=$(dpkg-query -W -f '${Version}' libnng1 2>/dev/null || echo "?")
+MHD_V=$(dpkg-query -W -f '${Version}' libmicrohttpd12 2>/dev/null ||
+  echo "?")
 SQLITE_V=$(dpkg-query -W -f '${Version}' libsqlite3-0 2>/dev/null ||
   echo "?")
 ETCD_V="not installed"
@@ -298,9 +301,9 @@ if [[ -n $HAVE_WRK ]]; then
   for c in $CONNS; do
     t2=$(( c < 2 ? c : 2 ))
     t=; [[ $c == 64 ]] && t=1
-    wrk_point nng-static-get "$c" "$t2" "" "" "http://127.0.0.1:$STATIC_PORT" \
+    wrk_point mhd-static-get "$c" "$t2" "" "" "http://127.0.0.1:$STATIC_PORT" \
       http_get.lua "$KEYS" bench-
-    wrk_point gateway-get "$c" "$t2" "nng-static-get|http|$c|full" \
+    wrk_point gateway-get "$c" "$t2" "mhd-static-get|http|$c|full" \
       "${t:+ratio>=50}" "$DS_HTTP" http_get.lua "$KEYS" bench-
     if [[ -n $HAVE_ETCD ]]; then
       wrk_point etcd-put "$c" "$t2" "" "" "$ETCD_URL" etcd_put.lua "$KEYS" \
@@ -458,6 +461,7 @@ GEN=$TMP/generated.md
   echo "| CPU | $CPU |"
   echo "| kernel | $(uname -sr) |"
   echo "| nng | $NNG_V |"
+  echo "| libmicrohttpd | $MHD_V |"
   echo "| SQLite | $SQLITE_V |"
   echo "| etcd | $ETCD_V |"
   echo "| wrk | $WRK_V |"
@@ -494,7 +498,7 @@ else
 `tests/bench/run.sh` measures datasync next to the limits of the same
 machine in the same run (DESIGN §8): a raw nng REQ/REP echo of the same
 message size with the same aio-driven client, raw SQLite CAS loops with the
-same durability, nng's bare HTTP handler and etcd's JSON gateway under the
+same durability, libmicrohttpd's bare HTTP handler and etcd's JSON gateway under the
 same wrk settings. Ratios, not absolute numbers, are what carry over to
 another machine.
 
@@ -506,8 +510,8 @@ How to read the table:
   SQLite rows it is updates (or reads) per second.
 - **limit / ratio**: Get, Update, update-hot, lock-cycle and mixed are
   compared with the raw echo at the same transport and concurrency
-  (measured just before them); the gateway's GET with nng's static
-  handler, its If-Match PUT with etcd's put, its lock cycles with etcd's
+  (measured just before them); the gateway's GET with libmicrohttpd's
+  bare handler, its If-Match PUT with etcd's put, its lock cycles with etcd's
   CAS txn, at the same connection count.
 - **update** is a CAS on a random key with a client-side version cache:
   one Update with `if_version` per op, retried against the version a
