@@ -199,7 +199,7 @@ it_get_once(const ds_daemon *d, const char *src, const char *target)
 	int fd = it_connect_from(d, src, 10000), status = -1;
 
 	(void) snprintf(req, sizeof(req),
-	    "GET %s HTTP/1.1\r\nHost: l\r\n\r\n", target);
+	    "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", target);
 	if (it_do(fd, req, &r) == 0) {
 		status = r.status;
 	}
@@ -299,7 +299,7 @@ test_targets_ending_in_a_percent_escape_are_served_cleanly(void **state)
 	fd = it_connect_from(&d, NULL, 30000);
 	/* %41 is 'A': the key is "pctA". */
 	assert_int_equal(it_do(fd,
-	                     "PUT /v1/records/pct%41 HTTP/1.1\r\nHost: l\r\n"
+	                     "PUT /v1/records/pct%41 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 	                     "If-None-Match: *\r\nContent-Length: 5\r\n\r\n"
 	                     "hello",
 	                     &r),
@@ -308,35 +308,35 @@ test_targets_ending_in_a_percent_escape_are_served_cleanly(void **state)
 	assert_non_null(strstr(r.body, "\"key\":\"pctA\""));
 	/* The same connection (keep-alive), targets that end in %XX: */
 	assert_int_equal(it_do(fd,
-	                     "GET /v1/records/pct%41 HTTP/1.1\r\nHost: l\r\n\r\n",
+	                     "GET /v1/records/pct%41 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 	                     &r),
 	    0);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "hello");
 	assert_int_equal(it_do(fd,
 	                     "GET /v1/records/pct%41?x=%41 HTTP/1.1\r\n"
-	                     "Host: l\r\n\r\n",
+	                     "Host: 127.0.0.1\r\n\r\n",
 	                     &r),
 	    0);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "hello");
 	/* %2F is '/': a key that does not exist, a JSON 404. */
 	assert_int_equal(it_do(fd,
-	                     "GET /v1/records/pct%2F HTTP/1.1\r\nHost: l\r\n\r\n",
+	                     "GET /v1/records/pct%2F HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 	                     &r),
 	    0);
 	assert_int_equal(r.status, 404);
 	assert_non_null(strstr(r.body, "\"reason\":\"NOT_FOUND\""));
 	/* A broken escape at the very end is the client's error. */
 	assert_int_equal(it_do(fd,
-	                     "GET /v1/records/pct%4 HTTP/1.1\r\nHost: l\r\n\r\n",
+	                     "GET /v1/records/pct%4 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 	                     &r),
 	    0);
 	assert_int_equal(r.status, 400);
 	close(fd);
 	fd = it_connect_from(&d, NULL, 30000);
 	assert_int_equal(it_do(fd,
-	                     "GET /v1/records/pct% HTTP/1.1\r\nHost: l\r\n\r\n",
+	                     "GET /v1/records/pct% HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 	                     &r),
 	    0);
 	assert_int_equal(r.status, 400);
@@ -374,7 +374,7 @@ test_bodies_past_the_budget_get_503_unread_and_rss_stays_bounded(
 	 * threads and caches every request needs. */
 	fd = it_connect_from(&d, NULL, 10000);
 	assert_int_equal(it_do(fd,
-	                     "PUT /v1/records/warm HTTP/1.1\r\nHost: l\r\n"
+	                     "PUT /v1/records/warm HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 	                     "If-None-Match: *\r\nContent-Length: 1\r\n\r\nw",
 	                     &r),
 	    0);
@@ -386,7 +386,7 @@ test_bodies_past_the_budget_get_503_unread_and_rss_stays_bounded(
 	for (int i = 0; i < IT_BIG_CONNS; i++) {
 		fds[i] = it_connect_from(&d, NULL, 30000);
 		(void) snprintf(req, sizeof(req),
-		    "PUT /v1/records/big%%2F%d HTTP/1.1\r\nHost: l\r\n"
+		    "PUT /v1/records/big%%2F%d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		    "If-None-Match: *\r\nExpect: 100-continue\r\n"
 		    "Content-Length: %d\r\n\r\n",
 		    i, IT_MIB);
@@ -409,7 +409,7 @@ test_bodies_past_the_budget_get_503_unread_and_rss_stays_bounded(
 	/* One 503 in full: the JSON error names the limit. */
 	fd = it_connect_from(&d, NULL, 30000);
 	(void) snprintf(req, sizeof(req),
-	    "PUT /v1/records/big%%2Fx HTTP/1.1\r\nHost: l\r\n"
+	    "PUT /v1/records/big%%2Fx HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 	    "If-None-Match: *\r\nContent-Length: %d\r\n\r\n",
 	    IT_MIB);
 	assert_int_equal(it_do(fd, req, &r), 0);
@@ -422,7 +422,7 @@ test_bodies_past_the_budget_get_503_unread_and_rss_stays_bounded(
 	assert_int_equal(it_get_once(&d, NULL, "/healthz"), 200);
 	fd = it_connect_from(&d, NULL, 30000);
 	assert_int_equal(it_do(fd,
-	                     "PUT /v1/records/small HTTP/1.1\r\nHost: l\r\n"
+	                     "PUT /v1/records/small HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 	                     "If-None-Match: *\r\nContent-Length: 5\r\n\r\nsmall",
 	                     &r),
 	    0);
@@ -455,7 +455,7 @@ test_bodies_past_the_budget_get_503_unread_and_rss_stays_bounded(
 	for (int tries = 0; again && tries < 100; tries++) {
 		fd = it_connect_from(&d, NULL, 30000);
 		(void) snprintf(req, sizeof(req),
-		    "PUT /v1/records/after HTTP/1.1\r\nHost: l\r\n"
+		    "PUT /v1/records/after HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		    "If-None-Match: *\r\nExpect: 100-continue\r\n"
 		    "Content-Length: %d\r\n\r\n",
 		    IT_MIB);
@@ -530,7 +530,7 @@ test_stop_with_calls_in_flight_ends_each_and_exits_clean(void **state)
 
 		fds[i] = it_connect_from(&fake, NULL, 15000);
 		(void) snprintf(req, sizeof(req),
-		    "GET /v1/records/k%d HTTP/1.1\r\nHost: l\r\n\r\n", i);
+		    "GET /v1/records/k%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", i);
 		assert_true(ds_test_send_all(fds[i], req, strlen(req)));
 	}
 	/* Until all N are suspended on their calls (the gauge counts the
@@ -540,7 +540,7 @@ test_stop_with_calls_in_flight_ends_each_and_exits_clean(void **state)
 		const char *g;
 
 		assert_int_equal(it_do(fd,
-		                     "GET /metrics HTTP/1.1\r\nHost: l\r\n\r\n",
+		                     "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 		                     &r),
 		    0);
 		close(fd);
@@ -590,7 +590,7 @@ test_connection_and_per_ip_caps_refuse_the_excess_others_served(
 {
 	static const char *const extra[] = {"--http-max-connections", "4",
 	    "--http-max-per-ip", "2", "--http-timeout", "120", NULL};
-	static const char get[] = "GET /healthz HTTP/1.1\r\nHost: l\r\n\r\n";
+	static const char get[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 	ds_daemon d;
 	int held[4], extra_fd;
 	it_resp r;
@@ -657,7 +657,7 @@ test_half_a_header_or_half_a_body_is_closed_after_the_timeout(void **state)
 	static const char *const extra[] = {"--http-timeout", "1", NULL};
 	static const char *const halves[] = {
 	    "GET /healthz HTTP/1.1\r\nHo",
-	    "PUT /v1/records/half HTTP/1.1\r\nHost: l\r\nIf-None-Match: *\r\n"
+	    "PUT /v1/records/half HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: *\r\n"
 	    "Content-Length: 100\r\n\r\nonly some of it",
 	};
 	ds_daemon d;
