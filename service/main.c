@@ -46,6 +46,9 @@ static const char dsd_usage[] =
     "  --history N           versions kept readable per key (default 16)\n"
     "  --durability MODE     full: fsync every commit (default); normal:\n"
     "                        survive a process crash, not a power loss\n"
+    "  --rpc-max-inflight-per-conn N\n"
+    "                        requests one RPC connection may have in\n"
+    "                        flight; one more closes it (default 256)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -64,6 +67,7 @@ typedef struct dsd_opts {
 	int64_t max_value_bytes;
 	int64_t history;
 	store_durability durability;
+	int64_t max_inflight_per_conn; /* 0 = nrpc's default */
 	bool quiet;
 } dsd_opts;
 
@@ -91,7 +95,8 @@ static int
 dsd_parse(int argc, char **argv, dsd_opts *o)
 {
 	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
-		O_MAX_VALUE, O_HISTORY, O_DURABILITY, O_QUIET, O_HELP };
+		O_MAX_VALUE, O_HISTORY, O_DURABILITY, O_MAX_INFLIGHT, O_QUIET,
+		O_HELP };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -102,6 +107,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"max-value-bytes", required_argument, NULL, O_MAX_VALUE},
 	    {"history", required_argument, NULL, O_HISTORY},
 	    {"durability", required_argument, NULL, O_DURABILITY},
+	    {"rpc-max-inflight-per-conn", required_argument, NULL,
+	        O_MAX_INFLIGHT},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -169,6 +176,13 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 			} else {
 				fprintf(stderr, "datasyncd: --durability must be full "
 				                "or normal, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case O_MAX_INFLIGHT:
+			if (dsd_parse_int("--rpc-max-inflight-per-conn", optarg, 1,
+			        NRPC_MAX_INFLIGHT_PER_CONN_HARD,
+			        &o->max_inflight_per_conn) != 0) {
 				return 2;
 			}
 			break;
@@ -288,6 +302,9 @@ main(int argc, char **argv)
 	ncfg.urls = urls;
 	ncfg.n_urls = n_urls;
 	ncfg.workers = o.workers;
+	if (o.max_inflight_per_conn > 0) {
+		ncfg.max_inflight_per_conn = (unsigned) o.max_inflight_per_conn;
+	}
 	ncfg.max_message_bytes = (size_t) o.max_value_bytes + 64 * 1024;
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;

@@ -109,10 +109,21 @@ nrpc_code nrpc_status_set_detail_bytes(nrpc_status *st, const char *type_name,
  * configured value above a _HARD maximum is rejected, not clamped. */
 #define NRPC_MAX_MESSAGE_BYTES_DEFAULT (1024 * 1024 + 64 * 1024)
 #define NRPC_MAX_MESSAGE_BYTES_HARD (64 * 1024 * 1024 + 64 * 1024)
-/* REP contexts: each is a few hundred bytes plus an nng aio; 256 covers
- * the in-flight depth of many clients, 65536 bounds memory. */
-#define NRPC_CONTEXTS_DEFAULT 256
+/* REP contexts: each is a few hundred bytes plus an nng aio (and, once
+ * used, a 4 KiB decode arena chunk); 1024 leaves room for several clients
+ * each at the per-connection cap below, 65536 bounds memory. */
+#define NRPC_CONTEXTS_DEFAULT 1024
 #define NRPC_CONTEXTS_HARD 65536
+/* Requests in flight on one connection (received, reply not yet handed
+ * to the peer). Past it the server closes that connection: a peer that
+ * sends without reading (or pipelines without bound) holds at most this
+ * many contexts, never all of them (DESIGN §11, hostile peers). 256 is
+ * the deepest pipeline the project's own tools use on one connection
+ * (`datasync bench --concurrency 256`); the default contexts are four
+ * times that. inproc:// connections (the embedded gateway multiplexes
+ * every HTTP client over one) are exempt. */
+#define NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT 256
+#define NRPC_MAX_INFLIGHT_PER_CONN_HARD NRPC_CONTEXTS_HARD
 /* Calls waiting for a worker. A REP context holds at most one call, so
  * the queue never holds more than `contexts` calls. */
 #define NRPC_MAX_QUEUE_DEFAULT 4096
@@ -186,6 +197,11 @@ typedef struct nrpc_server_config {
 	size_t max_message_bytes; /* envelope cap (RECVMAXSZ and our own
 	                           * check, since inproc ignores RECVMAXSZ);
 	                           * 0 = NRPC_MAX_MESSAGE_BYTES_DEFAULT */
+	unsigned max_inflight_per_conn; /* requests in flight on one ipc://
+	                           * or tcp:// connection; one more and the
+	                           * connection is closed (stats:
+	                           * conns_closed_inflight); 0 = default
+	                           * (NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT) */
 	size_t max_queue;         /* calls waiting for a worker; beyond it
 	                           * RESOURCE_EXHAUSTED, reason "OVERLOADED";
 	                           * 0 = default */
@@ -225,7 +241,11 @@ typedef struct nrpc_server_config {
 #define NRPC_PING_METHOD "/nrpc.v1.Server/Ping"
 #define NRPC_LISTENER_CHECK_MS_DEFAULT 500
 /* A busy server may take long to answer: only a listener that misses
- * several probes in a row, each with a generous timeout, is re-created. */
+ * several probes in a row, each with a generous timeout, is re-created.
+ * A probe that goes unanswered while every context is in use (before,
+ * during or after it) is not counted: the ping waits for a context like
+ * any request, and an overloaded server (a slow commit with every
+ * context holding a write) is not a broken listener. */
 #define NRPC_LISTENER_PROBE_TIMEOUT_MS 1000
 #define NRPC_LISTENER_CHECK_FAILURES 2
 
@@ -293,6 +313,13 @@ typedef struct nrpc_server_stats {
 	uint64_t in_flight;    /* received but not yet replied */
 	uint64_t overloaded;   /* refused because the queue was full */
 	uint64_t relistens;    /* listeners re-created by the watchdog */
+	uint64_t conns_closed_inflight; /* connections closed: more than
+	                                 * max_inflight_per_conn requests */
+	uint64_t conns_closed_send_timeout; /* connections closed: a reply
+	                                 * not taken within the send timeout */
+	uint64_t probes_busy;  /* watchdog probes unanswered while every
+	                        * context was in use: overload, not counted
+	                        * against the listener */
 } nrpc_server_stats;
 
 /* nrpc_server_stats_get copies the counters (each read atomically, the
