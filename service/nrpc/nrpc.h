@@ -317,6 +317,7 @@ typedef struct nrpc_server_stats {
 	                                 * max_inflight_per_conn requests */
 	uint64_t conns_closed_send_timeout; /* connections closed: a reply
 	                                 * not taken within the send timeout */
+	uint64_t probes;       /* watchdog probes made */
 	uint64_t probes_busy;  /* watchdog probes unanswered while every
 	                        * context was in use: overload, not counted
 	                        * against the listener */

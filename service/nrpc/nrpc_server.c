@@ -155,6 +155,7 @@ struct nrpc_server {
 	/* Times the contexts in use reached n_ctx: the watchdog does not
 	 * judge a listener across a probe during which this changed. */
 	atomic_uint_fast64_t saturations;
+	atomic_uint_fast64_t probes;
 	atomic_uint_fast64_t probes_busy;
 
 	/* Requests in flight per connection (max_inflight). */
@@ -1315,6 +1316,7 @@ srv_dog_main(void *arg)
 			}
 			sat = atomic_load(&srv->saturations);
 			busy = srv_saturated(srv);
+			atomic_fetch_add(&srv->probes, 1);
 			if (srv_probe(srv->urls[u])) {
 				misses[u] = 0;
 				continue;
@@ -1644,6 +1646,7 @@ nrpc_server_stats_get(nrpc_server *srv, nrpc_server_stats *out)
 	out->conns_closed_inflight = atomic_load(&srv->stats.closed_inflight);
 	out->conns_closed_send_timeout =
 	    atomic_load(&srv->stats.closed_send_timeout);
+	out->probes = atomic_load(&srv->probes);
 	out->probes_busy = atomic_load(&srv->probes_busy);
 }
 
