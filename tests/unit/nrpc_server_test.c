@@ -1622,6 +1622,20 @@ test_config_above_hard_maximum_is_rejected(void **state)
 	cfg.max_message_bytes = NRPC_MAX_MESSAGE_BYTES_HARD;
 	assert_int_equal(nrpc_server_create(&cfg, &srv, &st), NRPC_OK);
 	nrpc_server_destroy(srv);
+	srv = NULL;
+	nrpc_server_config_default(&cfg);
+	assert_int_equal(cfg.max_inflight_per_conn,
+	    NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT);
+	cfg.max_inflight_per_conn = NRPC_MAX_INFLIGHT_PER_CONN_HARD + 1;
+	assert_int_equal(nrpc_server_create(&cfg, &srv, &st),
+	    NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.field, "max_inflight_per_conn");
+	assert_string_equal(st.message, "max_inflight_per_conn (65537) exceeds "
+	    "its hard maximum (65536)");
+	assert_null(srv);
+	cfg.max_inflight_per_conn = NRPC_MAX_INFLIGHT_PER_CONN_HARD;
+	assert_int_equal(nrpc_server_create(&cfg, &srv, &st), NRPC_OK);
+	nrpc_server_destroy(srv);
 }
 
 static void
