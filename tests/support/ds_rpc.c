@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 
@@ -194,6 +195,32 @@ ds_sp_wait_closed(const ds_sp_conn *c, int timeout_ms)
 		return 0;
 	}
 	return (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
+}
+
+int
+ds_sp_drain_closed(const ds_sp_conn *c, int timeout_ms)
+{
+	static uint8_t sink[64 * 1024];
+	struct timespec now;
+	int64_t end;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	end = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 + timeout_ms;
+	for (;;) {
+		struct pollfd pfd = {c->fd, POLLIN, 0};
+		int64_t left;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = end - ((int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000);
+		if (left <= 0 || poll(&pfd, 1, (int) left) <= 0) {
+			return 0;
+		}
+		n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			return 1;
+		}
+	}
 }
 
 void

@@ -55,6 +55,13 @@ int ds_sp_send(const ds_sp_conn *c, uint32_t id, const void *body,
  * when it did. */
 int ds_sp_wait_closed(const ds_sp_conn *c, int timeout_ms);
 
+/* ds_sp_drain_closed reads and discards whatever arrives for up to
+ * timeout_ms; true when the connection ended (end of stream or reset).
+ * A server that closes a connection while its replies fill the socket
+ * buffers sends its FIN behind them, so a peer that reads nothing may
+ * never see the end without this. */
+int ds_sp_drain_closed(const ds_sp_conn *c, int timeout_ms);
+
 /* ds_sp_close closes the socket; a closed connection is a no-op. */
 void ds_sp_close(ds_sp_conn *c);
 
