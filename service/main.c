@@ -48,7 +48,7 @@ static const char dsd_usage[] =
     "                        survive a process crash, not a power loss\n"
     "  --rpc-max-inflight-per-conn N\n"
     "                        requests one RPC connection may have in\n"
-    "                        flight; one more closes it (default 256)\n"
+    "                        flight; one more closes it (default 512)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"

@@ -110,19 +110,26 @@ nrpc_code nrpc_status_set_detail_bytes(nrpc_status *st, const char *type_name,
 #define NRPC_MAX_MESSAGE_BYTES_DEFAULT (1024 * 1024 + 64 * 1024)
 #define NRPC_MAX_MESSAGE_BYTES_HARD (64 * 1024 * 1024 + 64 * 1024)
 /* REP contexts: each is a few hundred bytes plus an nng aio (and, once
- * used, a 4 KiB decode arena chunk); 1024 leaves room for several clients
- * each at the per-connection cap below, 65536 bounds memory. */
+ * used, a 4 KiB decode arena chunk); 1024 is twice the per-connection cap
+ * below, so one connection never holds more than half; 65536 bounds
+ * memory. */
 #define NRPC_CONTEXTS_DEFAULT 1024
 #define NRPC_CONTEXTS_HARD 65536
-/* Requests in flight on one connection (received, reply not yet handed
- * to the peer). Past it the server closes that connection: a peer that
- * sends without reading (or pipelines without bound) holds at most this
- * many contexts, never all of them (DESIGN §11, hostile peers). 256 is
- * the deepest pipeline the project's own tools use on one connection
- * (`datasync bench --concurrency 256`); the default contexts are four
- * times that. inproc:// connections (the embedded gateway multiplexes
- * every HTTP client over one) are exempt. */
-#define NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT 256
+/* Requests in flight on one connection (received, and nng's send
+ * callback for the reply not yet run). Past it the server closes that
+ * connection: a peer that sends without reading (or pipelines without
+ * bound) holds at most this many contexts, never all of them (DESIGN §11,
+ * hostile peers). The default is twice the deepest pipeline the project's
+ * own tools use on one connection (`datasync bench --concurrency 256`):
+ * the count ends in the send callback, which can run after the peer has
+ * read the reply and sent its next request, so a client with N requests
+ * outstanding can briefly count up to 2N (measured: at 256 in flight a
+ * cap of 256 closed the bench's connection 45 times in a 5 s get and a
+ * 5 s update run; 384 and 512
+ * never). The default contexts are twice the cap. inproc:// connections
+ * (the embedded gateway multiplexes every HTTP client over one) are
+ * exempt. */
+#define NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT 512
 #define NRPC_MAX_INFLIGHT_PER_CONN_HARD NRPC_CONTEXTS_HARD
 /* Calls waiting for a worker. A REP context holds at most one call, so
  * the queue never holds more than `contexts` calls. */
