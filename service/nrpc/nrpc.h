@@ -125,10 +125,9 @@ nrpc_code nrpc_status_set_detail_bytes(nrpc_status *st, const char *type_name,
  * read the reply and sent its next request, so a client with N requests
  * outstanding can briefly count up to 2N (measured: at 256 in flight a
  * cap of 256 closed the bench's connection 45 times in a 5 s get and a
- * 5 s update run; 384 and 512
- * never). The default contexts are twice the cap. inproc:// connections
- * (the embedded gateway multiplexes every HTTP client over one) are
- * exempt. */
+ * 5 s update run; 384 and 512 never). The default contexts are twice the
+ * cap. inproc:// connections (the embedded gateway multiplexes every HTTP
+ * client over one) are exempt. */
 #define NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT 512
 #define NRPC_MAX_INFLIGHT_PER_CONN_HARD NRPC_CONTEXTS_HARD
 /* Calls waiting for a worker. A REP context holds at most one call, so
