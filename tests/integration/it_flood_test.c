@@ -208,6 +208,24 @@ it_call(nng_socket s, const uint8_t *req, size_t len)
 	return ok;
 }
 
+/* it_log_count counts the lines of the daemon's log that contain what. */
+static int
+it_log_count(const char *what)
+{
+	FILE *fp = fopen(it_d.log, "r");
+	char line[1024];
+	int n = 0;
+
+	if (fp == NULL) {
+		return -1;
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		n += strstr(line, what) != NULL;
+	}
+	fclose(fp);
+	return n;
+}
+
 /* it_flood_while_calling runs the flood against url and the well-behaved
  * client beside it, and checks and prints the outcome. */
 static void
@@ -277,6 +295,12 @@ it_flood_while_calling(const char *url, const char *name)
 	    f.send_err != 0 ? strerror(f.send_err) : "all written",
 	    f.closed ? "closed by the server" : "still open", f.closed_after_ms,
 	    f.drained ? " (seen once it read the buffered replies)" : "");
+	printf("it_flood %s: daemon log so far: %d connection(s) closed over "
+	       "max_inflight_per_conn, %d on a send timeout, %d listener(s) "
+	       "re-created\n",
+	    name, it_log_count("over max_inflight_per_conn"),
+	    it_log_count("reply dropped and connection closed"),
+	    it_log_count("listening again"));
 	fflush(stdout);
 	/* The server still serves. */
 	after = it_call(s, get, glen);
