@@ -62,6 +62,9 @@ static const char dsd_usage[] =
     "                        shell, a backup) before it fails UNAVAILABLE,\n"
     "                        reason DB_BUSY (HTTP 503 with Retry-After);\n"
     "                        0..60s, 0 = at once (default 5s)\n"
+    "  --rpc-max-inflight-per-conn N\n"
+    "                        requests one RPC connection may have in\n"
+    "                        flight; one more closes it (default 512)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -85,6 +88,7 @@ typedef struct dsd_opts {
 	int64_t history;
 	store_durability durability;
 	int64_t busy_timeout_ms;
+	int64_t max_inflight_per_conn; /* 0 = nrpc's default */
 	bool quiet;
 } dsd_opts;
 
@@ -143,7 +147,7 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
 		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
 		O_BUSY_TIMEOUT, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
-		O_HTTP_TIMEOUT, O_HTTP_BUDGET };
+		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -160,6 +164,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"http-max-per-ip", required_argument, NULL, O_HTTP_PER_IP},
 	    {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
 	    {"http-body-budget", required_argument, NULL, O_HTTP_BUDGET},
+	    {"rpc-max-inflight-per-conn", required_argument, NULL,
+	        O_MAX_INFLIGHT},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -267,6 +273,13 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 		case O_HTTP_BUDGET:
 			if (dsd_parse_int("--http-body-budget", optarg, 1, INT64_MAX,
 			        &o->http_budget) != 0) {
+				return 2;
+			}
+			break;
+		case O_MAX_INFLIGHT:
+			if (dsd_parse_int("--rpc-max-inflight-per-conn", optarg, 1,
+			        NRPC_MAX_INFLIGHT_PER_CONN_HARD,
+			        &o->max_inflight_per_conn) != 0) {
 				return 2;
 			}
 			break;
@@ -391,6 +404,9 @@ main(int argc, char **argv)
 	ncfg.urls = urls;
 	ncfg.n_urls = n_urls;
 	ncfg.workers = o.workers;
+	if (o.max_inflight_per_conn > 0) {
+		ncfg.max_inflight_per_conn = (unsigned) o.max_inflight_per_conn;
+	}
 	ncfg.max_message_bytes = (size_t) o.max_value_bytes + 64 * 1024;
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;

@@ -112,10 +112,27 @@ nrpc_code nrpc_status_set_detail_bytes(nrpc_status *st, const char *type_name,
  * configured value above a _HARD maximum is rejected, not clamped. */
 #define NRPC_MAX_MESSAGE_BYTES_DEFAULT (1024 * 1024 + 64 * 1024)
 #define NRPC_MAX_MESSAGE_BYTES_HARD (64 * 1024 * 1024 + 64 * 1024)
-/* REP contexts: each is a few hundred bytes plus an nng aio; 256 covers
- * the in-flight depth of many clients, 65536 bounds memory. */
-#define NRPC_CONTEXTS_DEFAULT 256
+/* REP contexts: each is a few hundred bytes plus an nng aio (and, once
+ * used, a 4 KiB decode arena chunk); 1024 is twice the per-connection cap
+ * below, so one connection never holds more than half; 65536 bounds
+ * memory. */
+#define NRPC_CONTEXTS_DEFAULT 1024
 #define NRPC_CONTEXTS_HARD 65536
+/* Requests in flight on one connection (received, and nng's send
+ * callback for the reply not yet run). Past it the server closes that
+ * connection: a peer that sends without reading (or pipelines without
+ * bound) holds at most this many contexts, never all of them (DESIGN §11,
+ * hostile peers). The default is twice the deepest pipeline the project's
+ * own tools use on one connection (`datasync bench --concurrency 256`):
+ * the count ends in the send callback, which can run after the peer has
+ * read the reply and sent its next request, so a client with N requests
+ * outstanding can briefly count up to 2N (measured: at 256 in flight a
+ * cap of 256 closed the bench's connection 45 times in a 5 s get and a
+ * 5 s update run; 384 and 512 never). The default contexts are twice the
+ * cap. inproc:// connections (the embedded gateway multiplexes every HTTP
+ * client over one) are exempt. */
+#define NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT 512
+#define NRPC_MAX_INFLIGHT_PER_CONN_HARD NRPC_CONTEXTS_HARD
 /* Calls waiting for a worker. A REP context holds at most one call, so
  * the queue never holds more than `contexts` calls. */
 #define NRPC_MAX_QUEUE_DEFAULT 4096
@@ -198,6 +215,11 @@ typedef struct nrpc_server_config {
 	size_t max_message_bytes; /* envelope cap (RECVMAXSZ and our own
 	                           * check, since inproc ignores RECVMAXSZ);
 	                           * 0 = NRPC_MAX_MESSAGE_BYTES_DEFAULT */
+	unsigned max_inflight_per_conn; /* requests in flight on one ipc://
+	                           * or tcp:// connection; one more and the
+	                           * connection is closed (stats:
+	                           * conns_closed_inflight); 0 = default
+	                           * (NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT) */
 	size_t max_queue;         /* calls waiting for a worker; beyond it
 	                           * RESOURCE_EXHAUSTED, reason "OVERLOADED";
 	                           * 0 = default */
@@ -237,7 +259,11 @@ typedef struct nrpc_server_config {
 #define NRPC_PING_METHOD "/nrpc.v1.Server/Ping"
 #define NRPC_LISTENER_CHECK_MS_DEFAULT 500
 /* A busy server may take long to answer: only a listener that misses
- * several probes in a row, each with a generous timeout, is re-created. */
+ * several probes in a row, each with a generous timeout, is re-created.
+ * A probe that goes unanswered while every context is in use (before,
+ * during or after it) is not counted: the ping waits for a context like
+ * any request, and an overloaded server (a slow commit with every
+ * context holding a write) is not a broken listener. */
 #define NRPC_LISTENER_PROBE_TIMEOUT_MS 1000
 #define NRPC_LISTENER_CHECK_FAILURES 2
 
@@ -305,6 +331,14 @@ typedef struct nrpc_server_stats {
 	uint64_t in_flight;    /* received but not yet replied */
 	uint64_t overloaded;   /* refused because the queue was full */
 	uint64_t relistens;    /* listeners re-created by the watchdog */
+	uint64_t conns_closed_inflight; /* connections closed: more than
+	                                 * max_inflight_per_conn requests */
+	uint64_t conns_closed_send_timeout; /* connections closed: a reply
+	                                 * not taken within the send timeout */
+	uint64_t probes;       /* watchdog probes made */
+	uint64_t probes_busy;  /* watchdog probes unanswered while every
+	                        * context was in use: overload, not counted
+	                        * against the listener */
 } nrpc_server_stats;
 
 /* nrpc_server_stats_get copies the counters (each read atomically, the

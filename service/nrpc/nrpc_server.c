@@ -90,6 +90,8 @@ struct nrpc_call {
 	int64_t deadline_ms;      /* server clock; INT64_MAX = none */
 	void *wstate;             /* the running worker's state, or NULL */
 	bool counted;             /* included in srv->n_calls */
+	nng_pipe pipe;            /* the connection it came on, counted in
+	                           * srv->pipes; id 0 = not counted */
 	srv_ctx *sc;              /* our REP context, or NULL ... */
 	srv_detached *dt;         /* ... when run by nrpc_server_process */
 };
@@ -115,6 +117,15 @@ struct srv_detached {
 
 enum srv_state { SRV_CREATED, SRV_RUNNING, SRV_STOPPING, SRV_STOPPED };
 
+/* srv_pipe_slot: one connection with requests in flight. The table
+ * (open addressing, linear probing, id 0 = empty) has room for twice as
+ * many entries as there are contexts: every counted request holds a
+ * context, so it can never fill, and it is allocated once at start. */
+typedef struct srv_pipe_slot {
+	uint32_t id;              /* nng_pipe_id; 0 = empty */
+	uint32_t n;               /* requests in flight on it */
+} srv_pipe_slot;
+
 struct nrpc_server {
 	/* configuration, fixed after create */
 	char **urls;              /* owned, n_urls strings */
@@ -124,6 +135,7 @@ struct nrpc_server {
 	size_t max_msg;
 	size_t max_decoded;       /* arena cap, see NRPC_DECODE_SLACK_BYTES */
 	size_t max_queue;
+	unsigned max_inflight;    /* per connection */
 	nrpc_worker_init_fn worker_init;
 	nrpc_worker_fini_fn worker_fini;
 	void *worker_arg;
@@ -140,6 +152,16 @@ struct nrpc_server {
 	pthread_cond_t dog_cv;
 	bool dog_stop;
 	atomic_uint_fast64_t relistens; /* listeners re-created */
+	/* Times the contexts in use reached n_ctx: the watchdog does not
+	 * judge a listener across a probe during which this changed. */
+	atomic_uint_fast64_t saturations;
+	atomic_uint_fast64_t probes;
+	atomic_uint_fast64_t probes_busy;
+
+	/* Requests in flight per connection (max_inflight). */
+	pthread_mutex_t pipe_mtx; /* guards pipes */
+	srv_pipe_slot *pipes;     /* owned, pipe_cap slots */
+	size_t pipe_cap;          /* a power of two */
 
 	/* Worker states of nng callback threads (inline_handlers). */
 	pthread_mutex_t inl_mtx;  /* guards inl */
@@ -183,6 +205,8 @@ struct nrpc_server {
 		atomic_uint_fast64_t deadline_exceeded;
 		atomic_uint_fast64_t in_flight;
 		atomic_uint_fast64_t overloaded;
+		atomic_uint_fast64_t closed_inflight;
+		atomic_uint_fast64_t closed_send_timeout;
 	} stats;
 };
 
@@ -266,6 +290,7 @@ nrpc_server_config_default(nrpc_server_config *cfg)
 	cfg->contexts = NRPC_CONTEXTS_DEFAULT;
 	cfg->max_message_bytes = NRPC_MAX_MESSAGE_BYTES_DEFAULT;
 	cfg->max_queue = NRPC_MAX_QUEUE_DEFAULT;
+	cfg->max_inflight_per_conn = NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT;
 }
 
 static nrpc_code
@@ -288,6 +313,8 @@ srv_free(nrpc_server *srv)
 	ds_free(srv->methods);
 	ds_free(srv->inl);
 	ds_free(srv->lis);
+	ds_free(srv->pipes);
+	pthread_mutex_destroy(&srv->pipe_mtx);
 	pthread_cond_destroy(&srv->dog_cv);
 	pthread_mutex_destroy(&srv->dog_mtx);
 	pthread_mutex_destroy(&srv->inl_mtx);
@@ -319,6 +346,10 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 		return srv_bad_config(st, "max_message_bytes",
 		    cfg->max_message_bytes, NRPC_MAX_MESSAGE_BYTES_HARD);
 	}
+	if (cfg->max_inflight_per_conn > NRPC_MAX_INFLIGHT_PER_CONN_HARD) {
+		return srv_bad_config(st, "max_inflight_per_conn",
+		    cfg->max_inflight_per_conn, NRPC_MAX_INFLIGHT_PER_CONN_HARD);
+	}
 	if (cfg->max_queue > NRPC_MAX_QUEUE_HARD) {
 		return srv_bad_config(st, "max_queue", cfg->max_queue,
 		    NRPC_MAX_QUEUE_HARD);
@@ -348,6 +379,13 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 		ds_free(srv);
 		goto oom;
 	}
+	if (pthread_mutex_init(&srv->pipe_mtx, NULL) != 0) {
+		pthread_mutex_destroy(&srv->dog_mtx);
+		pthread_mutex_destroy(&srv->inl_mtx);
+		pthread_mutex_destroy(&srv->mtx);
+		ds_free(srv);
+		goto oom;
+	}
 	(void) pthread_cond_init(&srv->dog_cv, NULL); /* cannot fail: default */
 	if (cfg->n_urls > 0 &&
 	    (srv->urls = ds_calloc(cfg->n_urls, sizeof(char *))) == NULL) {
@@ -371,6 +409,8 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 	srv->max_decoded = 2 * srv->max_msg + NRPC_DECODE_SLACK_BYTES;
 	srv->max_queue = cfg->max_queue > 0 ? cfg->max_queue :
 	    NRPC_MAX_QUEUE_DEFAULT;
+	srv->max_inflight = cfg->max_inflight_per_conn > 0 ?
+	    cfg->max_inflight_per_conn : NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT;
 	srv->worker_init = cfg->worker_init;
 	srv->worker_fini = cfg->worker_fini;
 	srv->worker_arg = cfg->worker_arg;
@@ -841,6 +881,116 @@ srv_nng_leave(nrpc_server *srv)
 	atomic_fetch_sub(&srv->n_nng, 1);
 }
 
+/* --- requests in flight per connection --- */
+
+static size_t
+srv_pipe_hash(uint32_t id, size_t cap)
+{
+	return (size_t) (id * 2654435761u) & (cap - 1);
+}
+
+/* srv_pipe_add counts one more request in flight on pipe id (> 0) and
+ * returns the new count. */
+static uint32_t
+srv_pipe_add(nrpc_server *srv, uint32_t id)
+{
+	size_t mask = srv->pipe_cap - 1;
+	size_t i = srv_pipe_hash(id, srv->pipe_cap);
+	uint32_t n;
+
+	pthread_mutex_lock(&srv->pipe_mtx);
+	while (srv->pipes[i].id != 0 && srv->pipes[i].id != id) {
+		i = (i + 1) & mask;
+	}
+	srv->pipes[i].id = id;
+	n = ++srv->pipes[i].n;
+	pthread_mutex_unlock(&srv->pipe_mtx);
+	return n;
+}
+
+/* srv_pipe_sub counts one request on pipe id out; at zero the slot is
+ * emptied by backward-shift deletion, so no probe chain is broken. */
+static void
+srv_pipe_sub(nrpc_server *srv, uint32_t id)
+{
+	size_t mask = srv->pipe_cap - 1;
+	size_t i = srv_pipe_hash(id, srv->pipe_cap);
+	size_t j;
+
+	pthread_mutex_lock(&srv->pipe_mtx);
+	while (srv->pipes[i].id != id) {
+		if (!DS_ALWAYS(srv->pipes[i].id != 0)) {
+			goto out; /* not counted: a bug, but harmless */
+		}
+		i = (i + 1) & mask;
+	}
+	if (--srv->pipes[i].n > 0) {
+		goto out;
+	}
+	for (j = (i + 1) & mask; srv->pipes[j].id != 0; j = (j + 1) & mask) {
+		size_t k = srv_pipe_hash(srv->pipes[j].id, srv->pipe_cap);
+
+		/* An entry whose home k lies cyclically in (i, j] stays. */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j)) {
+			continue;
+		}
+		srv->pipes[i] = srv->pipes[j];
+		i = j;
+	}
+	srv->pipes[i].id = 0;
+	srv->pipes[i].n = 0;
+out:
+	pthread_mutex_unlock(&srv->pipe_mtx);
+}
+
+/* srv_pipe_done: the call's request is no longer in flight on its
+ * connection (reply handed over, dropped, or never to be sent). */
+static void
+srv_pipe_done(nrpc_server *srv, nrpc_call *call)
+{
+	int id = nng_pipe_id(call->pipe);
+
+	if (id > 0) {
+		srv_pipe_sub(srv, (uint32_t) id);
+	}
+	call->pipe = (nng_pipe) NNG_PIPE_INITIALIZER;
+}
+
+/* srv_pipe_admit counts call->msg's request against its connection.
+ * True when it may proceed; false when it is one past
+ * max_inflight_per_conn on a connection that is not inproc://: the
+ * connection has then been closed, and the caller drops the request. */
+static bool
+srv_pipe_admit(nrpc_server *srv, nrpc_call *call)
+{
+	nng_pipe p = nng_msg_get_pipe(call->msg);
+	int id = nng_pipe_id(p);
+	nng_sockaddr sa;
+	uint32_t n;
+
+	call->pipe = (nng_pipe) NNG_PIPE_INITIALIZER;
+	if (id <= 0) {
+		return true; /* no connection to count against */
+	}
+	call->pipe = p;
+	if ((n = srv_pipe_add(srv, (uint32_t) id)) <= srv->max_inflight) {
+		return true;
+	}
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 &&
+	    sa.s_family == NNG_AF_INPROC) {
+		return true; /* in-process: our own gateway, exempt */
+	}
+	srv_pipe_done(srv, call);
+	/* ENOENT when an earlier request already closed it. */
+	if (nng_pipe_close(p) == 0) {
+		atomic_fetch_add(&srv->stats.closed_inflight, 1);
+		ds_log(DS_LOG_WARN, "nrpc", "connection closed: %" PRIu32
+		    " requests in flight, over max_inflight_per_conn (%u)", n,
+		    srv->max_inflight);
+	}
+	return false;
+}
+
 static void
 srv_ctx_recv(srv_ctx *sc)
 {
@@ -871,11 +1021,13 @@ srv_call_complete(nrpc_call *call)
 		srv_ctx *sc = call->sc;
 
 		if (msg == NULL) {
+			srv_pipe_done(srv, call);
 			atomic_fetch_sub(&srv->stats.in_flight, 1);
 			srv_ctx_recv(sc);
 		} else if (!srv_nng_enter(srv)) {
 			/* Stopped after the grace: the reply is dropped. */
 			nng_msg_free(msg);
+			srv_pipe_done(srv, call);
 			atomic_fetch_sub(&srv->stats.in_flight, 1);
 			srv_ctx_retire(sc);
 		} else {
@@ -934,8 +1086,16 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 	}
 	call->msg = nng_aio_get_msg(sc->aio);
 	nng_aio_set_msg(sc->aio, NULL);
+	if (!srv_pipe_admit(srv, call)) {
+		nng_msg_free(call->msg);
+		call->msg = NULL;
+		srv_ctx_recv(sc);
+		return;
+	}
 	atomic_fetch_add(&srv->stats.received, 1);
-	atomic_fetch_add(&srv->stats.in_flight, 1);
+	if (atomic_fetch_add(&srv->stats.in_flight, 1) + 1 >= srv->n_ctx) {
+		atomic_fetch_add(&srv->saturations, 1);
+	}
 	/* Counted before the draining check (both seq_cst): either stop
 	 * sees this call and waits for it, or this call sees draining. */
 	call->counted = true;
@@ -978,7 +1138,9 @@ static void
 srv_ctx_send_done(srv_ctx *sc, int rv)
 {
 	nrpc_server *srv = sc->call.srv;
+	nng_pipe pipe = sc->call.pipe;
 
+	srv_pipe_done(srv, &sc->call);
 	atomic_fetch_sub(&srv->stats.in_flight, 1);
 	if (rv != 0) {
 		nng_msg *msg = nng_aio_get_msg(sc->aio);
@@ -990,9 +1152,18 @@ srv_ctx_send_done(srv_ctx *sc, int rv)
 			srv_ctx_retire(sc);
 			return;
 		}
-		/* NNG_ETIMEDOUT: the peer stopped reading; drop the reply. */
-		ds_log(DS_LOG_WARN, "nrpc", "reply dropped: %s",
-		    nng_strerror(rv));
+		/* NNG_ETIMEDOUT: the peer stopped reading. Its connection
+		 * goes too: otherwise it keeps holding the contexts whose
+		 * replies queue behind this one. */
+		if (nng_pipe_id(pipe) > 0 && nng_pipe_close(pipe) == 0) {
+			atomic_fetch_add(&srv->stats.closed_send_timeout, 1);
+			ds_log(DS_LOG_WARN, "nrpc", "reply dropped and connection "
+			    "closed: %s (send timeout %d ms)", nng_strerror(rv),
+			    NRPC_SEND_TIMEOUT_MS);
+		} else {
+			ds_log(DS_LOG_WARN, "nrpc", "reply dropped: %s",
+			    nng_strerror(rv));
+		}
 	} else {
 		atomic_fetch_add(&srv->stats.replied, 1);
 	}
@@ -1116,6 +1287,13 @@ srv_dog_wait(nrpc_server *srv, int64_t ms)
 	return !stop;
 }
 
+/* srv_saturated: every context holds a request (none is receiving). */
+static bool
+srv_saturated(nrpc_server *srv)
+{
+	return atomic_load(&srv->stats.in_flight) >= srv->n_ctx;
+}
+
 static void *
 srv_dog_main(void *arg)
 {
@@ -1130,11 +1308,24 @@ srv_dog_main(void *arg)
 		for (size_t u = 0; u < srv->n_urls; u++) {
 			int rv;
 
+			uint64_t sat;
+			bool busy;
+
 			if (!srv_url_streams(srv->urls[u])) {
 				continue;
 			}
+			sat = atomic_load(&srv->saturations);
+			busy = srv_saturated(srv);
+			atomic_fetch_add(&srv->probes, 1);
 			if (srv_probe(srv->urls[u])) {
 				misses[u] = 0;
+				continue;
+			}
+			if (busy || srv_saturated(srv) ||
+			    atomic_load(&srv->saturations) != sat) {
+				/* Every context was in use: the ping waited for
+				 * one like any request. Overload, not #1518. */
+				atomic_fetch_add(&srv->probes_busy, 1);
 				continue;
 			}
 			if (++misses[u] < NRPC_LISTENER_CHECK_FAILURES) {
@@ -1237,6 +1428,19 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 	    srv->max_msg + NRPC_RECVMAXSZ_SLACK)) != 0) {
 		rc = srv_nng_error(st, rv, "cannot set recv-size-max");
 		goto fail_sock;
+	}
+	if (srv->pipes == NULL) {
+		for (srv->pipe_cap = 1; srv->pipe_cap < 2 * (size_t) srv->n_ctx;
+		    srv->pipe_cap *= 2) {
+		}
+		if ((srv->pipes = ds_calloc(srv->pipe_cap,
+		         sizeof(*srv->pipes))) == NULL) {
+			nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED,
+			    "OUT_OF_MEMORY", NULL, "out of memory allocating the "
+			    "connection table");
+			rc = NRPC_RESOURCE_EXHAUSTED;
+			goto fail_sock;
+		}
 	}
 	if ((srv->ctxs = ds_calloc(srv->n_ctx, sizeof(*srv->ctxs))) == NULL) {
 		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY",
@@ -1439,6 +1643,11 @@ nrpc_server_stats_get(nrpc_server *srv, nrpc_server_stats *out)
 	out->in_flight = atomic_load(&srv->stats.in_flight);
 	out->overloaded = atomic_load(&srv->stats.overloaded);
 	out->relistens = atomic_load(&srv->relistens);
+	out->conns_closed_inflight = atomic_load(&srv->stats.closed_inflight);
+	out->conns_closed_send_timeout =
+	    atomic_load(&srv->stats.closed_send_timeout);
+	out->probes = atomic_load(&srv->probes);
+	out->probes_busy = atomic_load(&srv->probes_busy);
 }
 
 /* --- the request path without sockets --- */

@@ -10,6 +10,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <pthread.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "ds_alloc.h"
@@ -692,6 +694,100 @@ request_of_size(size_t size)
 	}
 	fail_msg("no request of %zu bytes", size);
 	return NULL;
+}
+
+/* --- a peer that sends and never reads --- */
+
+/* A raw REQ socket: it sends what it is given, with the REQ header we
+ * choose, and never waits for (nor, unless asked, reads) a reply. */
+typedef struct raw_peer {
+	nng_socket s;
+	atomic_int removed; /* its connections that went away */
+} raw_peer;
+
+static void
+raw_peer_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	raw_peer *rp = arg;
+
+	(void) p;
+	(void) ev;
+	atomic_fetch_add(&rp->removed, 1);
+}
+
+static void
+raw_peer_open(raw_peer *rp, const char *url)
+{
+	atomic_store(&rp->removed, 0);
+	assert_int_equal(nng_req0_open_raw(&rp->s), 0);
+	/* The server closing the connection must not be papered over by a
+	 * reconnect within the test. */
+	assert_int_equal(nng_socket_set_ms(rp->s, NNG_OPT_RECONNMINT, 60000), 0);
+	assert_int_equal(nng_socket_set_ms(rp->s, NNG_OPT_RECONNMAXT, 60000), 0);
+	assert_int_equal(nng_pipe_notify(rp->s, NNG_PIPE_EV_REM_POST,
+	    raw_peer_pipe_removed, rp), 0);
+	assert_int_equal(nng_dial(rp->s, url, NULL, 0), 0);
+}
+
+/* raw_peer_send sends method(key, value) as request number id. */
+static void
+raw_peer_send(raw_peer *rp, uint32_t id, const nrpc_method *m,
+    const char *key, const char *value)
+{
+	Nrpc__V1__Request r = NRPC__V1__REQUEST__INIT;
+	Nrpc__V1__Metadata md = NRPC__V1__METADATA__INIT;
+	size_t blen;
+	uint8_t *body;
+	nng_msg *msg;
+
+	md.key = (char *) key;
+	md.value = (char *) value;
+	blen = nrpc__v1__metadata__get_packed_size(&md);
+	body = malloc(blen + 1);
+	assert_non_null(body);
+	(void) nrpc__v1__metadata__pack(&md, body);
+	r.method = (char *) m->full_name;
+	r.body.data = body;
+	r.body.len = blen;
+	assert_int_equal(nng_msg_alloc(&msg,
+	    nrpc__v1__request__get_packed_size(&r)), 0);
+	(void) nrpc__v1__request__pack(&r, nng_msg_body(msg));
+	assert_int_equal(nng_msg_header_append_u32(msg, id | 0x80000000u), 0);
+	assert_int_equal(nng_sendmsg(rp->s, msg, 0), 0);
+	free(body);
+}
+
+/* wait_stat polls until field of the server's stats reaches n. */
+#define wait_stat(srv, field, n)                                               \
+	do {                                                                   \
+		nrpc_server_stats ws_;                                         \
+		int64_t end_ = now_ms() + 20000;                               \
+		for (;;) {                                                     \
+			nrpc_server_stats_get((srv), &ws_);                    \
+			if (ws_.field >= (n)) {                                \
+				break;                                         \
+			}                                                      \
+			if (now_ms() >= end_) {                                \
+				fail_msg("stats." #field " is %llu, not %llu", \
+				    (unsigned long long) ws_.field,            \
+				    (unsigned long long) (n));                 \
+			}                                                      \
+			usleep(1000);                                          \
+		}                                                              \
+	} while (0)
+
+static void
+wait_removed(raw_peer *rp, int n)
+{
+	int64_t end = now_ms() + 20000;
+
+	while (atomic_load(&rp->removed) < n) {
+		if (now_ms() >= end) {
+			fail_msg("%d of %d connections removed",
+			    atomic_load(&rp->removed), n);
+		}
+		usleep(1000);
+	}
 }
 
 /* --- tests: round trips --- */
@@ -1526,6 +1622,20 @@ test_config_above_hard_maximum_is_rejected(void **state)
 	cfg.max_message_bytes = NRPC_MAX_MESSAGE_BYTES_HARD;
 	assert_int_equal(nrpc_server_create(&cfg, &srv, &st), NRPC_OK);
 	nrpc_server_destroy(srv);
+	srv = NULL;
+	nrpc_server_config_default(&cfg);
+	assert_int_equal(cfg.max_inflight_per_conn,
+	    NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT);
+	cfg.max_inflight_per_conn = NRPC_MAX_INFLIGHT_PER_CONN_HARD + 1;
+	assert_int_equal(nrpc_server_create(&cfg, &srv, &st),
+	    NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.field, "max_inflight_per_conn");
+	assert_string_equal(st.message, "max_inflight_per_conn (65537) exceeds "
+	    "its hard maximum (65536)");
+	assert_null(srv);
+	cfg.max_inflight_per_conn = NRPC_MAX_INFLIGHT_PER_CONN_HARD;
+	assert_int_equal(nrpc_server_create(&cfg, &srv, &st), NRPC_OK);
+	nrpc_server_destroy(srv);
 }
 
 static void
@@ -1643,6 +1753,237 @@ test_calls_survive_allocation_failures_and_server_keeps_serving(void **state)
 	protobuf_c_message_free_unpacked(&out->base, NULL);
 }
 
+/* --- tests: hostile peers --- */
+
+static void
+test_one_request_past_the_per_connection_cap_closes_that_connection(
+    void **state)
+{
+	fx *f = *state;
+	nrpc_server_config cfg;
+	char ipc[300];
+	raw_peer rp;
+	nrpc_server_stats s;
+	Nrpc__V1__Metadata *out = NULL;
+	nrpc_status st = {0};
+
+	(void) snprintf(ipc, sizeof(ipc), "ipc://%s/cap.sock", f->dir);
+	nrpc_server_config_default(&cfg);
+	cfg.workers = 6;
+	cfg.contexts = 16;
+	cfg.max_inflight_per_conn = 4;
+	fx_start(f, &cfg, ipc);
+	raw_peer_open(&rp, ipc);
+	for (uint32_t i = 1; i <= 4; i++) {
+		raw_peer_send(&rp, i, &test_methods[M_BLOCK], "k", "held");
+	}
+	/* At the cap: all four run, the connection stays. */
+	wait_block_entered(f, 4);
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.conns_closed_inflight, 0);
+	assert_int_equal(atomic_load(&rp.removed), 0);
+
+	raw_peer_send(&rp, 5, &test_methods[M_BLOCK], "k", "one too many");
+	wait_stat(f->srv, conns_closed_inflight, 1);
+	wait_removed(&rp, 1);
+	fx_lock(f);
+	assert_int_equal(f->block_entered, 4); /* the fifth never ran */
+	fx_unlock(f);
+	/* Everyone else is served meanwhile. */
+	assert_int_equal(call_md(f->cli, &test_methods[M_ECHO], "k", "other",
+	    NULL, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "other");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	open_gate(f);
+	/* The held calls finish; their replies have nowhere to go. */
+	wait_stat(f->srv, replied, 1);
+	(void) nng_close(rp.s);
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.conns_closed_inflight, 1);
+	assert_int_equal(s.conns_closed_send_timeout, 0);
+}
+
+static void
+test_inproc_connection_is_exempt_from_the_per_connection_cap(void **state)
+{
+	fx *f = *state;
+	nrpc_server_config cfg;
+	async_res r[4];
+	nrpc_server_stats s;
+
+	nrpc_server_config_default(&cfg);
+	cfg.workers = 6;
+	cfg.contexts = 16;
+	cfg.max_inflight_per_conn = 2;
+	fx_start(f, &cfg, NULL);
+	async_init(r, 4);
+	for (int i = 0; i < 4; i++) {
+		async_start(f, &test_methods[M_BLOCK], "k", "inproc", NULL, &r[i]);
+	}
+	wait_block_entered(f, 4);
+	open_gate(f);
+	for (int i = 0; i < 4; i++) {
+		async_wait(&r[i]);
+		assert_int_equal(r[i].code, NRPC_OK);
+	}
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.conns_closed_inflight, 0);
+}
+
+static void
+test_reply_not_taken_within_send_timeout_closes_the_connection(void **state)
+{
+	fx *f = *state;
+	char ipc[300];
+	raw_peer rp;
+	char *big = calloc(1, 900 * 1024 + 1);
+	nrpc_server_stats s;
+	Nrpc__V1__Metadata *out = NULL;
+	nrpc_status st = {0};
+
+	assert_non_null(big);
+	memset(big, 'v', 900 * 1024);
+	(void) snprintf(ipc, sizeof(ipc), "ipc://%s/slow.sock", f->dir);
+	fx_start(f, NULL, ipc);
+	raw_peer_open(&rp, ipc);
+	/* Echo sends each 900 KiB request back: more than the peer's socket
+	 * and the kernel buffer; it reads nothing, so a reply waits. */
+	for (uint32_t i = 1; i <= 8; i++) {
+		raw_peer_send(&rp, i, &test_methods[M_ECHO], "k", big);
+	}
+	wait_stat(f->srv, conns_closed_send_timeout, 1);
+	/* The peer notices only when it reads again: what it buffered, then
+	 * the end of the connection. */
+	assert_int_equal(nng_socket_set_ms(rp.s, NNG_OPT_RECVTIMEO, 2000), 0);
+	for (;;) {
+		nng_msg *m;
+
+		if (nng_recvmsg(rp.s, &m, 0) != 0) {
+			break;
+		}
+		nng_msg_free(m);
+	}
+	wait_removed(&rp, 1);
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.conns_closed_inflight, 0);
+	assert_int_equal(call_md(f->cli, &test_methods[M_ECHO], "k", "after",
+	    NULL, &out, &st), NRPC_OK);
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	(void) nng_close(rp.s);
+	free(big);
+}
+
+static void
+test_watchdog_does_not_relisten_while_every_context_is_in_use(void **state)
+{
+	fx *f = *state;
+	nrpc_server_config cfg;
+	char ipc[300];
+	async_res r[4];
+	nrpc_server_stats s;
+
+	(void) snprintf(ipc, sizeof(ipc), "ipc://%s/busy.sock", f->dir);
+	nrpc_server_config_default(&cfg);
+	cfg.workers = 4;
+	cfg.contexts = 4;
+	cfg.listener_check_ms = 100;
+	fx_start(f, &cfg, ipc);
+	async_init(r, 4);
+	for (int i = 0; i < 4; i++) {
+		async_start(f, &test_methods[M_BLOCK], "k", "busy", NULL, &r[i]);
+	}
+	wait_block_entered(f, 4);
+	/* Every context holds a call: the watchdog's pings go unanswered
+	 * as often as it takes to re-create a listener, and more. */
+	nrpc_server_stats_get(f->srv, &s);
+	wait_stat(f->srv, probes, s.probes + NRPC_LISTENER_CHECK_FAILURES + 2);
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.relistens, 0);
+	assert_true(s.probes_busy >= NRPC_LISTENER_CHECK_FAILURES + 1);
+	open_gate(f);
+	for (int i = 0; i < 4; i++) {
+		async_wait(&r[i]);
+		assert_int_equal(r[i].code, NRPC_OK);
+	}
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.relistens, 0);
+}
+
+/* A bare REP socket that answers every request with 64 KiB of bytes. */
+typedef struct big_rep {
+	nng_socket s;
+	pthread_t th;
+	atomic_int requests;
+} big_rep;
+
+static void *
+big_rep_main(void *arg)
+{
+	big_rep *b = arg;
+	static uint8_t junk[64 * 1024];
+
+	for (;;) {
+		nng_msg *m;
+
+		if (nng_recvmsg(b->s, &m, 0) != 0) {
+			return NULL; /* closed */
+		}
+		atomic_fetch_add(&b->requests, 1);
+		nng_msg_clear(m);
+		if (nng_msg_append(m, junk, sizeof(junk)) != 0 ||
+		    nng_sendmsg(b->s, m, 0) != 0) {
+			nng_msg_free(m);
+		}
+	}
+}
+
+static void
+test_client_socket_refuses_a_reply_over_its_limit_without_reading_it(
+    void **state)
+{
+	fx *f = *state;
+	char ipc[300];
+	big_rep b;
+	nrpc_client *c = NULL;
+	nrpc_client_config ccfg;
+	const char *urls[1] = {ipc};
+	nrpc_call_opts opts = {0};
+	Nrpc__V1__Metadata req = NRPC__V1__METADATA__INIT;
+	ProtobufCMessage *resp = NULL;
+	nrpc_status st = {0};
+	int64_t end;
+
+	(void) snprintf(ipc, sizeof(ipc), "ipc://%s/big.sock", f->dir);
+	atomic_store(&b.requests, 0);
+	assert_int_equal(nng_rep0_open(&b.s), 0);
+	assert_int_equal(nng_listen(b.s, ipc, NULL, 0), 0);
+	assert_int_equal(pthread_create(&b.th, NULL, big_rep_main, &b), 0);
+	nrpc_client_config_default(&ccfg);
+	ccfg.urls = urls;
+	ccfg.n_urls = 1;
+	ccfg.max_message_bytes = 1024;
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	req.key = "k";
+	req.value = "v";
+	opts.timeout_ms = 500;
+	/* The client's NNG_OPT_RECVMAXSZ (1024 + NRPC_RECVMAXSZ_SLACK) makes
+	 * nng drop the connection at the reply's length prefix, before
+	 * reading 64 KiB: the call times out. A socket without it would read
+	 * the whole reply and refuse it afterwards (INTERNAL or
+	 * RESOURCE_EXHAUSTED from the decoder). */
+	assert_int_equal(nrpc_client_call(c, &test_methods[M_ECHO], &req.base,
+	    &resp, &opts, &st), NRPC_DEADLINE_EXCEEDED);
+	assert_null(resp);
+	end = now_ms() + 10000;
+	while (atomic_load(&b.requests) < 1 && now_ms() < end) {
+		usleep(1000);
+	}
+	assert_true(atomic_load(&b.requests) >= 1); /* it was answered */
+	nrpc_client_close(c);
+	(void) nng_close(b.s);
+	pthread_join(b.th, NULL);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int
@@ -1683,6 +2024,11 @@ main(void)
 	    T(test_duplicate_method_and_late_add_service_are_refused),
 	    T(test_setup_survives_every_allocation_failure),
 	    T(test_calls_survive_allocation_failures_and_server_keeps_serving),
+	    T(test_one_request_past_the_per_connection_cap_closes_that_connection),
+	    T(test_inproc_connection_is_exempt_from_the_per_connection_cap),
+	    T(test_reply_not_taken_within_send_timeout_closes_the_connection),
+	    T(test_watchdog_does_not_relisten_while_every_context_is_in_use),
+	    T(test_client_socket_refuses_a_reply_over_its_limit_without_reading_it),
 	};
 
 	/* NRPC_TEST_FILTER=<glob> runs a subset, e.g. to loop one test. */
