@@ -42,7 +42,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "store_int.h"
+#include "store_sqlite_int.h"
 
 /* 'dsyc' */
 #define STORE_SCHEMA_APPLICATION_ID 0x64737963
