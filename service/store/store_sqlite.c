@@ -20,13 +20,13 @@
  * simply take turns with writes. A "keeper" connection holds the database
  * alive between connections.
  *
- * Writes. A batch is one transaction; each write runs inside its own
- * SAVEPOINT so a write that fails midway (out of memory, disk full) is
- * undone alone. The store-wide revision and fencing counters are read once
- * at BEGIN, advanced in memory, and written back once before COMMIT. The
- * per-write SQL is: [request-id lookup], one SELECT of the row, then on
- * success [history copy], one INSERT or UPDATE of the row, [history trim],
- * [request-id insert].
+ * Writes. A batch is one transaction (store_sqlite_batch.c). Its writes
+ * run without savepoints: every refusal (conflict, lock, request id)
+ * happens before a write changes anything. A write that fails after
+ * changing something (out of memory, disk full) makes the batch roll back
+ * and run again with a savepoint per write, so that write fails alone.
+ * The store-wide revision and fencing counters are read once at BEGIN,
+ * advanced in memory, and written back once before COMMIT.
  *
  * Lock tokens are stored raw and compared with ds_ct_equal. A hash would
  * protect a stolen database file, but a request_id replay of a Lock must
@@ -87,11 +87,11 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
         "SELECT revision, deleted, created_at, updated_at, content_type,"
         " updated_by, value FROM history WHERE key = ?1 AND version = ?2",
     [STORE_STMT_LIST_FROM] =
-        "SELECT key, " STORE_ROW_COLUMNS " FROM records"
+        "SELECT " STORE_ROW_COLUMNS ", key FROM records"
         " WHERE key >= ?1 AND key < ?2 AND deleted = 0"
         " ORDER BY key LIMIT ?3",
     [STORE_STMT_LIST_AFTER] =
-        "SELECT key, " STORE_ROW_COLUMNS " FROM records"
+        "SELECT " STORE_ROW_COLUMNS ", key FROM records"
         " WHERE key > ?1 AND key < ?2 AND deleted = 0"
         " ORDER BY key LIMIT ?3",
     /* Two point lookups, one per generation table (a UNION with ORDER BY
@@ -517,8 +517,6 @@ store_sqlite_conn_free(store_sqlite_conn *c)
 	ds_free(c);
 }
 
-/* store_sqlite_connect opens a handle on the store's database with the
- * busy handler and the per-connection pragmas. */
 /* store_sqlite_wal_hook runs after every commit with the WAL's size in
  * frames; it only wakes the checkpointer. */
 static int
@@ -565,6 +563,8 @@ store_sqlite_ckpt_main(void *arg)
 	return NULL;
 }
 
+/* store_sqlite_connect opens a handle on the store's database with the
+ * busy handler and the per-connection pragmas. */
 static store_err
 store_sqlite_connect(store *s, sqlite3 **out, store_error *err)
 {

@@ -51,10 +51,7 @@ static int
 store_batch_write_fast(store_wctx *x, const store_write *w,
     store_write_result *res)
 {
-	uint64_t revision = x->revision;
-	uint64_t fencing = x->fencing;
-	int64_t req_gen = x->req_gen;
-	bool dirty = x->dirty;
+	store_counters saved = x->cnt;
 	sqlite3_int64 before = sqlite3_total_changes64(x->c->db);
 	store_err rv;
 
@@ -66,10 +63,7 @@ store_batch_write_fast(store_wctx *x, const store_write *w,
 	    sqlite3_total_changes64(x->c->db) != before) {
 		return STORE_SQLITE_REDO;
 	}
-	x->revision = revision;
-	x->fencing = fencing;
-	x->req_gen = req_gen;
-	x->dirty = dirty;
+	x->cnt = saved;
 	return STORE_OK;
 }
 
@@ -80,10 +74,7 @@ static store_err
 store_batch_write(store_wctx *x, const store_write *w,
     store_write_result *res, store_error *e)
 {
-	uint64_t revision = x->revision;
-	uint64_t fencing = x->fencing;
-	int64_t req_gen = x->req_gen;
-	bool dirty = x->dirty;
+	store_counters saved = x->cnt;
 	store_err rv;
 	int rc;
 
@@ -104,10 +95,7 @@ store_batch_write(store_wctx *x, const store_write *w,
 	/* Refused or failed: undo whatever the write did. A refusal did
 	 * nothing, so this is cheap; a failure midway (out of memory, disk
 	 * full) leaves the batch's other writes intact. */
-	x->revision = revision;
-	x->fencing = fencing;
-	x->req_gen = req_gen;
-	x->dirty = dirty;
+	x->cnt = saved;
 	if (store_hard(rv)) {
 		store_error err = res->error;
 
@@ -149,12 +137,12 @@ store_batch_finish(store_wctx *x, store_error *e)
 	sqlite3_stmt *st;
 	int rc = SQLITE_OK;
 
-	if (x->dirty) {
+	if (x->cnt.dirty) {
 		st = x->c->st[STORE_STMT_META_SET];
 		rc = SQLITE_OK;
-		store_bind_i64(st, 1, (int64_t) x->revision, &rc);
-		store_bind_i64(st, 2, (int64_t) x->fencing, &rc);
-		store_bind_i64(st, 3, x->req_gen, &rc);
+		store_bind_i64(st, 1, (int64_t) x->cnt.revision, &rc);
+		store_bind_i64(st, 2, (int64_t) x->cnt.fencing, &rc);
+		store_bind_i64(st, 3, x->cnt.req_gen, &rc);
 		if (rc == SQLITE_OK) {
 			rc = store_sqlite_step(st);
 			rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -190,10 +178,10 @@ store_batch_begin(store_wctx *x, store_error *e)
 		store_sqlite_done(st);
 		return store_sqlite_err(x->c->db, rc, e, "reading the revision");
 	}
-	x->revision = store_col_u64(st, 0);
-	x->fencing = store_col_u64(st, 1);
-	x->req_gen = sqlite3_column_int64(st, 2);
-	x->dirty = false;
+	x->cnt.revision = store_col_u64(st, 0);
+	x->cnt.fencing = store_col_u64(st, 1);
+	x->cnt.req_gen = sqlite3_column_int64(st, 2);
+	x->cnt.dirty = false;
 	store_sqlite_done(st);
 	return STORE_OK;
 }

@@ -76,7 +76,7 @@ enum {
 	STORE_COL_LOCK_TOKEN,
 	STORE_COL_LOCK_EXPIRES_AT,
 	STORE_COL_LOCK_FENCING,
-	STORE_COL_VALUE, /* READ_GET only */
+	STORE_COL_VALUE, /* READ_GET: the value; LIST: the key */
 };
 
 /* --- backend state --- */
@@ -125,15 +125,21 @@ typedef struct store_row {
 	store_lease lease;
 } store_row;
 
+/* store_counters: the meta row as advanced so far in a batch. A write
+ * that is refused or undone restores a copy taken before it ran. */
+typedef struct store_counters {
+	uint64_t revision;
+	uint64_t fencing;
+	int64_t req_gen; /* request-id generation the batch writes into */
+	bool dirty;      /* differs from the meta row */
+} store_counters;
+
 /* store_wctx: the state of one write transaction. */
 typedef struct store_wctx {
 	store_sqlite_conn *c;
 	const store_limits *lim;
-	int64_t now;       /* clock at the current write */
-	uint64_t revision; /* counters as advanced so far in this batch */
-	uint64_t fencing;
-	int64_t req_gen;   /* request-id generation the batch writes into */
-	bool dirty;        /* counters differ from the meta row */
+	int64_t now;        /* clock at the current write */
+	store_counters cnt; /* counters as advanced so far in this batch */
 } store_wctx;
 
 /* --- plumbing (store_sqlite.c) --- */

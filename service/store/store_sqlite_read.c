@@ -214,33 +214,33 @@ store_key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 	return an < bn ? -1 : 1;
 }
 
-/* store_list_row turns the current LIST row into r. */
+/* store_list_row turns the current LIST row into r. LIST's columns are
+ * the ROW_GET columns followed by the key. */
 static store_err
 store_list_row(sqlite3_stmt *st, int64_t now, store_record *r)
 {
-	/* LIST's columns are "key" followed by the ROW_GET columns. */
-	enum { K = 0, O = 1 };
+	enum { K = STORE_COL_VALUE };
 	const void *key = sqlite3_column_blob(st, K);
 	size_t key_len = (size_t) sqlite3_column_bytes(st, K);
+	store_lease lease;
 	store_err rv;
 
 	if ((rv = store_record_set_text(&r->key, key, key_len)) != STORE_OK ||
-	    (rv = store_col_text(st, O + STORE_COL_CONTENT_TYPE,
+	    (rv = store_col_text(st, STORE_COL_CONTENT_TYPE,
 	         &r->content_type)) != STORE_OK ||
-	    (rv = store_col_text(st, O + STORE_COL_UPDATED_BY,
-	         &r->updated_by)) != STORE_OK) {
+	    (rv = store_col_text(st, STORE_COL_UPDATED_BY, &r->updated_by)) !=
+	        STORE_OK) {
 		return rv;
 	}
 	r->key_len = key_len;
-	r->version = store_col_u64(st, O + STORE_COL_VERSION);
-	r->revision = store_col_u64(st, O + STORE_COL_REVISION);
-	r->created_at_ms = sqlite3_column_int64(st, O + STORE_COL_CREATED_AT);
-	r->updated_at_ms = sqlite3_column_int64(st, O + STORE_COL_UPDATED_AT);
-	if (sqlite3_column_type(st, O + STORE_COL_LOCK_OWNER) != SQLITE_NULL &&
-	    now < sqlite3_column_int64(st, O + STORE_COL_LOCK_EXPIRES_AT)) {
-		return store_record_lock(r, st, O + STORE_COL_LOCK_OWNER,
-		    sqlite3_column_int64(st, O + STORE_COL_LOCK_EXPIRES_AT),
-		    store_col_u64(st, O + STORE_COL_LOCK_FENCING));
+	r->version = store_col_u64(st, STORE_COL_VERSION);
+	r->revision = store_col_u64(st, STORE_COL_REVISION);
+	r->created_at_ms = sqlite3_column_int64(st, STORE_COL_CREATED_AT);
+	r->updated_at_ms = sqlite3_column_int64(st, STORE_COL_UPDATED_AT);
+	store_col_lease(st, &lease);
+	if (store_lease_live(&lease, now)) {
+		return store_record_lock(r, st, STORE_COL_LOCK_OWNER,
+		    lease.expires_at_ms, lease.fencing_token);
 	}
 	return STORE_OK;
 }

@@ -125,9 +125,7 @@ out:
 	return rv;
 }
 
-/* store_req_remember stores the result of a successful write under its
- * request id, in the write's transaction. */
-/* store_req_rotate makes x->req_gen the generation of x->now, emptying
+/* store_req_rotate makes x->cnt.req_gen the generation of x->now, emptying
  * the table a new generation takes over (both, after a gap of more than
  * one generation). */
 static int
@@ -139,28 +137,30 @@ store_req_rotate(store_wctx *x, int64_t *gen)
 	int rc = SQLITE_OK;
 
 	*gen = g;
-	if (g == x->req_gen) {
+	if (g == x->cnt.req_gen) {
 		return SQLITE_OK;
 	}
 	/* A clock that stepped back keeps writing into the current table. */
-	if (x->req_gen >= 0 && g < x->req_gen) {
-		*gen = x->req_gen;
+	if (x->cnt.req_gen >= 0 && g < x->cnt.req_gen) {
+		*gen = x->cnt.req_gen;
 		return SQLITE_OK;
 	}
-	if (x->req_gen < 0 || g != x->req_gen + 1 || (g & 1) == 0) {
+	if (x->cnt.req_gen < 0 || g != x->cnt.req_gen + 1 || (g & 1) == 0) {
 		rc = store_sqlite_run(x->c, STORE_STMT_REQ_CLEAR0);
 	}
 	if (rc == SQLITE_OK &&
-	    (x->req_gen < 0 || g != x->req_gen + 1 || (g & 1) == 1)) {
+	    (x->cnt.req_gen < 0 || g != x->cnt.req_gen + 1 || (g & 1) == 1)) {
 		rc = store_sqlite_run(x->c, STORE_STMT_REQ_CLEAR1);
 	}
 	if (rc == SQLITE_OK) {
-		x->req_gen = g;
-		x->dirty = true;
+		x->cnt.req_gen = g;
+		x->cnt.dirty = true;
 	}
 	return rc;
 }
 
+/* store_req_remember stores the result of a successful write under its
+ * request id, in the write's transaction. */
 store_err
 store_req_remember(store_wctx *x, const store_write *w, uint64_t hash,
     store_write_result *res)

@@ -300,7 +300,7 @@ store_write_data(store_wctx *x, const store_write *w, store_write_result *res)
 		r->value_len = w->value_len;
 	}
 	r->version = row.version + 1;
-	r->revision = x->revision + 1;
+	r->revision = x->cnt.revision + 1;
 	r->deleted = is_delete;
 	r->created_at_ms = row.exists && (!row.deleted || is_delete)
 	    ? row.created_at
@@ -319,8 +319,8 @@ store_write_data(store_wctx *x, const store_write *w, store_write_result *res)
 		    is_delete ? "deleting" : "updating");
 		goto out;
 	}
-	x->revision = r->revision;
-	x->dirty = true;
+	x->cnt.revision = r->revision;
+	x->cnt.dirty = true;
 	rv = STORE_OK;
 	goto out;
 nomem:
@@ -361,7 +361,7 @@ store_write_lock(store_wctx *x, const store_write *w, store_write_result *res)
 			    "getrandom failed");
 			goto out;
 		}
-		fencing = x->fencing + 1;
+		fencing = x->cnt.fencing + 1;
 	} else {
 		token = w->token;
 		fencing = row.lease.fencing_token;
@@ -388,8 +388,8 @@ store_write_lock(store_wctx *x, const store_write *w, store_write_result *res)
 		goto out;
 	}
 	if (action == STORE_LEASE_ACQUIRE) {
-		x->fencing = fencing;
-		x->dirty = true;
+		x->cnt.fencing = fencing;
+		x->cnt.dirty = true;
 	}
 	res->token = token;
 	res->renewed = action == STORE_LEASE_RENEW;
