@@ -60,32 +60,41 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
         " WHERE id = 0",
     [STORE_STMT_ROW_GET] =
         "SELECT " STORE_ROW_COLUMNS " FROM records WHERE key = ?1",
+    /* The head row and its version's value: one statement, one snapshot
+     * (a tombstone's value is NULL). */
     [STORE_STMT_READ_GET] =
-        "SELECT " STORE_ROW_COLUMNS ", value FROM records WHERE key = ?1",
-    [STORE_STMT_ROW_VALUE] = "SELECT value FROM records WHERE key = ?1",
+        "SELECT " STORE_ROW_COLUMNS ", (SELECT v.value FROM versions v"
+        " WHERE v.key = records.key AND v.version = records.version)"
+        " FROM records WHERE key = ?1",
+    [STORE_STMT_ROW_VALUE] =
+        "SELECT value FROM versions WHERE key = ?1 AND version = ?2",
     [STORE_STMT_ROW_INSERT] =
         "INSERT INTO records (key, version, revision, deleted, created_at,"
-        " updated_at, content_type, updated_by, value, lock_owner,"
+        " updated_at, content_type, updated_by, kept, lock_owner,"
         " lock_token, lock_expires_at, lock_fencing)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [STORE_STMT_ROW_UPDATE] =
         "UPDATE records SET version = ?2, revision = ?3, deleted = ?4,"
         " created_at = ?5, updated_at = ?6, content_type = ?7,"
-        " updated_by = ?8, value = ?9 WHERE key = ?1",
+        " updated_by = ?8, kept = ?9 WHERE key = ?1",
     [STORE_STMT_ROW_SET_LOCK] =
         "UPDATE records SET lock_owner = ?2, lock_token = ?3,"
         " lock_expires_at = ?4, lock_fencing = ?5 WHERE key = ?1",
     [STORE_STMT_ROW_DELETE] = "DELETE FROM records WHERE key = ?1",
-    [STORE_STMT_HIST_COPY] =
-        "INSERT INTO history (key, version, revision, deleted, created_at,"
+    /* Each version's value is written once, here. */
+    [STORE_STMT_VER_PUT] =
+        "INSERT INTO versions (key, version, revision, deleted, created_at,"
         " updated_at, content_type, updated_by, value)"
-        " SELECT key, version, revision, deleted, created_at, updated_at,"
-        " content_type, updated_by, value FROM records WHERE key = ?1",
-    [STORE_STMT_HIST_TRIM] =
-        "DELETE FROM history WHERE key = ?1 AND version < ?2",
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* The version that fell out of the window: a point delete. */
+    [STORE_STMT_VER_TRIM] =
+        "DELETE FROM versions WHERE key = ?1 AND version = ?2",
+    /* Once per key after the window shrank (see store_put_data). */
+    [STORE_STMT_VER_TRIM_RANGE] =
+        "DELETE FROM versions WHERE key = ?1 AND version <= ?2",
     [STORE_STMT_HIST_GET] =
         "SELECT revision, deleted, created_at, updated_at, content_type,"
-        " updated_by, value FROM history WHERE key = ?1 AND version = ?2",
+        " updated_by, value FROM versions WHERE key = ?1 AND version = ?2",
     [STORE_STMT_LIST_FROM] =
         "SELECT " STORE_ROW_COLUMNS ", key FROM records"
         " WHERE key >= ?1 AND key < ?2 AND deleted = 0"
@@ -94,17 +103,17 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
         "SELECT " STORE_ROW_COLUMNS ", key FROM records"
         " WHERE key > ?1 AND key < ?2 AND deleted = 0"
         " ORDER BY key LIMIT ?3",
-    /* Two point lookups, one per generation table (a UNION with ORDER BY
-     * would build a sorter per write). */
+    /* One statement over both generation tables: UNION ALL without
+     * ORDER BY builds no sorter, and stepping stops at the first live
+     * row (store_req_lookup skips an expired one). */
 #define STORE_REQ_GET_COLUMNS                                                 \
 	"hash, created_at, version, revision, rec_created_at, rec_updated_at," \
 	" flags, content_type, updated_by, lock_owner, lock_expires_at,"      \
 	" lock_fencing, token"
-    [STORE_STMT_REQ_GET0] =
+    [STORE_STMT_REQ_GET] =
         "SELECT " STORE_REQ_GET_COLUMNS " FROM requests0"
-        " WHERE caller = ?1 AND id = ?2",
-    [STORE_STMT_REQ_GET1] =
-        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests1"
+        " WHERE caller = ?1 AND id = ?2"
+        " UNION ALL SELECT " STORE_REQ_GET_COLUMNS " FROM requests1"
         " WHERE caller = ?1 AND id = ?2",
 #define STORE_REQ_PUT(table)                                                  \
 	"INSERT OR REPLACE INTO " table " (id, hash, created_at, version,"    \
@@ -500,6 +509,7 @@ store_row_read(store_sqlite_conn *c, store_stmt_id id, const char *key,
 	row->deleted = sqlite3_column_int(st, STORE_COL_DELETED) != 0;
 	row->created_at = sqlite3_column_int64(st, STORE_COL_CREATED_AT);
 	row->updated_at = sqlite3_column_int64(st, STORE_COL_UPDATED_AT);
+	row->kept = store_col_u64(st, STORE_COL_KEPT);
 	store_col_lease(st, &row->lease);
 	return SQLITE_OK;
 }

@@ -46,13 +46,13 @@ typedef enum store_stmt_id {
 	STORE_STMT_ROW_UPDATE,
 	STORE_STMT_ROW_SET_LOCK,
 	STORE_STMT_ROW_DELETE,
-	STORE_STMT_HIST_COPY,
-	STORE_STMT_HIST_TRIM,
+	STORE_STMT_VER_PUT,
+	STORE_STMT_VER_TRIM,
+	STORE_STMT_VER_TRIM_RANGE,
 	STORE_STMT_HIST_GET,
 	STORE_STMT_LIST_FROM,
 	STORE_STMT_LIST_AFTER,
-	STORE_STMT_REQ_GET0,
-	STORE_STMT_REQ_GET1,
+	STORE_STMT_REQ_GET,
 	STORE_STMT_REQ_PUT0,
 	STORE_STMT_REQ_PUT1,
 	STORE_STMT_REQ_CLEAR0,
@@ -60,10 +60,12 @@ typedef enum store_stmt_id {
 	STORE_STMT_COUNT
 } store_stmt_id;
 
-/* The row's metadata, in this column order, starts ROW_GET and READ_GET. */
+/* The head row's columns, in this order, start ROW_GET, READ_GET and
+ * LIST. */
 #define STORE_ROW_COLUMNS                                                     \
 	"version, revision, deleted, created_at, updated_at, content_type, "  \
-	"updated_by, lock_owner, lock_token, lock_expires_at, lock_fencing"
+	"updated_by, lock_owner, lock_token, lock_expires_at, lock_fencing, " \
+	"kept"
 enum {
 	STORE_COL_VERSION,
 	STORE_COL_REVISION,
@@ -76,6 +78,7 @@ enum {
 	STORE_COL_LOCK_TOKEN,
 	STORE_COL_LOCK_EXPIRES_AT,
 	STORE_COL_LOCK_FENCING,
+	STORE_COL_KEPT,
 	STORE_COL_VALUE, /* READ_GET: the value; LIST: the key */
 };
 
@@ -114,7 +117,7 @@ typedef struct store_sqlite_conn {
 	sqlite3_stmt *st[STORE_STMT_COUNT];
 } store_sqlite_conn;
 
-/* store_row: a records row as the write rules see it. */
+/* store_row: a head row (records) as the write rules see it. */
 typedef struct store_row {
 	bool exists;       /* a row, maybe a tombstone or lock placeholder */
 	bool deleted;      /* tombstone or placeholder: not live */
@@ -122,6 +125,7 @@ typedef struct store_row {
 	uint64_t revision;
 	int64_t created_at;
 	int64_t updated_at;
+	uint64_t kept;     /* the history window its versions were trimmed to */
 	store_lease lease;
 } store_row;
 

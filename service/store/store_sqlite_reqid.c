@@ -44,23 +44,19 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 	*found = false;
 	memset(&r, 0, sizeof(r));
 	/* An id is live in at most one generation table: it is stored again
-	 * only after its earlier entry expired. */
-	for (int t = 0; t < 2 && rc == SQLITE_DONE; t++) {
-		st = x->c->st[t == 0 ? STORE_STMT_REQ_GET0 : STORE_STMT_REQ_GET1];
-		rc = SQLITE_OK;
-		store_bind_blob(st, 1, w->caller != NULL ? w->caller : "",
-		    w->caller_len, &rc);
-		store_bind_blob(st, 2, w->request_id, w->request_id_len, &rc);
-		if (rc == SQLITE_OK) {
-			rc = store_sqlite_step(st);
-		}
+	 * only after its earlier entry expired. So the first row that has not
+	 * expired is the one. */
+	st = x->c->st[STORE_STMT_REQ_GET];
+	rc = SQLITE_OK;
+	store_bind_blob(st, 1, w->caller != NULL ? w->caller : "",
+	    w->caller_len, &rc);
+	store_bind_blob(st, 2, w->request_id, w->request_id_len, &rc);
+	while (rc == SQLITE_OK) {
+		rc = store_sqlite_step(st);
 		if (rc == SQLITE_ROW &&
 		    store_req_expired(sqlite3_column_int64(st, 1), x->now,
 		        x->lim->request_id_ttl_ms)) {
-			rc = SQLITE_DONE;
-		}
-		if (rc == SQLITE_DONE) {
-			store_sqlite_done(st);
+			rc = SQLITE_OK;
 		}
 	}
 	if (rc == SQLITE_DONE) {

@@ -36,25 +36,20 @@ store_exec_key(store_sqlite_conn *c, store_stmt_id id, const store_write *w,
 	return rc;
 }
 
-/* store_put_data writes the data columns of the new version r for w's
- * key: UPDATE when a row exists (keeping its lock columns), else INSERT
- * without a lock. Before that, the superseded version moves to history,
- * and afterwards history is trimmed to the kept window. */
+/* store_put_data writes the new version r of w's key: its row in
+ * versions (the value, written once), then the head row (UPDATE keeping
+ * the lock columns, or INSERT without a lock), then the point delete of
+ * the version that fell out of the history window. A head whose versions
+ * were trimmed to a larger window (the history setting shrank since)
+ * trims the whole range once instead. */
 static int
 store_put_data(store_wctx *x, const store_write *w, const store_row *row,
     const store_record *r)
 {
 	uint64_t keep = x->lim->history > 1 ? x->lim->history : 1;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = x->c->st[STORE_STMT_VER_PUT];
 	int rc = SQLITE_OK;
 
-	if (row->exists && row->version > 0 && keep > 1 &&
-	    (rc = store_exec_key(x->c, STORE_STMT_HIST_COPY, w, false, 0)) !=
-	        SQLITE_OK) {
-		return rc;
-	}
-	st = x->c->st[row->exists ? STORE_STMT_ROW_UPDATE
-	                          : STORE_STMT_ROW_INSERT];
 	store_bind_blob(st, 1, w->key, w->key_len, &rc);
 	store_bind_i64(st, 2, (int64_t) r->version, &rc);
 	store_bind_i64(st, 3, (int64_t) r->revision, &rc);
@@ -70,6 +65,25 @@ store_put_data(store_wctx *x, const store_write *w, const store_row *row,
 		 * same bytes and the caller's lives through the step. */
 		store_bind_blob(st, 9, w->value, w->value_len, &rc);
 	}
+	if (rc == SQLITE_OK) {
+		rc = store_sqlite_step(st);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	store_sqlite_done(st);
+	if (rc != SQLITE_OK) {
+		return rc;
+	}
+	st = x->c->st[row->exists ? STORE_STMT_ROW_UPDATE
+	                          : STORE_STMT_ROW_INSERT];
+	store_bind_blob(st, 1, w->key, w->key_len, &rc);
+	store_bind_i64(st, 2, (int64_t) r->version, &rc);
+	store_bind_i64(st, 3, (int64_t) r->revision, &rc);
+	store_bind_i64(st, 4, r->deleted ? 1 : 0, &rc);
+	store_bind_i64(st, 5, r->created_at_ms, &rc);
+	store_bind_i64(st, 6, r->updated_at_ms, &rc);
+	store_bind_text(st, 7, r->content_type, strlen(r->content_type), &rc);
+	store_bind_text(st, 8, r->updated_by, strlen(r->updated_by), &rc);
+	store_bind_i64(st, 9, (int64_t) keep, &rc);
 	if (!row->exists) {
 		for (int i = 10; i <= 13; i++) {
 			store_bind_null(st, i, &rc);
@@ -80,14 +94,14 @@ store_put_data(store_wctx *x, const store_write *w, const store_row *row,
 		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
 	}
 	store_sqlite_done(st);
-	if (rc != SQLITE_OK) {
+	if (rc != SQLITE_OK || r->version <= keep) {
 		return rc;
 	}
-	if (r->version > keep) {
-		rc = store_exec_key(x->c, STORE_STMT_HIST_TRIM, w, true,
-		    (int64_t) (r->version - keep + 1));
-	}
-	return rc;
+	/* Kept: (version - keep, version]. */
+	return store_exec_key(x->c,
+	    row->exists && row->kept > keep ? STORE_STMT_VER_TRIM_RANGE
+	                                    : STORE_STMT_VER_TRIM,
+	    w, true, (int64_t) (r->version - keep));
 }
 
 /* store_put_lock sets (owner != NULL) or clears the lock columns; a key
@@ -127,7 +141,7 @@ store_put_lock(store_wctx *x, const store_write *w, const store_row *row,
 		store_bind_i64(st, 6, 0, &rc);  /* updated_at */
 		store_bind_text(st, 7, "", 0, &rc);
 		store_bind_text(st, 8, "", 0, &rc);
-		store_bind_null(st, 9, &rc);
+		store_bind_i64(st, 9, 0, &rc);  /* kept: no versions yet */
 		store_bind_text(st, 10, w->owner, w->owner_len, &rc);
 		store_bind_blob(st, 11, token->b, STORE_TOKEN_BYTES, &rc);
 		store_bind_i64(st, 12, expires, &rc);
@@ -213,6 +227,7 @@ store_refuse_conflict(store_wctx *x, const store_write *w,
 		/* The value is read only here: the common, successful path
 		 * never loads it. */
 		store_bind_blob(vs, 1, w->key, w->key_len, &rc);
+		store_bind_i64(vs, 2, (int64_t) row->version, &rc);
 		if (rc == SQLITE_OK) {
 			rc = store_sqlite_step(vs);
 		}
