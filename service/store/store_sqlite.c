@@ -1,6 +1,8 @@
 /*
  * store_sqlite.c - the SQLite backend: connections, pragmas, prepared
- * statements, busy handling, reads, writes and batches.
+ * statements, busy handling, the checkpointer and the vtable. Reads,
+ * request ids, the write rules and batches live in the other
+ * store_sqlite_*.c files (see store_sqlite_int.h).
  *
  * Concurrency model. Each store_conn is one sqlite3 handle used by one
  * thread at a time (opened NOMUTEX). On a file the journal is WAL, so a
@@ -26,7 +28,12 @@
  * changing something (out of memory, disk full) makes the batch roll back
  * and run again with a savepoint per write, so that write fails alone.
  * The store-wide revision and fencing counters are read once at BEGIN,
- * advanced in memory, and written back once before COMMIT.
+ * advanced in memory, and written back once before COMMIT. Per write (an
+ * Update with a request id, schema 4): one request-id lookup, one read
+ * of the head row, the version's INSERT (the value, once), the head's
+ * UPDATE, the point delete of the version that left the history window,
+ * the request-id insert. Lock and Unlock: the lookup, the head read, the
+ * head's UPDATE, the insert.
  *
  * Lock tokens are stored raw and compared with ds_ct_equal. A hash would
  * protect a stolen database file, but a request_id replay of a Lock must
