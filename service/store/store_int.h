@@ -166,13 +166,4 @@ int64_t store_lease_expiry(int64_t now_ms, int64_t ttl_ms);
 store_err store_lease_error(store_error *err, store_err code,
     const char *owner, const store_lease *l);
 
-/* --- SQLite backend (store_schema.c) --- */
-
-struct sqlite3;
-
-/* store_schema_migrate brings the database on db to the current schema
- * in one IMMEDIATE transaction, or refuses a file that is not ours or is
- * newer than this build (STORE_EIO, field "path"). */
-store_err store_schema_migrate(struct sqlite3 *db, store_error *err);
-
 #endif /* STORE_INT_H */

@@ -37,12 +37,25 @@
  * keyed (caller, id), so the same id from two callers is two requests
  * and a replayed Lock never hands its token to another caller. A caller's
  * ids still share neighbouring pages.
+ *
+ * v4: values leave the WITHOUT ROWID tables (SQLite's guidance: rows
+ * there should stay under ~1/20 of a page). records becomes a small head
+ * row per key: metadata, lock columns, the head version, the tombstone
+ * flag and `kept`, the history window its versions were last trimmed to.
+ * Every version, the head's included, is one row of the rowid table
+ * versions (key, version) holding its value, written once. History is
+ * the rows of versions below the head; a write adds one row, updates the
+ * head and point-deletes the version that fell out of the window. Lock
+ * and Unlock update only the head row, so they never rewrite a value.
+ * Migrating keeps every record, version, history entry, tombstone, lock
+ * placeholder, lease and request id (a v2 file's ids were already
+ * forgotten by 2 -> 3).
  */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "store_int.h"
+#include "store_sqlite_int.h"
 
 /* 'dsyc' */
 #define STORE_SCHEMA_APPLICATION_ID 0x64737963
@@ -151,6 +164,54 @@ static const char *const store_schema_migrations[] = {
     "CREATE TABLE requests0 (" STORE_SCHEMA_REQ_COLUMNS_V3 ") WITHOUT ROWID;"
     "CREATE TABLE requests1 (" STORE_SCHEMA_REQ_COLUMNS_V3 ") WITHOUT ROWID;"
     "PRAGMA user_version = 3;",
+    /* 3 -> 4 */
+    "CREATE TABLE versions ("
+    " key BLOB NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL,"
+    " deleted INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " updated_by TEXT NOT NULL,"
+    " value BLOB,"
+    " PRIMARY KEY (key, version));"
+    "INSERT INTO versions (key, version, revision, deleted, created_at,"
+    " updated_at, content_type, updated_by, value)"
+    " SELECT key, version, revision, deleted, created_at, updated_at,"
+    " content_type, updated_by, value FROM history;"
+    /* Every head version but a lock placeholder's (version 0). */
+    "INSERT INTO versions (key, version, revision, deleted, created_at,"
+    " updated_at, content_type, updated_by, value)"
+    " SELECT key, version, revision, deleted, created_at, updated_at,"
+    " content_type, updated_by, value FROM records WHERE version > 0;"
+    "CREATE TABLE heads ("
+    " key BLOB NOT NULL PRIMARY KEY,"
+    " version INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL,"
+    " deleted INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " updated_by TEXT NOT NULL,"
+    " lock_owner TEXT,"
+    " lock_token BLOB,"
+    " lock_expires_at INTEGER,"
+    " lock_fencing INTEGER,"
+    " kept INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    /* kept: the old history was trimmed to a window nobody recorded, so
+     * the largest one: each key's next write trims its range once. */
+    "INSERT INTO heads (key, version, revision, deleted, created_at,"
+    " updated_at, content_type, updated_by, lock_owner, lock_token,"
+    " lock_expires_at, lock_fencing, kept)"
+    " SELECT key, version, revision, deleted, created_at, updated_at,"
+    " content_type, updated_by, lock_owner, lock_token, lock_expires_at,"
+    " lock_fencing, 9223372036854775807 FROM records;"
+    "DROP TABLE history;"
+    "DROP TABLE records;"
+    "ALTER TABLE heads RENAME TO records;"
+    "PRAGMA user_version = 4;",
 };
 
 #define STORE_SCHEMA_VERSION                                                  \

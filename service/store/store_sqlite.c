@@ -1,6 +1,8 @@
 /*
  * store_sqlite.c - the SQLite backend: connections, pragmas, prepared
- * statements, busy handling, reads, writes and batches.
+ * statements, busy handling, the checkpointer and the vtable. Reads,
+ * request ids, the write rules and batches live in the other
+ * store_sqlite_*.c files (see store_sqlite_int.h).
  *
  * Concurrency model. Each store_conn is one sqlite3 handle used by one
  * thread at a time (opened NOMUTEX). On a file the journal is WAL, so a
@@ -20,13 +22,18 @@
  * simply take turns with writes. A "keeper" connection holds the database
  * alive between connections.
  *
- * Writes. A batch is one transaction; each write runs inside its own
- * SAVEPOINT so a write that fails midway (out of memory, disk full) is
- * undone alone. The store-wide revision and fencing counters are read once
- * at BEGIN, advanced in memory, and written back once before COMMIT. The
- * per-write SQL is: [request-id lookup], one SELECT of the row, then on
- * success [history copy], one INSERT or UPDATE of the row, [history trim],
- * [request-id insert].
+ * Writes. A batch is one transaction (store_sqlite_batch.c). Its writes
+ * run without savepoints: every refusal (conflict, lock, request id)
+ * happens before a write changes anything. A write that fails after
+ * changing something (out of memory, disk full) makes the batch roll back
+ * and run again with a savepoint per write, so that write fails alone.
+ * The store-wide revision and fencing counters are read once at BEGIN,
+ * advanced in memory, and written back once before COMMIT. Per write (an
+ * Update with a request id, schema 4): one request-id lookup, one read
+ * of the head row, the version's INSERT (the value, once), the head's
+ * UPDATE, the point delete of the version that left the history window,
+ * the request-id insert. Lock and Unlock: the lookup, the head read, the
+ * head's UPDATE, the insert.
  *
  * Lock tokens are stored raw and compared with ds_ct_equal. A hash would
  * protect a stolen database file, but a request_id replay of a Lock must
@@ -42,64 +49,7 @@
 
 #include "ds_alloc.h"
 #include "ds_text.h"
-#include "store_int.h"
-
-/* Request-id result flags (requests.flags). */
-#define STORE_SQLITE_F_DELETED 1
-#define STORE_SQLITE_F_LOCKED 2
-#define STORE_SQLITE_F_RENEWED 4
-
-/* --- statements --- */
-
-typedef enum store_stmt_id {
-	STORE_STMT_BEGIN_WRITE,
-	STORE_STMT_BEGIN_READ,
-	STORE_STMT_COMMIT,
-	STORE_STMT_ROLLBACK,
-	STORE_STMT_SAVEPOINT,
-	STORE_STMT_RELEASE,
-	STORE_STMT_ROLLBACK_TO,
-	STORE_STMT_META_GET,
-	STORE_STMT_META_SET,
-	STORE_STMT_ROW_GET,
-	STORE_STMT_READ_GET,
-	STORE_STMT_ROW_VALUE,
-	STORE_STMT_ROW_INSERT,
-	STORE_STMT_ROW_UPDATE,
-	STORE_STMT_ROW_SET_LOCK,
-	STORE_STMT_ROW_DELETE,
-	STORE_STMT_HIST_COPY,
-	STORE_STMT_HIST_TRIM,
-	STORE_STMT_HIST_GET,
-	STORE_STMT_LIST_FROM,
-	STORE_STMT_LIST_AFTER,
-	STORE_STMT_REQ_GET0,
-	STORE_STMT_REQ_GET1,
-	STORE_STMT_REQ_PUT0,
-	STORE_STMT_REQ_PUT1,
-	STORE_STMT_REQ_CLEAR0,
-	STORE_STMT_REQ_CLEAR1,
-	STORE_STMT_COUNT
-} store_stmt_id;
-
-/* The row's metadata, in this column order, starts ROW_GET and READ_GET. */
-#define STORE_ROW_COLUMNS                                                     \
-	"version, revision, deleted, created_at, updated_at, content_type, "  \
-	"updated_by, lock_owner, lock_token, lock_expires_at, lock_fencing"
-enum {
-	STORE_COL_VERSION,
-	STORE_COL_REVISION,
-	STORE_COL_DELETED,
-	STORE_COL_CREATED_AT,
-	STORE_COL_UPDATED_AT,
-	STORE_COL_CONTENT_TYPE,
-	STORE_COL_UPDATED_BY,
-	STORE_COL_LOCK_OWNER,
-	STORE_COL_LOCK_TOKEN,
-	STORE_COL_LOCK_EXPIRES_AT,
-	STORE_COL_LOCK_FENCING,
-	STORE_COL_VALUE, /* READ_GET only */
-};
+#include "store_sqlite_int.h"
 
 /* Every statement is constant text, prepared once per connection. */
 static const char *const store_sql[STORE_STMT_COUNT] = {
@@ -117,51 +67,60 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
         " WHERE id = 0",
     [STORE_STMT_ROW_GET] =
         "SELECT " STORE_ROW_COLUMNS " FROM records WHERE key = ?1",
+    /* The head row and its version's value: one statement, one snapshot
+     * (a tombstone's value is NULL). */
     [STORE_STMT_READ_GET] =
-        "SELECT " STORE_ROW_COLUMNS ", value FROM records WHERE key = ?1",
-    [STORE_STMT_ROW_VALUE] = "SELECT value FROM records WHERE key = ?1",
+        "SELECT " STORE_ROW_COLUMNS ", (SELECT v.value FROM versions v"
+        " WHERE v.key = records.key AND v.version = records.version)"
+        " FROM records WHERE key = ?1",
+    [STORE_STMT_ROW_VALUE] =
+        "SELECT value FROM versions WHERE key = ?1 AND version = ?2",
     [STORE_STMT_ROW_INSERT] =
         "INSERT INTO records (key, version, revision, deleted, created_at,"
-        " updated_at, content_type, updated_by, value, lock_owner,"
+        " updated_at, content_type, updated_by, kept, lock_owner,"
         " lock_token, lock_expires_at, lock_fencing)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [STORE_STMT_ROW_UPDATE] =
         "UPDATE records SET version = ?2, revision = ?3, deleted = ?4,"
         " created_at = ?5, updated_at = ?6, content_type = ?7,"
-        " updated_by = ?8, value = ?9 WHERE key = ?1",
+        " updated_by = ?8, kept = ?9 WHERE key = ?1",
     [STORE_STMT_ROW_SET_LOCK] =
         "UPDATE records SET lock_owner = ?2, lock_token = ?3,"
         " lock_expires_at = ?4, lock_fencing = ?5 WHERE key = ?1",
     [STORE_STMT_ROW_DELETE] = "DELETE FROM records WHERE key = ?1",
-    [STORE_STMT_HIST_COPY] =
-        "INSERT INTO history (key, version, revision, deleted, created_at,"
+    /* Each version's value is written once, here. */
+    [STORE_STMT_VER_PUT] =
+        "INSERT INTO versions (key, version, revision, deleted, created_at,"
         " updated_at, content_type, updated_by, value)"
-        " SELECT key, version, revision, deleted, created_at, updated_at,"
-        " content_type, updated_by, value FROM records WHERE key = ?1",
-    [STORE_STMT_HIST_TRIM] =
-        "DELETE FROM history WHERE key = ?1 AND version < ?2",
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* The version that fell out of the window: a point delete. */
+    [STORE_STMT_VER_TRIM] =
+        "DELETE FROM versions WHERE key = ?1 AND version = ?2",
+    /* Once per key after the window shrank (see store_put_data). */
+    [STORE_STMT_VER_TRIM_RANGE] =
+        "DELETE FROM versions WHERE key = ?1 AND version <= ?2",
     [STORE_STMT_HIST_GET] =
         "SELECT revision, deleted, created_at, updated_at, content_type,"
-        " updated_by, value FROM history WHERE key = ?1 AND version = ?2",
+        " updated_by, value FROM versions WHERE key = ?1 AND version = ?2",
     [STORE_STMT_LIST_FROM] =
-        "SELECT key, " STORE_ROW_COLUMNS " FROM records"
+        "SELECT " STORE_ROW_COLUMNS ", key FROM records"
         " WHERE key >= ?1 AND key < ?2 AND deleted = 0"
         " ORDER BY key LIMIT ?3",
     [STORE_STMT_LIST_AFTER] =
-        "SELECT key, " STORE_ROW_COLUMNS " FROM records"
+        "SELECT " STORE_ROW_COLUMNS ", key FROM records"
         " WHERE key > ?1 AND key < ?2 AND deleted = 0"
         " ORDER BY key LIMIT ?3",
-    /* Two point lookups, one per generation table (a UNION with ORDER BY
-     * would build a sorter per write). */
+    /* One statement over both generation tables: UNION ALL without
+     * ORDER BY builds no sorter, and stepping stops at the first live
+     * row (store_req_lookup skips an expired one). */
 #define STORE_REQ_GET_COLUMNS                                                 \
 	"hash, created_at, version, revision, rec_created_at, rec_updated_at," \
 	" flags, content_type, updated_by, lock_owner, lock_expires_at,"      \
 	" lock_fencing, token"
-    [STORE_STMT_REQ_GET0] =
+    [STORE_STMT_REQ_GET] =
         "SELECT " STORE_REQ_GET_COLUMNS " FROM requests0"
-        " WHERE caller = ?1 AND id = ?2",
-    [STORE_STMT_REQ_GET1] =
-        "SELECT " STORE_REQ_GET_COLUMNS " FROM requests1"
+        " WHERE caller = ?1 AND id = ?2"
+        " UNION ALL SELECT " STORE_REQ_GET_COLUMNS " FROM requests1"
         " WHERE caller = ?1 AND id = ?2",
 #define STORE_REQ_PUT(table)                                                  \
 	"INSERT OR REPLACE INTO " table " (id, hash, created_at, version,"    \
@@ -198,64 +157,15 @@ static const char store_sqlite_pragmas[] =
      * file databases install a WAL hook that wakes it. */
     "PRAGMA wal_autocheckpoint = 0;"
     /* A WAL a burst grew past 64 MiB is truncated after a checkpoint. */
-    "PRAGMA journal_size_limit = 67108864;";
-
-/* --- backend state --- */
-
-typedef struct store_sqlite {
-	/* write_mu serialises this process's write transactions (and, for
-	 * ":memory:", reads too). It guards no field: it orders access to
-	 * the database itself. */
-	pthread_mutex_t write_mu;
-	char *uri;       /* what connections open; owned */
-	int open_flags;  /* for sqlite3_open_v2 */
-	bool memory;     /* a private in-memory database */
-	sqlite3 *keeper; /* ":memory:" only: holds the database alive */
-
-	/* The background checkpointer (file databases only). */
-	pthread_t ckpt_thread;
-	bool ckpt_started;
-	sqlite3 *ckpt_db;         /* its own connection; its thread only */
-	pthread_mutex_t ckpt_mu;  /* guards ckpt_wanted, ckpt_stop */
-	pthread_cond_t ckpt_cv;
-	bool ckpt_wanted;
-	bool ckpt_stop;
-} store_sqlite;
-
-/* Checkpoint once the WAL holds ~8 MiB (2000 pages of 4 KiB): large
- * enough that checkpoints are rare, small enough for fast recovery and
- * readers. If the checkpointer falls 8x behind (a stalled disk), the
- * committing connection checkpoints itself so the WAL stays bounded. */
-#define STORE_SQLITE_CKPT_FRAMES 2000
-#define STORE_SQLITE_CKPT_EMERGENCY (8 * STORE_SQLITE_CKPT_FRAMES)
-
-typedef struct store_sqlite_conn {
-	store_conn base; /* first: a store_conn * is a store_sqlite_conn * */
-	sqlite3 *db;
-	sqlite3_stmt *st[STORE_STMT_COUNT];
-} store_sqlite_conn;
-
-/* store_row: a records row as the write rules see it. */
-typedef struct store_row {
-	bool exists;       /* a row, maybe a tombstone or lock placeholder */
-	bool deleted;      /* tombstone or placeholder: not live */
-	uint64_t version;  /* 0 for a lock placeholder */
-	uint64_t revision;
-	int64_t created_at;
-	int64_t updated_at;
-	store_lease lease;
-} store_row;
-
-/* store_wctx: the state of one write transaction. */
-typedef struct store_wctx {
-	store_sqlite_conn *c;
-	const store_limits *lim;
-	int64_t now;       /* clock at the current write */
-	uint64_t revision; /* counters as advanced so far in this batch */
-	uint64_t fencing;
-	int64_t req_gen;   /* request-id generation the batch writes into */
-	bool dirty;        /* counters differ from the meta row */
-} store_wctx;
+    "PRAGMA journal_size_limit = 67108864;"
+    /* Debian builds SQLite with SECURE_DELETE on, which zeroes every freed
+     * page: trimming a 1 MiB version out of the history window would write
+     * another 1 MiB of zeros. FAST still purges deleted content from the
+     * B-tree pages a write touches anyway, and leaves freed overflow pages
+     * on the freelist as they are until the next value reuses them: they
+     * hold old values of this database, which whoever can read the file
+     * can read anyway. */
+    "PRAGMA secure_delete = FAST;";
 
 /* --- SQLite plumbing --- */
 
@@ -355,7 +265,7 @@ store_sqlite_busy(void *arg, int count)
  * step of a statement can meet either, so restarting it is safe. It gives
  * up, returning the busy code, when the running call's bound has passed
  * (see store_sqlite_may_wait); outside a store call it does not retry. */
-static int
+int
 store_sqlite_step(sqlite3_stmt *st)
 {
 	for (int attempt = 0;; attempt++) {
@@ -376,7 +286,7 @@ store_sqlite_step(sqlite3_stmt *st)
 
 /* store_sqlite_done resets st for its next use and drops its bindings,
  * which point into the caller's (borrowed) request. */
-static void
+void
 store_sqlite_done(sqlite3_stmt *st)
 {
 	(void) sqlite3_reset(st);          /* the step's code was handled */
@@ -384,7 +294,7 @@ store_sqlite_done(sqlite3_stmt *st)
 }
 
 /* store_sqlite_run runs a statement that returns no rows. */
-static int
+int
 store_sqlite_run(store_sqlite_conn *c, store_stmt_id id)
 {
 	sqlite3_stmt *st = c->st[id];
@@ -395,7 +305,7 @@ store_sqlite_run(store_sqlite_conn *c, store_stmt_id id)
 }
 
 /* store_sqlite_err fills err for SQLite result rc. */
-static store_err
+store_err
 store_sqlite_err(sqlite3 *db, int rc, store_error *err, const char *what)
 {
 	store_err code;
@@ -428,7 +338,7 @@ store_sqlite_err(sqlite3 *db, int rc, store_error *err, const char *what)
 /* Binding helpers: each does nothing once *rc holds an error, so a run
  * of binds is checked once. Pointers are bound SQLITE_STATIC: they are
  * borrowed until store_sqlite_done() clears them. */
-static void
+void
 store_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n, int *rc)
 {
 	if (*rc == SQLITE_OK) {
@@ -437,7 +347,7 @@ store_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n, int *rc)
 	}
 }
 
-static void
+void
 store_bind_text(sqlite3_stmt *st, int i, const char *p, size_t n, int *rc)
 {
 	if (*rc == SQLITE_OK) {
@@ -446,7 +356,7 @@ store_bind_text(sqlite3_stmt *st, int i, const char *p, size_t n, int *rc)
 	}
 }
 
-static void
+void
 store_bind_i64(sqlite3_stmt *st, int i, int64_t v, int *rc)
 {
 	if (*rc == SQLITE_OK) {
@@ -454,7 +364,7 @@ store_bind_i64(sqlite3_stmt *st, int i, int64_t v, int *rc)
 	}
 }
 
-static void
+void
 store_bind_null(sqlite3_stmt *st, int i, int *rc)
 {
 	if (*rc == SQLITE_OK) {
@@ -462,7 +372,7 @@ store_bind_null(sqlite3_stmt *st, int i, int *rc)
 	}
 }
 
-static uint64_t
+uint64_t
 store_col_u64(sqlite3_stmt *st, int i)
 {
 	return (uint64_t) sqlite3_column_int64(st, i);
@@ -470,7 +380,7 @@ store_col_u64(sqlite3_stmt *st, int i)
 
 /* store_col_text copies a TEXT (or BLOB) column into an owned C string;
  * NULL reads as "". */
-static store_err
+store_err
 store_col_text(sqlite3_stmt *st, int i, char **out)
 {
 	const void *p;
@@ -489,7 +399,7 @@ store_col_text(sqlite3_stmt *st, int i, char **out)
 }
 
 /* store_col_value copies a BLOB column into r->value (NULL when empty). */
-static store_err
+store_err
 store_col_value(sqlite3_stmt *st, int i, store_record *r)
 {
 	const void *p = sqlite3_column_blob(st, i);
@@ -512,7 +422,7 @@ store_col_value(sqlite3_stmt *st, int i, store_record *r)
 
 /* store_col_lease reads the lock columns at col0 (owner, token, expires,
  * fencing) of ROW_GET/READ_GET. */
-static void
+void
 store_col_lease(sqlite3_stmt *st, store_lease *l)
 {
 	memset(l, 0, sizeof(*l));
@@ -530,7 +440,7 @@ store_col_lease(sqlite3_stmt *st, store_lease *l)
 
 /* store_record_lock sets r's lock from a live lease whose owner is column
  * owner_col of st. */
-static store_err
+store_err
 store_record_lock(store_record *r, sqlite3_stmt *st, int owner_col,
     int64_t expires, uint64_t fencing)
 {
@@ -548,7 +458,7 @@ store_record_lock(store_record *r, sqlite3_stmt *st, int owner_col,
 /* store_record_from_row fills r with the metadata of the row ROW_GET or
  * READ_GET is positioned on (or just the key and version 0 when the key
  * has no row) and its lock when the lease is live. */
-static store_err
+store_err
 store_record_from_row(store_record *r, sqlite3_stmt *st, const store_row *row,
     const char *key, size_t key_len, int64_t now)
 {
@@ -589,7 +499,7 @@ store_record_from_row(store_record *r, sqlite3_stmt *st, const store_row *row,
 /* store_row_read positions ROW_GET (or READ_GET) on key and fills row.
  * The statement stays positioned for column reads: the caller must
  * store_sqlite_done() it on every path. */
-static int
+int
 store_row_read(store_sqlite_conn *c, store_stmt_id id, const char *key,
     size_t key_len, store_row *row)
 {
@@ -614,6 +524,7 @@ store_row_read(store_sqlite_conn *c, store_stmt_id id, const char *key,
 	row->deleted = sqlite3_column_int(st, STORE_COL_DELETED) != 0;
 	row->created_at = sqlite3_column_int64(st, STORE_COL_CREATED_AT);
 	row->updated_at = sqlite3_column_int64(st, STORE_COL_UPDATED_AT);
+	row->kept = store_col_u64(st, STORE_COL_KEPT);
 	store_col_lease(st, &row->lease);
 	return SQLITE_OK;
 }
@@ -631,8 +542,6 @@ store_sqlite_conn_free(store_sqlite_conn *c)
 	ds_free(c);
 }
 
-/* store_sqlite_connect opens a handle on the store's database with the
- * busy handler and the per-connection pragmas. */
 /* store_sqlite_wal_hook runs after every commit with the WAL's size in
  * frames; it only wakes the checkpointer. */
 static int
@@ -679,6 +588,8 @@ store_sqlite_ckpt_main(void *arg)
 	return NULL;
 }
 
+/* store_sqlite_connect opens a handle on the store's database with the
+ * busy handler and the per-connection pragmas. */
 static store_err
 store_sqlite_connect(store *s, sqlite3 **out, store_error *err)
 {
@@ -893,1368 +804,6 @@ static void
 store_sqlite_conn_close(store_conn *bc)
 {
 	store_sqlite_conn_free((store_sqlite_conn *) bc);
-}
-
-/* --- reads --- */
-
-/* ":memory:" has no WAL: its readers take turns with writers. */
-static void
-store_sqlite_read_lock(store_sqlite_conn *c)
-{
-	store_sqlite *sq = c->base.s->be_data;
-
-	if (sq->memory) {
-		(void) pthread_mutex_lock(&sq->write_mu); /* cannot fail */
-	}
-}
-
-static void
-store_sqlite_read_unlock(store_sqlite_conn *c)
-{
-	store_sqlite *sq = c->base.s->be_data;
-
-	if (sq->memory) {
-		(void) pthread_mutex_unlock(&sq->write_mu); /* we hold it */
-	}
-}
-
-/* store_sqlite_get_current reads the live record with its value. */
-static store_err
-store_sqlite_get_current(store_sqlite_conn *c, const char *key,
-    size_t key_len, int64_t now, store_record *out, store_error *err)
-{
-	sqlite3_stmt *st = c->st[STORE_STMT_READ_GET];
-	store_record r;
-	store_row row;
-	store_err rv;
-	int rc;
-
-	memset(&r, 0, sizeof(r));
-	if ((rc = store_row_read(c, STORE_STMT_READ_GET, key, key_len,
-	         &row)) != SQLITE_OK) {
-		rv = store_sqlite_err(c->db, rc, err, "reading a record");
-		goto out;
-	}
-	if (!row.exists || row.deleted) {
-		rv = store_error_set(err, STORE_ENOTFOUND, "key",
-		    "key not found");
-		goto out;
-	}
-	if ((rv = store_record_from_row(&r, st, &row, key, key_len, now)) !=
-	        STORE_OK ||
-	    (rv = store_col_value(st, STORE_COL_VALUE, &r)) != STORE_OK) {
-		(void) store_error_set(err, rv, "", "out of memory");
-		goto out;
-	}
-	*out = r;
-	memset(&r, 0, sizeof(r));
-out:
-	store_sqlite_done(st);
-	store_record_fini(&r);
-	return rv;
-}
-
-/* store_sqlite_get_version reads version v: the current record, a kept
- * older version, or why not. Runs inside a read transaction so the row
- * and its history are one snapshot. */
-static store_err
-store_sqlite_get_version(store_sqlite_conn *c, const char *key,
-    size_t key_len, uint64_t v, int64_t now, store_record *out,
-    store_error *err)
-{
-	const store_limits *lim = &c->base.s->limits;
-	sqlite3_stmt *st = c->st[STORE_STMT_ROW_GET];
-	sqlite3_stmt *hs = c->st[STORE_STMT_HIST_GET];
-	uint64_t keep = lim->history > 1 ? lim->history : 1;
-	store_record r;
-	store_row row;
-	store_err rv;
-	int rc;
-
-	memset(&r, 0, sizeof(r));
-	if ((rc = store_row_read(c, STORE_STMT_ROW_GET, key, key_len,
-	         &row)) != SQLITE_OK) {
-		rv = store_sqlite_err(c->db, rc, err, "reading a record");
-		goto out;
-	}
-	if (!row.exists || v > row.version) {
-		rv = store_error_set(err, STORE_ENOTFOUND, "version",
-		    "version %llu of the key was never written",
-		    (unsigned long long) v);
-		goto out;
-	}
-	if (v == row.version) {
-		store_sqlite_done(st);
-		/* The current version: the same answer as a plain Get. */
-		return store_sqlite_get_current(c, key, key_len, now, out,
-		    err);
-	}
-	/* The kept versions are (current - keep, current]. History rows
-	 * beyond that belong to a larger history setting and are trimmed
-	 * by the next write; they must not be served meanwhile. */
-	if (row.version >= keep && v <= row.version - keep) {
-		rv = store_error_set(err, STORE_ECOMPACTED, "version",
-		    "version %llu was compacted (history keeps %u versions)",
-		    (unsigned long long) v, (unsigned) lim->history);
-		goto out;
-	}
-	/* Lock state is the key's, shown with any version. */
-	if ((rv = store_record_from_row(&r, st, &row, key, key_len, now)) !=
-	    STORE_OK) {
-		(void) store_error_set(err, rv, "", "out of memory");
-		goto out;
-	}
-	rc = SQLITE_OK;
-	store_bind_blob(hs, 1, key, key_len, &rc);
-	store_bind_i64(hs, 2, (int64_t) v, &rc);
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_step(hs);
-	}
-	if (rc == SQLITE_DONE) {
-		rv = store_error_set(err, STORE_ECOMPACTED, "version",
-		    "version %llu was compacted", (unsigned long long) v);
-		goto out;
-	}
-	if (rc != SQLITE_ROW) {
-		rv = store_sqlite_err(c->db, rc, err, "reading history");
-		goto out;
-	}
-	if (sqlite3_column_int(hs, 1) != 0) {
-		rv = store_error_set(err, STORE_ENOTFOUND, "version",
-		    "version %llu of the key is a deletion",
-		    (unsigned long long) v);
-		goto out;
-	}
-	ds_free(r.content_type);
-	ds_free(r.updated_by);
-	r.content_type = NULL;
-	r.updated_by = NULL;
-	r.version = v;
-	r.revision = store_col_u64(hs, 0);
-	r.deleted = false;
-	r.created_at_ms = sqlite3_column_int64(hs, 2);
-	r.updated_at_ms = sqlite3_column_int64(hs, 3);
-	if ((rv = store_col_text(hs, 4, &r.content_type)) != STORE_OK ||
-	    (rv = store_col_text(hs, 5, &r.updated_by)) != STORE_OK ||
-	    (rv = store_col_value(hs, 6, &r)) != STORE_OK) {
-		(void) store_error_set(err, rv, "", "out of memory");
-		goto out;
-	}
-	*out = r;
-	memset(&r, 0, sizeof(r));
-	rv = STORE_OK;
-out:
-	store_sqlite_done(hs);
-	store_sqlite_done(st);
-	store_record_fini(&r);
-	return rv;
-}
-
-static store_err
-store_sqlite_get(store_conn *bc, const char *key, size_t key_len,
-    uint64_t version, store_record *out, store_error *err)
-{
-	store_sqlite_conn *c = (store_sqlite_conn *) bc;
-	int64_t now = ds_clock_now_ms(bc->s->clock);
-	store_err rv;
-	int rc;
-
-	store_sqlite_read_lock(c);
-	if (version == 0) {
-		/* One statement is one snapshot: no transaction needed. */
-		rv = store_sqlite_get_current(c, key, key_len, now, out, err);
-		goto out;
-	}
-	if ((rc = store_sqlite_run(c, STORE_STMT_BEGIN_READ)) != SQLITE_OK) {
-		rv = store_sqlite_err(c->db, rc, err, "beginning a read");
-		goto out;
-	}
-	rv = store_sqlite_get_version(c, key, key_len, version, now, out,
-	    err);
-	/* Ending a read-only transaction releases the snapshot; it has
-	 * nothing to write and cannot lose anything. */
-	if ((rc = store_sqlite_run(c, STORE_STMT_COMMIT)) != SQLITE_OK) {
-		(void) store_sqlite_run(c, STORE_STMT_ROLLBACK); /* idem */
-	}
-out:
-	store_sqlite_read_unlock(c);
-	if (rv == STORE_OK) {
-		store_error_clear(err);
-	}
-	return rv;
-}
-
-/* store_key_cmp compares byte strings like memcmp, shorter first. */
-static int
-store_key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
-{
-	int d = memcmp(a, b, an < bn ? an : bn);
-
-	if (d != 0 || an == bn) {
-		return d;
-	}
-	return an < bn ? -1 : 1;
-}
-
-/* store_list_row turns the current LIST row into r. */
-static store_err
-store_list_row(sqlite3_stmt *st, int64_t now, store_record *r)
-{
-	/* LIST's columns are "key" followed by the ROW_GET columns. */
-	enum { K = 0, O = 1 };
-	const void *key = sqlite3_column_blob(st, K);
-	size_t key_len = (size_t) sqlite3_column_bytes(st, K);
-	store_err rv;
-
-	if ((rv = store_record_set_text(&r->key, key, key_len)) != STORE_OK ||
-	    (rv = store_col_text(st, O + STORE_COL_CONTENT_TYPE,
-	         &r->content_type)) != STORE_OK ||
-	    (rv = store_col_text(st, O + STORE_COL_UPDATED_BY,
-	         &r->updated_by)) != STORE_OK) {
-		return rv;
-	}
-	r->key_len = key_len;
-	r->version = store_col_u64(st, O + STORE_COL_VERSION);
-	r->revision = store_col_u64(st, O + STORE_COL_REVISION);
-	r->created_at_ms = sqlite3_column_int64(st, O + STORE_COL_CREATED_AT);
-	r->updated_at_ms = sqlite3_column_int64(st, O + STORE_COL_UPDATED_AT);
-	if (sqlite3_column_type(st, O + STORE_COL_LOCK_OWNER) != SQLITE_NULL &&
-	    now < sqlite3_column_int64(st, O + STORE_COL_LOCK_EXPIRES_AT)) {
-		return store_record_lock(r, st, O + STORE_COL_LOCK_OWNER,
-		    sqlite3_column_int64(st, O + STORE_COL_LOCK_EXPIRES_AT),
-		    store_col_u64(st, O + STORE_COL_LOCK_FENCING));
-	}
-	return STORE_OK;
-}
-
-/* store_sqlite_list_read reads one page inside a read transaction. */
-static store_err
-store_sqlite_list_read(store_sqlite_conn *c, const store_list_req *req,
-    const store_list_args *args, int64_t now, store_list_page *page,
-    store_error *err)
-{
-	const uint8_t *prefix = (const uint8_t *) req->prefix;
-	size_t plen = req->prefix_len;
-	uint8_t upper[STORE_MAX_KEY_BYTES_HARD + 1];
-	sqlite3_stmt *ms = c->st[STORE_STMT_META_GET];
-	sqlite3_stmt *st;
-	size_t cap = 0;
-	store_err rv = STORE_OK;
-	int rc;
-
-	if (plen > 0) {
-		memcpy(upper, prefix, plen);
-	}
-	/* No UTF-8 key contains 0xff, so prefix||ff bounds every key that
-	 * starts with prefix (and x'ff' alone bounds every key). */
-	upper[plen] = 0xff;
-
-	if ((rc = store_sqlite_step(ms)) != SQLITE_ROW) {
-		rv = store_sqlite_err(c->db, rc, err, "reading the revision");
-		store_sqlite_done(ms);
-		return rv;
-	}
-	page->revision = store_col_u64(ms, 0);
-	store_sqlite_done(ms);
-
-	rc = SQLITE_OK;
-	if (args->cursor != NULL &&
-	    (plen == 0 ||
-	        store_key_cmp(args->cursor, args->cursor_len, prefix, plen) >=
-	            0)) {
-		st = c->st[STORE_STMT_LIST_AFTER];
-		store_bind_blob(st, 1, args->cursor, args->cursor_len, &rc);
-	} else {
-		/* First page, or a cursor from before this prefix. */
-		st = c->st[STORE_STMT_LIST_FROM];
-		store_bind_blob(st, 1, prefix, plen, &rc);
-	}
-	store_bind_blob(st, 2, upper, plen + 1, &rc);
-	/* One row more than the page tells whether another page exists. */
-	store_bind_i64(st, 3, (int64_t) args->page_size + 1, &rc);
-	while (rc == SQLITE_OK) {
-		if ((rc = store_sqlite_step(st)) != SQLITE_ROW) {
-			break;
-		}
-		rc = SQLITE_OK;
-		if (page->n == args->page_size) {
-			store_record *last = &page->records[page->n - 1];
-
-			if ((page->next_page_token = store_page_token_format(
-			         (const uint8_t *) last->key,
-			         last->key_len)) == NULL) {
-				rv = STORE_ENOMEM;
-			}
-			break;
-		}
-		if (page->n == cap) {
-			size_t ncap = cap == 0 ? 16 : 2 * cap;
-			store_record *nr;
-
-			if (ncap > args->page_size) {
-				ncap = args->page_size;
-			}
-			if ((nr = ds_realloc(page->records,
-			         ncap * sizeof(*nr))) == NULL) {
-				rv = STORE_ENOMEM;
-				break;
-			}
-			memset(nr + cap, 0, (ncap - cap) * sizeof(*nr));
-			page->records = nr;
-			cap = ncap;
-		}
-		if ((rv = store_list_row(st, now, &page->records[page->n])) !=
-		    STORE_OK) {
-			page->n++; /* so that the partial record is freed */
-			break;
-		}
-		page->n++;
-	}
-	if (rv == STORE_OK && rc != SQLITE_OK && rc != SQLITE_DONE) {
-		rv = store_sqlite_err(c->db, rc, err, "listing records");
-	} else if (rv == STORE_ENOMEM) {
-		(void) store_error_set(err, rv, "", "out of memory");
-	}
-	store_sqlite_done(st);
-	return rv;
-}
-
-static store_err
-store_sqlite_list(store_conn *bc, const store_list_req *req,
-    store_list_page *out, store_error *err)
-{
-	store_sqlite_conn *c = (store_sqlite_conn *) bc;
-	store_list_args args;
-	store_list_page page;
-	int64_t now;
-	store_err rv;
-	int rc;
-
-	if ((rv = store_validate_list(&bc->s->limits, req, &args, err)) !=
-	    STORE_OK) {
-		return rv;
-	}
-	memset(&page, 0, sizeof(page));
-	now = ds_clock_now_ms(bc->s->clock);
-	store_sqlite_read_lock(c);
-	if ((rc = store_sqlite_run(c, STORE_STMT_BEGIN_READ)) != SQLITE_OK) {
-		rv = store_sqlite_err(c->db, rc, err, "beginning a read");
-		store_sqlite_read_unlock(c);
-		return rv;
-	}
-	rv = store_sqlite_list_read(c, req, &args, now, &page, err);
-	if ((rc = store_sqlite_run(c, STORE_STMT_COMMIT)) != SQLITE_OK) {
-		/* A read-only transaction: ending it cannot lose data. */
-		(void) store_sqlite_run(c, STORE_STMT_ROLLBACK);
-	}
-	store_sqlite_read_unlock(c);
-	if (rv != STORE_OK) {
-		store_list_page_fini(&page);
-		return rv;
-	}
-	store_error_clear(err);
-	*out = page;
-	return STORE_OK;
-}
-
-static store_err
-store_sqlite_revision(store_conn *bc, uint64_t *out, store_error *err)
-{
-	store_sqlite_conn *c = (store_sqlite_conn *) bc;
-	sqlite3_stmt *st = c->st[STORE_STMT_META_GET];
-	store_err rv = STORE_OK;
-	int rc;
-
-	store_sqlite_read_lock(c);
-	if ((rc = store_sqlite_step(st)) != SQLITE_ROW) {
-		rv = store_sqlite_err(c->db, rc, err, "reading the revision");
-	} else {
-		*out = store_col_u64(st, 0);
-		store_error_clear(err);
-	}
-	store_sqlite_done(st);
-	store_sqlite_read_unlock(c);
-	return rv;
-}
-
-static store_err
-store_sqlite_integrity_check(store_conn *bc, store_error *err)
-{
-	store_sqlite_conn *c = (store_sqlite_conn *) bc;
-	sqlite3_stmt *st = NULL;
-	const char *res;
-	store_err rv = STORE_OK;
-	int rc;
-
-	store_sqlite_read_lock(c);
-	/* Rare: prepared here rather than kept for the connection's life. */
-	if ((rc = sqlite3_prepare_v2(c->db, "PRAGMA integrity_check", -1, &st,
-	         NULL)) != SQLITE_OK ||
-	    (rc = store_sqlite_step(st)) != SQLITE_ROW) {
-		rv = store_sqlite_err(c->db, rc, err, "integrity_check");
-	} else if ((res = (const char *) sqlite3_column_text(st, 0)) == NULL) {
-		rv = store_error_set(err, STORE_ENOMEM, "",
-		    "integrity_check: out of memory");
-	} else if (strcmp(res, "ok") != 0) {
-		rv = store_error_set(err, STORE_EIO, "", "integrity_check: %s",
-		    res);
-	} else {
-		store_error_clear(err);
-	}
-	(void) sqlite3_finalize(st); /* outcome already decided */
-	store_sqlite_read_unlock(c);
-	return rv;
-}
-
-/* --- writes: request ids --- */
-
-/* store_req_expired: was a request id remembered at created_at too long
- * ago to be replayed? Expired rows act as absent until pruned. */
-static bool
-store_req_expired(int64_t created_at, int64_t now, int64_t ttl)
-{
-	int64_t age;
-
-	if (created_at >= now) {
-		return false; /* the clock stepped back: still fresh */
-	}
-	return __builtin_sub_overflow(now, created_at, &age) || age >= ttl;
-}
-
-/* store_req_lookup finds w's request id. STORE_OK with *found = false
- * when it is new; with *found = true and res filled (replayed = true)
- * when it is the same request; STORE_EREQUEST_ID_REUSED when not. */
-static store_err
-store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
-    store_write_result *res, bool *found)
-{
-	sqlite3_stmt *st = NULL;
-	store_record r;
-	store_err rv;
-	int flags;
-	int rc = SQLITE_DONE;
-
-	*found = false;
-	memset(&r, 0, sizeof(r));
-	/* An id is live in at most one generation table: it is stored again
-	 * only after its earlier entry expired. */
-	for (int t = 0; t < 2 && rc == SQLITE_DONE; t++) {
-		st = x->c->st[t == 0 ? STORE_STMT_REQ_GET0 : STORE_STMT_REQ_GET1];
-		rc = SQLITE_OK;
-		store_bind_blob(st, 1, w->caller != NULL ? w->caller : "",
-		    w->caller_len, &rc);
-		store_bind_blob(st, 2, w->request_id, w->request_id_len, &rc);
-		if (rc == SQLITE_OK) {
-			rc = store_sqlite_step(st);
-		}
-		if (rc == SQLITE_ROW &&
-		    store_req_expired(sqlite3_column_int64(st, 1), x->now,
-		        x->lim->request_id_ttl_ms)) {
-			rc = SQLITE_DONE;
-		}
-		if (rc == SQLITE_DONE) {
-			store_sqlite_done(st);
-		}
-	}
-	if (rc == SQLITE_DONE) {
-		rv = STORE_OK;
-		goto out;
-	}
-	if (rc != SQLITE_ROW) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error,
-		    "looking up request_id");
-		goto out;
-	}
-	if ((uint64_t) sqlite3_column_int64(st, 0) != hash) {
-		rv = store_error_set(&res->error, STORE_EREQUEST_ID_REUSED,
-		    "request_id",
-		    "request_id was already used for a different request");
-		goto out;
-	}
-	flags = sqlite3_column_int(st, 6);
-	if ((rv = store_record_set_text(&r.key, w->key, w->key_len)) !=
-	        STORE_OK ||
-	    (rv = store_col_text(st, 7, &r.content_type)) != STORE_OK ||
-	    (rv = store_col_text(st, 8, &r.updated_by)) != STORE_OK) {
-		goto nomem;
-	}
-	r.key_len = w->key_len;
-	if (w->op == STORE_OP_UPDATE && w->value_len > 0) {
-		/* Identical to the stored write's value: the hash says so. */
-		if ((r.value = ds_alloc(w->value_len)) == NULL) {
-			rv = STORE_ENOMEM;
-			goto nomem;
-		}
-		memcpy(r.value, w->value, w->value_len);
-		r.value_len = w->value_len;
-	}
-	r.version = store_col_u64(st, 2);
-	r.revision = store_col_u64(st, 3);
-	r.created_at_ms = sqlite3_column_int64(st, 4);
-	r.updated_at_ms = sqlite3_column_int64(st, 5);
-	r.deleted = (flags & STORE_SQLITE_F_DELETED) != 0;
-	if ((flags & STORE_SQLITE_F_LOCKED) != 0 &&
-	    (rv = store_record_lock(&r, st, 9, sqlite3_column_int64(st, 10),
-	         store_col_u64(st, 11))) != STORE_OK) {
-		goto nomem;
-	}
-	if (w->op == STORE_OP_LOCK &&
-	    sqlite3_column_bytes(st, 12) == STORE_TOKEN_BYTES) {
-		memcpy(res->token.b, sqlite3_column_blob(st, 12),
-		    STORE_TOKEN_BYTES);
-	}
-	res->renewed = (flags & STORE_SQLITE_F_RENEWED) != 0;
-	res->replayed = true;
-	res->record = r;
-	memset(&r, 0, sizeof(r));
-	*found = true;
-	store_error_clear(&res->error);
-	goto out;
-nomem:
-	(void) store_error_set(&res->error, rv, "", "out of memory");
-out:
-	store_sqlite_done(st);
-	store_record_fini(&r);
-	return rv;
-}
-
-/* store_req_remember stores the result of a successful write under its
- * request id, in the write's transaction. */
-/* store_req_rotate makes x->req_gen the generation of x->now, emptying
- * the table a new generation takes over (both, after a gap of more than
- * one generation). */
-static int
-store_req_rotate(store_wctx *x, int64_t *gen)
-{
-	int64_t ttl = x->lim->request_id_ttl_ms > 0 ? x->lim->request_id_ttl_ms
-	                                            : 1;
-	int64_t g = x->now >= 0 ? x->now / ttl : 0;
-	int rc = SQLITE_OK;
-
-	*gen = g;
-	if (g == x->req_gen) {
-		return SQLITE_OK;
-	}
-	/* A clock that stepped back keeps writing into the current table. */
-	if (x->req_gen >= 0 && g < x->req_gen) {
-		*gen = x->req_gen;
-		return SQLITE_OK;
-	}
-	if (x->req_gen < 0 || g != x->req_gen + 1 || (g & 1) == 0) {
-		rc = store_sqlite_run(x->c, STORE_STMT_REQ_CLEAR0);
-	}
-	if (rc == SQLITE_OK &&
-	    (x->req_gen < 0 || g != x->req_gen + 1 || (g & 1) == 1)) {
-		rc = store_sqlite_run(x->c, STORE_STMT_REQ_CLEAR1);
-	}
-	if (rc == SQLITE_OK) {
-		x->req_gen = g;
-		x->dirty = true;
-	}
-	return rc;
-}
-
-static store_err
-store_req_remember(store_wctx *x, const store_write *w, uint64_t hash,
-    store_write_result *res)
-{
-	sqlite3_stmt *st;
-	const store_record *r = &res->record;
-	int flags = (r->deleted ? STORE_SQLITE_F_DELETED : 0) |
-	    (r->locked ? STORE_SQLITE_F_LOCKED : 0) |
-	    (res->renewed ? STORE_SQLITE_F_RENEWED : 0);
-	int64_t gen;
-	int rc;
-
-	if ((rc = store_req_rotate(x, &gen)) != SQLITE_OK) {
-		return store_sqlite_err(x->c->db, rc, &res->error,
-		    "rotating request ids");
-	}
-	st = x->c->st[(gen & 1) ? STORE_STMT_REQ_PUT1 : STORE_STMT_REQ_PUT0];
-	store_bind_blob(st, 1, w->request_id, w->request_id_len, &rc);
-	store_bind_i64(st, 2, (int64_t) hash, &rc);
-	store_bind_i64(st, 3, x->now, &rc);
-	store_bind_i64(st, 4, (int64_t) r->version, &rc);
-	store_bind_i64(st, 5, (int64_t) r->revision, &rc);
-	store_bind_i64(st, 6, r->created_at_ms, &rc);
-	store_bind_i64(st, 7, r->updated_at_ms, &rc);
-	store_bind_i64(st, 8, flags, &rc);
-	store_bind_text(st, 9, r->content_type, strlen(r->content_type), &rc);
-	store_bind_text(st, 10, r->updated_by, strlen(r->updated_by), &rc);
-	if (r->locked) {
-		store_bind_text(st, 11, r->lock.owner, strlen(r->lock.owner),
-		    &rc);
-		store_bind_i64(st, 12, r->lock.expires_at_ms, &rc);
-		store_bind_i64(st, 13, (int64_t) r->lock.fencing_token, &rc);
-	} else {
-		store_bind_null(st, 11, &rc);
-		store_bind_null(st, 12, &rc);
-		store_bind_null(st, 13, &rc);
-	}
-	if (w->op == STORE_OP_LOCK) {
-		store_bind_blob(st, 14, res->token.b, STORE_TOKEN_BYTES, &rc);
-	} else {
-		store_bind_null(st, 14, &rc);
-	}
-	store_bind_blob(st, 15, w->caller != NULL ? w->caller : "",
-	    w->caller_len, &rc);
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_step(st);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-	}
-	store_sqlite_done(st);
-	if (rc != SQLITE_OK) {
-		return store_sqlite_err(x->c->db, rc, &res->error,
-		    "remembering request_id");
-	}
-	return STORE_OK;
-}
-
-/* --- writes: row mutations --- */
-
-/* store_exec_key runs a statement whose first parameter is the key and
- * second (when has_v) an integer. */
-static int
-store_exec_key(store_sqlite_conn *c, store_stmt_id id, const store_write *w,
-    bool has_v, int64_t v)
-{
-	sqlite3_stmt *st = c->st[id];
-	int rc = SQLITE_OK;
-
-	store_bind_blob(st, 1, w->key, w->key_len, &rc);
-	if (has_v) {
-		store_bind_i64(st, 2, v, &rc);
-	}
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_step(st);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-	}
-	store_sqlite_done(st);
-	return rc;
-}
-
-/* store_put_data writes the data columns of the new version r for w's
- * key: UPDATE when a row exists (keeping its lock columns), else INSERT
- * without a lock. Before that, the superseded version moves to history,
- * and afterwards history is trimmed to the kept window. */
-static int
-store_put_data(store_wctx *x, const store_write *w, const store_row *row,
-    const store_record *r)
-{
-	uint64_t keep = x->lim->history > 1 ? x->lim->history : 1;
-	sqlite3_stmt *st;
-	int rc = SQLITE_OK;
-
-	if (row->exists && row->version > 0 && keep > 1 &&
-	    (rc = store_exec_key(x->c, STORE_STMT_HIST_COPY, w, false, 0)) !=
-	        SQLITE_OK) {
-		return rc;
-	}
-	st = x->c->st[row->exists ? STORE_STMT_ROW_UPDATE
-	                          : STORE_STMT_ROW_INSERT];
-	store_bind_blob(st, 1, w->key, w->key_len, &rc);
-	store_bind_i64(st, 2, (int64_t) r->version, &rc);
-	store_bind_i64(st, 3, (int64_t) r->revision, &rc);
-	store_bind_i64(st, 4, r->deleted ? 1 : 0, &rc);
-	store_bind_i64(st, 5, r->created_at_ms, &rc);
-	store_bind_i64(st, 6, r->updated_at_ms, &rc);
-	store_bind_text(st, 7, r->content_type, strlen(r->content_type), &rc);
-	store_bind_text(st, 8, r->updated_by, strlen(r->updated_by), &rc);
-	if (r->deleted) {
-		store_bind_null(st, 9, &rc);
-	} else {
-		/* The caller's buffer, not the result's copy: both hold the
-		 * same bytes and the caller's lives through the step. */
-		store_bind_blob(st, 9, w->value, w->value_len, &rc);
-	}
-	if (!row->exists) {
-		for (int i = 10; i <= 13; i++) {
-			store_bind_null(st, i, &rc);
-		}
-	}
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_step(st);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-	}
-	store_sqlite_done(st);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	if (r->version > keep) {
-		rc = store_exec_key(x->c, STORE_STMT_HIST_TRIM, w, true,
-		    (int64_t) (r->version - keep + 1));
-	}
-	return rc;
-}
-
-/* store_put_lock sets (owner != NULL) or clears the lock columns; a key
- * without a row gets a lock placeholder (version 0, not live). */
-static int
-store_put_lock(store_wctx *x, const store_write *w, const store_row *row,
-    const store_token *token, int64_t expires, uint64_t fencing)
-{
-	bool set = token != NULL;
-	sqlite3_stmt *st;
-	int rc = SQLITE_OK;
-
-	if (row->exists) {
-		st = x->c->st[STORE_STMT_ROW_SET_LOCK];
-		store_bind_blob(st, 1, w->key, w->key_len, &rc);
-		if (set) {
-			store_bind_text(st, 2, w->owner, w->owner_len, &rc);
-			store_bind_blob(st, 3, token->b, STORE_TOKEN_BYTES,
-			    &rc);
-			store_bind_i64(st, 4, expires, &rc);
-			store_bind_i64(st, 5, (int64_t) fencing, &rc);
-		} else {
-			for (int i = 2; i <= 5; i++) {
-				store_bind_null(st, i, &rc);
-			}
-		}
-	} else {
-		if (DS_NEVER(!set)) {
-			return SQLITE_INTERNAL; /* unlock needs a live lease */
-		}
-		st = x->c->st[STORE_STMT_ROW_INSERT];
-		store_bind_blob(st, 1, w->key, w->key_len, &rc);
-		store_bind_i64(st, 2, 0, &rc);  /* version: never existed */
-		store_bind_i64(st, 3, 0, &rc);  /* revision */
-		store_bind_i64(st, 4, 1, &rc);  /* not live */
-		store_bind_i64(st, 5, 0, &rc);  /* created_at */
-		store_bind_i64(st, 6, 0, &rc);  /* updated_at */
-		store_bind_text(st, 7, "", 0, &rc);
-		store_bind_text(st, 8, "", 0, &rc);
-		store_bind_null(st, 9, &rc);
-		store_bind_text(st, 10, w->owner, w->owner_len, &rc);
-		store_bind_blob(st, 11, token->b, STORE_TOKEN_BYTES, &rc);
-		store_bind_i64(st, 12, expires, &rc);
-		store_bind_i64(st, 13, (int64_t) fencing, &rc);
-	}
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_step(st);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-	}
-	store_sqlite_done(st);
-	return rc;
-}
-
-/* --- writes: the rules --- */
-
-/* store_precond_ok: does the row satisfy w's precondition? */
-static bool
-store_precond_ok(const store_write *w, const store_row *row)
-{
-	bool live = row->exists && !row->deleted;
-
-	switch (w->precond.kind) {
-	case STORE_PRECOND_IF_VERSION:
-		return live && row->version == w->precond.version;
-	case STORE_PRECOND_IF_ABSENT:
-		return !live;
-	case STORE_PRECOND_IF_EXISTS:
-		return live;
-	case STORE_PRECOND_UNCONDITIONAL:
-		return true;
-	case STORE_PRECOND_IF_VERSION_IN:
-		/* Checked here, in the write's transaction: no read-then-CAS
-		 * window, and a retry hashes the same list. */
-		for (size_t i = 0; live && i < w->precond.n_versions; i++) {
-			if (row->version == w->precond.versions[i]) {
-				return true;
-			}
-		}
-		return false;
-	case STORE_PRECOND_NONE:
-		break;
-	}
-	return false; /* store_validate refused it already */
-}
-
-/* store_refuse_lease fills res for a lease refusal: ELOCKED carries the
- * record's metadata and lock, the others only the error. The row
- * statement must still be positioned. */
-static store_err
-store_refuse_lease(store_wctx *x, const store_write *w, const store_row *row,
-    store_err code, store_write_result *res)
-{
-	sqlite3_stmt *st = x->c->st[STORE_STMT_ROW_GET];
-	store_err rv;
-
-	if (code == STORE_ELOCKED &&
-	    (rv = store_record_from_row(&res->record, st, row, w->key,
-	         w->key_len, x->now)) != STORE_OK) {
-		return store_error_set(&res->error, rv, "", "out of memory");
-	}
-	return store_lease_error(&res->error, code,
-	    res->record.locked ? res->record.lock.owner : NULL, &row->lease);
-}
-
-/* store_refuse_conflict fills res with VERSION_CONFLICT and the current
- * record with its value. Resets ROW_GET to read the value. */
-static store_err
-store_refuse_conflict(store_wctx *x, const store_write *w,
-    const store_row *row, store_write_result *res)
-{
-	sqlite3_stmt *st = x->c->st[STORE_STMT_ROW_GET];
-	sqlite3_stmt *vs = x->c->st[STORE_STMT_ROW_VALUE];
-	bool live = row->exists && !row->deleted;
-	store_err rv;
-	int rc = SQLITE_OK;
-
-	if ((rv = store_record_from_row(&res->record, st, row, w->key,
-	         w->key_len, x->now)) != STORE_OK) {
-		return store_error_set(&res->error, rv, "", "out of memory");
-	}
-	store_sqlite_done(st);
-	if (live) {
-		/* The value is read only here: the common, successful path
-		 * never loads it. */
-		store_bind_blob(vs, 1, w->key, w->key_len, &rc);
-		if (rc == SQLITE_OK) {
-			rc = store_sqlite_step(vs);
-		}
-		if (rc != SQLITE_ROW) {
-			rv = store_sqlite_err(x->c->db, rc, &res->error,
-			    "reading the current value");
-		} else if ((rv = store_col_value(vs, 0, &res->record)) !=
-		    STORE_OK) {
-			(void) store_error_set(&res->error, rv, "",
-			    "out of memory");
-		}
-		store_sqlite_done(vs);
-		if (rv != STORE_OK) {
-			return rv;
-		}
-	}
-	if (live) {
-		return store_error_set(&res->error, STORE_ECONFLICT,
-		    "precondition",
-		    "version conflict: the key is at version %llu",
-		    (unsigned long long) row->version);
-	}
-	if (row->exists && row->version > 0) {
-		return store_error_set(&res->error, STORE_ECONFLICT,
-		    "precondition",
-		    "version conflict: the key was deleted at version %llu",
-		    (unsigned long long) row->version);
-	}
-	return store_error_set(&res->error, STORE_ECONFLICT, "precondition",
-	    "version conflict: the key does not exist");
-}
-
-/* store_write_data applies an Update or Delete. */
-static store_err
-store_write_data(store_wctx *x, const store_write *w, store_write_result *res)
-{
-	sqlite3_stmt *st = x->c->st[STORE_STMT_ROW_GET];
-	bool is_delete = w->op == STORE_OP_DELETE;
-	store_record *r = &res->record;
-	store_row row;
-	store_err rv;
-	int rc;
-
-	if ((rc = store_row_read(x->c, STORE_STMT_ROW_GET, w->key, w->key_len,
-	         &row)) != SQLITE_OK) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error,
-		    "reading the record");
-		goto out;
-	}
-	if ((rv = store_lease_check_write(&row.lease, x->now, w->has_token,
-	         &w->token)) != STORE_OK) {
-		rv = store_refuse_lease(x, w, &row, rv, res);
-		goto out;
-	}
-	if (!store_precond_ok(w, &row) ||
-	    (is_delete && (!row.exists || row.deleted))) {
-		if (is_delete &&
-		    w->precond.kind == STORE_PRECOND_UNCONDITIONAL) {
-			rv = store_error_set(&res->error, STORE_ENOTFOUND,
-			    "key", "key not found");
-			goto out;
-		}
-		rv = store_refuse_conflict(x, w, &row, res);
-		goto out;
-	}
-
-	/* Build the whole result before touching the database, so running
-	 * out of memory here changes nothing. */
-	if ((rv = store_record_set_text(&r->key, w->key, w->key_len)) !=
-	        STORE_OK ||
-	    (rv = store_record_set_text(&r->content_type,
-	         is_delete ? "" : w->content_type,
-	         is_delete ? 0 : w->content_type_len)) != STORE_OK ||
-	    (rv = store_record_set_text(&r->updated_by, w->author,
-	         w->author_len)) != STORE_OK) {
-		goto nomem;
-	}
-	r->key_len = w->key_len;
-	if (!is_delete && w->value_len > 0) {
-		if ((r->value = ds_alloc(w->value_len)) == NULL) {
-			rv = STORE_ENOMEM;
-			goto nomem;
-		}
-		memcpy(r->value, w->value, w->value_len);
-		r->value_len = w->value_len;
-	}
-	r->version = row.version + 1;
-	r->revision = x->revision + 1;
-	r->deleted = is_delete;
-	r->created_at_ms = row.exists && (!row.deleted || is_delete)
-	    ? row.created_at
-	    : x->now;
-	r->updated_at_ms = x->now;
-	/* A write neither takes nor releases a lock. */
-	if (store_lease_live(&row.lease, x->now) &&
-	    (rv = store_record_lock(r, st, STORE_COL_LOCK_OWNER,
-	         row.lease.expires_at_ms, row.lease.fencing_token)) !=
-	        STORE_OK) {
-		goto nomem;
-	}
-	store_sqlite_done(st);
-	if ((rc = store_put_data(x, w, &row, r)) != SQLITE_OK) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error,
-		    is_delete ? "deleting" : "updating");
-		goto out;
-	}
-	x->revision = r->revision;
-	x->dirty = true;
-	rv = STORE_OK;
-	goto out;
-nomem:
-	(void) store_error_set(&res->error, rv, "", "out of memory");
-out:
-	store_sqlite_done(st);
-	return rv;
-}
-
-/* store_write_lock applies a Lock (acquire or renew). */
-static store_err
-store_write_lock(store_wctx *x, const store_write *w, store_write_result *res)
-{
-	sqlite3_stmt *st = x->c->st[STORE_STMT_ROW_GET];
-	store_record *r = &res->record;
-	store_lease_action action;
-	store_token token;
-	uint64_t fencing;
-	int64_t expires;
-	store_row row;
-	store_err rv;
-	int rc;
-
-	if ((rc = store_row_read(x->c, STORE_STMT_ROW_GET, w->key, w->key_len,
-	         &row)) != SQLITE_OK) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error,
-		    "reading the record");
-		goto out;
-	}
-	if ((rv = store_lease_check_lock(&row.lease, x->now, w->has_token,
-	         &w->token, &action)) != STORE_OK) {
-		rv = store_refuse_lease(x, w, &row, rv, res);
-		goto out;
-	}
-	if (action == STORE_LEASE_ACQUIRE) {
-		if (ds_random_bytes(token.b, sizeof(token.b)) != DS_OK) {
-			rv = store_error_set(&res->error, STORE_EIO, "",
-			    "getrandom failed");
-			goto out;
-		}
-		fencing = x->fencing + 1;
-	} else {
-		token = w->token;
-		fencing = row.lease.fencing_token;
-	}
-	expires = store_lease_expiry(x->now,
-	    store_effective_ttl(x->lim, w->ttl_ms));
-
-	/* The record's metadata with the new lock; built before writing. */
-	row.lease.held = false; /* no old lock in the result */
-	if ((rv = store_record_from_row(r, st, &row, w->key, w->key_len,
-	         x->now)) != STORE_OK ||
-	    (rv = store_record_set_text(&r->lock.owner, w->owner,
-	         w->owner_len)) != STORE_OK) {
-		(void) store_error_set(&res->error, rv, "", "out of memory");
-		goto out;
-	}
-	r->locked = true;
-	r->lock.expires_at_ms = expires;
-	r->lock.fencing_token = fencing;
-	store_sqlite_done(st);
-	if ((rc = store_put_lock(x, w, &row, &token, expires, fencing)) !=
-	    SQLITE_OK) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error, "locking");
-		goto out;
-	}
-	if (action == STORE_LEASE_ACQUIRE) {
-		x->fencing = fencing;
-		x->dirty = true;
-	}
-	res->token = token;
-	res->renewed = action == STORE_LEASE_RENEW;
-out:
-	store_sqlite_done(st);
-	return rv;
-}
-
-/* store_write_unlock applies an Unlock. */
-static store_err
-store_write_unlock(store_wctx *x, const store_write *w,
-    store_write_result *res)
-{
-	sqlite3_stmt *st = x->c->st[STORE_STMT_ROW_GET];
-	store_row row;
-	store_err rv;
-	int rc;
-
-	if ((rc = store_row_read(x->c, STORE_STMT_ROW_GET, w->key, w->key_len,
-	         &row)) != SQLITE_OK) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error,
-		    "reading the record");
-		goto out;
-	}
-	if ((rv = store_lease_check_unlock(&row.lease, x->now, &w->token)) !=
-	    STORE_OK) {
-		rv = store_lease_error(&res->error, rv, NULL, &row.lease);
-		goto out;
-	}
-	row.lease.held = false; /* the result shows the state after */
-	if ((rv = store_record_from_row(&res->record, st, &row, w->key,
-	         w->key_len, x->now)) != STORE_OK) {
-		(void) store_error_set(&res->error, rv, "", "out of memory");
-		goto out;
-	}
-	store_sqlite_done(st);
-	/* A placeholder only existed to carry the lock. */
-	rc = row.version == 0
-	    ? store_exec_key(x->c, STORE_STMT_ROW_DELETE, w, false, 0)
-	    : store_put_lock(x, w, &row, NULL, 0, 0);
-	if (rc != SQLITE_OK) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error, "unlocking");
-	}
-out:
-	store_sqlite_done(st);
-	return rv;
-}
-
-/* store_write_one applies a validated write inside the current savepoint:
- * request-id replay, then the op's own checks and mutations, then
- * remembering the request id. On failure nothing it did may survive:
- * the caller rolls the savepoint back. */
-static store_err
-store_write_one(store_wctx *x, const store_write *w, store_write_result *res)
-{
-	bool idempotent = w->request_id_len > 0;
-	uint64_t hash = 0;
-	bool found;
-	store_err rv;
-
-	if (idempotent) {
-		hash = store_request_hash(x->lim, w);
-		if ((rv = store_req_lookup(x, w, hash, res, &found)) !=
-		        STORE_OK ||
-		    found) {
-			return rv;
-		}
-	}
-	switch (w->op) {
-	case STORE_OP_UPDATE:
-	case STORE_OP_DELETE:
-		rv = store_write_data(x, w, res);
-		break;
-	case STORE_OP_LOCK:
-		rv = store_write_lock(x, w, res);
-		break;
-	case STORE_OP_UNLOCK:
-		rv = store_write_unlock(x, w, res);
-		break;
-	default:
-		rv = store_error_set(&res->error, STORE_EINVAL, "op",
-		    "op %d is unknown", (int) w->op);
-		break;
-	}
-	if (rv == STORE_OK && idempotent) {
-		rv = store_req_remember(x, w, hash, res);
-	}
-	if (rv == STORE_OK) {
-		store_error_clear(&res->error);
-	}
-	return rv;
-}
-
-/* --- writes: transactions and batches --- */
-
-/* store_hard: a failure that says nothing about the request (the
- * database or memory failed): the result then carries the error only. */
-static bool
-store_hard(store_err rv)
-{
-	return rv == STORE_ENOMEM || rv == STORE_EIO || rv == STORE_ETOOLARGE ||
-	    rv == STORE_EBUSY;
-}
-
-/* store_fail_all gives every result the batch's error, freeing whatever
- * the results already held. */
-static void
-store_fail_all(store_write_result *results, size_t n, const store_error *e)
-{
-	for (size_t i = 0; i < n; i++) {
-		store_write_result_fini(&results[i]);
-		results[i].error = *e;
-	}
-}
-
-/* store_batch_write_fast runs write w without a savepoint. A savepoint
- * makes SQLite copy every page a write touches into a statement journal
- * first, which cost ~15 % of a write's instructions; but every refusal
- * (conflict, lock, bad request id) happens before the write changes
- * anything, so only a failure midway needs one. Returns STORE_OK to go
- * on (w succeeded or was refused alone), or STORE_SQLITE_REDO when w
- * failed after changing something: the caller then rolls the whole batch
- * back and runs it again write by write in savepoints (store_batch_write),
- * which isolates the failure. */
-#define STORE_SQLITE_REDO (-1)
-
-static int
-store_batch_write_fast(store_wctx *x, const store_write *w,
-    store_write_result *res)
-{
-	uint64_t revision = x->revision;
-	uint64_t fencing = x->fencing;
-	int64_t req_gen = x->req_gen;
-	bool dirty = x->dirty;
-	sqlite3_int64 before = sqlite3_total_changes64(x->c->db);
-	store_err rv;
-
-	x->now = ds_clock_now_ms(x->c->base.s->clock);
-	if ((rv = store_write_one(x, w, res)) == STORE_OK) {
-		return STORE_OK;
-	}
-	if (store_hard(rv) || sqlite3_get_autocommit(x->c->db) ||
-	    sqlite3_total_changes64(x->c->db) != before) {
-		return STORE_SQLITE_REDO;
-	}
-	x->revision = revision;
-	x->fencing = fencing;
-	x->req_gen = req_gen;
-	x->dirty = dirty;
-	return STORE_OK;
-}
-
-/* store_batch_write runs write w in its own savepoint. Returns STORE_OK
- * when the batch can go on (w succeeded or failed alone), or the error
- * that lost the whole transaction, with its detail in *e. */
-static store_err
-store_batch_write(store_wctx *x, const store_write *w,
-    store_write_result *res, store_error *e)
-{
-	uint64_t revision = x->revision;
-	uint64_t fencing = x->fencing;
-	int64_t req_gen = x->req_gen;
-	bool dirty = x->dirty;
-	store_err rv;
-	int rc;
-
-	x->now = ds_clock_now_ms(x->c->base.s->clock);
-	if ((rc = store_sqlite_run(x->c, STORE_STMT_SAVEPOINT)) != SQLITE_OK) {
-		rv = store_sqlite_err(x->c->db, rc, &res->error,
-		    "opening a savepoint");
-		goto lost_or_alone;
-	}
-	if ((rv = store_write_one(x, w, res)) == STORE_OK) {
-		if ((rc = store_sqlite_run(x->c, STORE_STMT_RELEASE)) ==
-		    SQLITE_OK) {
-			return STORE_OK;
-		}
-		rv = store_sqlite_err(x->c->db, rc, &res->error,
-		    "releasing a savepoint");
-	}
-	/* Refused or failed: undo whatever the write did. A refusal did
-	 * nothing, so this is cheap; a failure midway (out of memory, disk
-	 * full) leaves the batch's other writes intact. */
-	x->revision = revision;
-	x->fencing = fencing;
-	x->req_gen = req_gen;
-	x->dirty = dirty;
-	if (store_hard(rv)) {
-		store_error err = res->error;
-
-		store_write_result_fini(res);
-		res->error = err;
-	}
-	if (sqlite3_get_autocommit(x->c->db)) {
-		goto lost; /* SQLite already rolled everything back */
-	}
-	if ((rc = store_sqlite_run(x->c, STORE_STMT_ROLLBACK_TO)) !=
-	        SQLITE_OK ||
-	    (rc = store_sqlite_run(x->c, STORE_STMT_RELEASE)) != SQLITE_OK) {
-		/* The write may be half applied: nothing of the batch may
-		 * commit. */
-		(void) store_sqlite_err(x->c->db, rc, &res->error,
-		    "rolling back a savepoint");
-		goto lost;
-	}
-	return STORE_OK;
-lost_or_alone:
-	/* Nothing of w ran. The batch goes on unless SQLite rolled the
-	 * whole transaction back (it does on some I/O and memory errors). */
-	if (!sqlite3_get_autocommit(x->c->db)) {
-		return STORE_OK;
-	}
-lost:
-	*e = res->error;
-	if (e->code == STORE_OK) {
-		(void) store_error_set(e, STORE_EIO, "",
-		    "the transaction was rolled back");
-	}
-	return e->code;
-}
-
-/* store_batch_finish writes the counters and commits. */
-static store_err
-store_batch_finish(store_wctx *x, store_error *e)
-{
-	sqlite3_stmt *st;
-	int rc = SQLITE_OK;
-
-	if (x->dirty) {
-		st = x->c->st[STORE_STMT_META_SET];
-		rc = SQLITE_OK;
-		store_bind_i64(st, 1, (int64_t) x->revision, &rc);
-		store_bind_i64(st, 2, (int64_t) x->fencing, &rc);
-		store_bind_i64(st, 3, x->req_gen, &rc);
-		if (rc == SQLITE_OK) {
-			rc = store_sqlite_step(st);
-			rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-		}
-		store_sqlite_done(st);
-		if (rc != SQLITE_OK) {
-			return store_sqlite_err(x->c->db, rc, e,
-			    "writing the revision");
-		}
-	}
-	if ((rc = store_sqlite_run(x->c, STORE_STMT_COMMIT)) != SQLITE_OK) {
-		return store_sqlite_err(x->c->db, rc, e, "committing");
-	}
-	return STORE_OK;
-}
-
-/* store_batch_begin starts the write transaction and loads the counters. */
-static store_err
-store_batch_begin(store_wctx *x, store_error *e)
-{
-	sqlite3_stmt *st = x->c->st[STORE_STMT_META_GET];
-	int rc;
-
-	if (!sqlite3_get_autocommit(x->c->db)) {
-		/* Only a failed ROLLBACK can leave one open; clear it. */
-		(void) store_sqlite_run(x->c, STORE_STMT_ROLLBACK);
-	}
-	if ((rc = store_sqlite_run(x->c, STORE_STMT_BEGIN_WRITE)) !=
-	    SQLITE_OK) {
-		return store_sqlite_err(x->c->db, rc, e, "beginning a write");
-	}
-	if ((rc = store_sqlite_step(st)) != SQLITE_ROW) {
-		store_sqlite_done(st);
-		return store_sqlite_err(x->c->db, rc, e, "reading the revision");
-	}
-	x->revision = store_col_u64(st, 0);
-	x->fencing = store_col_u64(st, 1);
-	x->req_gen = sqlite3_column_int64(st, 2);
-	x->dirty = false;
-	store_sqlite_done(st);
-	return STORE_OK;
-}
-
-/* store_batch_run runs one transaction over the validated writes of ws.
- * safe: a savepoint per write (see store_batch_write_fast). Returns
- * STORE_OK once committed, or with *redo set (fast mode only) after
- * rolling back, or the error that lost the transaction (rolled back,
- * detail in *e). Caller holds write_mu. */
-static store_err
-store_batch_run(store_sqlite_conn *c, store *s, const store_write *ws,
-    size_t n, store_write_result *results, bool safe, bool *redo,
-    store_error *e)
-{
-	store_wctx x;
-	store_err rv;
-
-	memset(&x, 0, sizeof(x));
-	x.c = c;
-	x.lim = &s->limits;
-	x.now = ds_clock_now_ms(s->clock);
-	if ((rv = store_batch_begin(&x, e)) != STORE_OK) {
-		goto fail;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (results[i].error.code != STORE_OK) {
-			continue; /* refused by store_validate */
-		}
-		if (!safe) {
-			if (store_batch_write_fast(&x, &ws[i], &results[i]) ==
-			    STORE_SQLITE_REDO) {
-				*redo = true;
-				rv = STORE_OK;
-				goto fail;
-			}
-			continue;
-		}
-		if ((rv = store_batch_write(&x, &ws[i], &results[i], e)) !=
-		    STORE_OK) {
-			goto fail;
-		}
-	}
-	if ((rv = store_batch_finish(&x, e)) != STORE_OK) {
-		goto fail;
-	}
-	return STORE_OK;
-fail:
-	if (!sqlite3_get_autocommit(c->db)) {
-		/* If even ROLLBACK fails the next batch retries it first. */
-		(void) store_sqlite_run(c, STORE_STMT_ROLLBACK);
-	}
-	return rv;
-}
-
-static store_err
-store_sqlite_apply_batch(store_conn *bc, const store_write *ws, size_t n,
-    store_write_result *results)
-{
-	store_sqlite_conn *c = (store_sqlite_conn *) bc;
-	store_sqlite *sq = bc->s->be_data;
-	store_error e;
-	store_err rv;
-	bool redo = false;
-	size_t nvalid = 0;
-
-	/* Validation needs no SQL: refuse bad writes before BEGIN. */
-	for (size_t i = 0; i < n; i++) {
-		if (store_validate(&bc->s->limits, &ws[i],
-		        &results[i].error) == STORE_OK) {
-			nvalid++;
-		}
-	}
-	if (nvalid == 0) {
-		return STORE_OK;
-	}
-	memset(&e, 0, sizeof(e));
-	(void) pthread_mutex_lock(&sq->write_mu); /* cannot fail: not held */
-	rv = store_batch_run(c, bc->s, ws, n, results, false, &redo, &e);
-	if (rv == STORE_OK && redo) {
-		/* A write failed after changing something: run the batch again
-		 * with a savepoint per write, so that write fails alone. */
-		for (size_t i = 0; i < n; i++) {
-			store_write_result_fini(&results[i]);
-			memset(&results[i], 0, sizeof(results[i]));
-			(void) store_validate(&bc->s->limits, &ws[i],
-			    &results[i].error);
-		}
-		memset(&e, 0, sizeof(e));
-		rv = store_batch_run(c, bc->s, ws, n, results, true, &redo, &e);
-	}
-	(void) pthread_mutex_unlock(&sq->write_mu); /* held */
-	if (rv != STORE_OK) {
-		store_fail_all(results, n, &e);
-	}
-	return rv;
 }
 
 /* --- entry points: each call runs under its own lock-wait bound --- */

@@ -240,6 +240,26 @@ test_a_v2_database_migrates_to_caller_scoped_request_ids(void **state)
 	    " WITHOUT ROWID;"
 	    "INSERT INTO requests0 VALUES (CAST('old-id' AS BLOB), 42, 0, 1, 1,"
 	    " 0, 0, 0, 'text/plain', '', NULL, NULL, NULL, NULL);"
+	    /* v2's records (value inline) and history, from v4's tables. */
+	    "CREATE TABLE r2 (key BLOB NOT NULL PRIMARY KEY,"
+	    " version INTEGER NOT NULL, revision INTEGER NOT NULL,"
+	    " deleted INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+	    " updated_at INTEGER NOT NULL, content_type TEXT NOT NULL,"
+	    " updated_by TEXT NOT NULL, lock_owner TEXT, lock_token BLOB,"
+	    " lock_expires_at INTEGER, lock_fencing INTEGER, value BLOB)"
+	    " WITHOUT ROWID;"
+	    "INSERT INTO r2 SELECT key, version, revision, deleted, created_at,"
+	    " updated_at, content_type, updated_by, lock_owner, lock_token,"
+	    " lock_expires_at, lock_fencing, (SELECT v.value FROM versions v"
+	    " WHERE v.key = records.key AND v.version = records.version)"
+	    " FROM records;"
+	    "CREATE TABLE history (key BLOB NOT NULL, version INTEGER NOT NULL,"
+	    " revision INTEGER NOT NULL, deleted INTEGER NOT NULL,"
+	    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+	    " content_type TEXT NOT NULL, updated_by TEXT NOT NULL, value BLOB,"
+	    " PRIMARY KEY (key, version)) WITHOUT ROWID;"
+	    "DROP TABLE versions; DROP TABLE records;"
+	    "ALTER TABLE r2 RENAME TO records;"
 	    "PRAGMA user_version = 2;";
 
 	(void) stt_put(fx->c, "doc", "kept");
@@ -286,7 +306,7 @@ test_a_v2_database_migrates_to_caller_scoped_request_ids(void **state)
 	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
 
 	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
-	assert_int_equal(spt_query_int(db, "PRAGMA user_version"), 3);
+	assert_int_equal(spt_query_int(db, "PRAGMA user_version"), 4);
 	assert_int_equal(spt_query_int(db,
 	                     "SELECT count(*) FROM pragma_table_info('requests1')"
 	                     " WHERE name = 'caller' AND pk = 1"),
