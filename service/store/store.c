@@ -662,8 +662,22 @@ store_write_result_fini(store_write_result *r)
 	if (r == NULL) {
 		return;
 	}
+	if (r->value_borrowed) {
+		r->record.value = NULL; /* the request's bytes */
+	}
 	store_record_fini(&r->record);
 	memset(r, 0, sizeof(*r));
+}
+
+void
+store_result_borrow_value(store_write_result *res, const store_write *w)
+{
+	if (w->op != STORE_OP_UPDATE || w->value_len == 0) {
+		return;
+	}
+	res->record.value = (uint8_t *) w->value; /* borrowed, never freed */
+	res->record.value_len = w->value_len;
+	res->value_borrowed = true;
 }
 
 void

@@ -304,7 +304,9 @@ typedef struct store_write {
 } store_write;
 
 /* store_write_result: what one write did.
- *   OK:        record = the record as written (UPDATE: with value; DELETE:
+ *   OK:        record = the record as written (UPDATE: its value borrows
+ *              the write's value bytes, value_borrowed = true, so it is
+ *              valid only while the request is; DELETE:
  *              the tombstone's version and revision; LOCK/UNLOCK: the
  *              record's metadata with the lock state after the call);
  *              token = the lock token (LOCK only, also on renew);
@@ -318,10 +320,16 @@ typedef struct store_write {
  *   other:     error only.
  * A replay (same request_id, same request) returns the stored outcome of
  * the first write, token included, with replayed = true; UPDATE's value
- * is the request's, identical by construction. */
+ * is the request's (borrowed as above), identical by construction. */
 typedef struct store_write_result {
 	store_error error;   /* error.code is the outcome; STORE_OK = applied */
-	store_record record; /* owned; finish with store_write_result_fini */
+	store_record record; /* owned (but see value_borrowed); finish with
+	                      * store_write_result_fini, never
+	                      * store_record_fini */
+	bool value_borrowed; /* record.value points into the store_write's
+	                      * value (UPDATE applied or replayed): the store
+	                      * copies no value into a result; _fini does not
+	                      * free it */
 	store_token token;
 	bool renewed;
 	bool replayed;

@@ -114,6 +114,11 @@ int64_t store_effective_ttl(const store_limits *lim, int64_t ttl_ms);
  * requests that mean the same write hash the same. */
 uint64_t store_request_hash(const store_limits *lim, const store_write *w);
 
+/* store_result_borrow_value points res->record's value at w's value bytes
+ * (UPDATE with a value; otherwise a no-op) and sets value_borrowed: a
+ * result never copies the value it was sent. Cannot fail. */
+void store_result_borrow_value(store_write_result *res, const store_write *w);
+
 /* store_record_set_text copies n bytes (p may be NULL when n == 0) into
  * *out as an owned C string. STORE_ENOMEM leaves *out untouched. */
 DS_WUR store_err store_record_set_text(char **out, const void *p, size_t n);

@@ -1379,15 +1379,6 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 		goto nomem;
 	}
 	r.key_len = w->key_len;
-	if (w->op == STORE_OP_UPDATE && w->value_len > 0) {
-		/* Identical to the stored write's value: the hash says so. */
-		if ((r.value = ds_alloc(w->value_len)) == NULL) {
-			rv = STORE_ENOMEM;
-			goto nomem;
-		}
-		memcpy(r.value, w->value, w->value_len);
-		r.value_len = w->value_len;
-	}
 	r.version = store_col_u64(st, 2);
 	r.revision = store_col_u64(st, 3);
 	r.created_at_ms = sqlite3_column_int64(st, 4);
@@ -1407,6 +1398,8 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 	res->replayed = true;
 	res->record = r;
 	memset(&r, 0, sizeof(r));
+	/* Identical to the stored write's value: the hash says so. */
+	store_result_borrow_value(res, w);
 	*found = true;
 	store_error_clear(&res->error);
 	goto out;
@@ -1563,8 +1556,8 @@ store_put_data(store_wctx *x, const store_write *w, const store_row *row,
 	if (r->deleted) {
 		store_bind_null(st, 9, &rc);
 	} else {
-		/* The caller's buffer, not the result's copy: both hold the
-		 * same bytes and the caller's lives through the step. */
+		/* The caller's buffer (the result borrows it too), which
+		 * lives through the step. */
 		store_bind_blob(st, 9, w->value, w->value_len, &rc);
 	}
 	if (!row->exists) {
@@ -1788,14 +1781,7 @@ store_write_data(store_wctx *x, const store_write *w, store_write_result *res)
 		goto nomem;
 	}
 	r->key_len = w->key_len;
-	if (!is_delete && w->value_len > 0) {
-		if ((r->value = ds_alloc(w->value_len)) == NULL) {
-			rv = STORE_ENOMEM;
-			goto nomem;
-		}
-		memcpy(r->value, w->value, w->value_len);
-		r->value_len = w->value_len;
-	}
+	store_result_borrow_value(res, w); /* UPDATE: no copy */
 	r->version = row.version + 1;
 	r->revision = x->revision + 1;
 	r->deleted = is_delete;
