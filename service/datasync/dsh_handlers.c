@@ -370,11 +370,12 @@ dsh_ids_of(nrpc_call *call)
 	return ids;
 }
 
-/* dsh_submit validates a converted write where it is cheap (the worker)
- * so that only plausible writes reach the single writer. */
+/* dsh_submit validates and hashes a converted write here, on the thread
+ * that received it (store_prepare), so that only valid writes reach the
+ * single writer and it does neither again. */
 static void
 dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
-    const store_write *w, const store_error *conv_err, bool return_value)
+    store_write *w, const store_error *conv_err, bool return_value)
 {
 	store_error err;
 
@@ -383,7 +384,7 @@ dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
 		dsh_fail_store(call, conv_err, NULL);
 		return;
 	}
-	if (store_validate(store_limits_of(svc->store), w, &err) != STORE_OK) {
+	if (store_prepare(store_limits_of(svc->store), w, &err) != STORE_OK) {
 		dsh_fail_store(call, &err, NULL);
 		return;
 	}

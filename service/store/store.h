@@ -301,6 +301,18 @@ typedef struct store_write {
 	size_t caller_len;
 	const char *author;       /* stored as updated_by; NULL = "" */
 	size_t author_len;
+	/* Work done once, where the write is received, so that the single
+	 * writer thread does not repeat it. Set only by store_prepare() (the
+	 * RPC handlers call it on the thread that decoded the request): then
+	 * validated = store_validate() accepted this write against the
+	 * store's limits, and request_hash = store_request_hash() of it (0
+	 * when there is no request_id). store_apply* TRUST both: they neither
+	 * validate nor hash a write that says validated, so a caller must not
+	 * set these by hand nor change the write after store_prepare(). A
+	 * write with validated = false (a zeroed struct: store tests, tools)
+	 * is validated and hashed by the store as before. */
+	bool validated;
+	uint64_t request_hash;
 } store_write;
 
 /* store_write_result: what one write did.
@@ -343,6 +355,13 @@ void store_write_result_fini(store_write_result *r);
  * touching SQL. Returns the error it also writes to err. Pure; used by
  * store_apply* and by callers that want to reject early. */
 store_err store_validate(const store_limits *lim, const store_write *w,
+    store_error *err);
+
+/* store_prepare validates w as store_validate does and, when it passes,
+ * records the outcome in w (validated, request_hash) so that store_apply*
+ * skip both on the writer. Run it where the write is received, after the
+ * last change to w. On failure w->validated is false and err says why. */
+store_err store_prepare(const store_limits *lim, store_write *w,
     store_error *err);
 
 /* store_apply applies one write in its own transaction and returns

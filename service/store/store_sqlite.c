@@ -1365,7 +1365,8 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 		    "looking up request_id");
 		goto out;
 	}
-	if ((uint64_t) sqlite3_column_int64(st, 0) != hash) {
+	if (!store_request_hash_matches(x->lim, w, hash,
+	        (uint64_t) sqlite3_column_int64(st, 0))) {
 		rv = store_error_set(&res->error, STORE_EREQUEST_ID_REUSED,
 		    "request_id",
 		    "request_id was already used for a different request");
@@ -1934,7 +1935,7 @@ store_write_one(store_wctx *x, const store_write *w, store_write_result *res)
 	store_err rv;
 
 	if (idempotent) {
-		hash = store_request_hash(x->lim, w);
+		hash = store_write_hash(x->lim, w); /* store_prepare's */
 		if ((rv = store_req_lookup(x, w, hash, res, &found)) !=
 		        STORE_OK ||
 		    found) {
@@ -2211,9 +2212,10 @@ store_sqlite_apply_batch(store_conn *bc, const store_write *ws, size_t n,
 	bool redo = false;
 	size_t nvalid = 0;
 
-	/* Validation needs no SQL: refuse bad writes before BEGIN. */
+	/* Validation needs no SQL: refuse bad writes before BEGIN (unless
+	 * store_prepare did it where the write was received). */
 	for (size_t i = 0; i < n; i++) {
-		if (store_validate(&bc->s->limits, &ws[i],
+		if (store_write_check(&bc->s->limits, &ws[i],
 		        &results[i].error) == STORE_OK) {
 			nvalid++;
 		}
@@ -2230,7 +2232,7 @@ store_sqlite_apply_batch(store_conn *bc, const store_write *ws, size_t n,
 		for (size_t i = 0; i < n; i++) {
 			store_write_result_fini(&results[i]);
 			memset(&results[i], 0, sizeof(results[i]));
-			(void) store_validate(&bc->s->limits, &ws[i],
+			(void) store_write_check(&bc->s->limits, &ws[i],
 			    &results[i].error);
 		}
 		memset(&e, 0, sizeof(e));
