@@ -565,9 +565,11 @@ store_token_format(const store_token *t, char out[STORE_TOKEN_HEX_LEN + 1])
  * request: REQUEST_ID_REUSED). It runs over every write that carries a
  * request id - a whole value, up to max_value_bytes - so it is a word-wise
  * hash: four independent lanes of 8-byte little-endian words, each a
- * multiply-rotate round, folded and finished with a multiply-xorshift
- * avalanche (the construction of xxh64 and its relatives, written here).
- * About 0.1-0.2 cycles per byte, against FNV-1a's ~4.
+ * multiply-rotate round, folded, and one multiply-xorshift avalanche at
+ * the end of the request (the construction of xxh64 and its relatives,
+ * written here). About 0.85 instructions per byte in four independent
+ * multiply chains (callgrind), against FNV-1a's 6 with one serial
+ * multiply per byte.
  *
  * It is neither keyed nor collision-resistant, and need not be: it is
  * compared only with the hash stored under the same (caller, request_id),
@@ -614,7 +616,16 @@ store_hash_round(uint64_t acc, uint64_t word)
 	return store_rotl64(acc + word * STORE_HASH_P2, 31) * STORE_HASH_P1;
 }
 
-/* store_hash_mem hashes p[0..n) continuing from seed; n is part of it. */
+/* store_hash_fold mixes one word into h; a bijection of h for each word,
+ * so distinct streams stay distinct until the final avalanche. */
+static inline uint64_t
+store_hash_fold(uint64_t h, uint64_t word)
+{
+	h ^= store_hash_round(0, word);
+	return store_rotl64(h, 27) * STORE_HASH_P1 + STORE_HASH_P3;
+}
+
+/* store_hash_mem folds p[0..n) into h; n is part of it. */
 static uint64_t
 store_hash_mem(uint64_t seed, const void *p, size_t n)
 {
@@ -643,12 +654,11 @@ store_hash_mem(uint64_t seed, const void *p, size_t n)
 		h = (h ^ store_hash_round(0, v2)) * STORE_HASH_P1 + STORE_HASH_P3;
 		h = (h ^ store_hash_round(0, v3)) * STORE_HASH_P1 + STORE_HASH_P3;
 	} else {
-		h = seed + STORE_HASH_P3;
+		h = seed;
 	}
-	h += (uint64_t) n;
+	h = store_hash_fold(h, (uint64_t) n);
 	for (; left >= 8; b += 8, left -= 8) {
-		h ^= store_hash_round(0, store_load64(b));
-		h = store_rotl64(h, 27) * STORE_HASH_P1 + STORE_HASH_P3;
+		h = store_hash_fold(h, store_load64(b));
 	}
 	if (left > 0) {
 		uint64_t w = 0;
@@ -656,9 +666,16 @@ store_hash_mem(uint64_t seed, const void *p, size_t n)
 		for (size_t i = 0; i < left; i++) {
 			w |= (uint64_t) b[i] << (8 * i);
 		}
-		h ^= store_hash_round(0, w);
-		h = store_rotl64(h, 27) * STORE_HASH_P1 + STORE_HASH_P3;
+		h = store_hash_fold(h, w);
 	}
+	return h;
+}
+
+/* store_hash_avalanche: the final mix, every input bit to every output
+ * bit. */
+static uint64_t
+store_hash_avalanche(uint64_t h)
+{
 	h ^= h >> 33;
 	h *= STORE_HASH_P2;
 	h ^= h >> 29;
@@ -667,47 +684,56 @@ store_hash_mem(uint64_t seed, const void *p, size_t n)
 	return h;
 }
 
-/* store_hash_fn: one step of a request hash, seed -> seed'. The current
- * hash and the FNV-1a one of earlier releases share the encoding below
- * (store_request_hash_with). */
-typedef uint64_t (*store_hash_fn)(uint64_t seed, const void *p, size_t n);
+/* store_hasher: how a request hash folds bytes and 64-bit words. The
+ * word-wise hash and the FNV-1a one of earlier releases share the
+ * encoding below (store_request_hash_with). */
+typedef struct store_hasher {
+	uint64_t (*bytes)(uint64_t h, const void *p, size_t n);
+	uint64_t (*word)(uint64_t h, uint64_t v);
+} store_hasher;
 
+/* store_fnv_word: FNV-1a over v's 8 little-endian bytes, as stored by
+ * earlier releases. */
 static uint64_t
-store_hash_u64(store_hash_fn f, uint64_t h, uint64_t v)
+store_fnv_word(uint64_t h, uint64_t v)
 {
 	uint8_t b[8];
 
 	for (int i = 0; i < 8; i++) {
 		b[i] = (uint8_t) (v >> (8 * i));
 	}
-	return f(h, b, sizeof(b));
+	return ds_hash64(h, b, sizeof(b));
+}
+
+static const store_hasher store_hasher_words = {store_hash_mem,
+    store_hash_fold};
+static const store_hasher store_hasher_fnv = {ds_hash64, store_fnv_word};
+
+static uint64_t
+store_hash_bytes(const store_hasher *f, uint64_t h, const void *p, size_t n)
+{
+	h = f->word(h, (uint64_t) n);
+	return n > 0 ? f->bytes(h, p, n) : h;
 }
 
 static uint64_t
-store_hash_bytes(store_hash_fn f, uint64_t h, const void *p, size_t n)
+store_hash_token(const store_hasher *f, uint64_t h, const store_write *w)
 {
-	h = store_hash_u64(f, h, (uint64_t) n);
-	return n > 0 ? f(h, p, n) : h;
-}
-
-static uint64_t
-store_hash_token(store_hash_fn f, uint64_t h, const store_write *w)
-{
-	h = store_hash_u64(f, h, w->has_token ? 1 : 0);
-	return w->has_token ? f(h, w->token.b, sizeof(w->token.b)) : h;
+	h = f->word(h, w->has_token ? 1 : 0);
+	return w->has_token ? f->bytes(h, w->token.b, sizeof(w->token.b)) : h;
 }
 
 /* store_request_hash_with is the canonical encoding of w, hashed with f
  * from seed: only the fields that matter for w->op, each length-prefixed,
  * so two requests that mean the same write hash the same. */
 static uint64_t
-store_request_hash_with(store_hash_fn f, uint64_t seed,
+store_request_hash_with(const store_hasher *f, uint64_t seed,
     const store_limits *lim, const store_write *w)
 {
 	static const char tag[] = "datasync.store.request.v1";
-	uint64_t h = f(seed, tag, sizeof(tag) - 1);
+	uint64_t h = f->bytes(seed, tag, sizeof(tag) - 1);
 
-	h = store_hash_u64(f, h, (uint64_t) w->op);
+	h = f->word(h, (uint64_t) w->op);
 	h = store_hash_bytes(f, h, w->key, w->key_len);
 	switch (w->op) {
 	case STORE_OP_UPDATE:
@@ -715,16 +741,15 @@ store_request_hash_with(store_hash_fn f, uint64_t seed,
 		h = store_hash_bytes(f, h, w->content_type, w->content_type_len);
 		/* FALLTHROUGH */
 	case STORE_OP_DELETE:
-		h = store_hash_u64(f, h, (uint64_t) w->precond.kind);
-		h = store_hash_u64(f, h,
-		    w->precond.kind == STORE_PRECOND_IF_VERSION
-		        ? w->precond.version
-		        : 0);
+		h = f->word(h, (uint64_t) w->precond.kind);
+		h = f->word(h, w->precond.kind == STORE_PRECOND_IF_VERSION
+		                   ? w->precond.version
+		                   : 0);
 		if (w->precond.kind == STORE_PRECOND_IF_VERSION_IN) {
 			/* As given: a retry resends the same list. */
-			h = store_hash_u64(f, h, (uint64_t) w->precond.n_versions);
+			h = f->word(h, (uint64_t) w->precond.n_versions);
 			for (size_t i = 0; i < w->precond.n_versions; i++) {
-				h = store_hash_u64(f, h, w->precond.versions[i]);
+				h = f->word(h, w->precond.versions[i]);
 			}
 		}
 		h = store_hash_token(f, h, w);
@@ -733,8 +758,7 @@ store_request_hash_with(store_hash_fn f, uint64_t seed,
 	case STORE_OP_LOCK:
 		h = store_hash_bytes(f, h, w->owner, w->owner_len);
 		/* The effective ttl: "0" and the default mean the same. */
-		h = store_hash_u64(f, h,
-		    (uint64_t) store_effective_ttl(lim, w->ttl_ms));
+		h = f->word(h, (uint64_t) store_effective_ttl(lim, w->ttl_ms));
 		h = store_hash_token(f, h, w);
 		break;
 	case STORE_OP_UNLOCK:
@@ -747,13 +771,15 @@ store_request_hash_with(store_hash_fn f, uint64_t seed,
 uint64_t
 store_request_hash(const store_limits *lim, const store_write *w)
 {
-	return store_request_hash_with(store_hash_mem, 0, lim, w);
+	return store_hash_avalanche(
+	    store_request_hash_with(&store_hasher_words, 0, lim, w));
 }
 
 uint64_t
 store_request_hash_fnv(const store_limits *lim, const store_write *w)
 {
-	return store_request_hash_with(ds_hash64, DS_HASH64_INIT, lim, w);
+	return store_request_hash_with(&store_hasher_fnv, DS_HASH64_INIT, lim,
+	    w);
 }
 
 bool
