@@ -143,6 +143,8 @@ datasync_update_with_retry(datasync_client *c, const char *key,
 		rv = datasync_v1_data_sync_update(c->rpc, &req, &resp, NULL, st);
 		free(value);
 		if (rv == NRPC_OK) {
+			/* The reply's record has no value (return_value unset):
+			 * only its version is kept. */
 			s.version = resp->record != NULL ? resp->record->version : 0;
 			datasync__v1__update_response__free_unpacked(resp, NULL);
 			goto out;

@@ -64,7 +64,9 @@ static const struct {
             "Write --value, or stdin when --value is absent, to KEY.\n"
             "PRECONDITION (required): --if-version N | --if-absent |\n"
             "--if-exists | --force. On a conflict (exit 3) the current\n"
-            "version is reported on stderr. Prints 'KEY: version N'.\n"},
+            "version is reported on stderr. Prints 'KEY: version N';\n"
+            "--json prints the UpdateResponse, whose record has no value\n"
+            "(the server does not echo the value it was sent).\n"},
     {"delete", "usage: datasync delete KEY PRECONDITION [--lock-token T] "
                "[--json]\n"
                "Delete KEY (a tombstone keeps its version from being "

@@ -1109,6 +1109,10 @@ export class DataSyncClient {
 
 	/**
 	 * rpc calls any method on the transcoded /rpc/ route with proto3 JSON.
+	 * An Update's answer (`{record, replayed}`) has no `record.value`
+	 * unless the request sets `returnValue: true`; a conflict's
+	 * `current` record carries its value either way. (put() never
+	 * returns the value: see WriteResult.)
 	 * @param {string} method   e.g. 'Get' (on datasync.v1.DataSync) or a
 	 *   full 'package.Service/Method'
 	 * @param {object} request

@@ -17,6 +17,7 @@ typedef struct dsh_pending {
 	struct dsh_pending *next;
 	nrpc_call *call;
 	store_write w;
+	bool return_value;  /* UpdateRequest.return_value: echo the value */
 } dsh_pending;
 
 /* dsh_slot: one batch on its way through the pipeline: filled and
@@ -79,10 +80,16 @@ dsh_fail_store(nrpc_call *call, const store_error *err,
 	nrpc_status_fini(&st);
 }
 
+/* dsh_reply_write answers one applied write. An Update's record carries
+ * its value only when the request asked (return_value); the value is then
+ * the request's own bytes, borrowed by the result, which the call keeps
+ * alive until it is finished here. */
 static void
-dsh_reply_write(dsh_service *svc, nrpc_call *call, const store_write *w,
+dsh_reply_write(dsh_service *svc, const dsh_pending *p, const store_write *w,
     const store_write_result *r)
 {
+	nrpc_call *call = p->call;
+
 	Datasync__V1__Record rec;
 	Datasync__V1__LockInfo lock;
 
@@ -100,7 +107,7 @@ dsh_reply_write(dsh_service *svc, nrpc_call *call, const store_write *w,
 		Datasync__V1__UpdateResponse resp =
 		    DATASYNC__V1__UPDATE_RESPONSE__INIT;
 
-		dsh_record_view(&r->record, true, &rec, &lock);
+		dsh_record_view(&r->record, p->return_value, &rec, &lock);
 		resp.record = &rec;
 		resp.replayed = r->replayed;
 		datasync_v1_data_sync_update_reply(call, &resp);
@@ -301,7 +308,7 @@ dsh_replier_main(void *arg)
 		}
 		pthread_mutex_unlock(&svc->rmu);
 		for (size_t i = 0; i < slot->n; i++) {
-			dsh_reply_write(svc, slot->batch[i]->call, &slot->ws[i],
+			dsh_reply_write(svc, slot->batch[i], &slot->ws[i],
 			    &slot->results[i]);
 			store_write_result_fini(&slot->results[i]);
 			ds_free(slot->batch[i]);
@@ -311,9 +318,11 @@ dsh_replier_main(void *arg)
 	return NULL;
 }
 
-/* dsh_enqueue hands a validated write to the writer. */
+/* dsh_enqueue hands a validated write to the writer; return_value: the
+ * reply carries an Update's value. */
 static void
-dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w)
+dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
+    bool return_value)
 {
 	dsh_pending *p;
 	bool stopping;
@@ -326,6 +335,7 @@ dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w)
 	p->next = NULL;
 	p->call = call;
 	p->w = *w;
+	p->return_value = return_value;
 	pthread_mutex_lock(&svc->mu);
 	stopping = svc->stopping;
 	if (!stopping) {
@@ -360,11 +370,12 @@ dsh_ids_of(nrpc_call *call)
 	return ids;
 }
 
-/* dsh_submit validates a converted write where it is cheap (the worker)
- * so that only plausible writes reach the single writer. */
+/* dsh_submit validates and hashes a converted write here, on the thread
+ * that received it (store_prepare), so that only valid writes reach the
+ * single writer and it does neither again. */
 static void
 dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
-    const store_write *w, const store_error *conv_err)
+    store_write *w, const store_error *conv_err, bool return_value)
 {
 	store_error err;
 
@@ -373,11 +384,11 @@ dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
 		dsh_fail_store(call, conv_err, NULL);
 		return;
 	}
-	if (store_validate(store_limits_of(svc->store), w, &err) != STORE_OK) {
+	if (store_prepare(store_limits_of(svc->store), w, &err) != STORE_OK) {
 		dsh_fail_store(call, &err, NULL);
 		return;
 	}
-	dsh_enqueue(svc, call, w);
+	dsh_enqueue(svc, call, w, return_value);
 }
 
 static void
@@ -390,7 +401,7 @@ dsh_update(nrpc_call *call, const Datasync__V1__UpdateRequest *req, void *arg)
 
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_update(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err, req->return_value);
 }
 
 static void
@@ -403,7 +414,7 @@ dsh_delete(nrpc_call *call, const Datasync__V1__DeleteRequest *req, void *arg)
 
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_delete(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err, false);
 }
 
 static void
@@ -416,7 +427,7 @@ dsh_lock(nrpc_call *call, const Datasync__V1__LockRequest *req, void *arg)
 
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_lock(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err, false);
 }
 
 static void
@@ -429,7 +440,7 @@ dsh_unlock(nrpc_call *call, const Datasync__V1__UnlockRequest *req, void *arg)
 
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_unlock(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err);
+	dsh_submit(arg, call, rv, &w, &err, false);
 }
 
 /* dsh_read_conn returns the worker's read connection, or fails the call

@@ -301,10 +301,24 @@ typedef struct store_write {
 	size_t caller_len;
 	const char *author;       /* stored as updated_by; NULL = "" */
 	size_t author_len;
+	/* Work done once, where the write is received, so that the single
+	 * writer thread does not repeat it. Set only by store_prepare() (the
+	 * RPC handlers call it on the thread that decoded the request): then
+	 * validated = store_validate() accepted this write against the
+	 * store's limits, and request_hash = store_request_hash() of it (0
+	 * when there is no request_id). store_apply* TRUST both: they neither
+	 * validate nor hash a write that says validated, so a caller must not
+	 * set these by hand nor change the write after store_prepare(). A
+	 * write with validated = false (a zeroed struct: store tests, tools)
+	 * is validated and hashed by the store as before. */
+	bool validated;
+	uint64_t request_hash;
 } store_write;
 
 /* store_write_result: what one write did.
- *   OK:        record = the record as written (UPDATE: with value; DELETE:
+ *   OK:        record = the record as written (UPDATE: its value borrows
+ *              the write's value bytes, value_borrowed = true, so it is
+ *              valid only while the request is; DELETE:
  *              the tombstone's version and revision; LOCK/UNLOCK: the
  *              record's metadata with the lock state after the call);
  *              token = the lock token (LOCK only, also on renew);
@@ -318,10 +332,16 @@ typedef struct store_write {
  *   other:     error only.
  * A replay (same request_id, same request) returns the stored outcome of
  * the first write, token included, with replayed = true; UPDATE's value
- * is the request's, identical by construction. */
+ * is the request's (borrowed as above), identical by construction. */
 typedef struct store_write_result {
 	store_error error;   /* error.code is the outcome; STORE_OK = applied */
-	store_record record; /* owned; finish with store_write_result_fini */
+	store_record record; /* owned (but see value_borrowed); finish with
+	                      * store_write_result_fini, never
+	                      * store_record_fini */
+	bool value_borrowed; /* record.value points into the store_write's
+	                      * value (UPDATE applied or replayed): the store
+	                      * copies no value into a result; _fini does not
+	                      * free it */
 	store_token token;
 	bool renewed;
 	bool replayed;
@@ -335,6 +355,13 @@ void store_write_result_fini(store_write_result *r);
  * touching SQL. Returns the error it also writes to err. Pure; used by
  * store_apply* and by callers that want to reject early. */
 store_err store_validate(const store_limits *lim, const store_write *w,
+    store_error *err);
+
+/* store_prepare validates w as store_validate does and, when it passes,
+ * records the outcome in w (validated, request_hash) so that store_apply*
+ * skip both on the writer. Run it where the write is received, after the
+ * last change to w. On failure w->validated is false and err says why. */
+store_err store_prepare(const store_limits *lim, store_write *w,
     store_error *err);
 
 /* store_apply applies one write in its own transaction and returns

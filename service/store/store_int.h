@@ -111,8 +111,34 @@ int64_t store_effective_ttl(const store_limits *lim, int64_t ttl_ms);
 
 /* store_request_hash is the 64-bit hash of the canonical encoding of w:
  * only the fields that matter for w->op, each length-prefixed, so two
- * requests that mean the same write hash the same. */
+ * requests that mean the same write hash the same. A word-wise hash (see
+ * store.c for why collisions do not matter); stable across releases. */
 uint64_t store_request_hash(const store_limits *lim, const store_write *w);
+
+/* store_request_hash_fnv is the same encoding hashed with FNV-1a, as
+ * releases before the word-wise hash stored it. */
+uint64_t store_request_hash_fnv(const store_limits *lim,
+    const store_write *w);
+
+/* store_request_hash_matches says whether the hash stored under w's
+ * request id (stored) is w's: its hash (store_write_hash) or, for an
+ * entry stored by an earlier release, its FNV-1a hash. */
+bool store_request_hash_matches(const store_limits *lim,
+    const store_write *w, uint64_t hash, uint64_t stored);
+
+/* store_write_hash is w's request hash: the one store_prepare recorded
+ * (trusted as is), else computed now. */
+uint64_t store_write_hash(const store_limits *lim, const store_write *w);
+
+/* store_write_check is store_validate for the write path: STORE_OK
+ * without looking when store_prepare accepted w already (clearing err). */
+store_err store_write_check(const store_limits *lim, const store_write *w,
+    store_error *err);
+
+/* store_result_borrow_value points res->record's value at w's value bytes
+ * (UPDATE with a value; otherwise a no-op) and sets value_borrowed: a
+ * result never copies the value it was sent. Cannot fail. */
+void store_result_borrow_value(store_write_result *res, const store_write *w);
 
 /* store_record_set_text copies n bytes (p may be NULL when n == 0) into
  * *out as an owned C string. STORE_ENOMEM leaves *out untouched. */

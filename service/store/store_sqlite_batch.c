@@ -247,9 +247,10 @@ store_sqlite_apply_batch(store_conn *bc, const store_write *ws, size_t n,
 	bool redo = false;
 	size_t nvalid = 0;
 
-	/* Validation needs no SQL: refuse bad writes before BEGIN. */
+	/* Validation needs no SQL: refuse bad writes before BEGIN (unless
+	 * store_prepare did it where the write was received). */
 	for (size_t i = 0; i < n; i++) {
-		if (store_validate(&bc->s->limits, &ws[i],
+		if (store_write_check(&bc->s->limits, &ws[i],
 		        &results[i].error) == STORE_OK) {
 			nvalid++;
 		}
@@ -266,7 +267,7 @@ store_sqlite_apply_batch(store_conn *bc, const store_write *ws, size_t n,
 		for (size_t i = 0; i < n; i++) {
 			store_write_result_fini(&results[i]);
 			memset(&results[i], 0, sizeof(results[i]));
-			(void) store_validate(&bc->s->limits, &ws[i],
+			(void) store_write_check(&bc->s->limits, &ws[i],
 			    &results[i].error);
 		}
 		memset(&e, 0, sizeof(e));

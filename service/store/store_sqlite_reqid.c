@@ -68,7 +68,8 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 		    "looking up request_id");
 		goto out;
 	}
-	if ((uint64_t) sqlite3_column_int64(st, 0) != hash) {
+	if (!store_request_hash_matches(x->lim, w, hash,
+	        (uint64_t) sqlite3_column_int64(st, 0))) {
 		rv = store_error_set(&res->error, STORE_EREQUEST_ID_REUSED,
 		    "request_id",
 		    "request_id was already used for a different request");
@@ -82,15 +83,6 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 		goto nomem;
 	}
 	r.key_len = w->key_len;
-	if (w->op == STORE_OP_UPDATE && w->value_len > 0) {
-		/* Identical to the stored write's value: the hash says so. */
-		if ((r.value = ds_alloc(w->value_len)) == NULL) {
-			rv = STORE_ENOMEM;
-			goto nomem;
-		}
-		memcpy(r.value, w->value, w->value_len);
-		r.value_len = w->value_len;
-	}
 	r.version = store_col_u64(st, 2);
 	r.revision = store_col_u64(st, 3);
 	r.created_at_ms = sqlite3_column_int64(st, 4);
@@ -110,6 +102,8 @@ store_req_lookup(store_wctx *x, const store_write *w, uint64_t hash,
 	res->replayed = true;
 	res->record = r;
 	memset(&r, 0, sizeof(r));
+	/* Identical to the stored write's value: the hash says so. */
+	store_result_borrow_value(res, w);
 	*found = true;
 	store_error_clear(&res->error);
 	goto out;

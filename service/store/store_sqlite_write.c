@@ -61,8 +61,8 @@ store_put_data(store_wctx *x, const store_write *w, const store_row *row,
 	if (r->deleted) {
 		store_bind_null(st, 9, &rc);
 	} else {
-		/* The caller's buffer, not the result's copy: both hold the
-		 * same bytes and the caller's lives through the step. */
+		/* The caller's buffer (the result borrows it too), which
+		 * lives through the step. */
 		store_bind_blob(st, 9, w->value, w->value_len, &rc);
 	}
 	if (rc == SQLITE_OK) {
@@ -306,14 +306,7 @@ store_write_data(store_wctx *x, const store_write *w, store_write_result *res)
 		goto nomem;
 	}
 	r->key_len = w->key_len;
-	if (!is_delete && w->value_len > 0) {
-		if ((r->value = ds_alloc(w->value_len)) == NULL) {
-			rv = STORE_ENOMEM;
-			goto nomem;
-		}
-		memcpy(r->value, w->value, w->value_len);
-		r->value_len = w->value_len;
-	}
+	store_result_borrow_value(res, w); /* UPDATE: no copy */
 	r->version = row.version + 1;
 	r->revision = x->cnt.revision + 1;
 	r->deleted = is_delete;
@@ -466,7 +459,7 @@ store_write_one(store_wctx *x, const store_write *w, store_write_result *res)
 	store_err rv;
 
 	if (idempotent) {
-		hash = store_request_hash(x->lim, w);
+		hash = store_write_hash(x->lim, w); /* store_prepare's */
 		if ((rv = store_req_lookup(x, w, hash, res, &found)) !=
 		        STORE_OK ||
 		    found) {

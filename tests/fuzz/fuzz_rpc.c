@@ -566,6 +566,8 @@ fz_check_after(const nrpc_method *m, const ProtobufCMessage *req,
 	env = fz_pack_env(get->full_name, gb, gl, flags & ~0x10u, 0, &el);
 	rc = fz_call(env, el, get, &got, &st);
 	if (m == fz_method(1)) {
+		const Datasync__V1__UpdateRequest *u =
+		    (const Datasync__V1__UpdateRequest *) req;
 		const Datasync__V1__Record *w =
 		    ((const Datasync__V1__UpdateResponse *) resp)->record;
 		const Datasync__V1__Record *r =
@@ -574,14 +576,26 @@ fz_check_after(const nrpc_method *m, const ProtobufCMessage *req,
 		        : NULL;
 
 		/* A replayed answer describes the original write, which a
-		 * later one may have superseded: only fresh writes count. */
+		 * later one may have superseded: only fresh writes count.
+		 * The reply carries no value unless asked for one: the value
+		 * written is the request's. */
 		if (!((const Datasync__V1__UpdateResponse *) resp)->replayed &&
 		    (w == NULL || r == NULL || r->version != w->version ||
-		        r->value.len != w->value.len ||
+		        r->value.len != u->value.len ||
 		        (r->value.len > 0 &&
-		            memcmp(r->value.data, w->value.data,
+		            memcmp(r->value.data, u->value.data,
 		                r->value.len) != 0))) {
 			fz_fail("Get after Update does not see the write", &st);
+		}
+		if (w != NULL &&
+		    (u->return_value
+		            ? w->value.len != u->value.len ||
+		                  (w->value.len > 0 &&
+		                      memcmp(w->value.data, u->value.data,
+		                          w->value.len) != 0)
+		            : w->value.len != 0)) {
+			fz_fail("Update's reply has the wrong value for "
+			        "return_value", &st);
 		}
 	} else if (!((const Datasync__V1__DeleteResponse *) resp)->replayed &&
 	           rc != NRPC_NOT_FOUND) {

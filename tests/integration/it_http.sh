@@ -430,6 +430,10 @@ expect_code 200 "Host: [::1]"
 
 http POST $S/Update -H "$JSON" --data '{"key":"rpc","value":"aGk=","contentType":"text/plain","precondition":{"ifAbsent":true}}'
 expect_code 200 "rpc Update"; expect_json .record.version 1 "rpc Update version"
+expect_json .record.value null "rpc Update's reply has no value by default"
+http POST $S/Update -H "$JSON" --data '{"key":"rpc-rv","value":"aGk=","precondition":{"ifAbsent":true},"returnValue":true}'
+expect_code 200 "rpc Update with returnValue"
+expect_json .record.value aGk= "rpc Update with returnValue echoes the value"
 http POST $S/Get -H "$JSON" --data '{"key":"rpc"}'
 expect_code 200 "rpc Get"; expect_json .record.value aGk= "rpc Get value (base64)"
 http POST $S/Update -H "$JSON" --data '{"key":"rpc","value":"eA==","precondition":{"ifVersion":"9"}}'

@@ -268,6 +268,76 @@ test_update_without_precondition_is_refused(void **state)
 	nrpc_status_fini(&st);
 }
 
+/* it_update_reply sends an Update of value under request_id (NULL: the
+ * envelope's fresh one) and returns its reply (caller frees it). */
+static Datasync__V1__UpdateResponse *
+it_update_reply(const char *key, const char *value, it_pre pre,
+    bool return_value, const char *request_id)
+{
+	Datasync__V1__UpdateRequest req = DATASYNC__V1__UPDATE_REQUEST__INIT;
+	Datasync__V1__Precondition p;
+	Datasync__V1__UpdateResponse *resp = NULL;
+	nrpc_call_opts o = {0};
+	nrpc_status st = {0};
+
+	it_fill_pre(&p, pre);
+	req.key = (char *) key;
+	req.value.data = (uint8_t *) value;
+	req.value.len = strlen(value);
+	req.precondition = &p;
+	req.return_value = return_value;
+	o.request_id = request_id;
+	assert_int_equal(datasync_v1_data_sync_update(datasync_rpc(it_c), &req,
+	                     &resp, &o, &st),
+	    NRPC_OK);
+	assert_non_null(resp->record);
+	nrpc_status_fini(&st);
+	return resp;
+}
+
+static void
+test_update_reply_carries_the_value_only_when_asked(void **state)
+{
+	Datasync__V1__UpdateResponse *r;
+	Datasync__V1__Record *got = NULL;
+	nrpc_status st = {0};
+
+	(void) state;
+	/* By default: the record as written, without the value. */
+	r = it_update_reply("rv/plain", "written", PRE_ABSENT, false, NULL);
+	assert_int_equal(r->record->version, 1);
+	assert_string_equal(r->record->key, "rv/plain");
+	assert_true(r->record->revision > 0);
+	assert_int_equal(r->record->value.len, 0);
+	datasync__v1__update_response__free_unpacked(r, NULL);
+	/* The value was stored all the same. */
+	assert_int_equal(it_get("rv/plain", 0, &got, &st), NRPC_OK);
+	assert_int_equal(got->value.len, 7);
+	assert_memory_equal(got->value.data, "written", 7);
+	datasync__v1__record__free_unpacked(got, NULL);
+
+	/* Asked for: the value written, on the write and on its replay. */
+	r = it_update_reply("rv/plain", "second", PRE_V(1), true, "rv-1");
+	assert_int_equal(r->record->version, 2);
+	assert_false(r->replayed);
+	assert_int_equal(r->record->value.len, 6);
+	assert_memory_equal(r->record->value.data, "second", 6);
+	datasync__v1__update_response__free_unpacked(r, NULL);
+	r = it_update_reply("rv/plain", "second", PRE_V(1), true, "rv-1");
+	assert_true(r->replayed);
+	assert_int_equal(r->record->version, 2);
+	assert_int_equal(r->record->value.len, 6);
+	assert_memory_equal(r->record->value.data, "second", 6);
+	datasync__v1__update_response__free_unpacked(r, NULL);
+	/* The same replay without the flag: same outcome, no value. */
+	r = it_update_reply("rv/plain", "second", PRE_V(1), false, "rv-1");
+	assert_true(r->replayed);
+	assert_int_equal(r->record->version, 2);
+	assert_int_equal(r->record->value.len, 0);
+	datasync__v1__update_response__free_unpacked(r, NULL);
+	nrpc_status_fini(&st);
+}
+
 static void
 test_update_if_absent_creates_version_one(void **state)
 {
@@ -979,6 +1049,7 @@ main(void)
 	    cmocka_unit_test(test_request_id_replay_returns_the_original_result),
 	    cmocka_unit_test(test_request_ids_are_scoped_by_client_name),
 	    cmocka_unit_test(test_if_version_in_retry_replays),
+	    cmocka_unit_test(test_update_reply_carries_the_value_only_when_asked),
 	    cmocka_unit_test(test_key_limits_at_the_edge),
 	    cmocka_unit_test(test_value_limit_at_the_edge),
 	    cmocka_unit_test(test_list_pages_return_every_key_once),

@@ -1163,7 +1163,7 @@ const ProtobufCMessageDescriptor datasync__v1__get_response__descriptor =
   (ProtobufCMessageInit) datasync__v1__get_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor datasync__v1__update_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor datasync__v1__update_request__field_descriptors[8] =
 {
   {
     "key",
@@ -1249,6 +1249,18 @@ static const ProtobufCFieldDescriptor datasync__v1__update_request__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "return_value",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__UpdateRequest, return_value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned datasync__v1__update_request__field_indices_by_name[] = {
   6,   /* field[6] = author */
@@ -1257,12 +1269,13 @@ static const unsigned datasync__v1__update_request__field_indices_by_name[] = {
   4,   /* field[4] = lock_token */
   3,   /* field[3] = precondition */
   5,   /* field[5] = request_id */
+  7,   /* field[7] = return_value */
   1,   /* field[1] = value */
 };
 static const ProtobufCIntRange datasync__v1__update_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor datasync__v1__update_request__descriptor =
 {
@@ -1272,7 +1285,7 @@ const ProtobufCMessageDescriptor datasync__v1__update_request__descriptor =
   "Datasync__V1__UpdateRequest",
   "datasync.v1",
   sizeof(Datasync__V1__UpdateRequest),
-  7,
+  8,
   datasync__v1__update_request__field_descriptors,
   datasync__v1__update_request__field_indices_by_name,
   1,  datasync__v1__update_request__number_ranges,

@@ -203,17 +203,29 @@ struct  Datasync__V1__UpdateRequest
    * stored as updated_by
    */
   char *author;
+  /*
+   * return_value: echo the value in UpdateResponse.record. Off by default:
+   * the caller sent the value and the server does not send it back (a
+   * 1 MiB Update costs a 1 MiB reply otherwise). Not part of the
+   * request_id's identity: a retry may ask differently. A refused Update
+   * (VERSION_CONFLICT) carries the current record with its value in the
+   * error details either way.
+   */
+  protobuf_c_boolean return_value;
 };
 #define DATASYNC__V1__UPDATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__update_request__descriptor) \
-    , (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Datasync__V1__UpdateResponse
 {
   ProtobufCMessage base;
   /*
-   * the record as written
+   * The record as written: key, version, revision, content_type,
+   * updated_by, timestamps and lock. Its value is empty unless the
+   * request set return_value; then it is the value written (on a replay
+   * too).
    */
   Datasync__V1__Record *record;
   /*
