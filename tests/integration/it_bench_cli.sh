@@ -37,6 +37,9 @@ bench --url "$IT_IPC" --op update-hot --concurrency 4 --duration 1s \
 expect_rc 0 "bench update-hot run (exit 1 if an increment was lost)"
 [[ $ERR != *"LOST INCREMENTS"* ]] || it_fail "no increment lost"
 [[ $(jq -r '.ops_per_sec > 0' <<<"$OUT") == true ]] || it_fail "update-hot did increments"
+[[ $(jq -r '.increments.final == .increments.start + .increments.acknowledged
+  and .increments.unknown == 0' <<<"$OUT") == true ]] ||
+  it_fail "the JSON result shows final version == start + acknowledged increments"
 
 bench --baseline sqlite --db "$IT_DIR/baseline.db" --keys 20 \
   --duration 1s --warmup 0s --json

@@ -94,6 +94,7 @@ typedef struct bench_opts {
 } bench_opts;
 
 #define BENCH_N_OPS 5
+_Static_assert(BENCH_OP_MIXED + 1 == BENCH_N_OPS, "one name per op");
 /* bench_op_names: --op names, by bench_op (bench_main.c). */
 extern const char *const bench_op_names[BENCH_N_OPS];
 
@@ -125,6 +126,14 @@ typedef struct bench_result {
 	uint64_t retries;     /* inside the window */
 	uint64_t abandoned;   /* retries cut off by the end of the run */
 	bench_hist hist;  /* latency of the ops in the window */
+	/* update-hot: the hot key's version before and after the run, the
+	 * increments acknowledged (whole run) and those of unknown outcome
+	 * (a timeout, a lost connection); hot_checked once it was read. */
+	bool hot_checked;
+	uint64_t hot_start;
+	uint64_t hot_final;
+	uint64_t hot_acked;
+	uint64_t hot_unknown;
 } bench_result;
 
 /* --- run state shared by the machines (bench_rpc.c) --- */

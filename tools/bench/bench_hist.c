@@ -152,6 +152,16 @@ bench_print_json(const bench_result *r)
 		fprintf(stderr, "datasync bench: cannot build the JSON result\n");
 		return rc;
 	}
+	/* update-hot: the figures of the no-lost-increment check. */
+	if (r->hot_checked && json_object_set_new(o, "increments",
+	    json_pack("{s:I, s:I, s:I, s:I}", "start", (json_int_t) r->hot_start,
+	    "final", (json_int_t) r->hot_final, "acknowledged",
+	    (json_int_t) r->hot_acked, "unknown",
+	    (json_int_t) r->hot_unknown)) != 0) {
+		fprintf(stderr, "datasync bench: cannot build the JSON result\n");
+		json_decref(o);
+		return rc;
+	}
 	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
 	    JSON_REAL_PRECISION(10));
 	if (text != NULL) {

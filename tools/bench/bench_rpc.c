@@ -795,9 +795,10 @@ bench_preload(bench_run *r)
 
 /* bench_check_hot verifies no increment was lost: the hot key's
  * version moved by exactly the successful updates (plus, at most, those
- * whose outcome is unknown). */
+ * whose outcome is unknown). It fills res's hot_ fields once the key
+ * was read. */
 static int
-bench_check_hot(bench_run *r, uint64_t start, bool json)
+bench_check_hot(bench_run *r, uint64_t start, bool json, bench_result *res)
 {
 	Datasync__V1__GetRequest req = DATASYNC__V1__GET_REQUEST__INIT;
 	Datasync__V1__GetResponse *resp = NULL;
@@ -818,6 +819,11 @@ bench_check_hot(bench_run *r, uint64_t start, bool json)
 	}
 	final = resp->record != NULL ? resp->record->version : 0;
 	datasync__v1__get_response__free_unpacked(resp, NULL);
+	res->hot_checked = true;
+	res->hot_start = start;
+	res->hot_final = final;
+	res->hot_acked = ok;
+	res->hot_unknown = unknown;
 	if (final < start + ok) {
 		fprintf(stderr, "datasync bench: LOST INCREMENTS on %s: start "
 		    "version %" PRIu64 " + %" PRIu64 " successful increments = %"
@@ -847,6 +853,7 @@ bench_service(const bench_opts *o)
 	nrpc_status st = {0};
 	const char *urls[1] = {o->url};
 	uint64_t hot_start = 0;
+	int hot_rc = BENCH_EXIT_OK;
 	int rc;
 
 	if ((rc = bench_run_init(&r, o)) != BENCH_EXIT_OK) {
@@ -880,9 +887,12 @@ bench_service(const bench_opts *o)
 	if (r.first_err[0] != '\0') {
 		fprintf(stderr, "bench: first error: %s\n", r.first_err);
 	}
+	/* The check first, so that the JSON result carries its figures. */
+	if (o->op == BENCH_OP_UPDATE_HOT && o->preload) {
+		hot_rc = bench_check_hot(&r, hot_start, o->json, res);
+	}
 	rc = bench_report(o, res);
-	if (o->op == BENCH_OP_UPDATE_HOT && o->preload &&
-	    bench_check_hot(&r, hot_start, o->json) != BENCH_EXIT_OK) {
+	if (hot_rc != BENCH_EXIT_OK) {
 		rc = BENCH_EXIT_ERROR;
 	}
 out:
