@@ -60,8 +60,9 @@ typedef struct cli_args {
 /* cli_run runs cmd and returns the process exit code. */
 int cli_run(const char *cmd, const cli_args *a);
 
-/* cli_bench_main runs `datasync bench ...` (argv[1] is "bench"), which has
- * flags of its own, and returns the process exit code (cli_bench.c). */
+/* cli_bench_main runs `datasync bench ...` (argv[1] is "bench") by exec-ing
+ * datasync-bench from this executable's directory with what follows; it
+ * returns only if that fails, with the exit code (cli_bench.c). */
 int cli_bench_main(int argc, char **argv);
 
 /* cli_usage_error prints "datasync: <msg>" and a hint; returns 2. */

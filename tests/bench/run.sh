@@ -21,10 +21,14 @@
 #     range, CAS txn) with the same wrk settings;
 #   - datasyncd's RSS at the end of a 256-in-flight run on 100,000 records;
 #   - datasyncd restarted with --durability normal: echo, update,
-#     update-hot and lock-cycle at 64 in flight over ipc://.
-# It prints one table, each figure with its ratio to its limit, and writes
-# it into BENCHMARKS.md between the markers (prose around them is kept)
-# and a throughput plot into docs/bench-throughput.png (gnuplot).
+#     update-hot and lock-cycle at 64 in flight over ipc://;
+#   - bytes datasyncd writes per lock cycle of a 1 MiB value
+#     (bytes_per_write.sh).
+# It prints issue 10's target table (each target with its limit measured
+# in this run, the ratio and met/MISSED) and one table of every point,
+# each figure with its ratio to its limit, and writes them into
+# BENCHMARKS.md between the markers (prose around them is kept) and a
+# throughput plot into docs/bench-throughput.png (gnuplot).
 #
 # Environment:
 #   BUILD_DIR            where datasyncd and datasync are (default build/)
@@ -36,10 +40,12 @@
 #   BENCH_RSS_KEYS       records for the RSS point (default 100000)
 #   BENCH_OUTPUT         markdown file to update (default BENCHMARKS.md)
 #   BENCH_PNG            plot (default docs/bench-throughput.png)
-#   BENCH_NO_ETCD=1      skip etcd even when installed
+#   BENCH_NO_ETCD=1      skip etcd (and do not install it)
+#   BENCH_BYTES_CYCLES   lock cycles for the bytes-per-write point (default 20)
 #   DS_KEEP_TMP=1        keep the temporary directory (logs, raw results)
 # Needs: jq, wrk (HTTP points are skipped without it), gnuplot (no plot
-# without it), etcd (etcd points skipped without it).
+# without it), etcd (Debian's etcd-server: installed here with apt-get
+# when missing and run as root; etcd points skipped without it).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,6 +72,24 @@ log() { echo "bench: $*" >&2; }
 command -v jq >/dev/null || die "jq is needed to read the results"
 HAVE_WRK=; command -v wrk >/dev/null && HAVE_WRK=1
 HAVE_GNUPLOT=; command -v gnuplot >/dev/null && HAVE_GNUPLOT=1
+# etcd is the limit of the gateway's PUT (issue 10: >= 3x etcd's JSON
+# gateway put): install Debian's package here when it is missing, as
+# nothing else in the project needs it (scripts/deps does not list it).
+if [[ -z ${BENCH_NO_ETCD:-} ]] && ! command -v etcd >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "etcd not installed: apt-get install etcd-server"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends etcd-server \
+        >/tmp/dsbench-apt.log 2>&1; then
+      apt-get update -q >>/tmp/dsbench-apt.log 2>&1 || true
+      apt-get install -y -q --no-install-recommends etcd-server \
+        >>/tmp/dsbench-apt.log 2>&1 ||
+        log "apt-get install etcd-server failed (see /tmp/dsbench-apt.log)"
+    fi
+  else
+    log "etcd not installed (Debian: apt-get install etcd-server)"
+  fi
+fi
 HAVE_ETCD=
 if [[ -z ${BENCH_NO_ETCD:-} ]] && command -v etcd >/dev/null; then
   HAVE_ETCD=1
@@ -206,7 +230,13 @@ ds_point() {
     record_failed "$name" "$tr" "$conc" "$dur" "$limit" "$target"
     return 0
   fi
-  if grep -q "LOST INCREMENTS\|EXTRA INCREMENTS" "$TMP/point.err"; then
+  # update-hot: the final version must be the start version plus the
+  # acknowledged increments (plus at most those of unknown outcome).
+  if grep -q "LOST INCREMENTS\|EXTRA INCREMENTS" "$TMP/point.err" ||
+     jq -e '.increments != null and (.increments.final <
+       .increments.start + .increments.acknowledged or .increments.final >
+       .increments.start + .increments.acknowledged + .increments.unknown)' \
+       >/dev/null <<<"$out"; then
     out=$(jq -c '. + {lost: true}' <<<"$out")
     log "  $(grep "INCREMENTS" "$TMP/point.err")"
   fi
@@ -261,6 +291,7 @@ COMMIT=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "?")
 log "results in $TMP; ${SECS}s per point"
 
 # --- nng: every op against the raw echo ------------------------------------
+SQLITE_B1_FULL="sqlite-update-b1|file|1|full"
 start_dsd
 start_servers
 for tr in ipc tcp; do
@@ -275,9 +306,11 @@ for tr in ipc tcp; do
       --op get --keys "$KEYS" --value-bytes "$VB"
     ds_point update "$tr" "$c" full "$lim" "${t:+ratio>=25}" --url "$url" \
       --op update --keys "$KEYS" --value-bytes "$VB"
-    ds_point update-hot "$tr" "$c" full "$lim" "${t:+ops>=5000}" --url "$url" \
-      --op update-hot --value-bytes "$VB"
-    ds_point lock-cycle "$tr" "$c" full "$lim" "${t:+ratio>=8}" --url "$url" \
+    # update-hot's limit is SQLite's one write per commit (measured
+    # below): a hot key commits at most once per batch.
+    ds_point update-hot "$tr" "$c" full "$SQLITE_B1_FULL" "${t:+ratio>=50}" \
+      --url "$url" --op update-hot --value-bytes "$VB"
+    ds_point lock-cycle "$tr" "$c" full "$lim" "${t:+ratio>=12}" --url "$url" \
       --op lock-cycle --keys "$KEYS" --value-bytes "$VB"
     ds_point mixed "$tr" "$c" full "$lim" "" --url "$url" --op mixed \
       --keys "$KEYS" --value-bytes "$VB"
@@ -357,11 +390,35 @@ ds_point echo ipc 64 normal "" "" --baseline echo --url "$ECHO_IPC" \
   --value-bytes "$VB"
 ds_point update ipc 64 normal "$lim" "ratio>=35" --url "$DS_IPC" --op update \
   --keys "$KEYS" --value-bytes "$VB"
-ds_point update-hot ipc 64 normal "$lim" "" --url "$DS_IPC" --op update-hot \
+ds_point update-hot ipc 64 normal "sqlite-update-b1|file|1|normal" "" \
+  --url "$DS_IPC" --op update-hot \
   --value-bytes "$VB"
 ds_point lock-cycle ipc 64 normal "$lim" "" --url "$DS_IPC" --op lock-cycle \
   --keys "$KEYS" --value-bytes "$VB"
 stop_pid "$DSD_PID"
+
+# --- bytes written per lock cycle of a 1 MiB value ----------------------------
+# bytes_per_write.sh starts its own datasyncd (durability full) and reads
+# wchar from /proc/PID/io around N lock cycles and N plain updates. Its
+# limit is the value itself: 1 MiB is what one write of it costs.
+BYTES_N=${BENCH_BYTES_CYCLES:-20}
+log "bytes written per lock cycle / update of a 1 MiB value ($BYTES_N each)"
+if BW_OUT=$(BUILD_DIR="$BUILD_DIR" bash "$HERE/bytes_per_write.sh" \
+    "$BYTES_N" 2>>"$TMP/bench.log"); then
+  log "  $(tr '\n' ';' <<<"$BW_OUT")"
+  BW_CYCLE=$(sed -n 's/^lock cycle (1 MiB value): \([0-9.]*\) MiB.*/\1/p' \
+    <<<"$BW_OUT")
+  BW_UPDATE=$(sed -n 's/^update *(1 MiB value): \([0-9.]*\) MiB.*/\1/p' \
+    <<<"$BW_OUT")
+  record bytes-lock-cycle ipc 1 full "" "mib<=3" \
+    "{\"kind\": \"bytes\", \"mib_per_op\": ${BW_CYCLE:-null}, \"ops\": $BYTES_N}"
+  record bytes-update ipc 1 full "" "" \
+    "{\"kind\": \"bytes\", \"mib_per_op\": ${BW_UPDATE:-null}, \"ops\": $BYTES_N}"
+else
+  log "  bytes_per_write.sh failed: see $TMP/bench.log"
+  record bytes-lock-cycle ipc 1 full "" "mib<=3" \
+    '{"kind": "bytes", "failed": true}'
+fi
 
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(( $(date +%s) - T_START ))
@@ -395,12 +452,14 @@ TABLE=$(jq -rs '
              else ">= \($v)/s" end) + " " + $ok
           ) | join(", "))
           + (if $row.lost then ", LOST INCREMENTS"
+             elif $row.increments != null then
+               ", final v\($row.increments.final) = v\($row.increments.start) + \($row.increments.acknowledged) acked, none lost"
              elif $row.name == "update-hot" then ", none lost"
              else "" end)
         end;
   "| benchmark | transport | in flight | durability | ops/s | p50 µs | p99 µs | p99.9 µs | errors | conflicts | limit | ratio | p99 ratio | target |",
   "|---|---|--:|---|--:|--:|--:|--:|--:|--:|---|--:|--:|---|",
-  (.[] | . as $row
+  (.[] | select(.kind != "bytes") | . as $row
    | ($by[$row.limit] // null) as $lim
    | if $row.failed then
        "| \($row.name) | \($row.transport) | \($row.conc) | \($row.dur) | FAILED | | | | | | | | | |"
@@ -416,8 +475,44 @@ TABLE=$(jq -rs '
        + " | " + check($row; $lim) + " |"
      end)
 ' "$RES")
+# Issue 10's targets: each row with its limit measured in this run.
+TARGETS=$(jq -rs '
+  def r1: if . == null then "?" else (. * 10 | round / 10 | tostring) end;
+  def r0: if . == null then "?" else (. | round | tostring) end;
+  def ok($b): if $b == null then "?" elif $b then "met" else "MISSED" end;
+  (map({key: .id, value: .}) | from_entries) as $by
+  | def pt($id): ($by[$id] // null) | if . == null or .failed then null else . end;
+    def ops($p): if $p == null then "FAILED or not run" else "\($p.ops_per_sec | r0)/s" end;
+    def pct($a; $b): if $a == null or $b == null then null
+                     else 100 * $a.ops_per_sec / $b.ops_per_sec end;
+  (pt("update|ipc|64|full")) as $upd
+  | (pt("get|ipc|64|full")) as $get
+  | (pt("update-hot|ipc|64|full")) as $hot
+  | (pt("lock-cycle|ipc|64|full")) as $lc
+  | (pt("echo|ipc|64|full")) as $echo
+  | (pt("sqlite-update-b1|file|1|full")) as $sq
+  | (pt("bytes-lock-cycle|ipc|1|full")) as $bw
+  | (pt("gateway-put|http|64|full")) as $gp
+  | (pt("etcd-put|http|64|full")) as $ep
+  | pct($upd; $echo) as $u | pct($get; $echo) as $g | pct($hot; $sq) as $h
+  | pct($lc; $echo) as $l | pct($gp; $ep) as $p
+  | (if $get == null or $echo == null then null
+     else $get.p99_us / $echo.p99_us end) as $g99
+  | ($hot != null and ($hot.lost | not) and $hot.increments != null
+     and $hot.increments.final == $hot.increments.start + $hot.increments.acknowledged) as $nolost
+  | "| what (ipc, 64 in flight, durability full) | datasync | limit, same run | ratio | target | result |",
+    "|---|--:|---|--:|---|---|",
+    "| Update (CAS, random keys) | \(ops($upd)) | raw echo \(ops($echo)) | \($u | r1) % | >= 25 % (stretch 35 %) | \(ok(if $u == null then null else $u >= 25 end))\(if $u != null and $u >= 35 then ", stretch met" else "" end) |",
+    "| Get | \(ops($get)), p99 \($get.p99_us | r0) µs | raw echo \(ops($echo)), p99 \($echo.p99_us | r0) µs | \($g | r1) %, p99 \($g99 | . * 100 | round / 100 | tostring)x | >= 50 %, p99 <= 2x | \(ok(if $g == null then null else $g >= 50 end)), p99 \(ok(if $g99 == null then null else $g99 <= 2 end)) |",
+    "| update-hot (64 CAS clients, one key) | \(ops($hot)) | SQLite one write per commit \(ops($sq)) | \($h | r1) % | >= 50 %, no increment lost | \(ok(if $h == null then null else $h >= 50 end)); \(if $hot == null then "?" elif $nolost then "none lost (final v\($hot.increments.final) = v\($hot.increments.start) + \($hot.increments.acknowledged) acknowledged)" else "LOST INCREMENTS" end) |",
+    "| lock-cycle | \(ops($lc)) | raw echo \(ops($echo)) | \($l | r1) % | >= 12 % | \(ok(if $l == null then null else $l >= 12 end)) |",
+    "| bytes written per lock cycle of a 1 MiB value | \(if $bw == null then "FAILED" else "\($bw.mib_per_op) MiB" end) | the value, 1 MiB | \(if $bw == null then "?" else "\($bw.mib_per_op)x" end) | <= 3 MiB | \(ok(if $bw == null then null else $bw.mib_per_op <= 3 end)) |",
+    "| gateway PUT with If-Match, 64 connections (http) | \(ops($gp)) | etcd JSON gateway put \(ops($ep)) | \(if $p == null then "?" else ($p / 100 | . * 100 | round / 100 | tostring) + "x" end) | >= 3x | \(ok(if $p == null then null else $p >= 300 end)) |"
+' "$RES")
 RSS_LINE="datasyncd RSS at the end of the 256-in-flight mixed run on $RSS_KEYS records: $(( ${RSS_END:-0} / 1024 )) MiB (peak $(( ${RSS_HWM:-0} / 1024 )) MiB); target <= 64 MiB: $( (( ${RSS_END:-0} <= 65536 )) && echo met || echo MISSED)"
 
+echo
+echo "$TARGETS"
 echo
 echo "$TABLE"
 echo
@@ -470,6 +565,12 @@ GEN=$TMP/generated.md
   echo "Command: \`BENCH_SECONDS=$SECS tests/bench/run.sh\` (${SECS} s per"
   echo "point, ${WARM} s warmup for nng points, $KEYS keys, $VB-byte values)."
   echo
+  echo "Issue 10's targets, each against its limit in this run:"
+  echo
+  echo "$TARGETS"
+  echo
+  echo "Every point:"
+  echo
   echo "$TABLE"
   echo
   echo "$RSS_LINE."
@@ -508,9 +609,10 @@ How to read the table:
   update counts once however many VERSION_CONFLICT retries it needed; a
   lock cycle (Lock, Update with the token, Unlock) counts once; for the
   SQLite rows it is updates (or reads) per second.
-- **limit / ratio**: Get, Update, update-hot, lock-cycle and mixed are
-  compared with the raw echo at the same transport and concurrency
-  (measured just before them); the gateway's GET with libmicrohttpd's
+- **limit / ratio**: Get, Update, lock-cycle and mixed are compared with
+  the raw echo at the same transport and concurrency (measured just
+  before them); update-hot with SQLite's one write per commit (the
+  sqlite-update-b1 row of the same durability); the gateway's GET with libmicrohttpd's
   bare handler, its If-Match PUT with etcd's put, its lock cycles with etcd's
   CAS txn, at the same connection count.
 - **update** is a CAS on a random key with a client-side version cache:
