@@ -10,6 +10,10 @@
  *     --(nrpc_call_finish, any thread: pack reply into the request's own
  *     nng_msg)--> send --(callback)--> recv ...
  *
+ * With inline_handlers there is no worker queue: the receive callback
+ * runs the handler itself (srv_call_run) with the calling nng thread's
+ * own worker state (srv_inline_state).
+ *
  * Errors found in the receive callback (malformed, unknown method, too
  * large, overloaded, shutting down) are answered from the callback itself
  * without touching a worker. A context carries one call at a time, so the
@@ -30,16 +34,12 @@
  * - nng 1.5.2's nng_close() does not wait for a thread that is inside
  *   nng_ctx_send/nng_ctx_recv on one of the socket's contexts (the
  *   context is then finalised after the socket: a use-after-free inside
- *   nng). Every such call is therefore bracketed by srv_nng_enter/leave,
+ *   nng). Every such call is therefore bracketed by nrpc_nng_enter/leave,
  *   and stop closes the socket only once no thread is inside and none can
  *   enter;
  * - threads that finish work touch the server last with one atomic
  *   decrement, and stop polls those counters, so a finishing thread never
  *   touches memory stop has freed.
- *
- * Moving cheap handlers onto the callback (no worker hand-off) later only
- * means calling srv_call_run() from srv_ctx_recv_done() instead of
- * nrpc_pool_push(); nothing else assumes the handler runs on a worker.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -405,26 +405,6 @@ srv_calls_done(nrpc_server *srv)
 	atomic_fetch_sub(&srv->n_calls, 1);
 }
 
-/* srv_nng_enter admits a thread into nng_ctx_send/recv; false once the
- * socket is closing. seq_cst on both sides: either stop sees this thread
- * inside, or this thread sees stop's flag. */
-static bool
-srv_nng_enter(nrpc_server *srv)
-{
-	atomic_fetch_add(&srv->n_nng, 1);
-	if (atomic_load(&srv->nng_closing)) {
-		atomic_fetch_sub(&srv->n_nng, 1);
-		return false;
-	}
-	return true;
-}
-
-static void
-srv_nng_leave(nrpc_server *srv)
-{
-	atomic_fetch_sub(&srv->n_nng, 1);
-}
-
 /* --- requests in flight per connection --- */
 
 static size_t
@@ -540,14 +520,14 @@ srv_ctx_recv(srv_ctx *sc)
 {
 	nrpc_server *srv = sc->call.srv;
 
-	if (!srv_nng_enter(srv)) {
+	if (!nrpc_nng_enter(&srv->n_nng, &srv->nng_closing)) {
 		srv_ctx_retire(sc);
 		return;
 	}
 	sc->phase = SRV_PHASE_RECV;
 	nng_aio_set_timeout(sc->aio, NNG_DURATION_INFINITE);
 	nng_ctx_recv(sc->ctx, sc->aio);
-	srv_nng_leave(srv);
+	nrpc_nng_leave(&srv->n_nng);
 }
 
 /* srv_call_complete hands the packed reply back: to nng for a context,
@@ -568,7 +548,7 @@ srv_call_complete(nrpc_call *call)
 			srv_pipe_done(srv, call);
 			atomic_fetch_sub(&srv->stats.in_flight, 1);
 			srv_ctx_recv(sc);
-		} else if (!srv_nng_enter(srv)) {
+		} else if (!nrpc_nng_enter(&srv->n_nng, &srv->nng_closing)) {
 			/* Stopped after the grace: the reply is dropped. */
 			nng_msg_free(msg);
 			srv_pipe_done(srv, call);
@@ -579,7 +559,7 @@ srv_call_complete(nrpc_call *call)
 			nng_aio_set_msg(sc->aio, msg);
 			nng_aio_set_timeout(sc->aio, NRPC_SEND_TIMEOUT_MS);
 			nng_ctx_send(sc->ctx, sc->aio);
-			srv_nng_leave(srv);
+			nrpc_nng_leave(&srv->n_nng);
 		}
 		/* sc may be serving its next request by now. */
 	} else {

@@ -279,6 +279,36 @@ bool nrpc_pool_push(nrpc_pool *p, void *item);
  * never started is a no-op. */
 void nrpc_pool_stop(nrpc_pool *p);
 
+/* --- threads inside nng (nng 1.5.2), for the server and the client --- */
+
+/* nng 1.5.2's nng_close() does not wait for a thread that is still inside
+ * nng_ctx_send/nng_ctx_recv/nng_ctx_open on one of the socket's contexts:
+ * the context is then finalised after the socket, a use-after-free inside
+ * nng. Every such call is bracketed by nrpc_nng_enter/nrpc_nng_leave on
+ * the socket owner's counter *inside; the closer sets *closing, waits for
+ * *inside to reach zero, and only then closes the socket.
+ *
+ * nrpc_nng_enter admits the calling thread; false once *closing is set
+ * (the thread must then not call nng). seq_cst on both sides: either the
+ * closer sees this thread inside, or this thread sees the closer's flag. */
+static inline bool
+nrpc_nng_enter(atomic_uint *inside, atomic_bool *closing)
+{
+	atomic_fetch_add(inside, 1);
+	if (atomic_load(closing)) {
+		atomic_fetch_sub(inside, 1);
+		return false;
+	}
+	return true;
+}
+
+/* nrpc_nng_leave: the thread admitted by nrpc_nng_enter is out of nng. */
+static inline void
+nrpc_nng_leave(atomic_uint *inside)
+{
+	atomic_fetch_sub(inside, 1);
+}
+
 /* --- the server: nrpc_server.c, nrpc_call.c, nrpc_watchdog.c --- */
 
 typedef struct srv_service {
