@@ -221,7 +221,8 @@ void nrpc_status_vset(nrpc_status *st, nrpc_code code, const char *reason,
     const char *field, const char *fmt, va_list ap);
 
 /* nrpc_status_move overwrites dst with src, transferring the detail, and
- * leaves src zeroed. */
+ * leaves src zeroed. Like nrpc_status_set it frees the detail dst held:
+ * dst must be zeroed or hold a status. */
 void nrpc_status_move(nrpc_status *dst, nrpc_status *src);
 
 /* --- worker pool --- */
