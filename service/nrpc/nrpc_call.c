@@ -11,7 +11,7 @@
  *     nng_msg)--> send --(callback)--> recv ...
  *
  * With inline_handlers there is no worker queue: the receive callback
- * runs the handler itself (srv_call_run) with the calling nng thread's
+ * runs the handler itself (nrpc_srv_call_run) with the calling nng thread's
  * own worker state (srv_inline_state).
  *
  * Errors found in the receive callback (malformed, unknown method, too
@@ -104,9 +104,9 @@ out:
 	return ok;
 }
 
-/* srv_inline_fini releases every inline worker state (server stopped). */
+/* nrpc_srv_inline_fini releases every inline worker state (server stopped). */
 void
-srv_inline_fini(nrpc_server *srv)
+nrpc_srv_inline_fini(nrpc_server *srv)
 {
 	pthread_mutex_lock(&srv->inl_mtx);
 	for (size_t i = 0; i < srv->n_inl; i++) {
@@ -227,7 +227,8 @@ srv_call_begin(nrpc_call *call, int64_t now)
 	if (strcmp(env->method, NRPC_PING_METHOD) == 0) {
 		goto answer; /* st is OK: an empty, successful reply */
 	}
-	if ((sm = srv_find(srv, env->method, strlen(env->method))) == NULL) {
+	if ((sm = nrpc_srv_find(srv, env->method,
+	         strlen(env->method))) == NULL) {
 		char name[NRPC_MAX_METHOD_BYTES + 1];
 
 		atomic_fetch_add(&srv->stats.unimplemented, 1);
@@ -252,10 +253,10 @@ answer:
 	return false;
 }
 
-/* srv_call_run runs a decoded call: the worker side of the pool, and the
+/* nrpc_srv_call_run runs a decoded call: the worker side of the pool, and the
  * inline path of nrpc_server_process. */
 void
-srv_call_run(void *item, void *wstate, void *arg)
+nrpc_srv_call_run(void *item, void *wstate, void *arg)
 {
 	nrpc_call *call = item;
 	nrpc_server *srv = call->srv;
@@ -516,7 +517,7 @@ srv_pipe_admit(nrpc_server *srv, nrpc_call *call)
 }
 
 void
-srv_ctx_recv(srv_ctx *sc)
+nrpc_srv_ctx_recv(srv_ctx *sc)
 {
 	nrpc_server *srv = sc->call.srv;
 
@@ -547,7 +548,7 @@ srv_call_complete(nrpc_call *call)
 		if (msg == NULL) {
 			srv_pipe_done(srv, call);
 			atomic_fetch_sub(&srv->stats.in_flight, 1);
-			srv_ctx_recv(sc);
+			nrpc_srv_ctx_recv(sc);
 		} else if (!nrpc_nng_enter(&srv->n_nng, &srv->nng_closing)) {
 			/* Stopped after the grace: the reply is dropped. */
 			nng_msg_free(msg);
@@ -605,7 +606,7 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 		 * treat it as transient rather than lose the context. */
 		ds_log(DS_LOG_WARN, "nrpc", "receive failed: %s",
 		    nng_strerror(rv));
-		srv_ctx_recv(sc);
+		nrpc_srv_ctx_recv(sc);
 		return;
 	}
 	call->msg = nng_aio_get_msg(sc->aio);
@@ -613,7 +614,7 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 	if (!srv_pipe_admit(srv, call)) {
 		nng_msg_free(call->msg);
 		call->msg = NULL;
-		srv_ctx_recv(sc);
+		nrpc_srv_ctx_recv(sc);
 		return;
 	}
 	atomic_fetch_add(&srv->stats.received, 1);
@@ -631,7 +632,7 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 		/* Stopping: answered SHUTTING_DOWN without a worker state,
 		 * whose worker_init may use what the service already freed
 		 * (a stop whose nng_close was abandoned still receives). */
-		srv_call_run(call, NULL, srv);
+		nrpc_srv_call_run(call, NULL, srv);
 		return;
 	}
 	if (srv->inline_handlers) {
@@ -645,7 +646,7 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 			srv_call_answer(call, &st);
 			return;
 		}
-		srv_call_run(call, ws, srv);
+		nrpc_srv_call_run(call, ws, srv);
 		return;
 	}
 	if (!nrpc_pool_push(&srv->pool, call)) {
@@ -691,11 +692,11 @@ srv_ctx_send_done(srv_ctx *sc, int rv)
 	} else {
 		atomic_fetch_add(&srv->stats.replied, 1);
 	}
-	srv_ctx_recv(sc);
+	nrpc_srv_ctx_recv(sc);
 }
 
 void
-srv_ctx_cb(void *arg)
+nrpc_srv_ctx_cb(void *arg)
 {
 	srv_ctx *sc = arg;
 	int rv = nng_aio_result(sc->aio);
@@ -747,7 +748,7 @@ nrpc_server_process(nrpc_server *srv, const uint8_t *buf, size_t len,
 			    NULL, "cannot set up this thread's worker state");
 			srv_call_answer(&dt->call, &st);
 		} else {
-			srv_call_run(&dt->call, ws, srv);
+			nrpc_srv_call_run(&dt->call, ws, srv);
 		}
 	}
 	pthread_mutex_lock(&dt->mtx);

@@ -462,26 +462,26 @@ struct nrpc_server {
 	} stats;
 };
 
-/* nrpc_server.c: srv_find looks name[0..len) up in the server's method
- * table; NULL when no service registered it. */
-const srv_method *srv_find(const nrpc_server *srv, const char *name,
+/* nrpc_server.c: nrpc_srv_find looks name[0..len) up in the server's
+ * method table; NULL when no service registered it. */
+const srv_method *nrpc_srv_find(const nrpc_server *srv, const char *name,
     size_t len);
 
 /* nrpc_call.c: the pool's run function (and the inline path), a context's
  * first receive and its aio callback, and the release of every inline
  * worker state once the server has stopped. */
-void srv_call_run(void *item, void *wstate, void *arg);
-void srv_ctx_recv(srv_ctx *sc);
-void srv_ctx_cb(void *arg);
-void srv_inline_fini(nrpc_server *srv);
+void nrpc_srv_call_run(void *item, void *wstate, void *arg);
+void nrpc_srv_ctx_recv(srv_ctx *sc);
+void nrpc_srv_ctx_cb(void *arg);
+void nrpc_srv_inline_fini(nrpc_server *srv);
 
 /* nrpc_watchdog.c: whether any URL needs the watchdog, its thread, its
  * stop (before the socket closes), and an absolute time ms from now on
  * clock clk for a timed wait. */
-bool srv_dog_needed(const nrpc_server *srv);
-void *srv_dog_main(void *arg);
-void srv_dog_stop(nrpc_server *srv);
-void srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts);
+bool nrpc_srv_dog_needed(const nrpc_server *srv);
+void *nrpc_srv_dog_main(void *arg);
+void nrpc_srv_dog_stop(nrpc_server *srv);
+void nrpc_srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts);
 
 /* --- the server's request path without sockets --- */
 

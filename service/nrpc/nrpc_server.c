@@ -195,7 +195,7 @@ srv_method_cmp(const void *va, const void *vb)
 }
 
 const srv_method *
-srv_find(const nrpc_server *srv, const char *name, size_t len)
+nrpc_srv_find(const nrpc_server *srv, const char *name, size_t len)
 {
 	size_t lo = 0;
 	size_t hi = srv->n_methods;
@@ -279,7 +279,7 @@ nrpc_server_add_service(nrpc_server *srv, const nrpc_service_desc *desc,
 			    NRPC_MAX_METHOD_BYTES);
 			return NRPC_INVALID_ARGUMENT;
 		}
-		if (srv_find(srv, m->full_name, len) != NULL ||
+		if (nrpc_srv_find(srv, m->full_name, len) != NULL ||
 		    nrpc_service_find_method(desc, m->full_name, len) != m) {
 			nrpc_status_set(st, NRPC_ALREADY_EXISTS,
 			    "ALREADY_EXISTS", "methods",
@@ -376,7 +376,7 @@ srv_close_socket(nrpc_server *srv)
 		(void) nng_close(srv->sock); /* unbounded, but closed */
 		return true;
 	}
-	srv_abstime(CLOCK_MONOTONIC, NRPC_CLOSE_TIMEOUT_MS, &ts);
+	nrpc_srv_abstime(CLOCK_MONOTONIC, NRPC_CLOSE_TIMEOUT_MS, &ts);
 	if (pthread_clockjoin_np(t, NULL, CLOCK_MONOTONIC, &ts) != 0) {
 		(void) pthread_detach(t);
 		return false;
@@ -445,7 +445,7 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 		sc->call.sc = sc;
 		sc->call.deadline_ms = INT64_MAX;
 		nrpc_arena_init(&sc->call.arena, srv->max_decoded);
-		if ((rv = nng_aio_alloc(&sc->aio, srv_ctx_cb, sc)) != 0) {
+		if ((rv = nng_aio_alloc(&sc->aio, nrpc_srv_ctx_cb, sc)) != 0) {
 			rc = srv_nng_error(st, rv, "cannot allocate an aio");
 			goto fail_ctxs;
 		}
@@ -458,7 +458,7 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 	/* Inline handlers run on nng's threads: a pool would idle. */
 	if (!srv->inline_handlers &&
 	    (rc = nrpc_pool_start(&srv->pool, srv->workers, srv->max_queue,
-	         srv_call_run, srv, srv->worker_init, srv->worker_fini,
+	         nrpc_srv_call_run, srv, srv->worker_init, srv->worker_fini,
 	         srv->worker_arg, st)) != NRPC_OK) {
 		goto fail_ctxs;
 	}
@@ -487,12 +487,13 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 	pthread_mutex_unlock(&srv->mtx);
 	atomic_store(&srv->n_live, srv->n_ctx);
 	for (i = 0; i < srv->n_ctx; i++) {
-		srv_ctx_recv(&srv->ctxs[i]);
+		nrpc_srv_ctx_recv(&srv->ctxs[i]);
 	}
-	if (srv->check_ms > 0 && srv_dog_needed(srv)) {
+	if (srv->check_ms > 0 && nrpc_srv_dog_needed(srv)) {
 		/* Without a watchdog the server still works; it just loses the
 		 * defence against nng #1518. */
-		if (pthread_create(&srv->dog, NULL, srv_dog_main, srv) == 0) {
+		if (pthread_create(&srv->dog, NULL, nrpc_srv_dog_main, srv) ==
+		    0) {
 			srv->dog_started = true;
 		} else {
 			ds_log(DS_LOG_WARN, "nrpc",
@@ -506,7 +507,7 @@ fail_pool:
 	 * and the listeners that did start are gone before workers stop. */
 	(void) nng_close(srv->sock); /* ECLOSED only if already closed */
 	nrpc_pool_stop(&srv->pool);
-	srv_inline_fini(srv);
+	nrpc_srv_inline_fini(srv);
 	srv_ctxs_free(srv);
 	return rc;
 fail_ctxs:
@@ -557,7 +558,7 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 		grace_ms = 0;
 	}
 	deadline = ds_clock_now_ms(mono) + grace_ms;
-	srv_dog_stop(srv);
+	nrpc_srv_dog_stop(srv);
 	atomic_store(&srv->draining, true);
 	while (atomic_load(&srv->n_calls) > 0 &&
 	    ds_clock_now_ms(mono) < deadline) {
@@ -594,7 +595,7 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 		srv_sleep_ms(1);
 	}
 	nrpc_pool_stop(&srv->pool);
-	srv_inline_fini(srv);
+	nrpc_srv_inline_fini(srv);
 	if (closed) {
 		srv_ctxs_free(srv);
 	}
@@ -614,7 +615,7 @@ nrpc_server_destroy(nrpc_server *srv)
 		return; /* see srv_close_socket */
 	}
 	/* States made by nrpc_server_process on a server never started. */
-	srv_inline_fini(srv);
+	nrpc_srv_inline_fini(srv);
 	srv_free(srv);
 }
 

@@ -24,7 +24,7 @@ srv_url_streams(const char *url)
 }
 
 bool
-srv_dog_needed(const nrpc_server *srv)
+nrpc_srv_dog_needed(const nrpc_server *srv)
 {
 	for (size_t u = 0; u < srv->n_urls; u++) {
 		if (srv_url_streams(srv->urls[u])) {
@@ -56,9 +56,9 @@ srv_probe(const char *url)
 	       NRPC_PROBE_NO_ANSWER;
 }
 
-/* srv_abstime sets *ts to ms from now on clock clk, for a timed wait. */
+/* nrpc_srv_abstime sets *ts to ms from now on clock clk, for a timed wait. */
 void
-srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts)
+nrpc_srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts)
 {
 	(void) clock_gettime(clk, ts);
 	ts->tv_sec += ms / 1000;
@@ -76,7 +76,7 @@ srv_dog_wait(nrpc_server *srv, int64_t ms)
 	struct timespec ts;
 	bool stop;
 
-	srv_abstime(CLOCK_REALTIME, ms, &ts);
+	nrpc_srv_abstime(CLOCK_REALTIME, ms, &ts);
 	pthread_mutex_lock(&srv->dog_mtx);
 	while (!srv->dog_stop &&
 	    pthread_cond_timedwait(&srv->dog_cv, &srv->dog_mtx, &ts) == 0) {
@@ -94,7 +94,7 @@ srv_saturated(nrpc_server *srv)
 }
 
 void *
-srv_dog_main(void *arg)
+nrpc_srv_dog_main(void *arg)
 {
 	nrpc_server *srv = arg;
 	unsigned *misses = ds_calloc(srv->n_urls, sizeof(*misses));
@@ -148,9 +148,9 @@ srv_dog_main(void *arg)
 	return NULL;
 }
 
-/* srv_dog_stop stops the watchdog before the socket closes. */
+/* nrpc_srv_dog_stop stops the watchdog before the socket closes. */
 void
-srv_dog_stop(nrpc_server *srv)
+nrpc_srv_dog_stop(nrpc_server *srv)
 {
 	if (!srv->dog_started) {
 		return;
