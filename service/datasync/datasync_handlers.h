@@ -2,17 +2,22 @@
  * datasync_handlers.h - the DataSync service: request message -> store
  * call -> response message, and store errors -> nrpc status.
  *
- * Reads (Get, List) run with a store read connection per thread (WAL
- * snapshots, never blocked by the writer). A point Get of the current
- * version (a cached read, ~2 us) runs where the handler runs, which may be
- * an nng task thread (inline_handlers). A List and a Get of an older
- * version may read many or cold pages; with a reader pool (config.readers)
- * they run on its threads instead, so nng's shared task threads (which
- * also carry the gateway and every aio callback) never wait on the disk.
- * Writes (Update, Delete, Lock, Unlock) are validated on the worker, then
- * handed to one writer thread that applies everything waiting in one
- * store_apply_batch() transaction (group commit) and answers each call
- * only after the batch is on disk.
+ * Where handlers run is the server's choice: by default (main.c, no
+ * --workers) inline on nng's task threads (nrpc inline_handlers), with
+ * --workers N on nrpc's worker pool. Either way each such thread has its
+ * own store read connection (dsh_worker_init: WAL snapshots, never
+ * blocked by the writer).
+ * - A point Get of the current version (a cached read, ~2 us) runs right
+ *   there, on the handler's thread.
+ * - A List and a Get of an older version may read many or cold pages:
+ *   with a reader pool (config.readers, dsh_readers.c; main.c starts one
+ *   by default, none with --workers) they run on its threads instead, so
+ *   nng's shared task threads (which also carry the gateway and every aio
+ *   callback) never wait on the disk.
+ * - Writes (Update, Delete, Lock, Unlock) are validated on the handler's
+ *   thread, then handed to one writer thread that applies everything
+ *   waiting in one store_apply_batch() transaction (group commit) and
+ *   answers each call only after the batch is on disk.
  *
  * Wiring (service/main.c does this):
  *   dsh_service_create(store)          starts the writer (and readers)

@@ -76,14 +76,11 @@ const nrpc_method *
 gw_find_method(const gw_core *core, const char *name, size_t len)
 {
 	for (size_t s = 0; s < core->n_services; s++) {
-		const nrpc_service_desc *svc = core->services[s];
+		const nrpc_method *m =
+		    nrpc_service_find_method(core->services[s], name, len);
 
-		for (size_t i = 0; svc != NULL && i < svc->n_methods; i++) {
-			const char *fn = svc->methods[i].full_name;
-
-			if (strlen(fn) == len && memcmp(fn, name, len) == 0) {
-				return &svc->methods[i];
-			}
+		if (m != NULL) {
+			return m;
 		}
 	}
 	return NULL;

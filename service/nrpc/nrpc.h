@@ -435,8 +435,10 @@ typedef struct nrpc_call_opts {
  * *resp is the decoded response (owned; protobuf_c_message_free_unpacked
  * with NULL allocator) and st->code == NRPC_OK. On failure *resp is
  * untouched and st holds the status (detail included; nrpc_status_fini).
- * st is an out-parameter: it is overwritten, never read, so a detail it
- * held before is not freed; st may be NULL. Transport failures map to
+ * st may be NULL; otherwise, as for nrpc_status_set, it must be zeroed or
+ * hold a status, and a detail it held before is freed when it is
+ * overwritten (a caller may reuse one status across calls). Transport
+ * failures map to
  * UNAVAILABLE, deadlines to DEADLINE_EXCEEDED (reason
  * "DEADLINE_EXCEEDED"), client close to CANCELLED, undecodable replies to
  * INTERNAL (reason "MALFORMED_REPLY"). Returns the status code.
@@ -464,7 +466,8 @@ typedef void (*nrpc_done_fn)(nrpc_fnptr user_cb, void *user_arg,
  * returns at once. done(user_cb, user_arg, resp, st) runs later on an nng
  * thread (possibly before this function returns). Returns NRPC_OK when
  * the call was started (done will run), or an error code when it could
- * not be (done will not run; st, if not NULL, is overwritten with why).
+ * not be (done will not run; st, if not NULL, is set to why, freeing
+ * the detail it held as nrpc_client_call does).
  * Thread-safe, and may be called from within a done callback. */
 nrpc_code nrpc_client_call_async(nrpc_client *c, const nrpc_method *m,
     const ProtobufCMessage *req, const nrpc_call_opts *opts,

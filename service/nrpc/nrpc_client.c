@@ -1,14 +1,14 @@
 /*
  * nrpc_client.c - the RPC client: one REQ socket, a context per call.
  *
- * A call is an nng context and an aio (a cli_call) taken from a free list
+ * A call is an nng context and an aio (an nrpc_cli_call) taken from a free list
  * and driven by one callback through two operations: send the envelope,
  * then receive the reply. Both carry the call's remaining time as the aio
  * timeout, so the deadline covers waiting for a connection too. The
  * callback decodes the reply and runs the caller's completion; the
  * blocking call is the same machinery plus a condition variable.
  *
- * cli_calls are never freed while the client lives: an aio cannot be
+ * nrpc_cli_calls are never freed while the client lives: an aio cannot be
  * freed from its own callback, which is where a call ends. The free list
  * therefore grows to the peak number of concurrent calls and is freed by
  * nrpc_client_close.
@@ -24,8 +24,8 @@
  * run on another thread before that call returns, and its owner may close
  * the client at once): the context is then finalised after the socket, a
  * use-after-free inside nng. Every such call is bracketed by
- * cli_nng_enter/leave, and close refuses new entries and waits for the
- * threads inside to leave before it closes the socket.
+ * nrpc_nng_enter/leave (nrpc_int.h), and close refuses new entries and
+ * waits for the threads inside to leave before it closes the socket.
  */
 #include <time.h>
 #include <inttypes.h>
@@ -44,21 +44,21 @@
 
 /* Length of a generated request id: 16 hex digits of random prefix and 16
  * of counter. */
-#define CLI_REQUEST_ID_LEN 32
+#define NRPC_CLI_REQUEST_ID_LEN 32
 
-/* cli_wait: a blocking caller waiting for its call. */
-typedef struct cli_wait {
+/* nrpc_cli_wait: a blocking caller waiting for its call. */
+typedef struct nrpc_cli_wait {
 	pthread_mutex_t mtx;
 	pthread_cond_t cv;
 	bool done;              /* guarded by mtx */
 	ProtobufCMessage *resp; /* owned, handed to the caller */
 	nrpc_status st;         /* detail owned, handed to the caller */
-} cli_wait;
+} nrpc_cli_wait;
 
-typedef struct cli_call cli_call;
-struct cli_call {
+typedef struct nrpc_cli_call nrpc_cli_call;
+struct nrpc_cli_call {
 	nrpc_client *c;
-	cli_call *next;          /* free list link */
+	nrpc_cli_call *next;     /* free list link */
 	nng_ctx ctx;
 	nng_aio *aio;            /* owned */
 	bool sending;            /* phase of the operation on aio */
@@ -67,7 +67,7 @@ struct cli_call {
 	nrpc_done_fn done;       /* async completion, or NULL ... */
 	nrpc_fnptr user_cb;
 	void *user_arg;
-	cli_wait *wait;          /* ... the blocking caller */
+	nrpc_cli_wait *wait;     /* ... the blocking caller */
 };
 
 struct nrpc_client {
@@ -81,16 +81,16 @@ struct nrpc_client {
 
 	pthread_mutex_t mtx;    /* guards free, n_inflight */
 	pthread_cond_t cv;      /* close waits for n_inflight == 0 */
-	cli_call *free;
+	nrpc_cli_call *free;
 	size_t n_inflight;
 	atomic_bool closing;    /* set once by close; read anywhere */
 	atomic_uint n_nng;      /* threads inside nng_ctx_* calls */
 };
 
-/* cli_in_callback is true on a thread while it runs an nrpc client
+/* nrpc_cli_in_callback is true on a thread while it runs an nrpc client
  * completion: a blocking call there could wait for a reply that needs
  * the very thread it blocks. */
-static _Thread_local bool cli_in_callback;
+static _Thread_local bool nrpc_cli_in_callback;
 
 /* --- configuration --- */
 
@@ -103,7 +103,7 @@ nrpc_client_config_default(nrpc_client_config *cfg)
 }
 
 static nrpc_code
-cli_bad(nrpc_status *st, const char *reason, const char *field,
+nrpc_cli_bad(nrpc_status *st, const char *reason, const char *field,
     const char *msg)
 {
 	nrpc_status_set(st, NRPC_INVALID_ARGUMENT, reason, field, "%s", msg);
@@ -111,9 +111,9 @@ cli_bad(nrpc_status *st, const char *reason, const char *field,
 }
 
 static void
-cli_free(nrpc_client *c)
+nrpc_cli_free(nrpc_client *c)
 {
-	cli_call *cc;
+	nrpc_cli_call *cc;
 
 	while ((cc = c->free) != NULL) {
 		c->free = cc->next;
@@ -137,20 +137,20 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 	int rv;
 
 	if (cfg == NULL || out == NULL) {
-		return cli_bad(st, "INVALID_ARGUMENT", NULL,
+		return nrpc_cli_bad(st, "INVALID_ARGUMENT", NULL,
 		    "nrpc_client_open: NULL argument");
 	}
 	if (cfg->n_urls == 0 || cfg->urls == NULL) {
-		return cli_bad(st, "INVALID_ARGUMENT", "urls",
+		return nrpc_cli_bad(st, "INVALID_ARGUMENT", "urls",
 		    "urls: at least one URL is required");
 	}
 	if (cfg->timeout_ms < 0 || cfg->resend_ms < 0) {
-		return cli_bad(st, "INVALID_ARGUMENT",
+		return nrpc_cli_bad(st, "INVALID_ARGUMENT",
 		    cfg->timeout_ms < 0 ? "timeout_ms" : "resend_ms",
 		    "timeout_ms and resend_ms must not be negative");
 	}
 	if (cfg->timeout_ms > INT32_MAX || cfg->resend_ms > INT32_MAX) {
-		return cli_bad(st, "INVALID_ARGUMENT",
+		return nrpc_cli_bad(st, "INVALID_ARGUMENT",
 		    cfg->timeout_ms > INT32_MAX ? "timeout_ms" : "resend_ms",
 		    "timeout_ms and resend_ms must fit nng's 31-bit durations");
 	}
@@ -172,7 +172,7 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 	}
 	for (size_t i = 0; i < cfg->n_urls; i++) {
 		if (cfg->urls[i] == NULL) {
-			return cli_bad(st, "INVALID_ARGUMENT", "urls",
+			return nrpc_cli_bad(st, "INVALID_ARGUMENT", "urls",
 			    "urls: NULL entry");
 		}
 	}
@@ -203,7 +203,7 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 		    NRPC_INTERNAL, "INTERNAL", NULL, "cannot open REQ socket: %s",
 		    nng_strerror(rv));
 		rc = rv == NNG_ENOMEM ? NRPC_RESOURCE_EXHAUSTED : NRPC_INTERNAL;
-		cli_free(c);
+		nrpc_cli_free(c);
 		return rc;
 	}
 	if ((rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ,
@@ -213,7 +213,7 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 		nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
 		    "cannot configure REQ socket: %s", nng_strerror(rv));
 		(void) nng_close(c->sock); /* fresh socket: cannot fail */
-		cli_free(c);
+		nrpc_cli_free(c);
 		return NRPC_INTERNAL;
 	}
 	for (size_t i = 0; i < cfg->n_urls; i++) {
@@ -228,7 +228,7 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 			    "DIAL_FAILED", "urls", "cannot dial %s: %s",
 			    cfg->urls[i], nng_strerror(rv));
 			(void) nng_close(c->sock); /* ours; cannot fail */
-			cli_free(c);
+			nrpc_cli_free(c);
 			return rc;
 		}
 	}
@@ -259,36 +259,16 @@ nrpc_client_close(nrpc_client *c)
 		pthread_cond_wait(&c->cv, &c->mtx);
 	}
 	pthread_mutex_unlock(&c->mtx);
-	cli_free(c);
+	nrpc_cli_free(c);
 }
 
 /* --- calls --- */
 
-static void cli_cb(void *arg);
+static void nrpc_cli_cb(void *arg);
 
-/* cli_nng_enter admits a thread into an nng_ctx_* call on c's socket;
- * false once close began. seq_cst on both sides: either close sees this
- * thread inside, or this thread sees close's flag. */
-static bool
-cli_nng_enter(nrpc_client *c)
-{
-	atomic_fetch_add(&c->n_nng, 1);
-	if (atomic_load(&c->closing)) {
-		atomic_fetch_sub(&c->n_nng, 1);
-		return false;
-	}
-	return true;
-}
-
+/* nrpc_cli_release ends a call's use of cc; the last thing a call does. */
 static void
-cli_nng_leave(nrpc_client *c)
-{
-	atomic_fetch_sub(&c->n_nng, 1);
-}
-
-/* cli_release ends a call's use of cc; the last thing a call does. */
-static void
-cli_release(nrpc_client *c, cli_call *cc)
+nrpc_cli_release(nrpc_client *c, nrpc_cli_call *cc)
 {
 	pthread_mutex_lock(&c->mtx);
 	if (cc != NULL) {
@@ -301,11 +281,12 @@ cli_release(nrpc_client *c, cli_call *cc)
 	pthread_mutex_unlock(&c->mtx);
 }
 
-/* cli_acquire counts a new call in flight and returns a cli_call for it. */
+/* nrpc_cli_acquire counts a new call in flight and returns an
+ * nrpc_cli_call for it. */
 static nrpc_code
-cli_acquire(nrpc_client *c, cli_call **out, nrpc_status *st)
+nrpc_cli_acquire(nrpc_client *c, nrpc_cli_call **out, nrpc_status *st)
 {
-	cli_call *cc;
+	nrpc_cli_call *cc;
 	int rv;
 
 	pthread_mutex_lock(&c->mtx);
@@ -325,29 +306,29 @@ cli_acquire(nrpc_client *c, cli_call **out, nrpc_status *st)
 		return NRPC_OK;
 	}
 	if ((cc = ds_calloc(1, sizeof(*cc))) == NULL) {
-		cli_release(c, NULL);
+		nrpc_cli_release(c, NULL);
 		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY",
 		    NULL, "out of memory starting a call");
 		return NRPC_RESOURCE_EXHAUSTED;
 	}
 	cc->c = c;
-	if ((rv = nng_aio_alloc(&cc->aio, cli_cb, cc)) != 0) {
+	if ((rv = nng_aio_alloc(&cc->aio, nrpc_cli_cb, cc)) != 0) {
 		ds_free(cc);
-		cli_release(c, NULL);
+		nrpc_cli_release(c, NULL);
 		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY",
 		    NULL, "cannot allocate an aio: %s", nng_strerror(rv));
 		return NRPC_RESOURCE_EXHAUSTED;
 	}
-	if (!cli_nng_enter(c)) {
+	if (!nrpc_nng_enter(&c->n_nng, &c->closing)) {
 		rv = NNG_ECLOSED;
 	} else {
 		rv = nng_ctx_open(&cc->ctx, c->sock);
-		cli_nng_leave(c);
+		nrpc_nng_leave(&c->n_nng);
 	}
 	if (rv != 0) {
 		nng_aio_free(cc->aio);
 		ds_free(cc);
-		cli_release(c, NULL);
+		nrpc_cli_release(c, NULL);
 		if (rv == NNG_ECLOSED) {
 			nrpc_status_set(st, NRPC_CANCELLED, "CANCELLED", NULL,
 			    "client is closing");
@@ -361,9 +342,9 @@ cli_acquire(nrpc_client *c, cli_call **out, nrpc_status *st)
 	return NRPC_OK;
 }
 
-/* cli_remaining returns the aio timeout for what is left of the call. */
+/* nrpc_cli_remaining returns the aio timeout for what is left of the call. */
 static nng_duration
-cli_remaining(const cli_call *cc, int64_t now)
+nrpc_cli_remaining(const nrpc_cli_call *cc, int64_t now)
 {
 	int64_t left;
 
@@ -377,13 +358,13 @@ cli_remaining(const cli_call *cc, int64_t now)
 	return left > 0 ? (nng_duration) left : 0;
 }
 
-/* cli_complete reports the outcome: resp (owned, or NULL) and st (its
+/* nrpc_cli_complete reports the outcome: resp (owned, or NULL) and st (its
  * detail is owned here) go to the blocking caller or the done callback. */
 static void
-cli_complete(cli_call *cc, ProtobufCMessage *resp, nrpc_status *st)
+nrpc_cli_complete(nrpc_cli_call *cc, ProtobufCMessage *resp, nrpc_status *st)
 {
 	nrpc_client *c = cc->c;
-	cli_wait *w = cc->wait;
+	nrpc_cli_wait *w = cc->wait;
 
 	if (w != NULL) {
 		pthread_mutex_lock(&w->mtx);
@@ -393,16 +374,17 @@ cli_complete(cli_call *cc, ProtobufCMessage *resp, nrpc_status *st)
 		pthread_cond_signal(&w->cv);
 		pthread_mutex_unlock(&w->mtx);
 	} else {
-		cli_in_callback = true;
+		nrpc_cli_in_callback = true;
 		cc->done(cc->user_cb, cc->user_arg, resp, st);
-		cli_in_callback = false;
+		nrpc_cli_in_callback = false;
 		nrpc_status_fini(st);
 	}
-	cli_release(c, cc);
+	nrpc_cli_release(c, cc);
 }
 
 static void
-cli_status_from_nng(nrpc_status *st, int rv, bool sending, const char *method)
+nrpc_cli_status_from_nng(nrpc_status *st, int rv, bool sending,
+    const char *method)
 {
 	switch (rv) {
 	case NNG_ETIMEDOUT:
@@ -431,9 +413,9 @@ cli_status_from_nng(nrpc_status *st, int rv, bool sending, const char *method)
 }
 
 static void
-cli_cb(void *arg)
+nrpc_cli_cb(void *arg)
 {
-	cli_call *cc = arg;
+	nrpc_cli_call *cc = arg;
 	nrpc_client *c = cc->c;
 	int rv = nng_aio_result(cc->aio);
 	nrpc_status st = {0};
@@ -446,8 +428,9 @@ cli_cb(void *arg)
 			nng_msg_free(nng_aio_get_msg(cc->aio));
 			nng_aio_set_msg(cc->aio, NULL);
 		}
-		cli_status_from_nng(&st, rv, cc->sending, cc->m->full_name);
-		cli_complete(cc, NULL, &st);
+		nrpc_cli_status_from_nng(&st, rv, cc->sending,
+		    cc->m->full_name);
+		nrpc_cli_complete(cc, NULL, &st);
 		return;
 	}
 	if (cc->sending) {
@@ -456,23 +439,23 @@ cli_cb(void *arg)
 		if (cc->deadline_ms != INT64_MAX && now >= cc->deadline_ms) {
 			/* The context still holds the request; its next send
 			 * resets it. */
-			cli_status_from_nng(&st, NNG_ETIMEDOUT, false,
+			nrpc_cli_status_from_nng(&st, NNG_ETIMEDOUT, false,
 			    cc->m->full_name);
-			cli_complete(cc, NULL, &st);
+			nrpc_cli_complete(cc, NULL, &st);
 			return;
 		}
-		if (!cli_nng_enter(c)) {
-			cli_status_from_nng(&st, NNG_ECLOSED, false,
+		if (!nrpc_nng_enter(&c->n_nng, &c->closing)) {
+			nrpc_cli_status_from_nng(&st, NNG_ECLOSED, false,
 			    cc->m->full_name);
-			cli_complete(cc, NULL, &st);
+			nrpc_cli_complete(cc, NULL, &st);
 			return;
 		}
 		cc->sending = false;
-		nng_aio_set_timeout(cc->aio, cli_remaining(cc, now));
+		nng_aio_set_timeout(cc->aio, nrpc_cli_remaining(cc, now));
 		nng_ctx_recv(cc->ctx, cc->aio);
 		/* The reply may have completed the call on another thread
 		 * already (cc reused even); c stays valid until we leave. */
-		cli_nng_leave(c);
+		nrpc_nng_leave(&c->n_nng);
 		return;
 	}
 	msg = nng_aio_get_msg(cc->aio);
@@ -480,17 +463,18 @@ cli_cb(void *arg)
 	(void) nrpc_envelope_decode_reply(nng_msg_body(msg), nng_msg_len(msg),
 	    c->max_msg, cc->m->output, &resp, &st); /* outcome is in st */
 	nng_msg_free(msg);
-	cli_complete(cc, resp, &st);
+	nrpc_cli_complete(cc, resp, &st);
 }
 
-/* cli_start packs the envelope and starts the call. On failure nothing
+/* nrpc_cli_start packs the envelope and starts the call. On failure nothing
  * was started and st says why. */
 static nrpc_code
-cli_start(nrpc_client *c, const nrpc_method *m, const ProtobufCMessage *req,
-    const nrpc_call_opts *opts, nrpc_done_fn done, nrpc_fnptr user_cb,
-    void *user_arg, cli_wait *w, nrpc_status *st)
+nrpc_cli_start(nrpc_client *c, const nrpc_method *m,
+    const ProtobufCMessage *req, const nrpc_call_opts *opts,
+    nrpc_done_fn done, nrpc_fnptr user_cb, void *user_arg, nrpc_cli_wait *w,
+    nrpc_status *st)
 {
-	char gen_id[CLI_REQUEST_ID_LEN + 1];
+	char gen_id[NRPC_CLI_REQUEST_ID_LEN + 1];
 	const char *request_id;
 	const char *client_name = c != NULL ? c->client_name : NULL;
 	int64_t timeout;
@@ -498,12 +482,12 @@ cli_start(nrpc_client *c, const nrpc_method *m, const ProtobufCMessage *req,
 	int64_t deadline;
 	nrpc_request_plan plan; /* ~3.5 KiB: fine on nng's thread stacks */
 	nng_msg *msg = NULL;
-	cli_call *cc = NULL;
+	nrpc_cli_call *cc = NULL;
 	nrpc_code rc;
 	int rv;
 
 	if (c == NULL || m == NULL || req == NULL || (done == NULL && w == NULL)) {
-		return cli_bad(st, "INVALID_ARGUMENT", NULL,
+		return nrpc_cli_bad(st, "INVALID_ARGUMENT", NULL,
 		    "nrpc client call: NULL argument");
 	}
 	if (m->input == NULL || m->output == NULL ||
@@ -571,7 +555,7 @@ cli_start(nrpc_client *c, const nrpc_method *m, const ProtobufCMessage *req,
 		return NRPC_RESOURCE_EXHAUSTED;
 	}
 	nrpc_envelope_write_request(&plan, nng_msg_body(msg));
-	if ((rc = cli_acquire(c, &cc, st)) != NRPC_OK) {
+	if ((rc = nrpc_cli_acquire(c, &cc, st)) != NRPC_OK) {
 		nng_msg_free(msg);
 		return rc;
 	}
@@ -582,18 +566,18 @@ cli_start(nrpc_client *c, const nrpc_method *m, const ProtobufCMessage *req,
 	cc->user_arg = user_arg;
 	cc->wait = w;
 	cc->sending = true;
-	if (!cli_nng_enter(c)) {
+	if (!nrpc_nng_enter(&c->n_nng, &c->closing)) {
 		nng_msg_free(msg);
-		cli_release(c, cc);
+		nrpc_cli_release(c, cc);
 		nrpc_status_set(st, NRPC_CANCELLED, "CANCELLED", NULL,
 		    "client is closing");
 		return NRPC_CANCELLED;
 	}
 	nng_aio_set_msg(cc->aio, msg);
-	nng_aio_set_timeout(cc->aio, cli_remaining(cc, now));
+	nng_aio_set_timeout(cc->aio, nrpc_cli_remaining(cc, now));
 	nng_ctx_send(cc->ctx, cc->aio);
 	/* cc may have completed already; c is valid until we leave. */
-	cli_nng_leave(c);
+	nrpc_nng_leave(&c->n_nng);
 	return NRPC_OK;
 }
 
@@ -606,10 +590,11 @@ nrpc_client_call_async(nrpc_client *c, const nrpc_method *m,
 	nrpc_code rc;
 
 	if (done == NULL) {
-		return cli_bad(st, "INVALID_ARGUMENT", NULL,
+		return nrpc_cli_bad(st, "INVALID_ARGUMENT", NULL,
 		    "nrpc_client_call_async: NULL done");
 	}
-	rc = cli_start(c, m, req, opts, done, user_cb, user_arg, NULL, &tmp);
+	rc = nrpc_cli_start(c, m, req, opts, done, user_cb, user_arg, NULL,
+	    &tmp);
 	if (st != NULL) {
 		nrpc_status_move(st, &tmp);
 	}
@@ -622,11 +607,11 @@ nrpc_client_call(nrpc_client *c, const nrpc_method *m,
     const ProtobufCMessage *req, ProtobufCMessage **resp,
     const nrpc_call_opts *opts, nrpc_status *st)
 {
-	cli_wait w;
+	nrpc_cli_wait w;
 	nrpc_status tmp = {0};
 	nrpc_code rc;
 
-	if (cli_in_callback) {
+	if (nrpc_cli_in_callback) {
 		nrpc_status_set(&tmp, NRPC_FAILED_PRECONDITION,
 		    "BLOCKING_CALL_IN_CALLBACK", NULL,
 		    "blocking nrpc_client_call from an nrpc callback; use "
@@ -635,14 +620,15 @@ nrpc_client_call(nrpc_client *c, const nrpc_method *m,
 		goto out;
 	}
 	if (resp == NULL) {
-		rc = cli_bad(&tmp, "INVALID_ARGUMENT", NULL,
+		rc = nrpc_cli_bad(&tmp, "INVALID_ARGUMENT", NULL,
 		    "nrpc_client_call: NULL resp");
 		goto out;
 	}
 	memset(&w, 0, sizeof(w));
 	pthread_mutex_init(&w.mtx, NULL);
 	pthread_cond_init(&w.cv, NULL);
-	if ((rc = cli_start(c, m, req, opts, NULL, NULL, NULL, &w, &tmp)) ==
+	if ((rc = nrpc_cli_start(c, m, req, opts, NULL, NULL, NULL, &w,
+	    &tmp)) ==
 	    NRPC_OK) {
 		pthread_mutex_lock(&w.mtx);
 		while (!w.done) {

@@ -1,7 +1,8 @@
 /*
  * nrpc_int.h - private to service/nrpc: the envelope codec, the decode
- * arena, the worker pool, and the server's request path without sockets
- * (for the fuzz harness and socket-free tests).
+ * arena, the worker pool, the server's types shared by nrpc_server.c,
+ * nrpc_call.c and nrpc_watchdog.c, and the server's request path without
+ * sockets (for the fuzz harness and socket-free tests).
  *
  * Nothing outside service/nrpc includes this header except nrpc's own
  * tests and fuzz harness (STYLE §4: tests may include anything).
@@ -11,10 +12,13 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
+#include <nng/nng.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "nrpc.h"
@@ -217,7 +221,8 @@ void nrpc_status_vset(nrpc_status *st, nrpc_code code, const char *reason,
     const char *field, const char *fmt, va_list ap);
 
 /* nrpc_status_move overwrites dst with src, transferring the detail, and
- * leaves src zeroed. */
+ * leaves src zeroed. Like nrpc_status_set it frees the detail dst held:
+ * dst must be zeroed or hold a status. */
 void nrpc_status_move(nrpc_status *dst, nrpc_status *src);
 
 /* --- worker pool --- */
@@ -274,6 +279,209 @@ bool nrpc_pool_push(nrpc_pool *p, void *item);
  * (each runs fini) and frees the pool. Not from a worker. A pool that was
  * never started is a no-op. */
 void nrpc_pool_stop(nrpc_pool *p);
+
+/* --- threads inside nng (nng 1.5.2), for the server and the client --- */
+
+/* nng 1.5.2's nng_close() does not wait for a thread that is still inside
+ * nng_ctx_send/nng_ctx_recv/nng_ctx_open on one of the socket's contexts:
+ * the context is then finalised after the socket, a use-after-free inside
+ * nng. Every such call is bracketed by nrpc_nng_enter/nrpc_nng_leave on
+ * the socket owner's counter *inside; the closer sets *closing, waits for
+ * *inside to reach zero, and only then closes the socket.
+ *
+ * nrpc_nng_enter admits the calling thread; false once *closing is set
+ * (the thread must then not call nng). seq_cst on both sides: either the
+ * closer sees this thread inside, or this thread sees the closer's flag. */
+static inline bool
+nrpc_nng_enter(atomic_uint *inside, atomic_bool *closing)
+{
+	atomic_fetch_add(inside, 1);
+	if (atomic_load(closing)) {
+		atomic_fetch_sub(inside, 1);
+		return false;
+	}
+	return true;
+}
+
+/* nrpc_nng_leave: the thread admitted by nrpc_nng_enter is out of nng. */
+static inline void
+nrpc_nng_leave(atomic_uint *inside)
+{
+	atomic_fetch_sub(inside, 1);
+}
+
+/* --- the server: nrpc_server.c, nrpc_call.c, nrpc_watchdog.c --- */
+
+typedef struct srv_service {
+	const nrpc_service_desc *desc; /* borrowed for the server's life */
+	nrpc_dispatch_fn dispatch;
+	const void *table;
+	void *arg;
+} srv_service;
+
+/* srv_method: one entry of the server-wide method table, sorted by
+ * (length, bytes) of the full name for bsearch. */
+typedef struct srv_method {
+	const char *name;          /* == m->full_name */
+	size_t len;
+	const nrpc_method *m;
+	size_t svc;                /* index into srv->services */
+	size_t index;              /* method_index for dispatch */
+} srv_method;
+
+typedef struct srv_ctx srv_ctx;
+typedef struct srv_detached srv_detached;
+
+struct nrpc_call {
+	nrpc_server *srv;
+	nng_msg *msg;             /* request in; reused for the reply */
+	nrpc_arena arena;         /* env and req live here */
+	Nrpc__V1__Request *env;   /* NULL until decoded */
+	ProtobufCMessage *req;    /* NULL until decoded */
+	const srv_method *sm;     /* NULL until looked up */
+	int64_t deadline_ms;      /* server clock; INT64_MAX = none */
+	void *wstate;             /* the running worker's state, or NULL */
+	bool counted;             /* included in srv->n_calls */
+	nng_pipe pipe;            /* the connection it came on, counted in
+	                           * srv->pipes; id 0 = not counted */
+	srv_ctx *sc;              /* our REP context, or NULL ... */
+	srv_detached *dt;         /* ... when run by nrpc_server_process */
+};
+
+enum srv_phase { SRV_PHASE_RECV, SRV_PHASE_SEND };
+
+struct srv_ctx {
+	nrpc_call call;           /* first: the handler's nrpc_call */
+	nng_ctx ctx;
+	nng_aio *aio;             /* owned */
+	enum srv_phase phase;     /* operation in progress on aio */
+	bool opened;              /* ctx is open */
+};
+
+struct srv_detached {
+	nrpc_call call;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool done;                /* guarded by mtx */
+	uint8_t *reply;           /* guarded by mtx; owned */
+	size_t reply_len;
+};
+
+enum srv_state { SRV_CREATED, SRV_RUNNING, SRV_STOPPING, SRV_STOPPED };
+
+/* srv_pipe_slot: one connection with requests in flight. The table
+ * (open addressing, linear probing, id 0 = empty) has room for twice as
+ * many entries as there are contexts: every counted request holds a
+ * context, so it can never fill, and it is allocated once at start. */
+typedef struct srv_pipe_slot {
+	uint32_t id;              /* nng_pipe_id; 0 = empty */
+	uint32_t n;               /* requests in flight on it */
+} srv_pipe_slot;
+
+struct nrpc_server {
+	/* configuration, fixed after create */
+	char **urls;              /* owned, n_urls strings */
+	size_t n_urls;
+	unsigned workers;
+	unsigned n_ctx;
+	size_t max_msg;
+	size_t max_decoded;       /* arena cap, see NRPC_DECODE_SLACK_BYTES */
+	size_t max_queue;
+	unsigned max_inflight;    /* per connection */
+	nrpc_worker_init_fn worker_init;
+	nrpc_worker_fini_fn worker_fini;
+	void *worker_arg;
+	const ds_clock *clock;
+	bool inline_handlers;
+	int64_t check_ms;         /* listener watchdog period; < 0 = off */
+	uint64_t id;              /* unique per server, for the TLS cache */
+
+	/* listeners, one per URL; replaced by the watchdog */
+	nng_listener *lis;        /* owned, n_urls entries */
+	pthread_t dog;            /* the listener watchdog */
+	bool dog_started;
+	pthread_mutex_t dog_mtx;  /* guards dog_stop */
+	pthread_cond_t dog_cv;
+	bool dog_stop;
+	atomic_uint_fast64_t relistens; /* listeners re-created */
+	/* Times the contexts in use reached n_ctx: the watchdog does not
+	 * judge a listener across a probe during which this changed. */
+	atomic_uint_fast64_t saturations;
+	atomic_uint_fast64_t probes;
+	atomic_uint_fast64_t probes_busy;
+
+	/* Requests in flight per connection (max_inflight). */
+	pthread_mutex_t pipe_mtx; /* guards pipes */
+	srv_pipe_slot *pipes;     /* owned, pipe_cap slots */
+	size_t pipe_cap;          /* a power of two */
+
+	/* Worker states of nng callback threads (inline_handlers). */
+	pthread_mutex_t inl_mtx;  /* guards inl */
+	struct srv_inline {
+		pthread_t thread;
+		void *wstate;
+	} *inl;                   /* owned, n_inl entries */
+	size_t n_inl;
+
+	/* services; only changed before start (state CREATED) */
+	srv_service *services;    /* owned */
+	size_t n_services;
+	srv_method *methods;      /* owned, sorted */
+	size_t n_methods;
+
+	/* running */
+	nng_socket sock;
+	srv_ctx *ctxs;            /* owned, n_ctx */
+	nrpc_pool pool;
+
+	pthread_mutex_t mtx;      /* guards state */
+	enum srv_state state;
+	atomic_uint n_live;       /* contexts that have not retired */
+	atomic_size_t n_calls;    /* received and not yet handed back to
+	                           * nng (reply sent or dropped) */
+	atomic_uint n_nng;        /* threads inside nng_ctx_send/recv */
+	atomic_bool nng_closing;  /* no new nng_ctx_send/recv: closing */
+	atomic_bool draining;     /* stop began: new requests get
+	                           * SHUTTING_DOWN */
+	atomic_bool cancelling;   /* grace over: queued calls are not run */
+	/* nng_close did not return (NRPC_CLOSE_TIMEOUT_MS): nng may still
+	 * use the contexts, so the server is never freed; the closing thread
+	 * holds a pointer to it, so it stays reachable. */
+	bool abandoned;
+
+	struct {
+		atomic_uint_fast64_t received;
+		atomic_uint_fast64_t replied;
+		atomic_uint_fast64_t bad_envelope;
+		atomic_uint_fast64_t unimplemented;
+		atomic_uint_fast64_t deadline_exceeded;
+		atomic_uint_fast64_t in_flight;
+		atomic_uint_fast64_t overloaded;
+		atomic_uint_fast64_t closed_inflight;
+		atomic_uint_fast64_t closed_send_timeout;
+	} stats;
+};
+
+/* nrpc_server.c: nrpc_srv_find looks name[0..len) up in the server's
+ * method table; NULL when no service registered it. */
+const srv_method *nrpc_srv_find(const nrpc_server *srv, const char *name,
+    size_t len);
+
+/* nrpc_call.c: the pool's run function (and the inline path), a context's
+ * first receive and its aio callback, and the release of every inline
+ * worker state once the server has stopped. */
+void nrpc_srv_call_run(void *item, void *wstate, void *arg);
+void nrpc_srv_ctx_recv(srv_ctx *sc);
+void nrpc_srv_ctx_cb(void *arg);
+void nrpc_srv_inline_fini(nrpc_server *srv);
+
+/* nrpc_watchdog.c: whether any URL needs the watchdog, its thread, its
+ * stop (before the socket closes), and an absolute time ms from now on
+ * clock clk for a timed wait. */
+bool nrpc_srv_dog_needed(const nrpc_server *srv);
+void *nrpc_srv_dog_main(void *arg);
+void nrpc_srv_dog_stop(nrpc_server *srv);
+void nrpc_srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts);
 
 /* --- the server's request path without sockets --- */
 

@@ -241,6 +241,9 @@ nrpc_status_printable(char *out, size_t cap, const char *s, size_t n)
 void
 nrpc_status_move(nrpc_status *dst, nrpc_status *src)
 {
+	if (dst != src) {
+		ds_free(dst->detail);
+	}
 	*dst = *src;
 	memset(src, 0, sizeof(*src));
 }

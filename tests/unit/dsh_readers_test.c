@@ -59,7 +59,7 @@ drt_setup(void **state)
 	dsh_config dcfg;
 	nrpc_server_config ncfg;
 	nrpc_client_config ccfg;
-	nrpc_status st;
+	nrpc_status st = {0};
 	const char *urls[1];
 
 	assert_non_null(fx);
@@ -124,7 +124,7 @@ drt_get(drt_fx *fx, uint64_t version, const char *want)
 {
 	Datasync__V1__GetRequest req = DATASYNC__V1__GET_REQUEST__INIT;
 	Datasync__V1__GetResponse *resp = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	memset(&st, 0, sizeof(st));
 	req.key = (char *) "a/1";
@@ -145,7 +145,7 @@ test_list_and_historical_get_run_on_the_reader_pool(void **state)
 	drt_fx *fx = *state;
 	Datasync__V1__ListRequest lreq = DATASYNC__V1__LIST_REQUEST__INIT;
 	Datasync__V1__ListResponse *lresp = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	memset(&st, 0, sizeof(st));
 	/* A Get of the current version stays on the calling thread. */
@@ -204,7 +204,7 @@ test_a_full_reader_queue_refuses_past_max_read_queue(void **state)
 	store *s;
 	dsh_readers *r;
 	drt_job j;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	(void) state;
 	memset(&st, 0, sizeof(st));
@@ -255,7 +255,7 @@ test_reader_pool_limits_are_enforced(void **state)
 	dsh_readers *r = NULL;
 	dsh_service *svc = NULL;
 	dsh_config dcfg;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	(void) state;
 	memset(&st, 0, sizeof(st));
@@ -287,7 +287,7 @@ static void
 test_db_busy_is_unavailable_with_its_reason(void **state)
 {
 	store_error err;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	(void) state;
 	memset(&err, 0, sizeof(err));

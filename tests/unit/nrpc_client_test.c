@@ -205,7 +205,7 @@ thr_main(void *varg)
 	for (int i = 0; i < CALLS_PER_THREAD; i++) {
 		Nrpc__V1__Metadata req = NRPC__V1__METADATA__INIT;
 		ProtobufCMessage *resp = NULL;
-		nrpc_status st;
+		nrpc_status st = {0};
 		char key[32];
 		char value[32];
 
@@ -466,7 +466,7 @@ nested_done(nrpc_fnptr cb, void *arg, ProtobufCMessage *resp,
 	nested *n = arg;
 	Nrpc__V1__Metadata req = NRPC__V1__METADATA__INIT;
 	ProtobufCMessage *r2 = NULL;
-	nrpc_status st2;
+	nrpc_status st2 = {0};
 	nrpc_code rc;
 
 	(void) cb;
@@ -691,6 +691,71 @@ test_wrong_request_type_is_rejected_without_sending(void **state)
 	    "/nrpc.test.Test/Echo takes nrpc.v1.Metadata, not nrpc.v1.Status");
 }
 
+/* st_with_detail makes st a failed status that owns a detail, as a
+ * VERSION_CONFLICT carrying the current record does. */
+static void
+st_with_detail(nrpc_status *st)
+{
+	Nrpc__V1__Metadata d = NRPC__V1__METADATA__INIT;
+
+	d.key = (char *) "earlier";
+	d.value = (char *) "detail";
+	nrpc_status_set(st, NRPC_ABORTED, "VERSION_CONFLICT", NULL, "earlier");
+	assert_int_equal(nrpc_status_set_detail(st, &d.base), NRPC_OK);
+	assert_non_null(st->detail);
+}
+
+static void
+nop_done(nrpc_fnptr user_cb, void *user_arg, ProtobufCMessage *resp,
+    const nrpc_status *st)
+{
+	(void) user_cb;
+	(void) user_arg;
+	(void) st;
+	if (resp != NULL) {
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+}
+
+/* Reusing one status across calls, as datasync_update_with_retry does
+ * after a conflict, frees the detail it held, as nrpc_status_set does
+ * (before, nrpc_client_call overwrote it: LeakSanitizer reports the
+ * earlier details as leaked). Covers a successful call, a failed one and
+ * an async call that cannot start. */
+static void
+test_call_frees_the_detail_a_reused_status_held(void **state)
+{
+	fx *f = *state;
+	Nrpc__V1__Metadata req = NRPC__V1__METADATA__INIT;
+	Nrpc__V1__Status wrong = NRPC__V1__STATUS__INIT;
+	ProtobufCMessage *resp = NULL;
+	nrpc_status st = {0};
+
+	req.key = (char *) "k";
+	req.value = (char *) "v";
+	st_with_detail(&st);
+	assert_int_equal(nrpc_client_call(f->cli, &test_methods[0], &req.base,
+	    &resp, NULL, &st), NRPC_OK);
+	assert_int_equal(st.code, NRPC_OK);
+	assert_null(st.detail);
+	assert_int_equal(st.detail_len, 0);
+	protobuf_c_message_free_unpacked(resp, NULL);
+
+	st_with_detail(&st);
+	assert_int_equal(nrpc_client_call(f->cli, &test_methods[0], &wrong.base,
+	    &resp, NULL, &st), NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.reason, "INVALID_ARGUMENT");
+	assert_null(st.detail);
+
+	st_with_detail(&st);
+	assert_int_equal(nrpc_client_call_async(f->cli, &test_methods[0],
+	    &wrong.base, NULL, nop_done, NULL, NULL, &st),
+	    NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.reason, "INVALID_ARGUMENT");
+	assert_null(st.detail);
+	nrpc_status_fini(&st);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int
@@ -707,6 +772,7 @@ main(void)
 	    T(test_request_over_client_limit_fails_before_sending),
 	    T(test_wrong_request_type_is_rejected_without_sending),
 	    T(test_call_caller_overrides_the_client_name_for_one_call),
+	    T(test_call_frees_the_detail_a_reused_status_held),
 	};
 
 	/* NRPC_TEST_FILTER=<glob> runs a subset, e.g. to loop one test. */

@@ -797,7 +797,7 @@ test_echo_round_trip_blocking(void **state)
 {
 	fx *f = *state;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	assert_int_equal(call_md(f->cli, &test_methods[M_ECHO], "hello",
@@ -831,7 +831,7 @@ test_echo_round_trip_over_ipc(void **state)
 	nrpc_client_config ccfg;
 	const char *urls[1] = {ipc};
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	(void) snprintf(ipc, sizeof(ipc), "ipc://%s/s.sock", f->dir);
 	fx_start(f, NULL, ipc);
@@ -852,7 +852,7 @@ test_error_status_round_trips_reason_message_field_detail(void **state)
 	fx *f = *state;
 	Nrpc__V1__Metadata *out = (Nrpc__V1__Metadata *) 1;
 	Nrpc__V1__Metadata *cur;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	assert_int_equal(call_md(f->cli, &test_methods[M_FAIL], "rec/1", "",
@@ -876,7 +876,7 @@ test_unknown_method_returns_unimplemented(void **state)
 {
 	fx *f = *state;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	assert_int_equal(call_md(f->cli, &test_unknown, "k", "v", NULL, &out,
@@ -890,7 +890,7 @@ test_null_handler_returns_unimplemented(void **state)
 {
 	fx *f = *state;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 	nrpc_server_stats s;
 
 	fx_start(f, NULL, NULL);
@@ -908,7 +908,7 @@ test_wrong_reply_type_returns_internal(void **state)
 {
 	fx *f = *state;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	assert_int_equal(call_md(f->cli, &test_methods[M_WRONG], "k", "v",
@@ -1129,7 +1129,7 @@ test_client_deadline_against_slow_handler_returns_deadline_exceeded(
 	fx *f = *state;
 	nrpc_call_opts opts = {0};
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 	int64_t t0;
 	int64_t took;
 
@@ -1151,7 +1151,7 @@ test_handler_finishing_from_another_thread_replies(void **state)
 {
 	fx *f = *state;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	for (int i = 0; i < 20; i++) {
@@ -1173,7 +1173,7 @@ test_worker_state_reaches_handlers_and_fini_runs(void **state)
 	fx *f = *state;
 	nrpc_server_config cfg;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	nrpc_server_config_default(&cfg);
 	cfg.workers = 2;
@@ -1197,7 +1197,7 @@ test_inline_handlers_run_on_nng_threads_with_their_own_state(void **state)
 	fx *f = *state;
 	nrpc_server_config cfg;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 	int inits;
 
 	nrpc_server_config_default(&cfg);
@@ -1320,7 +1320,7 @@ test_generated_request_ids_differ_per_call(void **state)
 	fx *f = *state;
 	char seen[50][NRPC_MAX_REQUEST_ID_BYTES + 1];
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	for (int i = 0; i < 50; i++) {
@@ -1341,7 +1341,7 @@ test_given_request_id_arrives_unchanged(void **state)
 	fx *f = *state;
 	nrpc_call_opts opts = {0};
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	opts.request_id = "my-id-0001";
@@ -1360,7 +1360,7 @@ test_metadata_and_client_name_arrive(void **state)
 	const char *md[] = {"authorization", "Bearer abc", "trace", "t-42"};
 	nrpc_call_opts opts = {0};
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	fx_start(f, NULL, NULL);
 	opts.metadata = md;
@@ -1392,7 +1392,7 @@ test_full_queue_returns_overloaded(void **state)
 	nrpc_server_config cfg;
 	async_res r[2];
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 	nrpc_server_stats s;
 
 	nrpc_server_config_default(&cfg);
@@ -1428,7 +1428,7 @@ test_stop_with_calls_in_flight_answers_them(void **state)
 	nrpc_server_stats s;
 	Nrpc__V1__Metadata *out = NULL;
 	nrpc_call_opts opts = {0};
-	nrpc_status st;
+	nrpc_status st = {0};
 	int64_t t0;
 
 	fx_start(f, NULL, NULL);
@@ -1481,7 +1481,7 @@ test_requests_during_drain_get_shutting_down(void **state)
 	pthread_t t;
 	stop_arg sa;
 	Nrpc__V1__Metadata *out = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 	bool saw = false;
 	int64_t end;
 

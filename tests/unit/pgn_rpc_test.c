@@ -87,7 +87,7 @@ kv_put(nrpc_call *call, const kv_pair *req, void *arg)
 	}
 	if (strcmp(req->key, "conflict") == 0) {
 		kv_pair current = PGN_DEP_C__V1__KV__PAIR__INIT;
-		nrpc_status st;
+		nrpc_status st = {0};
 
 		memset(&st, 0, sizeof(st));
 		current.key = (char *) "conflict";
@@ -194,7 +194,7 @@ start(fixture *f, const pgn_test_sub_pkg_v2_key_value_store_handlers *kv)
 	nrpc_server_config scfg;
 	nrpc_client_config ccfg;
 	const char *urls[1];
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	memset(&st, 0, sizeof(st));
 	snprintf(f->url, sizeof(f->url), "inproc://pgn_rpc_%d_%d", (int) getpid(),
@@ -446,7 +446,7 @@ test_blocking_stubs_reach_every_handler(void **state)
 	put_ack *ack = NULL;
 	kv_pair *got = NULL;
 	empty *nothing = NULL;
-	nrpc_status st;
+	nrpc_status st = {0};
 	size_t i;
 
 	memset(&st, 0, sizeof(st));
@@ -531,7 +531,7 @@ test_async_stubs_reach_every_handler(void **state)
 	kv_pair put = PGN_DEP_C__V1__KV__PAIR__INIT;
 	get_key key = PGN_TEST__SUB_PKG__V2__GET_KEY__INIT;
 	PingMsg ping = PING_MSG__INIT;
-	nrpc_status st;
+	nrpc_status st = {0};
 	done d;
 	int n = 0;
 	size_t i;
@@ -603,7 +603,7 @@ test_empty_handler_slot_answers_unimplemented(void **state)
 	get_key key = PGN_TEST__SUB_PKG__V2__GET_KEY__INIT;
 	empty sentinel;
 	empty *nothing = &sentinel;
-	nrpc_status st;
+	nrpc_status st = {0};
 	done d;
 
 	memset(&st, 0, sizeof(st));
@@ -641,7 +641,7 @@ test_handler_failure_reaches_the_typed_stubs(void **state)
 	kv_pair put = PGN_DEP_C__V1__KV__PAIR__INIT;
 	put_ack sentinel;
 	put_ack *ack = &sentinel;
-	nrpc_status st;
+	nrpc_status st = {0};
 	done d;
 
 	memset(&st, 0, sizeof(st));
@@ -676,7 +676,7 @@ test_handler_failure_detail_reaches_the_typed_stub(void **state)
 	kv_pair put = PGN_DEP_C__V1__KV__PAIR__INIT;
 	put_ack *ack = NULL;
 	kv_pair *current;
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	memset(&st, 0, sizeof(st));
 	start(f, &kv_handlers);
@@ -701,7 +701,7 @@ test_async_stub_with_null_callback_discards_the_reply(void **state)
 {
 	fixture *f = *state;
 	kv_pair put = PGN_DEP_C__V1__KV__PAIR__INIT;
-	nrpc_status st;
+	nrpc_status st = {0};
 	int i;
 
 	memset(&st, 0, sizeof(st));
@@ -724,7 +724,7 @@ test_register_passes_the_runtime_refusal_through(void **state)
 	fixture *f = *state;
 	nrpc_server_config cfg;
 	const char *urls[] = {"inproc://pgn_rpc_unused"};
-	nrpc_status st;
+	nrpc_status st = {0};
 
 	(void) f;
 	memset(&st, 0, sizeof(st));
