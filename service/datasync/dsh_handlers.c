@@ -18,6 +18,7 @@ typedef struct dsh_pending {
 	nrpc_call *call;
 	store_write w;
 	bool return_value;  /* UpdateRequest.return_value: echo the value */
+	bool held;          /* held back once already (dsh_writer_from_cache) */
 } dsh_pending;
 
 /* dsh_slot: one batch on its way through the pipeline: filled and
@@ -215,17 +216,46 @@ dsh_writer_from_cache(dsh_service *svc, dsh_slot *slot, size_t n)
 	bool ok = true;
 	store_error err;
 
+	dsh_pending *held = NULL;
+	dsh_pending *held_last = NULL;
+
 	if (svc->heads.n > 0) {
 		int64_t now_ms = store_now_ms(svc->store);
 
 		dsh_headcache_scan(&svc->heads);
 		for (size_t i = 0; i < n; i++) {
-			slot->cur[i] = dsh_headcache_answer(&svc->heads,
-			    &slot->batch[i]->w, now_ms);
+			dsh_pending *p = slot->batch[i];
+			bool later = false;
+
+			slot->cur[i] = dsh_headcache_answer(&svc->heads, &p->w,
+			    now_ms, &later);
 			if (slot->cur[i] != NULL) {
-				slot->peek[k++] = &slot->batch[i]->w;
+				slot->peek[k++] = &p->w;
+			} else if (later && !p->held) {
+				/* A CAS behind another write to its key in
+				 * this batch: under a hot key it can only
+				 * fail against the head this batch commits,
+				 * which the next scan knows without SQL. Held
+				 * back once, to the front of the queue. */
+				p->held = true;
+				slot->batch[i] = NULL;
+				if (held_last != NULL) {
+					held_last->next = p;
+				} else {
+					held = p;
+				}
+				held_last = p;
 			}
 		}
+	}
+	if (held != NULL) {
+		pthread_mutex_lock(&svc->mu);
+		held_last->next = svc->head;
+		if (svc->head == NULL) {
+			svc->tail = held_last;
+		}
+		svc->head = held;
+		pthread_mutex_unlock(&svc->mu);
 	}
 	if (k > 0) {
 		memset(&err, 0, sizeof(err));
@@ -241,6 +271,9 @@ dsh_writer_from_cache(dsh_service *svc, dsh_slot *slot, size_t n)
 		dsh_pending *p = slot->batch[i];
 		bool fast = false;
 
+		if (p == NULL) {
+			continue; /* held back */
+		}
 		if (k > 0 && slot->cur[i] != NULL) {
 			fast = ok && !slot->seen[j];
 			j++;
@@ -425,6 +458,7 @@ dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
 	p->call = call;
 	p->w = *w;
 	p->return_value = return_value;
+	p->held = false;
 	pthread_mutex_lock(&svc->mu);
 	stopping = svc->stopping;
 	if (!stopping) {

@@ -159,10 +159,13 @@ dsh_headcache_valid(dsh_headcache *hc, uint64_t data_version)
 }
 
 const store_record *
-dsh_headcache_answer(dsh_headcache *hc, const store_write *w, int64_t now_ms)
+dsh_headcache_answer(dsh_headcache *hc, const store_write *w, int64_t now_ms,
+    bool *later)
 {
 	dsh_head *e;
+	bool cand;
 
+	*later = false;
 	if (hc->n == 0) {
 		return NULL;
 	}
@@ -170,8 +173,16 @@ dsh_headcache_answer(dsh_headcache *hc, const store_write *w, int64_t now_ms)
 	if (!dsh_head_is(e, w->key, w->key_len)) {
 		return NULL; /* unknown: SQL; nothing later can use the slot */
 	}
-	if (dsh_headcache_candidate(hc, w) && e->mark != hc->mark &&
-	    e->rec.version != w->precond.version && now_ms >= e->at_ms) {
+	cand = dsh_headcache_candidate(hc, w);
+	if (cand && e->mark == hc->mark) {
+		/* An earlier write of this scan went to SQL: what this one
+		 * meets depends on it. Once the batch has committed the cache
+		 * knows; the caller may hold it for the next scan. */
+		*later = true;
+		return NULL;
+	}
+	if (cand && e->rec.version != w->precond.version &&
+	    now_ms >= e->at_ms) {
 		return &e->rec;
 	}
 	e->mark = hc->mark; /* this write goes to SQL before what follows */

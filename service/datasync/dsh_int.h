@@ -120,10 +120,13 @@ bool dsh_headcache_valid(dsh_headcache *hc, uint64_t data_version);
  * dsh_headcache_learn, _clear or _valid) when w is a CAS that cannot
  * succeed and may be refused with it without SQL, provided
  * dsh_headcache_valid() then holds and the store has no entry for w's
- * request id; else NULL, and w goes to SQL (later writes of this scan to
- * its key then go to SQL too). now_ms: store_now_ms(). */
+ * request id. Else NULL, and either *later = true: w is a plain CAS of
+ * a cached key an earlier write of this scan sends to SQL, which the
+ * caller may hold back to the next scan (or send to SQL); or w goes to
+ * SQL, and later writes of this scan to its key depend on it. now_ms:
+ * store_now_ms(). */
 const store_record *dsh_headcache_answer(dsh_headcache *hc,
-    const store_write *w, int64_t now_ms);
+    const store_write *w, int64_t now_ms, bool *later);
 
 /* dsh_headcache_learn, for each write of a COMMITTED batch in order:
  * remembers the head an applied Update wrote, forgets the key on any

@@ -449,6 +449,8 @@ hc_learn_update(dsh_headcache *hc, const char *key, size_t value_len,
 	dsh_headcache_learn(hc, &w, &r); /* copies; r stays the caller's */
 }
 
+static bool hc_later; /* the last hc_ask's *later */
+
 static const store_record *
 hc_ask(dsh_headcache *hc, const char *key, uint64_t if_version, int64_t now)
 {
@@ -461,7 +463,7 @@ hc_ask(dsh_headcache *hc, const char *key, uint64_t if_version, int64_t now)
 	w.precond.kind = STORE_PRECOND_IF_VERSION;
 	w.precond.version = if_version;
 	w.validated = true;
-	return dsh_headcache_answer(hc, &w, now);
+	return dsh_headcache_answer(hc, &w, now, &hc_later);
 }
 
 static void
@@ -497,7 +499,9 @@ test_the_cache_is_bounded_and_answers_only_a_plain_hopeless_cas(void **state)
 	 * every later one. */
 	dsh_headcache_scan(&hc);
 	assert_null(hc_ask(&hc, "ok", 5, 2000));
+	assert_false(hc_later);
 	assert_null(hc_ask(&hc, "ok", 1, 2000));
+	assert_true(hc_later); /* may wait for the next scan */
 	dsh_headcache_scan(&hc);
 	assert_non_null(hc_ask(&hc, "ok", 1, 2000));
 	/* Not a plain CAS: a token, if_version_in, an unvalidated write. */
