@@ -486,6 +486,18 @@ out:
 	if (srv != NULL) {
 		nrpc_server_stop(srv, DSD_STOP_GRACE_MS);
 	}
+	if (svc != NULL) {
+		dsh_stats ds;
+
+		dsh_service_stats_get(svc, &ds);
+		ds_log(DS_LOG_INFO, "datasyncd",
+		    "writer: %llu batches, %llu writes, %llu conflicts (%llu "
+		    "refused from the head cache without SQL)",
+		    (unsigned long long) ds.batches,
+		    (unsigned long long) ds.writes,
+		    (unsigned long long) ds.conflicts,
+		    (unsigned long long) ds.cached_conflicts);
+	}
 	dsh_service_destroy(svc);
 	nrpc_server_destroy(srv);
 	store_close(st_store);

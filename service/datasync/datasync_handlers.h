@@ -65,6 +65,15 @@ typedef struct dsh_service dsh_service;
  * reader queue: a second, as the gateway's Retry-After. */
 #define DSH_RETRY_AFTER_MS 1000
 
+/* The writer's head cache (dsh_headcache.c): how many recently updated
+ * keys it remembers (each with its current record, for a conflict reply
+ * given without SQL), and the largest value it keeps a copy of. Memory
+ * is bounded by entries x (key + value + metadata). */
+#define DSH_HEAD_CACHE_DEFAULT 4096
+#define DSH_HEAD_CACHE_HARD (1024 * 1024)
+#define DSH_HEAD_CACHE_VALUE_DEFAULT 4096
+#define DSH_HEAD_CACHE_VALUE_HARD (64 * 1024)
+
 typedef struct dsh_config {
 	store *store;       /* borrowed; must outlive the service */
 	unsigned max_batch; /* 0 = DSH_MAX_BATCH_DEFAULT */
@@ -73,6 +82,13 @@ typedef struct dsh_config {
 	                     * run where the handler runs (right when
 	                     * handlers already run on a worker pool) */
 	size_t max_read_queue; /* 0 = DSH_MAX_READ_QUEUE_DEFAULT */
+	size_t head_cache;     /* keys the writer remembers, 0 =
+	                        * DSH_HEAD_CACHE_DEFAULT, at most
+	                        * DSH_HEAD_CACHE_HARD */
+	size_t head_cache_value; /* largest value remembered, 0 =
+	                          * DSH_HEAD_CACHE_VALUE_DEFAULT, at most
+	                          * DSH_HEAD_CACHE_VALUE_HARD */
+	bool no_head_cache;    /* every CAS goes to SQL (A/B runs, tests) */
 } dsh_config;
 
 typedef struct dsh_stats {
@@ -80,6 +96,8 @@ typedef struct dsh_stats {
 	uint64_t writes;       /* writes applied or refused in them */
 	uint64_t max_batch;    /* largest batch so far */
 	uint64_t conflicts;    /* VERSION_CONFLICT outcomes */
+	uint64_t cached_conflicts; /* of them, answered from the head cache
+	                            * without SQL (not in `writes`) */
 	uint64_t locks;        /* successful Lock acquisitions and renewals */
 	uint64_t lock_refused; /* LOCKED outcomes */
 	uint64_t pool_reads;   /* reads run on the reader pool */

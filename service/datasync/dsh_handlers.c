@@ -18,6 +18,7 @@ typedef struct dsh_pending {
 	nrpc_call *call;
 	store_write w;
 	bool return_value;  /* UpdateRequest.return_value: echo the value */
+	bool held;          /* held back once already (dsh_writer_from_cache) */
 } dsh_pending;
 
 /* dsh_slot: one batch on its way through the pipeline: filled and
@@ -31,6 +32,9 @@ typedef struct dsh_slot {
 	dsh_pending **batch;        /* max_batch entries each */
 	store_write *ws;
 	store_write_result *results;
+	const store_record **cur;   /* dsh_writer_from_cache's scratch */
+	const store_write **peek;
+	bool *seen;
 	size_t n;                   /* entries in use */
 } dsh_slot;
 
@@ -41,6 +45,7 @@ struct dsh_service {
 	pthread_t replier;
 	bool threads_started;
 	store_conn *wconn;  /* the writer's connection; writer thread only */
+	dsh_headcache heads; /* owned; writer thread only */
 	dsh_readers *readers; /* owned; NULL = reads run on the caller */
 
 	pthread_mutex_t mu;
@@ -61,6 +66,7 @@ struct dsh_service {
 	_Atomic uint64_t n_writes;
 	_Atomic uint64_t n_max_batch;
 	_Atomic uint64_t n_conflicts;
+	_Atomic uint64_t n_cached_conflicts;
 	_Atomic uint64_t n_locks;
 	_Atomic uint64_t n_lock_refused;
 	_Atomic uint64_t n_read_refused;
@@ -179,8 +185,114 @@ dsh_writer_take(dsh_service *svc, dsh_slot *slot)
 	return n;
 }
 
-/* dsh_writer_run_batch applies the writes in slot in one transaction.
- * Returns false when nothing is left to answer (all expired). */
+/* dsh_writer_cached_conflict answers p, a CAS that cannot succeed, with
+ * cur, the committed head the cache holds: the reply the store would
+ * give (DESIGN §4 rule 2: the current record, value included). */
+static void
+dsh_writer_cached_conflict(dsh_service *svc, dsh_pending *p,
+    const store_record *cur)
+{
+	store_error err;
+
+	memset(&err, 0, sizeof(err));
+	(void) store_conflict_error(&err, cur->version);
+	atomic_fetch_add(&svc->n_conflicts, 1);
+	atomic_fetch_add(&svc->n_cached_conflicts, 1);
+	dsh_fail_store(p->call, &err, cur);
+	ds_free(p);
+}
+
+/* dsh_writer_from_cache answers from the head cache the writes of
+ * slot->batch[0..n) it can refuse without SQL (dsh_headcache.c says why
+ * that is safe) and packs the rest, in order, into slot->batch and
+ * slot->ws. Returns how many are left for the store. */
+static size_t
+dsh_writer_from_cache(dsh_service *svc, dsh_slot *slot, size_t n)
+{
+	size_t k = 0;
+	size_t m = 0;
+	size_t j = 0;
+	uint64_t dv = 0;
+	bool ok = true;
+	store_error err;
+
+	dsh_pending *held = NULL;
+	dsh_pending *held_last = NULL;
+
+	if (svc->heads.n > 0) {
+		int64_t now_ms = store_now_ms(svc->store);
+
+		dsh_headcache_scan(&svc->heads);
+		for (size_t i = 0; i < n; i++) {
+			dsh_pending *p = slot->batch[i];
+			bool later = false;
+
+			slot->cur[i] = dsh_headcache_answer(&svc->heads, &p->w,
+			    now_ms, &later);
+			if (slot->cur[i] != NULL) {
+				slot->peek[k++] = &p->w;
+			} else if (later && !p->held) {
+				/* A CAS behind another write to its key in
+				 * this batch: under a hot key it can only
+				 * fail against the head this batch commits,
+				 * which the next scan knows without SQL. Held
+				 * back once, to the front of the queue. */
+				p->held = true;
+				slot->batch[i] = NULL;
+				if (held_last != NULL) {
+					held_last->next = p;
+				} else {
+					held = p;
+				}
+				held_last = p;
+			}
+		}
+	}
+	if (held != NULL) {
+		pthread_mutex_lock(&svc->mu);
+		held_last->next = svc->head;
+		if (svc->head == NULL) {
+			svc->tail = held_last;
+		}
+		svc->head = held;
+		pthread_mutex_unlock(&svc->mu);
+	}
+	if (k > 0) {
+		memset(&err, 0, sizeof(err));
+		ok = store_peek_requests(svc->wconn, slot->peek, k, &dv,
+		         slot->seen, &err) == STORE_OK;
+		if (!ok) {
+			dsh_headcache_clear(&svc->heads); /* in doubt: SQL */
+		} else {
+			ok = dsh_headcache_valid(&svc->heads, dv);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		dsh_pending *p = slot->batch[i];
+		bool fast = false;
+
+		if (p == NULL) {
+			continue; /* held back */
+		}
+		if (k > 0 && slot->cur[i] != NULL) {
+			fast = ok && !slot->seen[j];
+			j++;
+		}
+		if (fast) {
+			dsh_writer_cached_conflict(svc, p, slot->cur[i]);
+			continue;
+		}
+		slot->batch[m] = p;
+		slot->ws[m] = p->w;
+		m++;
+	}
+	return m;
+}
+
+/* dsh_writer_run_batch applies the writes in slot in one transaction;
+ * a CAS the head cache can refuse is answered first, without SQL.
+ * Returns false when nothing is left to answer (all expired or
+ * answered). */
 static bool
 dsh_writer_run_batch(dsh_service *svc, dsh_slot *slot, size_t n)
 {
@@ -200,10 +312,11 @@ dsh_writer_run_batch(dsh_service *svc, dsh_slot *slot, size_t n)
 			ds_free(p);
 			continue;
 		}
-		slot->batch[m] = p;
-		slot->ws[m] = p->w;
-		memset(&slot->results[m], 0, sizeof(slot->results[m]));
-		m++;
+		slot->batch[m++] = p;
+	}
+	m = dsh_writer_from_cache(svc, slot, m);
+	for (size_t i = 0; i < m; i++) {
+		memset(&slot->results[i], 0, sizeof(slot->results[i]));
 	}
 	slot->n = m;
 	if (m == 0) {
@@ -213,6 +326,15 @@ dsh_writer_run_batch(dsh_service *svc, dsh_slot *slot, size_t n)
 	if (rv != STORE_OK) {
 		ds_log(DS_LOG_ERROR, "datasync", "batch of %zu writes failed: %s",
 		    m, store_strerror(rv));
+		/* Nothing was applied, but a failed COMMIT leaves doubt. */
+		dsh_headcache_clear(&svc->heads);
+	} else {
+		/* Committed (durably, per the store's configuration): only
+		 * now may the cache answer from what the batch wrote. */
+		for (size_t i = 0; i < m; i++) {
+			dsh_headcache_learn(&svc->heads, &slot->ws[i],
+			    &slot->results[i]);
+		}
 	}
 	atomic_fetch_add(&svc->n_batches, 1);
 	atomic_fetch_add(&svc->n_writes, m);
@@ -336,6 +458,7 @@ dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
 	p->call = call;
 	p->w = *w;
 	p->return_value = return_value;
+	p->held = false;
 	pthread_mutex_lock(&svc->mu);
 	stopping = svc->stopping;
 	if (!stopping) {
@@ -660,6 +783,15 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 		    DSH_READERS_HARD, DSH_MAX_READ_QUEUE_HARD);
 		return st->code;
 	}
+	if (cfg->head_cache > DSH_HEAD_CACHE_HARD ||
+	    cfg->head_cache_value > DSH_HEAD_CACHE_VALUE_HARD) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    cfg->head_cache > DSH_HEAD_CACHE_HARD ? "head_cache"
+		                                          : "head_cache_value",
+		    "head_cache must be 0..%d and head_cache_value 0..%d",
+		    DSH_HEAD_CACHE_HARD, DSH_HEAD_CACHE_VALUE_HARD);
+		return st->code;
+	}
 	if ((svc = ds_calloc(1, sizeof(*svc))) == NULL) {
 		goto nomem;
 	}
@@ -669,6 +801,14 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 	pthread_cond_init(&svc->cv, NULL);
 	pthread_mutex_init(&svc->rmu, NULL);
 	pthread_cond_init(&svc->rcv, NULL);
+	if (!cfg->no_head_cache &&
+	    dsh_headcache_init(&svc->heads,
+	        cfg->head_cache ? cfg->head_cache : DSH_HEAD_CACHE_DEFAULT,
+	        cfg->head_cache_value ? cfg->head_cache_value
+	                              : DSH_HEAD_CACHE_VALUE_DEFAULT) != 0) {
+		dsh_service_destroy(svc);
+		goto nomem;
+	}
 	for (int i = 0; i < DSH_SLOTS; i++) {
 		dsh_slot *slot = &svc->slots[i];
 
@@ -676,7 +816,13 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 		        NULL ||
 		    (slot->ws = ds_calloc(max_batch, sizeof(*slot->ws))) == NULL ||
 		    (slot->results = ds_calloc(max_batch,
-		         sizeof(*slot->results))) == NULL) {
+		         sizeof(*slot->results))) == NULL ||
+		    (slot->cur = ds_calloc(max_batch, sizeof(*slot->cur))) ==
+		        NULL ||
+		    (slot->peek = ds_calloc(max_batch, sizeof(*slot->peek))) ==
+		        NULL ||
+		    (slot->seen = ds_calloc(max_batch, sizeof(*slot->seen))) ==
+		        NULL) {
 			dsh_service_destroy(svc);
 			goto nomem;
 		}
@@ -689,6 +835,17 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 		    "cannot open the writer's connection: %s", err.message);
 		dsh_service_destroy(svc);
 		return st->code;
+	}
+	if (svc->heads.n > 0) {
+		uint64_t dv;
+
+		/* The state the cache learns from: a commit by any other
+		 * connection after this moves data_version and clears it. */
+		if (store_data_version(svc->wconn, &dv, &err) == STORE_OK) {
+			dsh_headcache_baseline(&svc->heads, dv);
+		} else {
+			dsh_headcache_fini(&svc->heads); /* off */
+		}
 	}
 	if (cfg->readers > 0 &&
 	    dsh_readers_create(svc->store, cfg->readers, cfg->max_read_queue,
@@ -736,6 +893,7 @@ dsh_service_stats_get(dsh_service *svc, dsh_stats *out)
 	out->writes = atomic_load(&svc->n_writes);
 	out->max_batch = atomic_load(&svc->n_max_batch);
 	out->conflicts = atomic_load(&svc->n_conflicts);
+	out->cached_conflicts = atomic_load(&svc->n_cached_conflicts);
 	out->locks = atomic_load(&svc->n_locks);
 	out->lock_refused = atomic_load(&svc->n_lock_refused);
 	out->pool_reads =
@@ -762,10 +920,14 @@ dsh_service_destroy(dsh_service *svc)
 	}
 	dsh_readers_destroy(svc->readers); /* answers what it queued */
 	store_conn_close(svc->wconn);
+	dsh_headcache_fini(&svc->heads);
 	for (int i = 0; i < DSH_SLOTS; i++) {
 		ds_free(svc->slots[i].batch);
 		ds_free(svc->slots[i].ws);
 		ds_free(svc->slots[i].results);
+		ds_free(svc->slots[i].cur);
+		ds_free(svc->slots[i].peek);
+		ds_free(svc->slots[i].seen);
 	}
 	pthread_cond_destroy(&svc->rcv);
 	pthread_mutex_destroy(&svc->rmu);

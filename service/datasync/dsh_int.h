@@ -73,4 +73,65 @@ void dsh_readers_destroy(dsh_readers *r);
 void dsh_store_error(store_error *err, store_err code, const char *field,
     const char *fmt, ...) DS_PRINTF(4, 5);
 
+/* --- the writer's head cache (dsh_headcache.c) --- */
+
+/* dsh_headcache: owned by the writer thread. Zeroed = off. */
+typedef struct dsh_headcache {
+	struct dsh_head *slots; /* owned; n of them */
+	size_t n;               /* 0 = off */
+	size_t max_value;       /* longer values are not remembered */
+	uint64_t dv;            /* store_data_version() the cache matches */
+	bool dv_known;
+	uint64_t mark;          /* the current batch scan */
+} dsh_headcache;
+
+/* dsh_headcache_init sets hc up with `entries` slots (0 = off) remembering
+ * values of at most max_value bytes. -1 when out of memory (hc is then
+ * off). */
+int dsh_headcache_init(dsh_headcache *hc, size_t entries, size_t max_value);
+
+/* dsh_headcache_clear forgets everything (a failed batch, another
+ * connection's commit). */
+void dsh_headcache_clear(dsh_headcache *hc);
+
+/* dsh_headcache_fini frees hc; zeroed is a no-op. */
+void dsh_headcache_fini(dsh_headcache *hc);
+
+/* dsh_headcache_candidate: could the cache ever answer w? (a validated
+ * Update or Delete with if_version and no token). Pure. */
+bool dsh_headcache_candidate(const dsh_headcache *hc, const store_write *w);
+
+/* dsh_headcache_baseline forgets everything and records data_version, the
+ * writer connection's store_data_version() now, as the state it learns
+ * from (at start, before the first batch). */
+void dsh_headcache_baseline(dsh_headcache *hc, uint64_t data_version);
+
+/* dsh_headcache_scan starts a batch scan (see dsh_headcache_answer). */
+void dsh_headcache_scan(dsh_headcache *hc);
+
+/* dsh_headcache_valid: is data_version (read just now on the writer's
+ * connection) the one the cache learned under? If not, the cache is
+ * cleared, takes it as its new baseline, and false says: answer nothing
+ * from this scan. */
+bool dsh_headcache_valid(dsh_headcache *hc, uint64_t data_version);
+
+/* dsh_headcache_answer, for each write of the batch in order after
+ * dsh_headcache_scan: the current record (borrowed until the next
+ * dsh_headcache_learn, _clear or _valid) when w is a CAS that cannot
+ * succeed and may be refused with it without SQL, provided
+ * dsh_headcache_valid() then holds and the store has no entry for w's
+ * request id. Else NULL, and either *later = true: w is a plain CAS of
+ * a cached key an earlier write of this scan sends to SQL, which the
+ * caller may hold back to the next scan (or send to SQL); or w goes to
+ * SQL, and later writes of this scan to its key depend on it. now_ms:
+ * store_now_ms(). */
+const store_record *dsh_headcache_answer(dsh_headcache *hc,
+    const store_write *w, int64_t now_ms, bool *later);
+
+/* dsh_headcache_learn, for each write of a COMMITTED batch in order:
+ * remembers the head an applied Update wrote, forgets the key on any
+ * other change. */
+void dsh_headcache_learn(dsh_headcache *hc, const store_write *w,
+    const store_write_result *r);
+
 #endif /* DSH_INT_H */

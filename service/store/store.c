@@ -1065,3 +1065,39 @@ store_integrity_check(store_conn *c, store_error *err)
 	}
 	return c->s->be->integrity_check(c, err);
 }
+
+store_err
+store_data_version(store_conn *c, uint64_t *out, store_error *err)
+{
+	if (DS_NEVER(c == NULL || out == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn or out is NULL");
+	}
+	return c->s->be->peek(c, NULL, 0, out, NULL, err);
+}
+
+store_err
+store_peek_requests(store_conn *c, const store_write *const *ws, size_t n,
+    uint64_t *data_version, bool *seen, store_error *err)
+{
+	if (DS_NEVER(c == NULL || data_version == NULL ||
+	        (n > 0 && (ws == NULL || seen == NULL)))) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn, ws, data_version or seen is NULL");
+	}
+	return c->s->be->peek(c, ws, n, data_version, seen, err);
+}
+
+int64_t
+store_now_ms(const store *s)
+{
+	return ds_clock_now_ms(s->clock);
+}
+
+store_err
+store_conflict_error(store_error *err, uint64_t version)
+{
+	return store_error_set(err, STORE_ECONFLICT, "precondition",
+	    "version conflict: the key is at version %llu",
+	    (unsigned long long) version);
+}

@@ -390,6 +390,33 @@ store_err store_apply_batch(store_conn *c, const store_write *ws, size_t n,
 /* store_revision reads the current store-wide revision. */
 store_err store_revision(store_conn *c, uint64_t *out, store_error *err);
 
+/* store_data_version reads a number that changes when ANOTHER connection
+ * (of this process or another process on the same file) has committed a
+ * write since the previous call on c; c's own commits leave it alone. A
+ * caller that remembers what c wrote compares it before trusting its
+ * memory (the writer's head cache, dsh_headcache.c). One read
+ * transaction, no row read. */
+store_err store_data_version(store_conn *c, uint64_t *out, store_error *err);
+
+/* store_peek_requests reads, in ONE read transaction on c (no row of a
+ * record, no write lock), *data_version as store_data_version() does and,
+ * for each of the n writes, seen[i] = the store holds an entry for its
+ * (caller, request_id), live or expired; false for a write without a
+ * request id. A write with seen[i] = false would neither be replayed nor
+ * refused as REQUEST_ID_REUSED at that moment. */
+store_err store_peek_requests(store_conn *c, const store_write *const *ws,
+    size_t n, uint64_t *data_version, bool *seen, store_error *err);
+
+/* store_now_ms reads the store's clock (the one leases and timestamps
+ * use). */
+int64_t store_now_ms(const store *s);
+
+/* store_conflict_error fills err (may be NULL) with the VERSION_CONFLICT
+ * store_apply* give a write whose precondition a LIVE record at version
+ * `version` refused (field "precondition", the message naming the
+ * version). Returns STORE_ECONFLICT. */
+store_err store_conflict_error(store_error *err, uint64_t version);
+
 /* store_integrity_check runs PRAGMA integrity_check; STORE_OK when the
  * database reports "ok", STORE_EIO with the first problem otherwise. */
 store_err store_integrity_check(store_conn *c, store_error *err);

@@ -61,6 +61,8 @@ struct store_backend {
 	    size_t n, store_write_result *results);
 	store_err (*revision)(store_conn *c, uint64_t *out, store_error *err);
 	store_err (*integrity_check)(store_conn *c, store_error *err);
+	store_err (*peek)(store_conn *c, const store_write *const *ws,
+	    size_t n, uint64_t *data_version, bool *seen, store_error *err);
 };
 
 extern const store_backend store_sqlite_backend;

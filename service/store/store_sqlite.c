@@ -134,6 +134,7 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
     /* Without a WHERE clause SQLite empties the table wholesale. */
     [STORE_STMT_REQ_CLEAR0] = "DELETE FROM requests0",
     [STORE_STMT_REQ_CLEAR1] = "DELETE FROM requests1",
+    [STORE_STMT_DATA_VERSION] = "PRAGMA data_version",
 };
 
 /* Per-connection settings. Each says why. */
@@ -878,6 +879,18 @@ store_sqlite_revision_bounded(store_conn *c, uint64_t *out, store_error *err)
 }
 
 static store_err
+store_sqlite_peek_bounded(store_conn *c, const store_write *const *ws,
+    size_t n, uint64_t *data_version, bool *seen, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_peek(c, ws, n, data_version, seen, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
 store_sqlite_integrity_check_bounded(store_conn *c, store_error *err)
 {
 	store_err rv;
@@ -901,4 +914,5 @@ const store_backend store_sqlite_backend = {
     .apply_batch = store_sqlite_apply_batch_bounded,
     .revision = store_sqlite_revision_bounded,
     .integrity_check = store_sqlite_integrity_check_bounded,
+    .peek = store_sqlite_peek_bounded,
 };

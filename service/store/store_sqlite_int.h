@@ -57,6 +57,7 @@ typedef enum store_stmt_id {
 	STORE_STMT_REQ_PUT1,
 	STORE_STMT_REQ_CLEAR0,
 	STORE_STMT_REQ_CLEAR1,
+	STORE_STMT_DATA_VERSION,
 	STORE_STMT_COUNT
 } store_stmt_id;
 
@@ -209,6 +210,8 @@ store_err store_sqlite_list(store_conn *bc, const store_list_req *req,
 store_err store_sqlite_revision(store_conn *bc, uint64_t *out,
     store_error *err);
 store_err store_sqlite_integrity_check(store_conn *bc, store_error *err);
+store_err store_sqlite_peek(store_conn *bc, const store_write *const *ws,
+    size_t n, uint64_t *data_version, bool *seen, store_error *err);
 
 /* --- request ids (store_sqlite_reqid.c) --- */
 

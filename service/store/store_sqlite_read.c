@@ -395,6 +395,67 @@ store_sqlite_revision(store_conn *bc, uint64_t *out, store_error *err)
 	return rv;
 }
 
+/* store_sqlite_peek: in one read transaction, PRAGMA data_version (SQLite's
+ * counter that moves when another connection, of this process or another,
+ * committed since this connection last asked, and not for its own
+ * commits) and, per write with a request id, whether either generation
+ * table holds a row for it (expired or not: the caller then goes to the
+ * full write path, which decides). */
+store_err
+store_sqlite_peek(store_conn *bc, const store_write *const *ws, size_t n,
+    uint64_t *data_version, bool *seen, store_error *err)
+{
+	store_sqlite_conn *c = (store_sqlite_conn *) bc;
+	sqlite3_stmt *dv = c->st[STORE_STMT_DATA_VERSION];
+	sqlite3_stmt *rq = c->st[STORE_STMT_REQ_GET];
+	store_err rv = STORE_OK;
+	int rc;
+
+	store_sqlite_read_lock(c);
+	if ((rc = store_sqlite_run(c, STORE_STMT_BEGIN_READ)) != SQLITE_OK) {
+		rv = store_sqlite_err(c->db, rc, err, "beginning a read");
+		store_sqlite_read_unlock(c);
+		return rv;
+	}
+	if ((rc = store_sqlite_step(dv)) != SQLITE_ROW) {
+		rv = store_sqlite_err(c->db, rc, err, "reading data_version");
+	} else {
+		*data_version = store_col_u64(dv, 0);
+	}
+	store_sqlite_done(dv);
+	for (size_t i = 0; rv == STORE_OK && i < n; i++) {
+		const store_write *w = ws[i];
+
+		seen[i] = false;
+		if (w->request_id_len == 0) {
+			continue;
+		}
+		rc = SQLITE_OK;
+		store_bind_blob(rq, 1, w->caller != NULL ? w->caller : "",
+		    w->caller_len, &rc);
+		store_bind_blob(rq, 2, w->request_id, w->request_id_len, &rc);
+		if (rc == SQLITE_OK) {
+			rc = store_sqlite_step(rq);
+		}
+		if (rc == SQLITE_ROW) {
+			seen[i] = true;
+		} else if (rc != SQLITE_DONE) {
+			rv = store_sqlite_err(c->db, rc, err,
+			    "looking up request_id");
+		}
+		store_sqlite_done(rq);
+	}
+	if ((rc = store_sqlite_run(c, STORE_STMT_COMMIT)) != SQLITE_OK) {
+		/* A read-only transaction: ending it cannot lose data. */
+		(void) store_sqlite_run(c, STORE_STMT_ROLLBACK);
+	}
+	store_sqlite_read_unlock(c);
+	if (rv == STORE_OK) {
+		store_error_clear(err);
+	}
+	return rv;
+}
+
 store_err
 store_sqlite_integrity_check(store_conn *bc, store_error *err)
 {

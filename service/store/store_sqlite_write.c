@@ -245,10 +245,8 @@ store_refuse_conflict(store_wctx *x, const store_write *w,
 		}
 	}
 	if (live) {
-		return store_error_set(&res->error, STORE_ECONFLICT,
-		    "precondition",
-		    "version conflict: the key is at version %llu",
-		    (unsigned long long) row->version);
+		/* The writer's head cache answers with the same words. */
+		return store_conflict_error(&res->error, row->version);
 	}
 	if (row->exists && row->version > 0) {
 		return store_error_set(&res->error, STORE_ECONFLICT,
