@@ -78,12 +78,6 @@ int cli_exit_for(const nrpc_status *st);
 /* cli_print_json prints msg as proto3 JSON and a newline on stdout. */
 int cli_print_json(const ProtobufCMessage *msg);
 
-/* cli_parse_duration_ms reads "500ms", "30s", "5m", "1h" or seconds. */
-int cli_parse_duration_ms(const char *s, int64_t *out);
-
-/* cli_parse_u64 reads a decimal number without sign. */
-int cli_parse_u64(const char *s, uint64_t *out);
-
 /* cli_format_time writes ms since the epoch as ISO 8601 UTC, or "-". */
 void cli_format_time(int64_t ms, char *buf, size_t cap);
 

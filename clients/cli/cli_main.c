@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "ds_alloc.h"
+#include "ds_text.h"
 #include "ds_buf.h"
 #include "pbjson.h"
 
@@ -110,55 +111,6 @@ cli_usage_error(const char *fmt, ...)
 	va_end(ap);
 	fputs("\ntry 'datasync --help'\n", stderr);
 	return CLI_EXIT_USAGE;
-}
-
-int
-cli_parse_duration_ms(const char *s, int64_t *out)
-{
-	char *end;
-	double v;
-	double mult = 1000.0; /* a bare number is seconds */
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || v < 0) {
-		return -1;
-	}
-	if (strcmp(end, "ms") == 0) {
-		mult = 1.0;
-	} else if (strcmp(end, "s") == 0 || *end == '\0') {
-		mult = 1000.0;
-	} else if (strcmp(end, "m") == 0) {
-		mult = 60000.0;
-	} else if (strcmp(end, "h") == 0) {
-		mult = 3600000.0;
-	} else {
-		return -1;
-	}
-	v *= mult;
-	if (v > 9.0e15) {
-		return -1;
-	}
-	*out = (int64_t) v;
-	return 0;
-}
-
-int
-cli_parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (s[0] == '-' || s[0] == '\0') {
-		return -1;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0') {
-		return -1;
-	}
-	*out = v;
-	return 0;
 }
 
 /* --- output --- */
@@ -302,7 +254,7 @@ main(int argc, char **argv)
 			a.urls[a.n_urls++] = optarg;
 			break;
 		case O_TIMEOUT:
-			if (cli_parse_duration_ms(optarg, &a.timeout_ms) != 0 ||
+			if (ds_parse_duration_ms(optarg, &a.timeout_ms) != 0 ||
 			    a.timeout_ms <= 0) {
 				return cli_usage_error(
 				    "--timeout wants a duration like 500ms or 5s, got "
@@ -319,7 +271,7 @@ main(int argc, char **argv)
 			a.content_type = optarg;
 			break;
 		case O_IF_VERSION:
-			if (cli_parse_u64(optarg, &a.if_version) != 0 ||
+			if (ds_parse_u64(optarg, &a.if_version) != 0 ||
 			    a.if_version == 0) {
 				return cli_usage_error(
 				    "--if-version wants a version >= 1, got '%s'", optarg);
@@ -346,14 +298,14 @@ main(int argc, char **argv)
 			a.owner = optarg;
 			break;
 		case O_TTL:
-			if (cli_parse_duration_ms(optarg, &a.ttl_ms) != 0) {
+			if (ds_parse_duration_ms(optarg, &a.ttl_ms) != 0) {
 				return cli_usage_error(
 				    "--ttl wants a duration like 30s or 5m, got '%s'",
 				    optarg);
 			}
 			break;
 		case O_VERSION:
-			if (cli_parse_u64(optarg, &a.version) != 0) {
+			if (ds_parse_u64(optarg, &a.version) != 0) {
 				return cli_usage_error(
 				    "--version wants a number, got '%s'", optarg);
 			}
@@ -362,7 +314,7 @@ main(int argc, char **argv)
 			a.prefix = optarg;
 			break;
 		case O_PAGE_SIZE:
-			if (cli_parse_u64(optarg, &u) != 0 || u > UINT32_MAX) {
+			if (ds_parse_u64(optarg, &u) != 0 || u > UINT32_MAX) {
 				return cli_usage_error(
 				    "--page-size wants a number, got '%s'", optarg);
 			}

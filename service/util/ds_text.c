@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <sys/random.h>
 
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
 #include "ds_text.h"
 
 bool
@@ -157,4 +160,55 @@ ds_hash64(uint64_t seed, const void *p, size_t n)
 		h *= UINT64_C(0x100000001b3);
 	}
 	return h;
+}
+
+/* --- command-line numbers --- */
+
+int
+ds_parse_duration_ms(const char *s, int64_t *out)
+{
+	char *end;
+	double v;
+	double mult = 1000.0; /* a bare number is seconds */
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || v < 0) {
+		return -1;
+	}
+	if (strcmp(end, "ms") == 0) {
+		mult = 1.0;
+	} else if (strcmp(end, "s") == 0 || *end == '\0') {
+		mult = 1000.0;
+	} else if (strcmp(end, "m") == 0) {
+		mult = 60000.0;
+	} else if (strcmp(end, "h") == 0) {
+		mult = 3600000.0;
+	} else {
+		return -1;
+	}
+	v *= mult;
+	if (v > 9.0e15) {
+		return -1;
+	}
+	*out = (int64_t) v;
+	return 0;
+}
+
+int
+ds_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s[0] == '-' || s[0] == '\0') {
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		return -1;
+	}
+	*out = v;
+	return 0;
 }

@@ -43,4 +43,13 @@ ds_err ds_random_bytes(void *p, size_t n);
 #define DS_HASH64_INIT UINT64_C(0xcbf29ce484222325)
 uint64_t ds_hash64(uint64_t seed, const void *p, size_t n);
 
+/* ds_parse_duration_ms reads a command-line duration: "500ms", "30s",
+ * "5m", "1h", or a bare number of seconds (fractions allowed). Returns 0
+ * with *out in milliseconds, or -1 (out untouched) for anything else, a
+ * negative value or more than ~285,000 years. */
+int ds_parse_duration_ms(const char *s, int64_t *out);
+
+/* ds_parse_u64 reads a decimal number without sign; 0 or -1. */
+int ds_parse_u64(const char *s, uint64_t *out);
+
 #endif /* DS_TEXT_H */

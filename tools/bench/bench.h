@@ -209,12 +209,6 @@ struct bench_run {
 /* bench_usage_error prints "datasync bench: <msg>" and a hint; returns 2. */
 int bench_usage_error(const char *fmt, ...) DS_PRINTF(1, 2);
 
-/* bench_parse_duration_ms reads "500ms", "30s", "5m", "1h" or seconds. */
-int bench_parse_duration_ms(const char *s, int64_t *out);
-
-/* bench_parse_u64 reads a decimal number without sign. */
-int bench_parse_u64(const char *s, uint64_t *out);
-
 /* --- across files --- */
 
 uint64_t bench_now_ns(void);

@@ -66,6 +66,7 @@
 
 #include "bench.h"
 #include "ds_alloc.h"
+#include "ds_text.h"
 
 const char *const bench_op_names[BENCH_N_OPS] = {
     "get", "update", "update-hot", "lock-cycle", "mixed",
@@ -153,62 +154,13 @@ bench_usage_error(const char *fmt, ...)
 	return BENCH_EXIT_USAGE;
 }
 
-int
-bench_parse_duration_ms(const char *s, int64_t *out)
-{
-	char *end;
-	double v;
-	double mult = 1000.0; /* a bare number is seconds */
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || v < 0) {
-		return -1;
-	}
-	if (strcmp(end, "ms") == 0) {
-		mult = 1.0;
-	} else if (strcmp(end, "s") == 0 || *end == '\0') {
-		mult = 1000.0;
-	} else if (strcmp(end, "m") == 0) {
-		mult = 60000.0;
-	} else if (strcmp(end, "h") == 0) {
-		mult = 3600000.0;
-	} else {
-		return -1;
-	}
-	v *= mult;
-	if (v > 9.0e15) {
-		return -1;
-	}
-	*out = (int64_t) v;
-	return 0;
-}
-
-int
-bench_parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (s[0] == '-' || s[0] == '\0') {
-		return -1;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0') {
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
 static int
 bench_parse_count(const char *flag, const char *s, uint64_t min,
     uint64_t max, uint64_t *out)
 {
 	uint64_t v;
 
-	if (bench_parse_u64(s, &v) != 0 || v < min || v > max) {
+	if (ds_parse_u64(s, &v) != 0 || v < min || v > max) {
 		return bench_usage_error("%s wants a number in %" PRIu64 "..%" PRIu64
 		    ", got '%s'", flag, min, max, s);
 	}
@@ -222,7 +174,7 @@ bench_parse_duration(const char *flag, const char *s, int64_t min,
 {
 	int64_t v;
 
-	if (bench_parse_duration_ms(s, &v) != 0 || v < min ||
+	if (ds_parse_duration_ms(s, &v) != 0 || v < min ||
 	    v > BENCH_DURATION_MAX_MS) {
 		return bench_usage_error("%s wants a duration like 500ms or 10s%s, "
 		    "got '%s'", flag, min > 0 ? " (more than 0)" : "", s);
