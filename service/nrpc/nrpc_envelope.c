@@ -171,11 +171,12 @@ nrpc_arena_fini(nrpc_arena *a)
 
 /* --- encode --- */
 
-/* nrpc_envelope_check_text checks a peer- or caller-supplied envelope
- * string: at most max bytes of UTF-8. */
+/* nrpc_envelope_check_len checks an envelope string's length: at most
+ * max bytes. A decoded envelope needs only this: nrpc_strings_check
+ * already refused NUL and bad UTF-8 on the wire. */
 static nrpc_code
-nrpc_envelope_check_text(const char *s, size_t max, const char *field,
-    const char *limit, const char *reason, nrpc_status *st)
+nrpc_envelope_check_len(const char *s, size_t max, const char *field,
+    const char *limit, const char *reason, nrpc_status *st, size_t *len)
 {
 	size_t n = strnlen(s, max + 1);
 
@@ -183,6 +184,23 @@ nrpc_envelope_check_text(const char *s, size_t max, const char *field,
 		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, reason, field,
 		    "%s exceeds %s (%zu)", field, limit, max);
 		return NRPC_INVALID_ARGUMENT;
+	}
+	*len = n;
+	return NRPC_OK;
+}
+
+/* nrpc_envelope_check_text checks a caller-supplied envelope string: at
+ * most max bytes of UTF-8. */
+static nrpc_code
+nrpc_envelope_check_text(const char *s, size_t max, const char *field,
+    const char *limit, const char *reason, nrpc_status *st)
+{
+	size_t n;
+	nrpc_code rv;
+
+	if ((rv = nrpc_envelope_check_len(s, max, field, limit, reason, st,
+	         &n)) != NRPC_OK) {
+		return rv;
 	}
 	if (!ds_utf8_valid((const uint8_t *) s, n)) {
 		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, reason, field,
@@ -364,7 +382,7 @@ nrpc_envelope_decode_request(const uint8_t *buf, size_t len, size_t max,
 	static const char *const reason = "MALFORMED_ENVELOPE";
 	Nrpc__V1__Request *env;
 	nrpc_code rv;
-	size_t i;
+	size_t i, n;
 
 	if ((rv = nrpc_envelope_check_size(len, max, st)) != NRPC_OK) {
 		return rv;
@@ -389,14 +407,14 @@ nrpc_envelope_decode_request(const uint8_t *buf, size_t len, size_t max,
 		    "envelope has no method");
 		return NRPC_INVALID_ARGUMENT;
 	}
-	if ((rv = nrpc_envelope_check_text(env->method, NRPC_MAX_METHOD_BYTES,
-	    "method", "max_method_bytes", reason, st)) != NRPC_OK ||
-	    (rv = nrpc_envelope_check_text(env->request_id,
+	if ((rv = nrpc_envelope_check_len(env->method, NRPC_MAX_METHOD_BYTES,
+	    "method", "max_method_bytes", reason, st, &n)) != NRPC_OK ||
+	    (rv = nrpc_envelope_check_len(env->request_id,
 	    NRPC_MAX_REQUEST_ID_BYTES, "request_id", "max_request_id_bytes",
-	    reason, st)) != NRPC_OK ||
-	    (rv = nrpc_envelope_check_text(env->client_name,
+	    reason, st, &n)) != NRPC_OK ||
+	    (rv = nrpc_envelope_check_len(env->client_name,
 	    NRPC_MAX_CLIENT_NAME_BYTES, "client_name", "max_client_name_bytes",
-	    reason, st)) != NRPC_OK) {
+	    reason, st, &n)) != NRPC_OK) {
 		return rv;
 	}
 	if (env->n_metadata > NRPC_MAX_METADATA) {
@@ -405,12 +423,12 @@ nrpc_envelope_decode_request(const uint8_t *buf, size_t len, size_t max,
 		return NRPC_INVALID_ARGUMENT;
 	}
 	for (i = 0; i < env->n_metadata; i++) {
-		if ((rv = nrpc_envelope_check_text(env->metadata[i]->key,
+		if ((rv = nrpc_envelope_check_len(env->metadata[i]->key,
 		    NRPC_MAX_METADATA_BYTES, "metadata", "max_metadata_bytes",
-		    reason, st)) != NRPC_OK ||
-		    (rv = nrpc_envelope_check_text(env->metadata[i]->value,
+		    reason, st, &n)) != NRPC_OK ||
+		    (rv = nrpc_envelope_check_len(env->metadata[i]->value,
 		    NRPC_MAX_METADATA_BYTES, "metadata", "max_metadata_bytes",
-		    reason, st)) != NRPC_OK) {
+		    reason, st, &n)) != NRPC_OK) {
 			return rv;
 		}
 	}
