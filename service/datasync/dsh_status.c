@@ -27,6 +27,7 @@ dsh_code_of(store_err e)
 	case STORE_ENOTFOUND:
 		return NRPC_NOT_FOUND;
 	case STORE_ECOMPACTED:
+	case STORE_EREV_COMPACTED:
 		return NRPC_OUT_OF_RANGE;
 	case STORE_EINVAL:
 	case STORE_ETOOLARGE:

@@ -50,6 +50,8 @@ store_strerror(store_err e)
 		return "store closed";
 	case STORE_EBUSY:
 		return "database busy";
+	case STORE_EREV_COMPACTED:
+		return "revision compacted";
 	}
 	return "unknown error";
 }
@@ -90,6 +92,8 @@ store_reason(store_err e)
 		return "UNAVAILABLE";
 	case STORE_EBUSY:
 		return "DB_BUSY";
+	case STORE_EREV_COMPACTED:
+		return "REVISION_COMPACTED";
 	}
 	return "INTERNAL";
 }

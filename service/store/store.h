@@ -61,6 +61,9 @@ typedef enum store_err {
 	STORE_EBUSY,                  /* another connection held the
 	                               * database's lock past
 	                               * limits.busy_timeout_ms: DB_BUSY */
+	STORE_EREV_COMPACTED,         /* a watch cursor older than the
+	                               * change log keeps:
+	                               * REVISION_COMPACTED */
 } store_err;
 
 /* store_strerror returns a static human name for e; never NULL. */
@@ -384,6 +387,94 @@ store_err store_apply(store_conn *c, const store_write *w,
  * the configured level. */
 store_err store_apply_batch(store_conn *c, const store_write *ws, size_t n,
     store_write_result *results);
+
+/* --- the change log (DESIGN §9) ---
+ *
+ * Every change takes the next store revision and appends one change-log
+ * entry in the same transaction: UPDATE -> PUT, DELETE -> DELETE, LOCK
+ * (acquire or renew) -> LOCK, UNLOCK -> UNLOCK, and a lease that runs out
+ * -> EXPIRE, written by store_sweep_expired(). A replayed write (same
+ * request_id) changes nothing and logs nothing. One change per revision,
+ * so a revision is never split. */
+
+typedef enum store_event_type {
+	STORE_EV_PUT = 1,
+	STORE_EV_DELETE,
+	STORE_EV_LOCK,
+	STORE_EV_UNLOCK,
+	STORE_EV_EXPIRE,
+} store_event_type;
+
+/* store_event: one change-log entry. record is the record's metadata
+ * after the change (key, version, revision = the event's, content_type,
+ * updated_by, timestamps, deleted, lock); record.value only when the read
+ * asked with_values and that version is still in the history, else
+ * value_omitted = (with_values asked). */
+typedef struct store_event {
+	store_event_type type;
+	uint64_t revision;
+	store_record record;  /* owned */
+	bool value_omitted;
+} store_event;
+
+/* store_changes_req: which events to read. key/key_len is one key, or,
+ * with prefix = true, every key that starts with it (key_len 0 = all).
+ * Events with revision > after, oldest first, at most limit (1 ..
+ * STORE_CHANGES_LIMIT_MAX). Borrowed for the call. */
+typedef struct store_changes_req {
+	const char *key;
+	size_t key_len;
+	bool prefix;
+	uint64_t after;
+	size_t limit;
+	bool with_values;
+} store_changes_req;
+
+/* store_changes_page: what store_changes_read found, in one read
+ * transaction. events in revision order; revision = the store's revision
+ * in that snapshot; compact_revision = the oldest cursor the log still
+ * serves (after >= compact_revision is served; after < it is
+ * STORE_EREV_COMPACTED); more = there are matching events past the last
+ * one returned (limit reached). */
+typedef struct store_changes_page {
+	store_event *events;  /* owned, n entries */
+	size_t n;
+	uint64_t revision;
+	uint64_t compact_revision;
+	bool more;
+} store_changes_page;
+
+#define STORE_CHANGES_LIMIT_MAX 10000
+
+/* store_changes_read reads the log. STORE_EREV_COMPACTED (field
+ * "after_revision", the message naming compact_revision) when after <
+ * compact_revision: page->revision and page->compact_revision are still
+ * filled. STORE_EINVAL for a bad key or limit. after > revision is
+ * valid (no events yet). */
+store_err store_changes_read(store_conn *c, const store_changes_req *req,
+    store_changes_page *page, store_error *err);
+
+/* store_changes_page_fini frees what p owns; zeroed is a no-op. */
+void store_changes_page_fini(store_changes_page *p);
+
+/* store_sweep_expired, on the writing connection, in ONE transaction:
+ * for up to `max` keys whose lease expired at or before the store's
+ * clock, clears the lock, appends an EXPIRE event (own revision), and
+ * deletes the placeholder head row of a key that was locked but never
+ * written. *n = leases swept; *next_expiry_ms = the earliest remaining
+ * lease expiry, INT64_MAX when none (the caller sleeps until then).
+ * Reads and writes already treat an expired lease as absent; the sweep
+ * only makes the expiry visible in the log. */
+store_err store_sweep_expired(store_conn *c, size_t max, size_t *n,
+    int64_t *next_expiry_ms, store_error *err);
+
+/* store_compact_changes, on the writing connection: deletes change-log
+ * entries that are both older than the newest retain_revisions and
+ * older than retain_ms by the store's clock, at most max per call (so
+ * the writer is not held long), and raises compact_revision to match.
+ * *n = entries deleted. */
+store_err store_compact_changes(store_conn *c, uint64_t retain_revisions,
+    int64_t retain_ms, size_t max, size_t *n, store_error *err);
 
 /* --- maintenance --- */
 

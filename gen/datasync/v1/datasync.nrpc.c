@@ -47,6 +47,13 @@ const nrpc_method
 		.output = &datasync__v1__list_response__descriptor,
 		.idempotent = true,
 	},
+	[DATASYNC_V1_DATA_SYNC_METHOD_WATCH] = {
+		.full_name = "/datasync.v1.DataSync/Watch",
+		.name = "Watch",
+		.input = &datasync__v1__watch_request__descriptor,
+		.output = &datasync__v1__watch_response__descriptor,
+		.idempotent = true,
+	},
 };
 
 const nrpc_service_desc datasync_v1_data_sync_service = {
@@ -337,6 +344,52 @@ datasync_v1_data_sync_list_async(nrpc_client *c,
 	    datasync_v1_data_sync_list_done, (nrpc_fnptr) cb, arg, st);
 }
 
+nrpc_code
+datasync_v1_data_sync_watch(nrpc_client *c,
+    const Datasync__V1__WatchRequest *req, Datasync__V1__WatchResponse **resp,
+    const nrpc_call_opts *opts, nrpc_status *st)
+{
+	ProtobufCMessage *out = NULL;
+	nrpc_code rv;
+
+	rv = nrpc_client_call(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_WATCH],
+	    (const ProtobufCMessage *) req, &out, opts, st);
+	if (rv == NRPC_OK) {
+		*resp = (Datasync__V1__WatchResponse *) out;
+	}
+	return rv;
+}
+
+/* The nrpc_done_fn of datasync_v1_data_sync_watch_async(): converts the
+ * callback back to its own type before calling it. */
+static void
+datasync_v1_data_sync_watch_done(nrpc_fnptr user_cb, void *user_arg,
+    ProtobufCMessage *resp, const nrpc_status *st)
+{
+	datasync_v1_data_sync_watch_cb cb =
+	    (datasync_v1_data_sync_watch_cb) user_cb;
+
+	if (cb == NULL) {
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		return;
+	}
+	cb(user_arg, (Datasync__V1__WatchResponse *) resp, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_watch_async(nrpc_client *c,
+    const Datasync__V1__WatchRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_watch_cb cb, void *arg, nrpc_status *st)
+{
+	return nrpc_client_call_async(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_WATCH],
+	    (const ProtobufCMessage *) req, opts,
+	    datasync_v1_data_sync_watch_done, (nrpc_fnptr) cb, arg, st);
+}
+
 /* --- datasync.v1.DataSync: server --- */
 
 /* The nrpc_dispatch_fn of datasync.v1.DataSync: calls the typed handler for
@@ -386,6 +439,13 @@ datasync_v1_data_sync_dispatch(const void *table, size_t method_index,
 			break;
 		}
 		(h->list)(call, (const Datasync__V1__ListRequest *) req, arg);
+		return NRPC_OK;
+	case DATASYNC_V1_DATA_SYNC_METHOD_WATCH:
+		if (h->watch == NULL) {
+			break;
+		}
+		(h->watch)(call, (const Datasync__V1__WatchRequest *) req,
+		    arg);
 		return NRPC_OK;
 	default:
 		break;
@@ -439,6 +499,13 @@ datasync_v1_data_sync_unlock_reply(nrpc_call *call,
 void
 datasync_v1_data_sync_list_reply(nrpc_call *call,
     const Datasync__V1__ListResponse *resp)
+{
+	nrpc_call_reply(call, (const ProtobufCMessage *) resp);
+}
+
+void
+datasync_v1_data_sync_watch_reply(nrpc_call *call,
+    const Datasync__V1__WatchResponse *resp)
 {
 	nrpc_call_reply(call, (const ProtobufCMessage *) resp);
 }

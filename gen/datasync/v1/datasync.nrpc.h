@@ -23,7 +23,8 @@ enum {
 	DATASYNC_V1_DATA_SYNC_METHOD_LOCK = 3,
 	DATASYNC_V1_DATA_SYNC_METHOD_UNLOCK = 4,
 	DATASYNC_V1_DATA_SYNC_METHOD_LIST = 5,
-	DATASYNC_V1_DATA_SYNC_N_METHODS = 6
+	DATASYNC_V1_DATA_SYNC_METHOD_WATCH = 6,
+	DATASYNC_V1_DATA_SYNC_N_METHODS = 7
 };
 
 /* datasync_v1_data_sync_methods is the method table of DataSync: full name,
@@ -236,6 +237,41 @@ nrpc_code datasync_v1_data_sync_list_async(nrpc_client *c,
     const Datasync__V1__ListRequest *req, const nrpc_call_opts *opts,
     datasync_v1_data_sync_list_cb cb, void *arg, nrpc_status *st);
 
+/* datasync_v1_data_sync_watch calls DataSync.Watch and waits for the reply.
+ * Changes after a revision to a key or under a prefix (DESIGN §9): a
+ * long poll that returns at once when there are events, else when one
+ * arrives or the timeout runs out (a progress reply with no events).
+ *
+ * req is borrowed; opts may be NULL. On NRPC_OK *resp is the response (owned:
+ * free it with datasync__v1__watch_response__free_unpacked(*resp, NULL)); on
+ * failure *resp is untouched. Either way st, unless NULL, is overwritten with
+ * the status, detail included: release it with nrpc_status_fini(). Returns the
+ * status code.
+ * Thread-safe. It blocks, so never call it from an nng callback thread: use
+ * datasync_v1_data_sync_watch_async() there. Idempotent (NO_SIDE_EFFECTS):
+ * nrpc may resend it without a request id. */
+nrpc_code datasync_v1_data_sync_watch(nrpc_client *c,
+    const Datasync__V1__WatchRequest *req, Datasync__V1__WatchResponse **resp,
+    const nrpc_call_opts *opts, nrpc_status *st);
+
+/* datasync_v1_data_sync_watch_cb receives the outcome of
+ * datasync_v1_data_sync_watch_async(), exactly once, on an nng thread; it must
+ * not block. resp is the response (owned by the callback: free it with
+ * datasync__v1__watch_response__free_unpacked(resp, NULL)), NULL unless
+ * st->code is NRPC_OK. st is borrowed until the callback returns. */
+typedef void (*datasync_v1_data_sync_watch_cb)(void *arg,
+    Datasync__V1__WatchResponse *resp, const nrpc_status *st);
+
+/* datasync_v1_data_sync_watch_async starts DataSync.Watch and returns at once.
+ * req is borrowed (packed before the return); opts may be NULL. On NRPC_OK the
+ * call is under way and cb(arg, resp, st) will run exactly once, possibly
+ * before this returns. Otherwise cb will not run and st (which may be NULL)
+ * says why. A NULL cb discards the reply.
+ * Thread-safe and never blocks: the stub to use on nng callback threads. */
+nrpc_code datasync_v1_data_sync_watch_async(nrpc_client *c,
+    const Datasync__V1__WatchRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_watch_cb cb, void *arg, nrpc_status *st);
+
 /* --- datasync.v1.DataSync: server --- */
 
 /* datasync_v1_data_sync_handlers is the typed handler table of DataSync. A
@@ -262,6 +298,9 @@ typedef struct datasync_v1_data_sync_handlers {
 	    void *arg);
 	/* List: reply with datasync_v1_data_sync_list_reply() */
 	void (*list)(nrpc_call *call, const Datasync__V1__ListRequest *req,
+	    void *arg);
+	/* Watch: reply with datasync_v1_data_sync_watch_reply() */
+	void (*watch)(nrpc_call *call, const Datasync__V1__WatchRequest *req,
 	    void *arg);
 } datasync_v1_data_sync_handlers;
 
@@ -308,6 +347,12 @@ void datasync_v1_data_sync_unlock_reply(nrpc_call *call,
  * freed: use neither afterwards. Thread-safe. */
 void datasync_v1_data_sync_list_reply(nrpc_call *call,
     const Datasync__V1__ListResponse *resp);
+
+/* datasync_v1_data_sync_watch_reply finishes a DataSync.Watch call with OK and
+ * resp (borrowed; packed before the return). The call and its request are
+ * freed: use neither afterwards. Thread-safe. */
+void datasync_v1_data_sync_watch_reply(nrpc_call *call,
+    const Datasync__V1__WatchResponse *resp);
 
 PROTOBUF_C__END_DECLS
 

@@ -727,6 +727,141 @@ void   datasync__v1__list_response__free_unpacked
   assert(message->base.descriptor == &datasync__v1__list_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   datasync__v1__event__init
+                     (Datasync__V1__Event         *message)
+{
+  static const Datasync__V1__Event init_value = DATASYNC__V1__EVENT__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__event__get_packed_size
+                     (const Datasync__V1__Event *message)
+{
+  assert(message->base.descriptor == &datasync__v1__event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__event__pack
+                     (const Datasync__V1__Event *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__event__pack_to_buffer
+                     (const Datasync__V1__Event *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__Event *
+       datasync__v1__event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__Event *)
+     protobuf_c_message_unpack (&datasync__v1__event__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__event__free_unpacked
+                     (Datasync__V1__Event *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__watch_request__init
+                     (Datasync__V1__WatchRequest         *message)
+{
+  static const Datasync__V1__WatchRequest init_value = DATASYNC__V1__WATCH_REQUEST__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__watch_request__get_packed_size
+                     (const Datasync__V1__WatchRequest *message)
+{
+  assert(message->base.descriptor == &datasync__v1__watch_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__watch_request__pack
+                     (const Datasync__V1__WatchRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__watch_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__watch_request__pack_to_buffer
+                     (const Datasync__V1__WatchRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__watch_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__WatchRequest *
+       datasync__v1__watch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__WatchRequest *)
+     protobuf_c_message_unpack (&datasync__v1__watch_request__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__watch_request__free_unpacked
+                     (Datasync__V1__WatchRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__watch_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__watch_response__init
+                     (Datasync__V1__WatchResponse         *message)
+{
+  static const Datasync__V1__WatchResponse init_value = DATASYNC__V1__WATCH_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__watch_response__get_packed_size
+                     (const Datasync__V1__WatchResponse *message)
+{
+  assert(message->base.descriptor == &datasync__v1__watch_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__watch_response__pack
+                     (const Datasync__V1__WatchResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__watch_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__watch_response__pack_to_buffer
+                     (const Datasync__V1__WatchResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__watch_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__WatchResponse *
+       datasync__v1__watch_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__WatchResponse *)
+     protobuf_c_message_unpack (&datasync__v1__watch_response__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__watch_response__free_unpacked
+                     (Datasync__V1__WatchResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__watch_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor datasync__v1__lock_info__field_descriptors[3] =
 {
   {
@@ -1125,7 +1260,7 @@ const ProtobufCMessageDescriptor datasync__v1__get_request__descriptor =
   (ProtobufCMessageInit) datasync__v1__get_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor datasync__v1__get_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor datasync__v1__get_response__field_descriptors[2] =
 {
   {
     "record",
@@ -1139,14 +1274,27 @@ static const ProtobufCFieldDescriptor datasync__v1__get_response__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "revision",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__GetResponse, revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned datasync__v1__get_response__field_indices_by_name[] = {
   0,   /* field[0] = record */
+  1,   /* field[1] = revision */
 };
 static const ProtobufCIntRange datasync__v1__get_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor datasync__v1__get_response__descriptor =
 {
@@ -1156,7 +1304,7 @@ const ProtobufCMessageDescriptor datasync__v1__get_response__descriptor =
   "Datasync__V1__GetResponse",
   "datasync.v1",
   sizeof(Datasync__V1__GetResponse),
-  1,
+  2,
   datasync__v1__get_response__field_descriptors,
   datasync__v1__get_response__field_indices_by_name,
   1,  datasync__v1__get_response__number_ranges,
@@ -1497,7 +1645,7 @@ const ProtobufCMessageDescriptor datasync__v1__delete_response__descriptor =
   (ProtobufCMessageInit) datasync__v1__delete_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor datasync__v1__lock_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor datasync__v1__lock_request__field_descriptors[6] =
 {
   {
     "key",
@@ -1559,6 +1707,18 @@ static const ProtobufCFieldDescriptor datasync__v1__lock_request__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "wait_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__LockRequest, wait_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned datasync__v1__lock_request__field_indices_by_name[] = {
   0,   /* field[0] = key */
@@ -1566,11 +1726,12 @@ static const unsigned datasync__v1__lock_request__field_indices_by_name[] = {
   1,   /* field[1] = owner */
   4,   /* field[4] = request_id */
   2,   /* field[2] = ttl_ms */
+  5,   /* field[5] = wait_ms */
 };
 static const ProtobufCIntRange datasync__v1__lock_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor datasync__v1__lock_request__descriptor =
 {
@@ -1580,7 +1741,7 @@ const ProtobufCMessageDescriptor datasync__v1__lock_request__descriptor =
   "Datasync__V1__LockRequest",
   "datasync.v1",
   sizeof(Datasync__V1__LockRequest),
-  5,
+  6,
   datasync__v1__lock_request__field_descriptors,
   datasync__v1__lock_request__field_indices_by_name,
   1,  datasync__v1__lock_request__number_ranges,
@@ -1907,7 +2068,287 @@ const ProtobufCMessageDescriptor datasync__v1__list_response__descriptor =
   (ProtobufCMessageInit) datasync__v1__list_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor datasync__v1__data_sync__method_descriptors[6] =
+static const ProtobufCFieldDescriptor datasync__v1__event__field_descriptors[4] =
+{
+  {
+    "type",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Event, type),
+    &datasync__v1__event_type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "revision",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Event, revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "record",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Event, record),
+    &datasync__v1__record__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value_omitted",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Event, value_omitted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__event__field_indices_by_name[] = {
+  2,   /* field[2] = record */
+  1,   /* field[1] = revision */
+  0,   /* field[0] = type */
+  3,   /* field[3] = value_omitted */
+};
+static const ProtobufCIntRange datasync__v1__event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor datasync__v1__event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.Event",
+  "Event",
+  "Datasync__V1__Event",
+  "datasync.v1",
+  sizeof(Datasync__V1__Event),
+  4,
+  datasync__v1__event__field_descriptors,
+  datasync__v1__event__field_indices_by_name,
+  1,  datasync__v1__event__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__watch_request__field_descriptors[6] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchRequest, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prefix",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchRequest, prefix),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_revision",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchRequest, after_revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchRequest, timeout_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "with_values",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchRequest, with_values),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__watch_request__field_indices_by_name[] = {
+  2,   /* field[2] = after_revision */
+  0,   /* field[0] = key */
+  4,   /* field[4] = limit */
+  1,   /* field[1] = prefix */
+  3,   /* field[3] = timeout_ms */
+  5,   /* field[5] = with_values */
+};
+static const ProtobufCIntRange datasync__v1__watch_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor datasync__v1__watch_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.WatchRequest",
+  "WatchRequest",
+  "Datasync__V1__WatchRequest",
+  "datasync.v1",
+  sizeof(Datasync__V1__WatchRequest),
+  6,
+  datasync__v1__watch_request__field_descriptors,
+  datasync__v1__watch_request__field_indices_by_name,
+  1,  datasync__v1__watch_request__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__watch_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__watch_response__field_descriptors[3] =
+{
+  {
+    "events",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Datasync__V1__WatchResponse, n_events),
+    offsetof(Datasync__V1__WatchResponse, events),
+    &datasync__v1__event__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "revision",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchResponse, revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "compact_revision",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchResponse, compact_revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__watch_response__field_indices_by_name[] = {
+  2,   /* field[2] = compact_revision */
+  0,   /* field[0] = events */
+  1,   /* field[1] = revision */
+};
+static const ProtobufCIntRange datasync__v1__watch_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor datasync__v1__watch_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.WatchResponse",
+  "WatchResponse",
+  "Datasync__V1__WatchResponse",
+  "datasync.v1",
+  sizeof(Datasync__V1__WatchResponse),
+  3,
+  datasync__v1__watch_response__field_descriptors,
+  datasync__v1__watch_response__field_indices_by_name,
+  1,  datasync__v1__watch_response__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__watch_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue datasync__v1__event_type__enum_values_by_number[6] =
+{
+  { "EVENT_TYPE_UNSPECIFIED", "DATASYNC__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED", 0 },
+  { "EVENT_PUT", "DATASYNC__V1__EVENT_TYPE__EVENT_PUT", 1 },
+  { "EVENT_DELETE", "DATASYNC__V1__EVENT_TYPE__EVENT_DELETE", 2 },
+  { "EVENT_LOCK", "DATASYNC__V1__EVENT_TYPE__EVENT_LOCK", 3 },
+  { "EVENT_UNLOCK", "DATASYNC__V1__EVENT_TYPE__EVENT_UNLOCK", 4 },
+  { "EVENT_EXPIRE", "DATASYNC__V1__EVENT_TYPE__EVENT_EXPIRE", 5 },
+};
+static const ProtobufCIntRange datasync__v1__event_type__value_ranges[] = {
+{0, 0},{0, 6}
+};
+static const ProtobufCEnumValueIndex datasync__v1__event_type__enum_values_by_name[6] =
+{
+  { "EVENT_DELETE", 2 },
+  { "EVENT_EXPIRE", 5 },
+  { "EVENT_LOCK", 3 },
+  { "EVENT_PUT", 1 },
+  { "EVENT_TYPE_UNSPECIFIED", 0 },
+  { "EVENT_UNLOCK", 4 },
+};
+const ProtobufCEnumDescriptor datasync__v1__event_type__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "datasync.v1.EventType",
+  "EventType",
+  "Datasync__V1__EventType",
+  "datasync.v1",
+  6,
+  datasync__v1__event_type__enum_values_by_number,
+  6,
+  datasync__v1__event_type__enum_values_by_name,
+  1,
+  datasync__v1__event_type__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor datasync__v1__data_sync__method_descriptors[7] =
 {
   { "Get", &datasync__v1__get_request__descriptor, &datasync__v1__get_response__descriptor },
   { "Update", &datasync__v1__update_request__descriptor, &datasync__v1__update_response__descriptor },
@@ -1915,6 +2356,7 @@ static const ProtobufCMethodDescriptor datasync__v1__data_sync__method_descripto
   { "Lock", &datasync__v1__lock_request__descriptor, &datasync__v1__lock_response__descriptor },
   { "Unlock", &datasync__v1__unlock_request__descriptor, &datasync__v1__unlock_response__descriptor },
   { "List", &datasync__v1__list_request__descriptor, &datasync__v1__list_response__descriptor },
+  { "Watch", &datasync__v1__watch_request__descriptor, &datasync__v1__watch_response__descriptor },
 };
 const unsigned datasync__v1__data_sync__method_indices_by_name[] = {
   2,        /* Delete */
@@ -1922,7 +2364,8 @@ const unsigned datasync__v1__data_sync__method_indices_by_name[] = {
   5,        /* List */
   3,        /* Lock */
   4,        /* Unlock */
-  1         /* Update */
+  1,        /* Update */
+  6         /* Watch */
 };
 const ProtobufCServiceDescriptor datasync__v1__data_sync__descriptor =
 {
@@ -1931,7 +2374,7 @@ const ProtobufCServiceDescriptor datasync__v1__data_sync__descriptor =
   "DataSync",
   "Datasync__V1__DataSync",
   "datasync.v1",
-  6,
+  7,
   datasync__v1__data_sync__method_descriptors,
   datasync__v1__data_sync__method_indices_by_name
 };
@@ -1982,6 +2425,14 @@ void datasync__v1__data_sync__list(ProtobufCService *service,
 {
   assert(service->descriptor == &datasync__v1__data_sync__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void datasync__v1__data_sync__watch(ProtobufCService *service,
+                                    const Datasync__V1__WatchRequest *input,
+                                    Datasync__V1__WatchResponse_Closure closure,
+                                    void *closure_data)
+{
+  assert(service->descriptor == &datasync__v1__data_sync__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void datasync__v1__data_sync__init (Datasync__V1__DataSync_Service *service,
                                     Datasync__V1__DataSync_ServiceDestroy destroy)

@@ -31,10 +31,40 @@ typedef struct Datasync__V1__UnlockRequest Datasync__V1__UnlockRequest;
 typedef struct Datasync__V1__UnlockResponse Datasync__V1__UnlockResponse;
 typedef struct Datasync__V1__ListRequest Datasync__V1__ListRequest;
 typedef struct Datasync__V1__ListResponse Datasync__V1__ListResponse;
+typedef struct Datasync__V1__Event Datasync__V1__Event;
+typedef struct Datasync__V1__WatchRequest Datasync__V1__WatchRequest;
+typedef struct Datasync__V1__WatchResponse Datasync__V1__WatchResponse;
 
 
 /* --- enums --- */
 
+/*
+ * EventType: what a change did (DESIGN §9).
+ */
+typedef enum _Datasync__V1__EventType {
+  DATASYNC__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED = 0,
+  /*
+   * an Update: record.version is the new version
+   */
+  DATASYNC__V1__EVENT_TYPE__EVENT_PUT = 1,
+  /*
+   * a Delete: record is the tombstone (deleted = true)
+   */
+  DATASYNC__V1__EVENT_TYPE__EVENT_DELETE = 2,
+  /*
+   * a lock taken or renewed: record.lock is the lease
+   */
+  DATASYNC__V1__EVENT_TYPE__EVENT_LOCK = 3,
+  /*
+   * a lock released by its holder
+   */
+  DATASYNC__V1__EVENT_TYPE__EVENT_UNLOCK = 4,
+  /*
+   * a lease ran out (recorded by the server's sweeper)
+   */
+  DATASYNC__V1__EVENT_TYPE__EVENT_EXPIRE = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(DATASYNC__V1__EVENT_TYPE)
+} Datasync__V1__EventType;
 
 /* --- messages --- */
 
@@ -178,10 +208,14 @@ struct  Datasync__V1__GetResponse
 {
   ProtobufCMessage base;
   Datasync__V1__Record *record;
+  /*
+   * store revision the read was made at
+   */
+  uint64_t revision;
 };
 #define DATASYNC__V1__GET_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__get_response__descriptor) \
-    , NULL }
+    , NULL, 0 }
 
 
 struct  Datasync__V1__UpdateRequest
@@ -284,10 +318,16 @@ struct  Datasync__V1__LockRequest
    */
   char *lock_token;
   char *request_id;
+  /*
+   * wait_ms: when somebody else holds the lock, wait up to this long
+   * (<= 60000) in line behind them; waiters are granted in arrival order
+   * when the lock is released or expires. 0 = fail LOCKED at once.
+   */
+  uint32_t wait_ms;
 };
 #define DATASYNC__V1__LOCK_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__lock_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Datasync__V1__LockResponse
@@ -370,6 +410,83 @@ struct  Datasync__V1__ListResponse
 #define DATASYNC__V1__LIST_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__list_response__descriptor) \
     , 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Datasync__V1__Event
+{
+  ProtobufCMessage base;
+  Datasync__V1__EventType type;
+  /*
+   * the store revision of this change
+   */
+  uint64_t revision;
+  /*
+   * The record after the change: key, version, content_type, updated_by,
+   * timestamps, lock. Its value only when the watch set with_values and
+   * the version is still in the history (else value_omitted).
+   */
+  Datasync__V1__Record *record;
+  protobuf_c_boolean value_omitted;
+};
+#define DATASYNC__V1__EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__event__descriptor) \
+    , DATASYNC__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED, 0, NULL, 0 }
+
+
+struct  Datasync__V1__WatchRequest
+{
+  ProtobufCMessage base;
+  /*
+   * What to watch: one key, or every key under prefix ("" = all keys).
+   * Setting both is INVALID_ARGUMENT.
+   */
+  char *key;
+  char *prefix;
+  /*
+   * Events with a revision greater than this. 0 = from now: the reply
+   * has only events after the store's current revision. A revision
+   * older than the change log keeps fails OUT_OF_RANGE, reason
+   * REVISION_COMPACTED, with a WatchResponse (compact_revision set) in
+   * the details: re-read (Get or List return their revision) and watch
+   * from there.
+   */
+  uint64_t after_revision;
+  /*
+   * wait for an event; 0 = 30000, <= 60000
+   */
+  uint32_t timeout_ms;
+  /*
+   * events per reply; 0 = 1000, <= 10000
+   */
+  uint32_t limit;
+  protobuf_c_boolean with_values;
+};
+#define DATASYNC__V1__WATCH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__watch_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
+struct  Datasync__V1__WatchResponse
+{
+  ProtobufCMessage base;
+  /*
+   * In revision order; a revision is never split across replies.
+   */
+  size_t n_events;
+  Datasync__V1__Event **events;
+  /*
+   * Pass as the next after_revision: the last event's revision, or on a
+   * progress reply (no events) the store revision the wait ended at.
+   */
+  uint64_t revision;
+  /*
+   * the oldest revision a cursor may name
+   */
+  uint64_t compact_revision;
+};
+#define DATASYNC__V1__WATCH_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__watch_response__descriptor) \
+    , 0,NULL, 0, 0 }
 
 
 /* Datasync__V1__LockInfo methods */
@@ -676,6 +793,63 @@ Datasync__V1__ListResponse *
 void   datasync__v1__list_response__free_unpacked
                      (Datasync__V1__ListResponse *message,
                       ProtobufCAllocator *allocator);
+/* Datasync__V1__Event methods */
+void   datasync__v1__event__init
+                     (Datasync__V1__Event         *message);
+size_t datasync__v1__event__get_packed_size
+                     (const Datasync__V1__Event   *message);
+size_t datasync__v1__event__pack
+                     (const Datasync__V1__Event   *message,
+                      uint8_t             *out);
+size_t datasync__v1__event__pack_to_buffer
+                     (const Datasync__V1__Event   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__Event *
+       datasync__v1__event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__event__free_unpacked
+                     (Datasync__V1__Event *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__WatchRequest methods */
+void   datasync__v1__watch_request__init
+                     (Datasync__V1__WatchRequest         *message);
+size_t datasync__v1__watch_request__get_packed_size
+                     (const Datasync__V1__WatchRequest   *message);
+size_t datasync__v1__watch_request__pack
+                     (const Datasync__V1__WatchRequest   *message,
+                      uint8_t             *out);
+size_t datasync__v1__watch_request__pack_to_buffer
+                     (const Datasync__V1__WatchRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__WatchRequest *
+       datasync__v1__watch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__watch_request__free_unpacked
+                     (Datasync__V1__WatchRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__WatchResponse methods */
+void   datasync__v1__watch_response__init
+                     (Datasync__V1__WatchResponse         *message);
+size_t datasync__v1__watch_response__get_packed_size
+                     (const Datasync__V1__WatchResponse   *message);
+size_t datasync__v1__watch_response__pack
+                     (const Datasync__V1__WatchResponse   *message,
+                      uint8_t             *out);
+size_t datasync__v1__watch_response__pack_to_buffer
+                     (const Datasync__V1__WatchResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__WatchResponse *
+       datasync__v1__watch_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__watch_response__free_unpacked
+                     (Datasync__V1__WatchResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Datasync__V1__LockInfo_Closure)
@@ -726,6 +900,15 @@ typedef void (*Datasync__V1__ListRequest_Closure)
 typedef void (*Datasync__V1__ListResponse_Closure)
                  (const Datasync__V1__ListResponse *message,
                   void *closure_data);
+typedef void (*Datasync__V1__Event_Closure)
+                 (const Datasync__V1__Event *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__WatchRequest_Closure)
+                 (const Datasync__V1__WatchRequest *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__WatchResponse_Closure)
+                 (const Datasync__V1__WatchResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -757,6 +940,10 @@ struct Datasync__V1__DataSync_Service
                const Datasync__V1__ListRequest *input,
                Datasync__V1__ListResponse_Closure closure,
                void *closure_data);
+  void (*watch)(Datasync__V1__DataSync_Service *service,
+                const Datasync__V1__WatchRequest *input,
+                Datasync__V1__WatchResponse_Closure closure,
+                void *closure_data);
 };
 typedef void (*Datasync__V1__DataSync_ServiceDestroy)(Datasync__V1__DataSync_Service *);
 void datasync__v1__data_sync__init (Datasync__V1__DataSync_Service *service,
@@ -770,7 +957,8 @@ void datasync__v1__data_sync__init (Datasync__V1__DataSync_Service *service,
       function_prefix__ ## delete,\
       function_prefix__ ## lock,\
       function_prefix__ ## unlock,\
-      function_prefix__ ## list  }
+      function_prefix__ ## list,\
+      function_prefix__ ## watch  }
 void datasync__v1__data_sync__get(ProtobufCService *service,
                                   const Datasync__V1__GetRequest *input,
                                   Datasync__V1__GetResponse_Closure closure,
@@ -795,9 +983,14 @@ void datasync__v1__data_sync__list(ProtobufCService *service,
                                    const Datasync__V1__ListRequest *input,
                                    Datasync__V1__ListResponse_Closure closure,
                                    void *closure_data);
+void datasync__v1__data_sync__watch(ProtobufCService *service,
+                                    const Datasync__V1__WatchRequest *input,
+                                    Datasync__V1__WatchResponse_Closure closure,
+                                    void *closure_data);
 
 /* --- descriptors --- */
 
+extern const ProtobufCEnumDescriptor    datasync__v1__event_type__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__lock_info__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__record__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__precondition__descriptor;
@@ -814,6 +1007,9 @@ extern const ProtobufCMessageDescriptor datasync__v1__unlock_request__descriptor
 extern const ProtobufCMessageDescriptor datasync__v1__unlock_response__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__list_request__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__list_response__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__event__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__watch_request__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__watch_response__descriptor;
 extern const ProtobufCServiceDescriptor datasync__v1__data_sync__descriptor;
 
 PROTOBUF_C__END_DECLS
