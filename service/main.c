@@ -65,6 +65,13 @@ static const char dsd_usage[] =
     "  --rpc-max-inflight-per-conn N\n"
     "                        requests one RPC connection may have in\n"
     "                        flight; one more closes it (default 512)\n"
+    "  --watch-retain N      change-log revisions kept for watchers\n"
+    "                        (default 100000); older cursors fail\n"
+    "                        REVISION_COMPACTED (HTTP 410)\n"
+    "  --watch-retain-time MS|Ns\n"
+    "                        and kept at least this long (default 600s)\n"
+    "  --rpc-max-parked N    watches and lock waits parked at once; one\n"
+    "                        more fails RESOURCE_EXHAUSTED (default 8192)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -89,6 +96,9 @@ typedef struct dsd_opts {
 	store_durability durability;
 	int64_t busy_timeout_ms;
 	int64_t max_inflight_per_conn; /* 0 = nrpc's default */
+	int64_t watch_retain;
+	int64_t watch_retain_ms;
+	int64_t max_parked;
 	bool quiet;
 } dsd_opts;
 
@@ -146,7 +156,7 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 {
 	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
 		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
-		O_BUSY_TIMEOUT, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
+		O_BUSY_TIMEOUT, O_WATCH_RETAIN, O_WATCH_RETAIN_TIME, O_MAX_PARKED, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
 		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
@@ -160,6 +170,9 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"history", required_argument, NULL, O_HISTORY},
 	    {"durability", required_argument, NULL, O_DURABILITY},
 	    {"busy-timeout", required_argument, NULL, O_BUSY_TIMEOUT},
+	    {"watch-retain", required_argument, NULL, O_WATCH_RETAIN},
+	    {"watch-retain-time", required_argument, NULL, O_WATCH_RETAIN_TIME},
+	    {"rpc-max-parked", required_argument, NULL, O_MAX_PARKED},
 	    {"http-max-connections", required_argument, NULL, O_HTTP_CONNS},
 	    {"http-max-per-ip", required_argument, NULL, O_HTTP_PER_IP},
 	    {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
@@ -180,6 +193,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	o->history = STORE_HISTORY_DEFAULT;
 	o->durability = STORE_DURABILITY_FULL;
 	o->busy_timeout_ms = STORE_BUSY_TIMEOUT_DEFAULT_MS;
+	o->watch_retain = DSH_WATCH_RETAIN_DEFAULT;
+	o->watch_retain_ms = DSH_WATCH_RETAIN_MS_DEFAULT;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -283,6 +298,25 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 				return 2;
 			}
 			break;
+		case O_WATCH_RETAIN:
+			if (dsd_parse_int("--watch-retain", optarg, 1,
+			        (int64_t) DSH_WATCH_RETAIN_HARD,
+			        &o->watch_retain) != 0) {
+				return 2;
+			}
+			break;
+		case O_WATCH_RETAIN_TIME:
+			if (dsd_parse_duration("--watch-retain-time", optarg, 0,
+			        DSH_WATCH_RETAIN_MS_HARD, &o->watch_retain_ms) != 0) {
+				return 2;
+			}
+			break;
+		case O_MAX_PARKED:
+			if (dsd_parse_int("--rpc-max-parked", optarg, 1,
+			        NRPC_MAX_PARKED_HARD, &o->max_parked) != 0) {
+				return 2;
+			}
+			break;
 		case O_QUIET:
 			o->quiet = true;
 			break;
@@ -377,6 +411,8 @@ main(int argc, char **argv)
 
 	memset(&dcfg, 0, sizeof(dcfg));
 	dcfg.store = st_store;
+	dcfg.watch_retain = (uint64_t) o.watch_retain;
+	dcfg.watch_retain_ms = o.watch_retain_ms == 0 ? -1 : o.watch_retain_ms;
 	/* Handlers run on nng's task threads unless --workers is given;
 	 * then List and historical Gets, which may wait on the disk, go to
 	 * a small reader pool instead (a worker pool may block anyway). */
@@ -408,6 +444,9 @@ main(int argc, char **argv)
 		ncfg.max_inflight_per_conn = (unsigned) o.max_inflight_per_conn;
 	}
 	ncfg.max_message_bytes = (size_t) o.max_value_bytes + 64 * 1024;
+	if (o.max_parked > 0) {
+		ncfg.max_parked = (size_t) o.max_parked;
+	}
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;
 	ncfg.worker_arg = svc;
@@ -478,6 +517,10 @@ main(int argc, char **argv)
 	store_cancel_waits(st_store);
 
 out:
+	/* Watches and lock waits park for up to a minute: answer them now
+	 * (watches with a progress reply), so neither the gateway's streams
+	 * nor nrpc_server_stop wait for them. */
+	dsh_service_drain(svc);
 #ifdef DATASYNC_HAVE_GATEWAY
 	gw_stop(gw);
 #endif

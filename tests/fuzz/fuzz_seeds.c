@@ -241,6 +241,25 @@ sd_rpc(void)
 	ls.page_token = "ticket/1";
 	sd_rpc1("list_token", M_LIST, &ls.base, NULL);
 
+	{
+		Datasync__V1__WatchRequest wr = DATASYNC__V1__WATCH_REQUEST__INIT;
+
+		wr.prefix = "ticket/";
+		wr.after_revision = 1;
+		wr.timeout_ms = 5;
+		wr.limit = 2;
+		sd_rpc1("watch_prefix", "/datasync.v1.DataSync/Watch", &wr.base,
+		    NULL);
+		wr.prefix = "";
+		wr.key = "ticket/1";
+		wr.with_values = true;
+		wr.after_revision = 0;
+		sd_rpc1("watch_key_values", "/datasync.v1.DataSync/Watch",
+		    &wr.base, NULL);
+		lk.wait_ms = 2;
+		sd_rpc1("lock_wait", M_LOCK, &lk.base, NULL);
+		lk.wait_ms = 0;
+	}
 	sd_rpc1("ping", "/nrpc.v1.Server/Ping", NULL, NULL);
 	sd_rpc1("unknown_method", "/datasync.v1.DataSync/Nope", &get.base, NULL);
 
@@ -373,9 +392,27 @@ sd_rpc(void)
 		get.version = v;
 		sd_rec(&s, 0, &get.base);
 	}
-	sd_rec(&s, 6, NULL);
+	sd_rec(&s, 6, NULL); /* a Watch of everything, from now */
 	sd_rec(&s, 7, &get.base);
 	sd_write("rpc", "seq_history", s.b, s.n);
+
+	/* Mode 1: writes, then a watch of them with values. */
+	s.n = 0;
+	sd_byte(&s, 0x01);
+	pc.kind_case = DATASYNC__V1__PRECONDITION__KIND_UNCONDITIONAL;
+	pc.unconditional = true;
+	up.lock_token = "";
+	sd_rec(&s, 1, &up.base);
+	sd_rec(&s, 3, &lk.base);
+	{
+		Datasync__V1__WatchRequest wr = DATASYNC__V1__WATCH_REQUEST__INIT;
+
+		wr.prefix = "";
+		wr.after_revision = 1;
+		wr.with_values = true;
+		sd_rec(&s, 6, &wr.base);
+	}
+	sd_write("rpc", "seq_watch", s.b, s.n);
 
 	/* Mode 3: replies for the client's decoder. */
 	rec.key = "ticket/1";
