@@ -147,7 +147,7 @@ smt_check_data(stt_fx *fx, const store_token *doc_token)
 
 	assert_int_equal(smt_query_int(fx->path, "PRAGMA user_version", NULL,
 	                     0),
-	    4);
+	    5);
 	(void) smt_query_int(fx->path, "PRAGMA integrity_check", text,
 	    sizeof(text));
 	assert_string_equal(text, "ok");
