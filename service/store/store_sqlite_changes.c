@@ -444,6 +444,7 @@ store_compact_tx(store_wctx *x, uint64_t retain_revisions, int64_t retain_ms,
 		    "scanning the change log");
 	}
 	if (count > 0) {
+		rc = SQLITE_OK;
 		st = x->c->st[STORE_STMT_CHG_COMPACT_DEL];
 		store_bind_i64(st, 1, (int64_t) last, &rc);
 		if (rc == SQLITE_OK) {
