@@ -368,7 +368,7 @@ gw_stream_reserve(gw_exchange *ex)
 	    memory_order_relaxed);
 	memset(&st, 0, sizeof(st));
 	(void) gw_status_set(&st, 503, NRPC_UNAVAILABLE, "UNAVAILABLE",
-	    NULL, "%zu event streams are open, max_sse_streams; retry later",
+	    NULL, "max_sse_streams (%zu) event streams are open; retry later",
 	    gw->max_streams);
 	gw_render_error(&gw->core, &p->resp, 503, &st, NULL);
 	nrpc_status_fini(&st);
