@@ -422,6 +422,7 @@ typedef struct it_run {
 	size_t n_seen[IT_WATCHERS];
 	uint64_t cursor[IT_WATCHERS];
 	unsigned id;
+	unsigned phase;              /* part of every request id */
 } it_run;
 
 typedef struct it_worker {
@@ -453,7 +454,8 @@ it_writer_thread(void *arg)
 		bool done = false;
 
 		snprintf(key, sizeof(key), "c/%02u", k);
-		snprintf(rid, sizeof(rid), "w%u-%u-%u", r->id, wk->id, seq++);
+		snprintf(rid, sizeof(rid), "w%u-%u-%u-%u", r->id, r->phase, wk->id,
+		    seq++);
 		while (!done) {
 			Datasync__V1__UpdateRequest req =
 			    DATASYNC__V1__UPDATE_REQUEST__INIT;
@@ -500,8 +502,8 @@ it_writer_thread(void *arg)
 				Datasync__V1__Record *cur = NULL;
 
 				/* A new attempt is a new request. */
-				snprintf(rid, sizeof(rid), "w%u-%u-%u", r->id,
-				    wk->id, seq++);
+				snprintf(rid, sizeof(rid), "w%u-%u-%u-%u", r->id,
+				    r->phase, wk->id, seq++);
 				if (datasync_status_record(&st, &cur) == NRPC_OK) {
 					versions[k] = cur->deleted ? 0 : cur->version;
 					datasync__v1__record__free_unpacked(cur, NULL);
@@ -750,6 +752,7 @@ static void
 it_run_phase(it_run *r, pthread_t *th, it_worker *wk, int seconds, bool kill)
 {
 	atomic_store(&r->stop_writers, false);
+	r->phase++;
 	for (unsigned i = 0; i < IT_WRITERS; i++) {
 		wk[i].run = r;
 		wk[i].id = i;
