@@ -31,6 +31,13 @@
 #include "ds_log.h"
 #include "dsh_int.h"
 
+/* A watch reply holds events up to about this many bytes (values
+ * included), at least one: the client's default message limit is 1 MiB +
+ * 64 KiB (NRPC_MAX_MESSAGE_BYTES_DEFAULT). Each event counts its strings,
+ * its value when sent, and a fixed overhead for the numbers and framing. */
+#define DSH_WATCH_REPLY_BYTES (1024 * 1024)
+#define DSH_WATCH_EVENT_OVERHEAD 96
+
 /* Events of one key a new waiter's release check reads at most; with
  * more, it assumes a release. */
 #define DSH_RELEASE_SCAN 64
@@ -116,7 +123,8 @@ dsh_event_type(store_event_type t)
 }
 
 /* dsh_events_reply_sel answers call with the events of evs selected by
- * sel (NULL = all n). */
+ * sel (NULL = all n), as many as fit DSH_WATCH_REPLY_BYTES; when some do
+ * not, the reply's revision is the last one sent instead of `revision`. */
 static void
 dsh_events_reply_sel(nrpc_call *call, const store_event *evs, size_t n,
     const bool *sel, size_t n_sel, bool with_values, uint64_t revision,
@@ -128,6 +136,7 @@ dsh_events_reply_sel(nrpc_call *call, const store_event *evs, size_t n,
 	Datasync__V1__Record *recs = NULL;
 	Datasync__V1__LockInfo *locks = NULL;
 	size_t k = 0;
+	size_t bytes = 0;
 
 	if (n_sel > 0 &&
 	    ((ev = ds_calloc(n_sel, sizeof(*ev))) == NULL ||
@@ -139,9 +148,25 @@ dsh_events_reply_sel(nrpc_call *call, const store_event *evs, size_t n,
 		goto out;
 	}
 	for (size_t i = 0; i < n && k < n_sel; i++) {
+		const store_record *r = &evs[i].record;
+		size_t cost;
+
 		if (sel != NULL && !sel[i]) {
 			continue;
 		}
+		/* A reply must fit the client's message limit: stop before
+		 * the event that would pass the budget (never before the
+		 * first); the caller's next watch continues from here. */
+		cost = DSH_WATCH_EVENT_OVERHEAD + r->key_len +
+		    (with_values ? r->value_len : 0) +
+		    (r->content_type != NULL ? strlen(r->content_type) : 0) +
+		    (r->updated_by != NULL ? strlen(r->updated_by) : 0) +
+		    (r->locked && r->lock.owner != NULL ? strlen(r->lock.owner) : 0);
+		if (k > 0 && bytes + cost > DSH_WATCH_REPLY_BYTES) {
+			revision = ev[k - 1].revision;
+			break;
+		}
+		bytes += cost;
 		datasync__v1__event__init(&ev[k]);
 		ev[k].type = dsh_event_type(evs[i].type);
 		ev[k].revision = evs[i].revision;
