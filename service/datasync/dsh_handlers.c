@@ -724,8 +724,10 @@ dsh_get_on(void *a, const void *b, store_conn *c)
 
 	memset(&rec, 0, sizeof(rec));
 	memset(&err, 0, sizeof(err));
-	if (store_get(c, req->key, strlen(req->key), req->version, &rec,
-	        &err) != STORE_OK) {
+	/* The snapshot's revision too: a watch after it misses nothing
+	 * (DESIGN §9, re-reading after REVISION_COMPACTED). */
+	if (store_get_rev(c, req->key, strlen(req->key), req->version, &rec,
+	        &resp.revision, &err) != STORE_OK) {
 		dsh_fail_store(call, &err, NULL);
 		return;
 	}

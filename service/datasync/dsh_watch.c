@@ -248,6 +248,9 @@ dsh_watch_read(store_conn *c, dsh_watch *w, uint64_t *revision)
 	rq.after = w->after;
 	rq.limit = w->limit;
 	rq.with_values = w->with_values;
+	/* Values beyond one reply's budget would be read only to be left
+	 * out of it. */
+	rq.max_value_bytes = DSH_WATCH_REPLY_BYTES;
 	rv = store_changes_read(c, &rq, &page, &err);
 	if (rv == STORE_EREV_COMPACTED) {
 		dsh_fail_compacted(w->call, &err, page.revision,

@@ -441,6 +441,9 @@ typedef struct store_changes_req {
 	uint64_t after;
 	size_t limit;
 	bool with_values;
+	size_t max_value_bytes; /* with_values: stop after the event whose
+	                         * value brings the page to this many value
+	                         * bytes (more = true then); 0 = no bound */
 } store_changes_req;
 
 /* store_changes_page: what store_changes_read found, in one read

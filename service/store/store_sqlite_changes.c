@@ -86,6 +86,7 @@ store_chg_read_tx(store_sqlite_conn *c, const store_changes_req *req,
 	uint8_t upper[STORE_MAX_KEY_BYTES_HARD + 1];
 	sqlite3_stmt *st;
 	size_t cap = 0;
+	size_t bytes = 0;  /* of values read */
 	store_err rv = STORE_OK;
 	int rc;
 
@@ -133,7 +134,8 @@ store_chg_read_tx(store_sqlite_conn *c, const store_changes_req *req,
 			break;
 		}
 		rc = SQLITE_OK;
-		if (page->n == req->limit) {
+		if (page->n == req->limit ||
+		    (req->max_value_bytes > 0 && bytes >= req->max_value_bytes)) {
 			page->more = true;
 			break;
 		}
@@ -161,6 +163,7 @@ store_chg_read_tx(store_sqlite_conn *c, const store_changes_req *req,
 		    (rv = store_chg_value(c, ev, err)) != STORE_OK) {
 			goto out; /* err is filled */
 		}
+		bytes += ev->record.value_len;
 	}
 	if (rv == STORE_ENOMEM) {
 		(void) store_error_set(err, rv, "", "out of memory");

@@ -289,6 +289,31 @@ test_watch_rejects_bad_requests(void **state)
 	nrpc_status_fini(&st);
 }
 
+static void
+test_get_revision_is_a_cursor(void **state)
+{
+	Datasync__V1__GetRequest g = DATASYNC__V1__GET_REQUEST__INIT;
+	Datasync__V1__GetResponse *gr = NULL;
+	Datasync__V1__WatchResponse *resp = NULL;
+	nrpc_status st = {0};
+	uint64_t r1 = it_put("cursor/k", "1", NULL);
+	uint64_t r2;
+
+	(void) state;
+	g.key = (char *) "cursor/k";
+	assert_int_equal(datasync_v1_data_sync_get(datasync_rpc(it_c), &g, &gr,
+	                     NULL, &st), NRPC_OK);
+	assert_true(gr->revision >= r1);
+	assert_int_equal(gr->record->revision, r1);
+	r2 = it_put("cursor/k", "2", NULL);
+	assert_int_equal(it_watch(it_c, "cursor/k", NULL, gr->revision, 1000,
+	                     false, &resp, &st), NRPC_OK);
+	assert_int_equal(resp->n_events, 1);
+	assert_int_equal(resp->events[0]->revision, r2);
+	datasync__v1__watch_response__free_unpacked(resp, NULL);
+	datasync__v1__get_response__free_unpacked(gr, NULL);
+}
+
 /* --- every kind of change --- */
 
 /* it_collect watches key from after until n events arrived. */
@@ -1087,6 +1112,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_watch_rejects_bad_requests),
 	    cmocka_unit_test(test_watch_parks_until_a_change),
+	    cmocka_unit_test(test_get_revision_is_a_cursor),
 	    cmocka_unit_test(test_every_change_is_an_event),
 	    cmocka_unit_test(test_lock_waiters_in_arrival_order),
 	    cmocka_unit_test(test_lock_wait_limit_and_expiry),

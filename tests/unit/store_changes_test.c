@@ -471,6 +471,43 @@ test_with_values_reads_the_history(void **state)
 	stt_fx_free(fx);
 }
 
+static void
+test_value_bytes_bound_a_page(void **state)
+{
+	stt_fx *fx = *state;
+	store_changes_req req;
+	store_changes_page page;
+
+	for (int i = 0; i < 5; i++) {
+		(void) stt_put(fx->c, "big", "0123456789");  /* 1..5 */
+	}
+	memset(&req, 0, sizeof(req));
+	memset(&page, 0, sizeof(page));
+	req.key = "big";
+	req.key_len = 3;
+	req.limit = 100;
+	req.with_values = true;
+	req.max_value_bytes = 25;
+	assert_int_equal(store_changes_read(fx->c, &req, &page, NULL), STORE_OK);
+	/* 10 + 10 < 25, the third brings it to 30: it is the last. */
+	assert_int_equal(page.n, 3);
+	assert_true(page.more);
+	sct_assert_gapless(&page, 1);
+	store_changes_page_fini(&page);
+	/* The rest, from where the page ended. */
+	req.after = 3;
+	assert_int_equal(store_changes_read(fx->c, &req, &page, NULL), STORE_OK);
+	assert_int_equal(page.n, 2);
+	assert_false(page.more);
+	store_changes_page_fini(&page);
+	/* Without values the bound does not apply. */
+	req.after = 0;
+	req.with_values = false;
+	assert_int_equal(store_changes_read(fx->c, &req, &page, NULL), STORE_OK);
+	assert_int_equal(page.n, 5);
+	store_changes_page_fini(&page);
+}
+
 /* sct_rows counts the head rows of key in the file (records). */
 static int
 sct_rows(const char *path, const char *key)
@@ -827,6 +864,7 @@ main(void)
 	    M(test_reads_by_key_prefix_or_everything),
 	    F(test_reads_by_key_prefix_or_everything),
 	    M(test_limit_pages_with_more),
+	    M(test_value_bytes_bound_a_page),
 	    cmocka_unit_test(test_with_values_reads_the_history),
 	    F(test_sweep_logs_expiries),
 	    M(test_sweep_skips_released_and_renewed_leases),
