@@ -975,7 +975,19 @@ dsh_hub_main(void *arg)
 			}
 			dsh_hub_queue_waiter(h, p);
 		}
-		if (dirty) {
+		if (dirty && h->parked == NULL && h->queues == NULL) {
+			store_error err;
+			uint64_t rev;
+
+			/* Nobody to match: the cursor alone moves (a read of
+			 * one row, not of the new events). */
+			memset(&err, 0, sizeof(err));
+			if (store_revision(h->conn, &rev, &err) == STORE_OK) {
+				h->seen = rev;
+			} else {
+				dsh_hub_read(h);
+			}
+		} else if (dirty) {
 			dsh_hub_read(h);
 		}
 		now = ds_clock_now_ms(h->mono);
