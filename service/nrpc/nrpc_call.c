@@ -14,6 +14,16 @@
  * runs the handler itself (nrpc_srv_call_run) with the calling nng thread's
  * own worker state (srv_inline_state).
  *
+ * A parked call (nrpc_call_park: a watch, a lock wait) keeps its context,
+ * since the reply must go out on the nng context that received the
+ * request; a replacement context (a spare closed one, else a new one on
+ * srv->dyn) is opened and starts receiving, so the pool of n_ctx
+ * receiving contexts stays whole. When the parked call's reply has been
+ * handed over, its context rejoins the pool if the pool is short (a
+ * replacement could not be opened), and is otherwise closed and kept as
+ * a spare. Connections' removal (NNG_PIPE_EV_REM_POST) marks their entry
+ * in the per-connection table, which nrpc_call_peer_gone reads.
+ *
  * Errors found in the receive callback (malformed, unknown method, too
  * large, overloaded, shutting down) are answered from the callback itself
  * without touching a worker. A context carries one call at a time, so the

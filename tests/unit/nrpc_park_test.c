@@ -654,8 +654,10 @@ test_stop_with_parked_calls_returns(void **state)
 }
 
 /* A server whose parked calls were abandoned is left to the process's
- * exit: kept reachable here, so LeakSanitizer does not report it. */
-static nrpc_server *abandoned_srv;
+ * exit: kept reachable here, so LeakSanitizer does not report it
+ * (external and volatile, so the compiler cannot drop the store). */
+extern nrpc_server *volatile nrpc_park_test_abandoned;
+nrpc_server *volatile nrpc_park_test_abandoned;
 
 static void
 test_stop_returns_when_parked_calls_are_never_finished(void **state)
@@ -680,7 +682,7 @@ test_stop_returns_when_parked_calls_are_never_finished(void **state)
 	finish_held(f);
 	nrpc_server_stats_get(f->srv, &s);
 	assert_int_equal(s.n_parked, 0);
-	abandoned_srv = f->srv;
+	nrpc_park_test_abandoned = f->srv;
 	nrpc_server_destroy(f->srv); /* leaves it: abandoned */
 	f->srv = NULL;
 }
