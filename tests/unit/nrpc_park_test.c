@@ -312,7 +312,7 @@ open_client(fx *f, int64_t resend_ms)
 }
 
 static void
-fx_start(fx *f, unsigned contexts, size_t max_parked)
+fx_start_cfg(fx *f, unsigned contexts, size_t max_parked, bool inl)
 {
 	nrpc_server_config cfg;
 	nrpc_status st = {0};
@@ -325,11 +325,18 @@ fx_start(fx *f, unsigned contexts, size_t max_parked)
 	cfg.contexts = contexts;
 	cfg.max_parked = max_parked;
 	cfg.listener_check_ms = -1;
+	cfg.inline_handlers = inl;
 	assert_int_equal(nrpc_server_create(&cfg, &f->srv, &st), NRPC_OK);
 	assert_int_equal(nrpc_server_add_service(f->srv, &test_service,
 	    test_dispatch, NULL, f, &st), NRPC_OK);
 	assert_int_equal(nrpc_server_start(f->srv, &st), NRPC_OK);
 	f->cli = open_client(f, 0);
+}
+
+static void
+fx_start(fx *f, unsigned contexts, size_t max_parked)
+{
+	fx_start_cfg(f, contexts, max_parked, false);
 }
 
 static int
@@ -420,6 +427,37 @@ test_parked_calls_leave_contexts_for_other_calls(void **state)
 		start_call(f, f->cli, M_ECHO, i, WAIT_MS);
 	}
 	wait_count(f, &f->n_done, N_PARK + 2 * N_ECHO);
+}
+
+/* Inline handlers park on nng's own callback threads, which then open
+ * the replacement contexts themselves. */
+static void
+test_inline_handlers_park_too(void **state)
+{
+	fx *f = *state;
+	const snap *sn;
+
+	fx_start_cfg(f, 4, 0, true);
+	for (int i = 0; i < 100; i++) {
+		start_call(f, f->cli, M_PARK, i, WAIT_MS);
+	}
+	wait_count(f, &f->park_entries, 100);
+	for (int i = N_PARK; i < N_PARK + 8; i++) {
+		start_call(f, f->cli, M_ECHO, i, WAIT_MS);
+	}
+	wait_count(f, &f->n_done, 8);
+	finish_held(f);
+	wait_count(f, &f->n_done, 108);
+	sn = fx_snap(f);
+	for (int i = 0; i < 100; i++) {
+		char v[32];
+
+		(void) snprintf(v, sizeof(v), "%d", i);
+		assert_int_equal(sn->res[i].code, NRPC_OK);
+		assert_string_equal(sn->res[i].value, v);
+	}
+	assert_int_equal(sn->errors, 0);
+	wait_idle(f);
 }
 
 static void
@@ -714,6 +752,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_parked_calls_leave_contexts_for_other_calls),
+	    T(test_inline_handlers_park_too),
 	    T(test_max_parked_refuses_the_eleventh),
 	    T(test_max_parked_over_hard_maximum_is_refused),
 	    T(test_peer_gone_turns_true_when_the_client_closes),
