@@ -77,6 +77,7 @@ typedef struct fx {
 	result res[N_PARK + N_ECHO];
 	int n_done;              /* results completed */
 	int errors;              /* checks failed off the test's thread */
+	unsigned max_inflight;   /* max_inflight_per_conn; 0 = default */
 } fx;
 
 /* A copy of the fixture's counters and results taken under its mutex:
@@ -326,6 +327,9 @@ fx_start_cfg(fx *f, unsigned contexts, size_t max_parked, bool inl)
 	cfg.max_parked = max_parked;
 	cfg.listener_check_ms = -1;
 	cfg.inline_handlers = inl;
+	if (f->max_inflight > 0) {
+		cfg.max_inflight_per_conn = f->max_inflight;
+	}
 	assert_int_equal(nrpc_server_create(&cfg, &f->srv, &st), NRPC_OK);
 	assert_int_equal(nrpc_server_add_service(f->srv, &test_service,
 	    test_dispatch, NULL, f, &st), NRPC_OK);
@@ -458,6 +462,37 @@ test_inline_handlers_park_too(void **state)
 	}
 	assert_int_equal(sn->errors, 0);
 	wait_idle(f);
+}
+
+/* Parked calls are bounded by max_parked, not by the per-connection cap
+ * that protects the pool: one connection may hold many watches. */
+static void
+test_parked_calls_do_not_count_against_the_connection_cap(void **state)
+{
+	fx *f = *state;
+	nrpc_server_stats s;
+	const snap *sn;
+
+	f->max_inflight = 16;
+	fx_start(f, 8, 0);
+	for (int i = 0; i < 100; i++) {
+		start_call(f, f->cli, M_PARK, i, WAIT_MS);
+	}
+	wait_count(f, &f->park_entries, 100);
+	for (int i = N_PARK; i < N_PARK + 8; i++) {
+		start_call(f, f->cli, M_ECHO, i, WAIT_MS);
+	}
+	wait_count(f, &f->n_done, 8);
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.conns_closed_inflight, 0);
+	finish_held(f);
+	wait_count(f, &f->n_done, 108);
+	sn = fx_snap(f);
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(sn->res[i].code, NRPC_OK);
+	}
+	nrpc_server_stats_get(f->srv, &s);
+	assert_int_equal(s.conns_closed_inflight, 0);
 }
 
 static void
@@ -753,6 +788,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_parked_calls_leave_contexts_for_other_calls),
 	    T(test_inline_handlers_park_too),
+	    T(test_parked_calls_do_not_count_against_the_connection_cap),
 	    T(test_max_parked_refuses_the_eleventh),
 	    T(test_max_parked_over_hard_maximum_is_refused),
 	    T(test_peer_gone_turns_true_when_the_client_closes),
