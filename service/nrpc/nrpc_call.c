@@ -14,6 +14,16 @@
  * runs the handler itself (nrpc_srv_call_run) with the calling nng thread's
  * own worker state (srv_inline_state).
  *
+ * A parked call (nrpc_call_park: a watch, a lock wait) keeps its context,
+ * since the reply must go out on the nng context that received the
+ * request; a replacement context (a spare closed one, else a new one on
+ * srv->dyn) is opened and starts receiving, so the pool of n_ctx
+ * receiving contexts stays whole. When the parked call's reply has been
+ * handed over, its context rejoins the pool if the pool is short (a
+ * replacement could not be opened), and is otherwise closed and kept as
+ * a spare. Connections' removal (NNG_PIPE_EV_REM_POST) marks their entry
+ * in the per-connection table, which nrpc_call_peer_gone reads.
+ *
  * Errors found in the receive callback (malformed, unknown method, too
  * large, overloaded, shutting down) are answered from the callback itself
  * without touching a worker. A context carries one call at a time, so the
@@ -433,8 +443,7 @@ srv_pipe_slot_find(nrpc_server *srv, uint32_t id)
 }
 
 /* srv_pipe_add counts one more request in flight on pipe id (> 0) and
- * returns how many of those on it are not parked. A new entry whose
- * connection was removed already (see NRPC_GONE_RING) starts gone. */
+ * returns how many of those on it are not parked. */
 static uint32_t
 srv_pipe_add(nrpc_server *srv, uint32_t id)
 {
@@ -446,22 +455,16 @@ srv_pipe_add(nrpc_server *srv, uint32_t id)
 	while (srv->pipes[i].id != 0 && srv->pipes[i].id != id) {
 		i = (i + 1) & mask;
 	}
-	if (srv->pipes[i].id == 0) {
-		srv->pipes[i].id = id;
-		srv->pipes[i].gone = false;
-		for (size_t k = 0; k < NRPC_GONE_RING; k++) {
-			if (srv->gone_ring[k] == id) {
-				srv->pipes[i].gone = true;
-				break;
-			}
-		}
-	}
+	srv->pipes[i].id = id;
 	n = ++srv->pipes[i].n - srv->pipes[i].n_parked;
 	pthread_mutex_unlock(&srv->pipe_mtx);
 	return n;
 }
 
-/* srv_pipe_park: one of pipe id's requests is parked. */
+/* srv_pipe_park: one of pipe id's requests is parked. Its entry was
+ * made when the request was counted; a removal notified before that is
+ * in the ring (NRPC_GONE_RING), one after it marked the entry. Checked
+ * here rather than per request, to keep the ring off the hot path. */
 static void
 srv_pipe_park(nrpc_server *srv, uint32_t id)
 {
@@ -470,6 +473,9 @@ srv_pipe_park(nrpc_server *srv, uint32_t id)
 	pthread_mutex_lock(&srv->pipe_mtx);
 	if (DS_ALWAYS((s = srv_pipe_slot_find(srv, id)) != NULL)) {
 		s->n_parked++;
+		for (size_t k = 0; k < NRPC_GONE_RING && !s->gone; k++) {
+			s->gone = srv->gone_ring[k] == id;
+		}
 	}
 	pthread_mutex_unlock(&srv->pipe_mtx);
 }
@@ -914,6 +920,9 @@ srv_ctx_next(srv_ctx *sc)
 		nrpc_nng_leave(&srv->n_nng);
 	}
 	sc->opened = false;
+	/* A spare keeps no decode memory (the first chunk is 4 KiB). */
+	nrpc_arena_fini(&sc->call.arena);
+	nrpc_arena_init(&sc->call.arena, srv->max_decoded);
 	/* Once spare, another thread may reuse sc: srv was read before. */
 	srv_spare_put(srv, sc);
 	atomic_fetch_sub(&srv->n_live, 1); /* retired; last touch */

@@ -59,12 +59,12 @@
  * long for the close, then abandons the socket to the process's exit. */
 #define NRPC_CLOSE_TIMEOUT_MS 5000
 
-/* Connections whose removal (NNG_PIPE_EV_REM_POST) came while none of
- * their requests was counted are remembered in a ring this long: a
- * request nng delivered just before its connection closed can reach our
- * receive callback after the notification, and is then marked gone when
- * its connection-table entry is made. It would take this many other
- * connections closing within those microseconds to miss one. */
+/* Connections whose removal (NNG_PIPE_EV_REM_POST) was notified are
+ * remembered in a ring this long: a request nng delivered just before its
+ * connection closed can reach our receive callback after the
+ * notification, when no connection-table entry existed to mark, and is
+ * marked gone when it parks. It would take this many other connections
+ * closing between that request's delivery and its park to miss one. */
 #define NRPC_GONE_RING 256
 
 /* --- varints (protobuf base-128) --- */
