@@ -91,6 +91,8 @@ struct dsh_watch_hub {
 	dsh_watch *parked;   /* hub thread only */
 	dsh_waitq *queues;   /* hub thread only */
 	uint64_t seen;       /* hub thread only: log read up to here */
+	_Atomic uint64_t seen_pub; /* seen, published after the watches it
+	                            * matched were answered (<= seen) */
 	uint64_t compact;    /* hub thread only: last compact_revision */
 	int64_t last_poll_ms;
 
@@ -340,13 +342,30 @@ dsh_watch_begin(dsh_watch_hub *h, nrpc_call *call,
 	} else {
 		w->after = req->after_revision;
 	}
-	/* Also validates the key and answers a compacted cursor. */
-	if (dsh_watch_read(c, w, &rev)) {
-		ds_free(w);
-		return;
-	}
-	if (rev > w->after) {
-		w->after = rev;
+	if (w->after >= atomic_load(&h->seen_pub)) {
+		/* Caught up (a watcher re-arming after its last reply): the
+		 * hub has matched nothing after the cursor yet, so there is
+		 * nothing to read; only the key's length is the store's
+		 * rule to check here. */
+		size_t max = store_limits_of(h->store)->max_key_bytes;
+
+		if (w->key_len > max) {
+			nrpc_call_fail(call, NRPC_INVALID_ARGUMENT, "TOO_LARGE",
+			    w->prefix ? "prefix" : "key",
+			    "%s exceeds max_key_bytes (%zu)",
+			    w->prefix ? "prefix" : "key", max);
+			ds_free(w);
+			return;
+		}
+	} else {
+		/* Also validates the key and answers a compacted cursor. */
+		if (dsh_watch_read(c, w, &rev)) {
+			ds_free(w);
+			return;
+		}
+		if (rev > w->after) {
+			w->after = rev;
+		}
 	}
 	if (nrpc_call_park(call, &st) != NRPC_OK) {
 		nrpc_call_finish(call, &st, NULL);
@@ -437,6 +456,12 @@ dsh_watch_notify(dsh_watch_hub *h)
 }
 
 /* --- the hub thread --- */
+
+static void
+dsh_hub_publish(dsh_watch_hub *h)
+{
+	atomic_store(&h->seen_pub, h->seen);
+}
 
 static bool
 dsh_watch_matches(const dsh_watch *w, const store_event *ev)
@@ -995,6 +1020,9 @@ dsh_hub_main(void *arg)
 		if (poll) {
 			h->last_poll_ms = now;
 		}
+		/* Every watch the new events matched is answered: handlers
+		 * may now park at these cursors without reading. */
+		dsh_hub_publish(h);
 		dsh_hub_expire_waiters(h, now, poll);
 		dsh_hub_grant(h);
 		next = dsh_hub_timeouts(h, now, poll, false);
@@ -1041,6 +1069,7 @@ dsh_watch_create(store *s, dsh_service *svc, dsh_watch_hub **out,
 		return st->code;
 	}
 	h->last_poll_ms = ds_clock_now_ms(h->mono);
+	dsh_hub_publish(h);
 	if (pthread_create(&h->thread, NULL, dsh_hub_main, h) != 0) {
 		nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
 		    "cannot start the watch hub's thread");
