@@ -127,6 +127,7 @@ expect_code 200 "progress of a short poll"
 
 # --- long poll ----------------------------------------------------------
 
+put lp/first zero  # a cursor of 0 means "from now": start past it
 put lp/a one
 R1=$REV
 http GET "/v1/watch?prefix=lp/&after=$((R1 - 1))&timeout=20000"
@@ -254,7 +255,10 @@ fi
 
 # --- 50 streams opened and dropped --------------------------------------
 
-BASE=$(metric datasync_gateway_sse_streams)
+# The streams above were closed by their clients: none is left counted.
+wait_for "the closed streams to be released" \
+  metric_is datasync_gateway_sse_streams 0
+BASE=0
 PIDS50=()
 for i in $(seq 1 50); do
   curl -sSN "$H/v1/events?prefix=many/" >/dev/null 2>&1 &
