@@ -477,7 +477,6 @@ gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	Datasync__V1__WatchRequest w = DATASYNC__V1__WATCH_REQUEST__INIT;
 	nrpc_call_opts opts;
 	nrpc_status st;
-	gw_plan deadline;
 	size_t n;
 
 	(void) pos;
@@ -516,10 +515,8 @@ gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	w.timeout_ms = gw->heartbeat_ms;
 	w.limit = s->limit;
 	w.with_values = s->with_values;
-	memset(&deadline, 0, sizeof(deadline));
-	deadline.wait_ms = gw->heartbeat_ms;
 	memset(&opts, 0, sizeof(opts));
-	opts.timeout_ms = gw_plan_deadline_ms(&deadline, gw->timeout_ms);
+	opts.timeout_ms = gw_wait_deadline_ms(gw->heartbeat_ms, gw->timeout_ms);
 	opts.caller = s->caller;
 	memset(&st, 0, sizeof(st));
 	if (nrpc_client_call_async(gw->client, gw->core.ops[GW_OP_WATCH],
