@@ -11,8 +11,11 @@ source "$(dirname "$0")/it_lib.sh"
 
 # datasyncd: RPC only; a short change log when it can be configured.
 RETAIN=()
-if "$DATASYNCD" --help 2>&1 | grep -q -- '--watch-retain'; then
+if "$DATASYNCD" --help 2>&1 | grep -q -- '--watch-retain '; then
   RETAIN=(--watch-retain 5)
+  if "$DATASYNCD" --help 2>&1 | grep -q -- '--watch-retain-time'; then
+    RETAIN+=(--watch-retain-time 0)
+  fi
 fi
 it_start --http off "${RETAIN[@]}"
 
@@ -241,7 +244,9 @@ expect_code 400 "events: key and prefix"
 
 if (( ${#RETAIN[@]} > 0 )); then
   for i in $(seq 1 20); do put old/k "v$i"; done
-  http GET "/v1/watch?after=1&timeout=100"
+  # The change log is compacted in the background: wait until it was.
+  compacted() { http GET "/v1/watch?after=1&timeout=10"; [[ $CODE == 410 ]]; }
+  wait_for "the change log to be compacted past revision 1" compacted
   expect_code 410 "compacted cursor"
   expect_json .code OUT_OF_RANGE "compacted code"
   expect_json .reason REVISION_COMPACTED "compacted reason"
