@@ -411,7 +411,7 @@ static void
 gw_stream_settle(gw_stream *s, ProtobufCMessage *resp, const nrpc_status *st)
 {
 	gw_server *gw = s->gw;
-	struct MHD_Connection *conn = s->conn;
+	struct MHD_Connection *conn;
 	ds_buf b;
 	gw_sse_next next;
 	bool stopping, parked, last;
@@ -439,6 +439,7 @@ gw_stream_settle(gw_stream *s, ProtobufCMessage *resp, const nrpc_status *st)
 	}
 	parked = s->parked;
 	s->parked = false;
+	conn = s->conn;
 	last = gw_stream_unref(s);
 	pthread_mutex_unlock(&gw->mu);
 	ds_buf_fini(&b);
