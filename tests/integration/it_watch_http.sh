@@ -278,7 +278,9 @@ wait_for "the dropped streams to be released" \
 
 # --- the stream cap -----------------------------------------------------
 
-gw_start "$IT_DIR/gw2.log" --sse-heartbeat-ms 200 --max-sse-streams 2
+# A short --timeout-ms too: calls that wait get the wait plus a margin.
+gw_start "$IT_DIR/gw2.log" --sse-heartbeat-ms 200 --max-sse-streams 2 \
+  --timeout-ms 300
 GW2_PID=$GW_STARTED_PID
 H2=$GW_STARTED_URL
 curl -sSN "$H2/v1/events" >"$IT_DIR/c1" 2>/dev/null &
@@ -292,6 +294,16 @@ CODE=$(curl -sS -o "$IT_DIR/c3" -D "$IT_DIR/h" -w '%{http_code}' \
 BODY=$(cat "$IT_DIR/c3")
 expect_code 503 "a third stream over max_sse_streams"
 [[ -n $(hdr Retry-After) ]] || hfail "503 has Retry-After"
+H_SAVED=$H
+H=$H2
+http GET "/v1/watch?prefix=none/&timeout=1500"
+expect_code 200 "a long poll longer than --timeout-ms is not cut"
+http POST /v1/records/lw2/doc/lock -H "$JSON" --data '{"owner":"a","ttlMs":30000}'
+expect_code 200 "lock for the waiter that gives up"
+http POST /v1/records/lw2/doc/lock -H "$JSON" \
+  --data '{"owner":"b","ttlMs":30000,"waitMs":1000}'
+expect_code 423 "a lock wait longer than --timeout-ms ends LOCKED, not 504"
+H=$H_SAVED
 # Stopping with streams open ends them and exits.
 kill -TERM "$GW2_PID"
 RC=0
