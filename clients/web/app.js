@@ -47,7 +47,8 @@ const WATCH_MODE = /** @type {'auto'|'sse'|'poll'|'off'} */ (
 
 /** @param {string} name @param {number} dflt @param {number} min @param {number} max */
 function clampParam(name, dflt, min, max) {
-	const v = Number(params.get(name));
+	const raw = params.get(name);
+	const v = raw === null || raw === '' ? NaN : Number(raw); // Number(null) is 0
 	return Number.isFinite(v) && v >= min && v <= max ? Math.round(v) : dflt;
 }
 
