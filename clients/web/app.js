@@ -462,7 +462,7 @@ function onWatchEvent(ev) {
 		if (ev.valueOmitted) {
 			void poll(); // too old for the history: read the latest
 		} else if (!state.server || r.version > state.server.version) {
-			applyServer(r);
+			applyServer(asJson(r));
 		}
 		if (!own) {
 			say(`${r.updatedBy || 'Someone'} saved version ${r.version}.`);
@@ -485,6 +485,23 @@ function onWatchEvent(ev) {
 	}
 	setConn('online');
 	render();
+}
+
+/**
+ * asJson: an event's record with its value parsed as JSON even when the
+ * event did not name the content type (the ticket is always JSON).
+ * @param {RecordView} r
+ * @returns {RecordView}
+ */
+function asJson(r) {
+	if (typeof r.value !== 'string' || r.text === undefined) {
+		return r;
+	}
+	try {
+		return { ...r, value: JSON.parse(r.text) };
+	} catch {
+		return r;
+	}
 }
 
 function startWatch() {
