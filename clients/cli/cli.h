@@ -30,8 +30,9 @@ enum {
 };
 
 /* One Watch call waits this long for an event before the server answers
- * with a progress reply: the server's default, and below nng's REQ resend
- * time (60 s) so a parked call is never resent while it waits. */
+ * with a progress reply: the server's default, and below libdatasync's
+ * REQ resend time (90 s) so a parked call is never resent while it
+ * waits. */
 #define CLI_WATCH_WAIT_MS 30000u
 /* Largest --wait for lock: the server's bound (DESIGN §9), checked there
  * too; refused here as a usage error before anything is sent. */
