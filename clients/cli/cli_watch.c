@@ -153,14 +153,15 @@ cli_watch_compacted(const nrpc_status *st, uint64_t after)
 		    st->detail);
 	}
 	fprintf(stderr, "datasync: REVISION_COMPACTED: %s; revision %" PRIu64
-	    " is no longer in the change log", st->message, after);
+	    " is older than the change log keeps: read the keys again "
+	    "(datasync --json list prints the revision it read at) and watch "
+	    "with --after that revision", st->message, after);
 	if (d != NULL) {
-		fprintf(stderr, " (it keeps revisions after %" PRIu64 ")",
-		    d->compact_revision);
+		fprintf(stderr, " (the oldest a watch may start from is now %"
+		    PRIu64 ")", d->compact_revision);
 		datasync__v1__watch_response__free_unpacked(d, NULL);
 	}
-	fputs(": read the keys again (e.g. datasync --json list) and watch "
-	      "with --after the revision that read returned\n", stderr);
+	fputc('\n', stderr);
 	return CLI_EXIT_COMPACTED;
 }
 

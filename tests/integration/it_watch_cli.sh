@@ -159,4 +159,33 @@ expect_rc 0 "watch --help"
   it_fail "watch --help documents --after, REVISION_COMPACTED and the signals"
 
 it_stop || it_fail "datasyncd exits 0 on SIGTERM"
+
+# A cursor older than the change log keeps: exit 3, REVISION_COMPACTED,
+# saying what to do. The log compacts as writes go on (at most once a
+# second): each round writes and tries again; a watch that is not refused
+# keeps running and is interrupted.
+if "$DATASYNCD" --help 2>&1 | grep -q -- '--watch-retain-time'; then
+  it_start --http off --watch-retain 5 --watch-retain-time 0
+  for i in $(seq 1 20); do ds put old/k --force --value "v$i"; done
+  RC=running
+  for round in $(seq 1 40); do
+    "$DATASYNC" --url "$IT_IPC" watch --after 1 >"$IT_DIR/c.out" 2>"$IT_DIR/c.err" &
+    CW=$!
+    for _ in $(seq 1 20); do kill -0 "$CW" 2>/dev/null || break; sleep 0.05; done
+    if ! kill -0 "$CW" 2>/dev/null; then
+      RC=0; wait "$CW" || RC=$?
+      break
+    fi
+    kill -INT "$CW"; wait "$CW" || true
+    ds put old/k --force --value "more $round"
+  done
+  OUT=$(cat "$IT_DIR/c.out"); ERR=$(cat "$IT_DIR/c.err")
+  expect_rc 3 "a compacted cursor"
+  expect_err_has "REVISION_COMPACTED" "the compacted reason"
+  expect_err_has "watch with --after that revision" "what to do next"
+  [[ $ERR =~ "the oldest a watch may start from is now "[0-9]+ ]] || it_fail "the oldest revision named"
+  it_stop || it_fail "datasyncd exits 0 on SIGTERM"
+else
+  echo "SKIP: REVISION_COMPACTED (datasyncd has no --watch-retain-time)"
+fi
 it_done
