@@ -1584,7 +1584,10 @@ export class DataSyncClient {
 		}
 		const grant = await this._lockRequest(key, owner, ttlMs, undefined, opts.signal, waitMs);
 		const handle = new LockHandle(this, key, owner, ttlMs, grant, opts);
-		handle._start();
+		// After a wait in line the local deadline (from when the request
+		// was sent) may be far earlier than the lease's real end: renew at
+		// once, which measures it again from a request that did not wait.
+		handle._start(waitMs > 0 && Date.now() - grant.sentAt > ttlMs / 3 ? 0 : undefined);
 		return handle;
 	}
 
@@ -1867,11 +1870,12 @@ export class LockHandle {
 		return this.state === 'held';
 	}
 
-	_start() {
+	/** @param {number} [firstRenewMs] default ttl/3 */
+	_start(firstRenewMs) {
 		if (this._releaseOnPageHide && this.client._window) {
 			this.client._window.addEventListener('pagehide', this._onPageHide);
 		}
-		this._schedule(Math.max(LOCK_RETRY_MIN_MS, Math.floor(this.ttlMs / 3)));
+		this._schedule(firstRenewMs ?? Math.max(LOCK_RETRY_MIN_MS, Math.floor(this.ttlMs / 3)));
 	}
 
 	/** @param {number} ms */

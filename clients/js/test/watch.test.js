@@ -436,3 +436,30 @@ test('lock(key, owner, {ttlMs, waitMs}) sends waitMs; lock(key, opts) still work
 	assert.equal(h2.owner, 'ann');
 	await assert.rejects(c.lock('k', 'bob', { waitMs: LOCK_WAIT_MAX_MS + 1 }), TypeError);
 });
+
+test('a lock that waited in line longer than ttl/3 is renewed at once (its local deadline re-measured)', async () => {
+	/** @type {(string|null)[]} */
+	const seen = [];
+	const realNow = Date.now;
+	let offset = 0;
+	Date.now = () => realNow() + offset;
+	try {
+		/** @param {string} _u @param {RequestInit} [init] */
+		const f = async (_u, init = {}) => {
+			const token = new Headers(init.headers).get('Lock-Token');
+			seen.push(token);
+			if (!token) {
+				offset += 20000; // the clock moves on while the request waits in line
+			}
+			return json({ lockToken: 'cd'.repeat(16), renewed: !!token, lock: { owner: 'bob', expiresAtMs: '1', fencingToken: '1' } });
+		};
+		const c = new DataSyncClient({ baseUrl: 'http://gw.test', fetch: /** @type {any} */ (f), window: null });
+		// ttl/3 is 10 s: only the immediate renewal can come within until()'s 5 s.
+		const h = await c.lock('k', 'bob', { ttlMs: 30000, waitMs: 30000 });
+		await until(() => seen.length === 2, 'the renewal right after the wait');
+		assert.deepEqual(seen, [null, 'cd'.repeat(16)]);
+		await h.release();
+	} finally {
+		Date.now = realNow;
+	}
+});
