@@ -128,6 +128,10 @@ start_dsd() {
     { cat "$TMP/datasyncd.log" >&2; die "datasyncd did not start"; }
 }
 GW_PID=
+# 4096 streams and connections: a stream whose client left stays open in
+# the gateway until its next write (a heartbeat, 15 s), so the streams of
+# the points before count against the caps too (1000 idle + 1 + 100 +
+# 1000 in the default run).
 start_gw() {
   GW_PORT=$(free_port)
   "$GW" --upstream "$DS_IPC" --http "127.0.0.1:$GW_PORT" \
