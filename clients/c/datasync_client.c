@@ -8,6 +8,13 @@
 #include "datasync.h"
 #include "ds_alloc.h"
 
+/* nng's REQ resend time for every client: above the longest wait a call
+ * may spend parked in the service (a Watch's timeout_ms or a Lock's
+ * wait_ms, both <= 60 s, DESIGN §9), so a call that is simply waiting is
+ * never sent a second time. nng's default is exactly 60 s. A dropped
+ * connection still resends at once (nng reschedules on pipe removal). */
+#define DATASYNC_RESEND_MS 90000
+
 struct datasync_client {
 	nrpc_client *rpc; /* owned */
 };
@@ -29,6 +36,7 @@ datasync_connect(const char *const *urls, size_t n_urls, int64_t timeout_ms,
 	cfg.n_urls = n_urls;
 	cfg.timeout_ms = timeout_ms;
 	cfg.client_name = client_name;
+	cfg.resend_ms = DATASYNC_RESEND_MS;
 	if (nrpc_client_open(&cfg, &c->rpc, st) != NRPC_OK) {
 		ds_free(c);
 		return st->code;

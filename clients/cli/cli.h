@@ -23,7 +23,20 @@ enum {
 	CLI_EXIT_CONFLICT = 3,
 	CLI_EXIT_LOCKED = 4,
 	CLI_EXIT_NOT_FOUND = 5,
+	/* watch: the --after cursor is older than the change log keeps
+	 * (REVISION_COMPACTED). Shares 3 with a conflict: in both cases the
+	 * caller's view is stale and must be read again. */
+	CLI_EXIT_COMPACTED = 3,
 };
+
+/* One Watch call waits this long for an event before the server answers
+ * with a progress reply: the server's default, and below libdatasync's
+ * REQ resend time (90 s) so a parked call is never resent while it
+ * waits. */
+#define CLI_WATCH_WAIT_MS 30000u
+/* Largest --wait for lock: the server's bound (DESIGN §9), checked there
+ * too; refused here as a usage error before anything is sent. */
+#define CLI_LOCK_WAIT_MAX_MS 60000
 
 typedef enum cli_precond {
 	CLI_PRE_NONE = 0,
@@ -53,6 +66,10 @@ typedef struct cli_args {
 	bool all;
 	const char *request_id;
 	const char *author;
+	const char *watch_key;  /* watch --key */
+	uint64_t after;         /* watch --after: 0 = from now */
+	bool values;            /* watch --values */
+	int64_t wait_ms;        /* lock --wait */
 	const char *const *args; /* positional arguments after the command */
 	size_t n_args;
 } cli_args;
@@ -60,10 +77,22 @@ typedef struct cli_args {
 /* cli_run runs cmd and returns the process exit code. */
 int cli_run(const char *cmd, const cli_args *a);
 
+/* cli_watch runs `datasync watch` (cli_watch.c): Watch calls in a loop,
+ * one line per event, until SIGINT or SIGTERM (exit 0) or an error (its
+ * exit code; CLI_EXIT_COMPACTED for REVISION_COMPACTED). *cp as for every
+ * command: closed by cli_run. */
+int cli_watch(datasync_client **cp, const cli_args *a, const char *key,
+    nrpc_status *st);
+
 /* cli_bench_main runs `datasync bench ...` (argv[1] is "bench") by exec-ing
  * datasync-bench from this executable's directory with what follows; it
  * returns only if that fails, with the exit code (cli_bench.c). */
 int cli_bench_main(int argc, char **argv);
+
+/* cli_connect dials the service into *cp (closed by cli_run, also on
+ * failure). Returns 0 or the exit code of the failure (already reported
+ * on stderr). */
+int cli_connect(datasync_client **cp, const cli_args *a, nrpc_status *st);
 
 /* cli_usage_error prints "datasync: <msg>" and a hint; returns 2. */
 int cli_usage_error(const char *fmt, ...) DS_PRINTF(1, 2);

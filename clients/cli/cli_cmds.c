@@ -17,9 +17,7 @@
 typedef int (*cli_cmd_fn)(datasync_client **cp, const cli_args *a,
     const char *key, nrpc_status *st);
 
-/* cli_connect dials the service; *cp is closed by cli_run. Returns 0 or
- * the exit code of the failure (already reported). */
-static int
+int
 cli_connect(datasync_client **cp, const cli_args *a, nrpc_status *st)
 {
 	if (datasync_connect(a->urls, a->n_urls, a->timeout_ms, "datasync-cli",
@@ -237,6 +235,10 @@ cli_lock(datasync_client **cp, const cli_args *a, const char *key,
 	req.owner = (char *) a->owner;
 	req.ttl_ms = a->ttl_ms;
 	req.lock_token = (char *) (a->lock_token ? a->lock_token : "");
+	req.wait_ms = (uint32_t) a->wait_ms;
+	/* The server may hold the call for the whole wait: the deadline
+	 * covers it on top of the usual one. */
+	o.timeout_ms = a->timeout_ms + a->wait_ms;
 	if ((rc = cli_connect(cp, a, st)) != 0) {
 		return rc;
 	}
@@ -372,6 +374,7 @@ cli_run(const char *cmd, const cli_args *a)
 	    {"get", cli_get, true},       {"put", cli_put, true},
 	    {"delete", cli_delete, true}, {"lock", cli_lock, true},
 	    {"unlock", cli_unlock, true}, {"list", cli_list, false},
+	    {"watch", cli_watch, false},
 	};
 	datasync_client *c = NULL;
 	nrpc_status st;
@@ -386,7 +389,8 @@ cli_run(const char *cmd, const cli_args *a)
 			return cli_usage_error("%s takes exactly one KEY", cmd);
 		}
 		if (!cmds[i].needs_key && a->n_args != 0) {
-			return cli_usage_error("%s takes no KEY (use --prefix)", cmd);
+			return cli_usage_error("%s takes no KEY (use --prefix%s)", cmd,
+			    strcmp(cmd, "watch") == 0 ? " or --key" : "");
 		}
 		key = cmds[i].needs_key ? a->args[0] : NULL;
 		memset(&st, 0, sizeof(st));

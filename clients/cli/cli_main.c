@@ -4,7 +4,8 @@
  *
  * stdout carries results only (a raw value, a token, a table, or JSON);
  * errors go to stderr as one line with the reason. Exit codes: 0 ok,
- * 1 error, 2 usage, 3 conflict, 4 locked, 5 not found.
+ * 1 error, 2 usage, 3 conflict (watch: cursor compacted), 4 locked,
+ * 5 not found.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,11 +30,14 @@ static const char cli_usage[] =
     "  put KEY [--value V] PRECONDITION   write stdin or --value\n"
     "      [--content-type T] [--lock-token T] [--author A]\n"
     "  delete KEY PRECONDITION [--lock-token T]\n"
-    "  lock KEY --owner O [--ttl 30s] [--lock-token T]\n"
+    "  lock KEY --owner O [--ttl 30s] [--lock-token T] [--wait DUR]\n"
     "                                     take (or renew) a lease; prints "
     "the token\n"
     "  unlock KEY --lock-token T\n"
     "  list [--prefix P] [--page-size N] [--page-token T] [--all]\n"
+    "  watch [--prefix P | --key K] [--after N] [--values]\n"
+    "                                     one line per change until "
+    "interrupted\n"
     "  bench [--op OP] [--concurrency N] [--duration DUR] ...\n"
     "                                     load generator and baselines;\n"
     "                                     see 'datasync bench --help'\n"
@@ -48,8 +52,9 @@ static const char cli_usage[] =
     "  --json           print the whole reply as proto3 JSON\n"
     "  --request-id ID  idempotency key for a write (default: generated)\n"
     "\n"
-    "Exit codes: 0 ok, 1 error, 2 usage, 3 conflict, 4 locked,\n"
-    "5 not found.\n";
+    "Exit codes: 0 ok (watch: interrupted by SIGINT/SIGTERM), 1 error\n"
+    "(unreachable, timeout, bad reply), 2 usage, 3 conflict (watch: the\n"
+    "--after revision was compacted), 4 locked, 5 not found.\n";
 
 static const struct {
 	const char *cmd;
@@ -77,7 +82,10 @@ static const struct {
              "Take a leased lock on KEY (default ttl 30s, 1s..1h) and print\n"
              "its secret token alone on stdout. With --lock-token, renew\n"
              "the lease held with that token. Exit 4 when someone else\n"
-             "holds it (owner and expiry on stderr).\n"},
+             "holds it (owner and expiry on stderr).\n"
+             "--wait DUR (at most 60s): when someone else holds it, wait in\n"
+             "line up to DUR for it to be released or to expire; waiters\n"
+             "get it in arrival order. Exit 4 if it is still held then.\n"},
     {"unlock", "usage: datasync unlock KEY --lock-token T [--json]\n"
                "Release the lock held with token T.\n"},
     {"list", "usage: datasync list [--prefix P] [--page-size N] "
@@ -85,6 +93,26 @@ static const struct {
              "Print one line per key: key, version, revision, updated_at,\n"
              "lock owner and expiry. Without --all, one page; the next\n"
              "page's token goes to stderr.\n"},
+    {"watch",
+        "usage: datasync watch [--prefix P | --key K] [--after N] [--values] "
+        "[--json]\n"
+        "Print one line per change to the keys under P (default: every\n"
+        "key), or to the key K, in revision order, until interrupted:\n"
+        "  rev 12 put ticket/1 v5 by alice\n"
+        "  rev 13 lock ticket/1 by bob until 2026-12-02T12:00:03.000Z\n"
+        "  rev 14 unlock ticket/1\n"
+        "  rev 15 expire ticket/1            (a lease ran out)\n"
+        "  rev 16 delete ticket/1 v6 by alice\n"
+        "--after N starts after revision N (default: from now); to\n"
+        "resume, pass the last revision printed. --values adds each\n"
+        "value (escaped) to the line. --json prints each event as one\n"
+        "line of proto3 JSON (datasync.v1.Event) instead.\n"
+        "Exit codes: 0 after SIGINT or SIGTERM; 3 when revision N is\n"
+        "older than the server's change log keeps (REVISION_COMPACTED:\n"
+        "read the keys again, e.g. 'datasync --json list', and watch\n"
+        "with --after the revision that read returned); 1 when the\n"
+        "server cannot be reached within --timeout (a server restart\n"
+        "inside it is ridden out); 2 usage.\n"},
 };
 
 static void
@@ -207,7 +235,8 @@ main(int argc, char **argv)
 	enum { O_URL = 1, O_TIMEOUT, O_JSON, O_VALUE, O_CTYPE, O_IF_VERSION,
 		O_IF_ABSENT, O_IF_EXISTS, O_FORCE, O_TOKEN, O_OWNER, O_TTL,
 		O_VERSION, O_PREFIX, O_PAGE_SIZE, O_PAGE_TOKEN, O_ALL,
-		O_REQUEST_ID, O_AUTHOR, O_HELP };
+		O_REQUEST_ID, O_AUTHOR, O_KEY, O_AFTER, O_VALUES, O_WAIT,
+		O_HELP };
 	static const struct option longopts[] = {
 	    {"url", required_argument, NULL, O_URL},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -228,6 +257,10 @@ main(int argc, char **argv)
 	    {"all", no_argument, NULL, O_ALL},
 	    {"request-id", required_argument, NULL, O_REQUEST_ID},
 	    {"author", required_argument, NULL, O_AUTHOR},
+	    {"key", required_argument, NULL, O_KEY},
+	    {"after", required_argument, NULL, O_AFTER},
+	    {"values", no_argument, NULL, O_VALUES},
+	    {"wait", required_argument, NULL, O_WAIT},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -331,6 +364,27 @@ main(int argc, char **argv)
 			break;
 		case O_AUTHOR:
 			a.author = optarg;
+			break;
+		case O_KEY:
+			a.watch_key = optarg;
+			break;
+		case O_AFTER:
+			if (ds_parse_u64(optarg, &a.after) != 0) {
+				return cli_usage_error(
+				    "--after wants a revision number, got '%s'", optarg);
+			}
+			break;
+		case O_VALUES:
+			a.values = true;
+			break;
+		case O_WAIT:
+			if (ds_parse_duration_ms(optarg, &a.wait_ms) != 0 ||
+			    a.wait_ms < 0 || a.wait_ms > CLI_LOCK_WAIT_MAX_MS) {
+				return cli_usage_error(
+				    "--wait wants a duration from 0 to 60s (wait_ms "
+				    "at most %d), got '%s'",
+				    CLI_LOCK_WAIT_MAX_MS, optarg);
+			}
 			break;
 		case O_HELP:
 		case 'h':

@@ -101,6 +101,8 @@
  * @property {typeof fetch} [fetch] a fetch implementation (tests, Node)
  * @property {EventTarget|null} [window] where to listen for pagehide;
  *   default globalThis when it has addEventListener
+ * @property {typeof EventSource|null} [EventSource] for watch() (tests);
+ *   default the global one; null = long polls only
  */
 
 /* --- errors ----------------------------------------------------------- */
@@ -223,6 +225,26 @@ export class VersionCompactedError extends DataSyncError {
 	constructor(message, init) {
 		super(message, init);
 		this.name = 'VersionCompactedError';
+	}
+}
+
+/**
+ * RevisionCompactedError: a watch cursor older than the server's change
+ * log keeps (HTTP 410, reason REVISION_COMPACTED). Re-read (list() or
+ * get() return their revision) and watch again from there.
+ */
+export class RevisionCompactedError extends DataSyncError {
+	/**
+	 * @param {string} message
+	 * @param {ConstructorParameters<typeof DataSyncError>[1] & {compactRevision?: number, revision?: number}} [init]
+	 */
+	constructor(message, init = {}) {
+		super(message, { code: 'OUT_OF_RANGE', reason: 'REVISION_COMPACTED', ...init });
+		this.name = 'RevisionCompactedError';
+		/** @type {number|undefined} the oldest revision a cursor may name */
+		this.compactRevision = init.compactRevision;
+		/** @type {number|undefined} the store's revision, when told */
+		this.revision = init.revision;
 	}
 }
 
@@ -484,6 +506,7 @@ export async function errorFromResponse(res) {
 	const byReason = {
 		VERSION_CONFLICT: 'conflict', LOCK_EXPIRED: 'expired', LOCKED: 'locked',
 		PRECONDITION_REQUIRED: 'required', VERSION_COMPACTED: 'compacted', NOT_FOUND: 'notfound',
+		REVISION_COMPACTED: 'revcompacted',
 	};
 	/** @type {Record<number, string>} */
 	const byStatus = {
@@ -512,6 +535,17 @@ export async function errorFromResponse(res) {
 		return new PreconditionRequiredError(message, init);
 	case 'compacted':
 		return new VersionCompactedError(message, init);
+	case 'revcompacted': {
+		// The gateway puts the WatchResponse detail's fields in the body;
+		// accept them nested too.
+		const d = body.compactRevision !== undefined ? body
+			: (body.detail && typeof body.detail === 'object' ? body.detail : {});
+		return new RevisionCompactedError(message, {
+			...init,
+			compactRevision: parseInt64(d.compactRevision, 'compactRevision'),
+			revision: parseInt64(d.revision, 'revision'),
+		});
+	}
 	case 'notfound':
 		return new NotFoundError(message, init);
 	case 'toolarge':
@@ -812,9 +846,545 @@ export function resolveMerge(result, choose) {
 	return out;
 }
 
+/* --- watch: the change feed (DESIGN §9) ------------------------------- */
+
+/**
+ * A change as watch() delivers it.
+ * @typedef {object} WatchEvent
+ * @property {'put'|'delete'|'lock'|'unlock'|'expire'|'unknown'} type
+ * @property {number} revision   the store revision of this change
+ * @property {string} key
+ * @property {RecordView} record the record after the change (version,
+ *   updatedBy, lock, ...); its value only when watching with values
+ *   (else value, text and bytes are undefined)
+ * @property {boolean} valueOmitted  asked for values, but this version has
+ *   left the history
+ */
+
+/**
+ * @typedef {object} WatchOptions
+ * @property {number} [after]     deliver changes after this revision (the
+ *   revision a list() or get() returned); default 0 = from now
+ * @property {string} [key]       watch this one key instead of the prefix
+ * @property {boolean} [values]   deliver each change's value too
+ * @property {'auto'|'sse'|'poll'} [transport] 'auto' (default): Server-Sent
+ *   Events, falling back to long polls when EventSource is missing or
+ *   fails to open WATCH_SSE_FALLBACK_AFTER times in a row
+ * @property {(err: RevisionCompactedError) => void} [onReset] the cursor
+ *   was compacted: the watch has stopped; re-read and watch again from
+ *   the read's revision. Without onReset, onError gets the error.
+ * @property {(err: DataSyncError, info: {fatal: boolean, retryInMs: number}) => void} [onError]
+ *   a failure; the watch retries (with capped, jittered backoff) unless
+ *   fatal (a 4xx that a retry cannot fix: it has stopped then)
+ * @property {(transport: 'sse'|'poll') => void} [onOpen] a stream opened,
+ *   or a long poll answered, after a start or a failure
+ * @property {number} [pollTimeoutMs] one long poll's wait (default 30000)
+ */
+
+/** First reconnect delay; doubles per failure up to WATCH_BACKOFF_MAX_MS. */
+export const WATCH_BACKOFF_MIN_MS = 250;
+/** The longest wait between reconnects. */
+export const WATCH_BACKOFF_MAX_MS = 15000;
+/** auto transport: SSE failures to open in a row before long polling. */
+export const WATCH_SSE_FALLBACK_AFTER = 3;
+/** One long poll's wait; the server allows up to 60 s. */
+export const WATCH_POLL_TIMEOUT_MS = 30000;
+
+/** @type {Record<string, WatchEvent['type']>} */
+const WATCH_TYPES = {
+	EVENT_PUT: 'put', EVENT_DELETE: 'delete', EVENT_LOCK: 'lock',
+	EVENT_UNLOCK: 'unlock', EVENT_EXPIRE: 'expire',
+	1: 'put', 2: 'delete', 3: 'lock', 4: 'unlock', 5: 'expire',
+};
+
+/**
+ * watchBackoffMs: the wait before reconnect number `failures` (1 = the
+ * first after a failure): "full jitter", a uniform draw below
+ * min(max, min * 2^(failures-1)), so that many pages dropped by one
+ * server restart do not all come back in the same millisecond.
+ * @param {number} failures >= 1
+ * @param {() => number} [random] in [0, 1)
+ * @returns {number}
+ */
+export function watchBackoffMs(failures, random = Math.random) {
+	const ceiling = Math.min(WATCH_BACKOFF_MAX_MS,
+		WATCH_BACKOFF_MIN_MS * 2 ** Math.min(30, Math.max(0, failures - 1)));
+	// Never 0: a server that fails at once must not be hammered.
+	return Math.max(WATCH_BACKOFF_MIN_MS / 2, Math.floor(random() * ceiling));
+}
+
+/**
+ * decodeEventJson reads one proto3 JSON Event (an SSE `data:` line or an
+ * element of a WatchResponse's events).
+ * @param {any} e
+ * @param {boolean} withValues whether the watch asked for values: without
+ *   them, a missing value means "not sent", not "empty"
+ * @returns {WatchEvent}
+ */
+export function decodeEventJson(e, withValues) {
+	if (!e || typeof e !== 'object') {
+		throw new DataSyncError('datasync: watch: an event is not a JSON object',
+			{ code: 'INTERNAL', reason: 'BAD_RESPONSE', body: e });
+	}
+	const revision = parseInt64(e.revision, 'event.revision');
+	if (revision === undefined || revision <= 0) {
+		throw new DataSyncError('datasync: watch: an event has no revision',
+			{ code: 'INTERNAL', reason: 'BAD_RESPONSE', body: e });
+	}
+	const r = e.record && typeof e.record === 'object' ? e.record : {};
+	const omitted = e.valueOmitted === true;
+	let record = /** @type {RecordView} */ (decodeRecordJson(r));
+	if (!withValues || omitted) {
+		// proto3 JSON omits an empty value: without values asked for (or
+		// with the version gone from history) there is none, not "".
+		record = { ...record, bytes: undefined, text: undefined, value: undefined };
+	}
+	return {
+		type: WATCH_TYPES[e.type] ?? 'unknown',
+		revision,
+		key: record.key,
+		record,
+		valueOmitted: omitted,
+	};
+}
+
+/**
+ * WatchCursor is where a watch stands, so that a reconnect resumes with
+ * no event twice and none missed. A cursor names a revision and the
+ * server sends what comes after it; one revision may hold several events,
+ * and a stream can break inside one. So the cursor remembers how many
+ * events of its newest revision it delivered: until that revision is
+ * known complete (a long poll's reply is whole; on a stream, a higher
+ * revision closes the one before), it resumes one revision earlier and
+ * skips those.
+ */
+export class WatchCursor {
+	/** @param {number} after */
+	constructor(after) {
+		/** @type {number} the newest revision delivered (or the start) */
+		this.revision = after;
+		/** @type {number} events of `revision` delivered, while partial */
+		this._partial = 0;
+		/** @type {number} events of `revision` still to skip on a resume */
+		this._skip = 0;
+	}
+
+	/** after: the revision to ask for events after. */
+	get after() {
+		// after=0 means "from now", never "from the beginning": a partial
+		// revision 1 resumes after 1 (the first change a store made).
+		return this._partial > 0 && this.revision > 1 ? this.revision - 1 : this.revision;
+	}
+
+	/** resumed: a new request (with `after`) is starting. */
+	resumed() {
+		this._skip = this._partial;
+	}
+
+	/**
+	 * accept says whether ev is new (true: deliver it) or one this cursor
+	 * already delivered (false), and moves the cursor.
+	 * @param {{revision: number}} ev
+	 * @returns {boolean}
+	 */
+	accept(ev) {
+		if (ev.revision < this.revision || (ev.revision === this.revision && this._partial === 0)) {
+			return false;
+		}
+		if (ev.revision === this.revision) {
+			if (this._skip > 0) {
+				this._skip--;
+				return false;
+			}
+			this._partial++;
+			return true;
+		}
+		this.revision = ev.revision;
+		this._partial = 1;
+		this._skip = 0;
+		return true;
+	}
+
+	/**
+	 * complete: everything up to `revision` was delivered (a long poll's
+	 * reply; a progress reply names where the wait ended).
+	 * @param {number|undefined} revision
+	 */
+	complete(revision) {
+		if (revision !== undefined && revision > this.revision) {
+			this.revision = revision;
+		}
+		this._partial = 0;
+		this._skip = 0;
+	}
+}
+
+/**
+ * watchQuery builds the query string of /v1/watch and /v1/events.
+ * @param {{prefix: string, key?: string, after: number, values?: boolean, timeoutMs?: number}} q
+ * @returns {string}
+ */
+export function watchQuery(q) {
+	const p = new URLSearchParams();
+	if (q.key !== undefined) {
+		p.set('key', q.key);
+	} else {
+		p.set('prefix', q.prefix);
+	}
+	p.set('after', String(q.after));
+	if (q.timeoutMs !== undefined) {
+		p.set('timeout', String(q.timeoutMs));
+	}
+	if (q.values) {
+		p.set('values', '1');
+	}
+	return p.toString();
+}
+
+/**
+ * WatchHandle is a running watch (DataSyncClient.watch). close() stops
+ * it; `closed` resolves when it has stopped, for any reason.
+ */
+export class WatchHandle {
+	/**
+	 * @param {DataSyncClient} client
+	 * @param {string} prefix
+	 * @param {(ev: WatchEvent) => void} onEvent
+	 * @param {WatchOptions} opts
+	 */
+	constructor(client, prefix, onEvent, opts) {
+		this.client = client;
+		this.prefix = prefix;
+		this._onEvent = onEvent;
+		this._opts = opts;
+		this._values = opts.values === true;
+		this.cursor = new WatchCursor(opts.after ?? 0);
+		const ES = client._EventSource;
+		/** @type {'sse'|'poll'} the transport in use */
+		this.transport = opts.transport === 'poll' || (opts.transport !== 'sse' && !ES) ? 'poll' : 'sse';
+		/** @type {boolean} */
+		this.stopped = false;
+		this._failures = 0;      // in a row, since the last open
+		this._sseOpenFailures = 0;
+		this._everOpened = false;
+		// A cursor of 0 ("from now") must be pinned to a revision before
+		// anything can break: else a reconnect would be "from now" again
+		// and lose what happened in between. A short long poll tells it.
+		this._anchored = this.cursor.revision > 0;
+		/** @type {ReturnType<typeof setTimeout>|undefined} */
+		this._timer = undefined;
+		/** @type {EventSource|null} */
+		this._es = null;
+		/** @type {AbortController|null} */
+		this._abort = null;
+		/** @type {(v: DataSyncError|null) => void} */
+		this._resolveClosed = () => {};
+		/** @type {Promise<DataSyncError|null>} null after close(), else why it stopped */
+		this.closed = new Promise((resolve) => { this._resolveClosed = resolve; });
+	}
+
+	/** revision: the newest revision delivered (or the start). */
+	get revision() {
+		return this.cursor.revision;
+	}
+
+	/** close stops the watch; no callback runs after it returns. */
+	close() {
+		this._stop(null);
+	}
+
+	/** @param {DataSyncError|null} why */
+	_stop(why) {
+		if (this.stopped) {
+			return;
+		}
+		this.stopped = true;
+		clearTimeout(this._timer);
+		this._timer = undefined;
+		if (this._es) {
+			this._es.close();
+			this._es = null;
+		}
+		if (this._abort) {
+			this._abort.abort();
+			this._abort = null;
+		}
+		this._resolveClosed(why);
+	}
+
+	_next() {
+		if (this.stopped) {
+			return;
+		}
+		this.cursor.resumed();
+		if (!this._anchored) {
+			void this._poll(1);
+		} else if (this.transport === 'sse') {
+			this._openSse();
+		} else {
+			void this._poll();
+		}
+	}
+
+	/** @param {WatchEvent} ev */
+	_deliver(ev) {
+		if (this.stopped || !this.cursor.accept(ev)) {
+			return;
+		}
+		try {
+			this._onEvent(ev);
+		} catch (e) {
+			setTimeout(() => { throw e; }); // report, but keep watching
+		}
+	}
+
+	/** @param {'sse'|'poll'} transport */
+	_opened(transport) {
+		const wasFailing = this._failures > 0 || !this._everOpened;
+		this._failures = 0;
+		this._sseOpenFailures = 0;
+		this._everOpened = true;
+		if (wasFailing && this._opts.onOpen) {
+			try {
+				this._opts.onOpen(transport);
+			} catch (e) {
+				setTimeout(() => { throw e; });
+			}
+		}
+	}
+
+	/**
+	 * _failed reports err and schedules the next attempt (or stops).
+	 * @param {DataSyncError} err
+	 */
+	_failed(err) {
+		if (this.stopped) {
+			return;
+		}
+		if (err instanceof RevisionCompactedError) {
+			this._stop(err);
+			if (this._opts.onReset) {
+				this._opts.onReset(err);
+			} else if (this._opts.onError) {
+				this._opts.onError(err, { fatal: true, retryInMs: 0 });
+			}
+			return;
+		}
+		// A request the server refuses as such (bad prefix, too many
+		// parameters, a forbidden origin) fails the same way again.
+		const fatal = err.status >= 400 && err.status < 500 && ![408, 425, 429].includes(err.status);
+		this._failures++;
+		const retryInMs = fatal ? 0 : Math.max(err.retryAfterMs ?? 0, watchBackoffMs(this._failures));
+		if (fatal) {
+			this._stop(err);
+		}
+		if (this._opts.onError) {
+			try {
+				this._opts.onError(err, { fatal, retryInMs });
+			} catch (e) {
+				setTimeout(() => { throw e; });
+			}
+		}
+		if (!fatal && !this.stopped) {
+			clearTimeout(this._timer);
+			this._timer = setTimeout(() => this._next(), retryInMs);
+		}
+	}
+
+	/* --- Server-Sent Events --- */
+
+	_openSse() {
+		const ES = /** @type {typeof EventSource} */ (this.client._EventSource);
+		const q = watchQuery({ prefix: this.prefix, key: this._opts.key, after: this.cursor.after, values: this._values });
+		/** @type {EventSource} */
+		let es;
+		try {
+			es = new ES(this.client.url(`/v1/events?${q}`));
+		} catch (e) {
+			this._sseBroken(new DataSyncError(`datasync: watch: EventSource: ${e instanceof Error ? e.message : String(e)}`,
+				{ code: 'UNAVAILABLE', reason: 'NETWORK_ERROR', cause: e }));
+			return;
+		}
+		this._es = es;
+		let open = false;
+		es.onopen = () => {
+			if (this._es !== es) {
+				return;
+			}
+			open = true;
+			this._opened('sse');
+		};
+		/** @param {MessageEvent} m */
+		const onChange = (m) => {
+			if (this._es !== es) {
+				return;
+			}
+			let ev;
+			try {
+				ev = decodeEventJson(JSON.parse(m.data), this._values);
+			} catch (e) {
+				this._closeEs();
+				this._failed(e instanceof DataSyncError ? e : new DataSyncError(
+					`datasync: watch: an event is not JSON: ${e instanceof Error ? e.message : String(e)}`,
+					{ code: 'INTERNAL', reason: 'BAD_RESPONSE', cause: e }));
+				return;
+			}
+			this._deliver(ev);
+		};
+		for (const t of ['put', 'delete', 'lock', 'unlock', 'expire', 'message']) {
+			es.addEventListener(t, /** @type {EventListener} */ (onChange));
+		}
+		es.addEventListener('reset', /** @type {EventListener} */ ((/** @type {MessageEvent} */ m) => {
+			if (this._es !== es) {
+				return;
+			}
+			/** @type {any} */
+			let d = {};
+			try {
+				d = JSON.parse(m.data);
+			} catch {
+				d = {};
+			}
+			this._closeEs();
+			this._failed(new RevisionCompactedError(
+				`datasync: watch: revision ${this.cursor.after} was compacted`, {
+					status: 410,
+					compactRevision: parseInt64(d?.compactRevision, 'compactRevision'),
+					revision: parseInt64(d?.revision, 'revision'),
+				}));
+		}));
+		es.onerror = () => {
+			if (this._es !== es) {
+				return;
+			}
+			// EventSource would reconnect by itself, without backoff and
+			// with Last-Event-ID naming a revision that may be partial:
+			// reconnect here instead, from the cursor.
+			this._closeEs();
+			if (open) {
+				this._failed(new DataSyncError('datasync: watch: the event stream broke',
+					{ code: 'UNAVAILABLE', reason: 'NETWORK_ERROR' }));
+			} else {
+				this._sseBroken(new DataSyncError('datasync: watch: the event stream did not open',
+					{ code: 'UNAVAILABLE', reason: 'NETWORK_ERROR' }));
+			}
+		};
+	}
+
+	_closeEs() {
+		if (this._es) {
+			this._es.close();
+			this._es = null;
+		}
+	}
+
+	/**
+	 * _sseBroken: the stream failed before it opened. EventSource does not
+	 * say why, and a 410 (compacted cursor) looks like any other failure:
+	 * one short long poll tells (and delivers what it finds). In auto
+	 * mode, after WATCH_SSE_FALLBACK_AFTER such failures, poll for good.
+	 * @param {DataSyncError} err
+	 */
+	_sseBroken(err) {
+		this._sseOpenFailures++;
+		if (this._opts.transport !== 'sse' && this._sseOpenFailures >= WATCH_SSE_FALLBACK_AFTER) {
+			this.transport = 'poll';
+		}
+		void this._poll(1, err);
+	}
+
+	/* --- long polls --- */
+
+	/**
+	 * _poll makes one GET /v1/watch and schedules what follows.
+	 * @param {number} [timeoutMs] the wait; default the option or 30 s
+	 * @param {DataSyncError} [sseErr] set when this is the probe after an
+	 *   SSE failure: report that failure if the probe finds nothing wrong
+	 */
+	async _poll(timeoutMs, sseErr) {
+		const ctl = new AbortController();
+		this._abort = ctl;
+		const q = watchQuery({
+			prefix: this.prefix, key: this._opts.key, after: this.cursor.after, values: this._values,
+			timeoutMs: timeoutMs ?? this._opts.pollTimeoutMs ?? WATCH_POLL_TIMEOUT_MS,
+		});
+		/** @type {any} */
+		let j;
+		try {
+			const res = await this.client._request(`/v1/watch?${q}`, { method: 'GET', signal: ctl.signal });
+			j = await res.json();
+			if (!j || typeof j !== 'object') {
+				throw new DataSyncError('datasync: watch: the reply is not a JSON object',
+					{ status: res.status, code: 'INTERNAL', reason: 'BAD_RESPONSE' });
+			}
+		} catch (e) {
+			if (this.stopped || this._abort !== ctl) {
+				return;
+			}
+			this._abort = null;
+			this._failed(e instanceof DataSyncError ? e : new DataSyncError(
+				`datasync: watch: ${e instanceof Error ? e.message : String(e)}`,
+				{ code: 'UNAVAILABLE', reason: 'NETWORK_ERROR', cause: e }));
+			return;
+		}
+		if (this.stopped || this._abort !== ctl) {
+			return;
+		}
+		this._abort = null;
+		let events;
+		try {
+			events = (Array.isArray(j.events) ? j.events : [])
+				.map((/** @type {any} */ e) => decodeEventJson(e, this._values));
+		} catch (e) {
+			this._failed(/** @type {DataSyncError} */ (e));
+			return;
+		}
+		for (const ev of events) {
+			this._deliver(ev);
+		}
+		if (this.stopped) {
+			return; // closed from onEvent
+		}
+		// A reply never splits a revision: what it holds is complete.
+		let rev;
+		try {
+			rev = parseInt64(j.revision, 'revision');
+		} catch (e) {
+			this._failed(/** @type {DataSyncError} */ (e));
+			return;
+		}
+		this.cursor.complete(rev);
+		this._anchored = true;
+		if (sseErr) {
+			// The probe worked, so the stream's failure was the stream's.
+			this._failed(sseErr);
+			return;
+		}
+		if (this.transport === 'poll') {
+			this._opened('poll');
+		}
+		this._next();
+	}
+}
+
 /* --- the client ----------------------------------------------------------- */
 
 const LOCK_RETRY_MIN_MS = 250; // first retry after a failed renewal
+/** The longest lock() waitMs: the server's bound on wait_ms (DESIGN §9). */
+export const LOCK_WAIT_MAX_MS = 60000;
+
+/**
+ * @typedef {object} LockOptions
+ * @property {string} [owner]   shown to everybody; default the author
+ * @property {number} [ttlMs]   lease length; default 30000
+ * @property {number} [waitMs]  when held by another, wait in line up to
+ *   this long (0, the default: LockedError at once)
+ * @property {boolean} [autoRenew]
+ * @property {boolean} [releaseOnPageHide]
+ * @property {(err: DataSyncError) => void} [onLost]
+ * @property {(h: LockHandle) => void} [onRenew]
+ * @property {AbortSignal} [signal]
+ */
 
 /**
  * DataSyncClient talks to one gateway. Thread-safety is not a question in
@@ -836,6 +1406,9 @@ export class DataSyncClient {
 		}
 		/** @type {typeof fetch} */
 		this._fetch = f.bind(globalThis);
+		/** @type {typeof EventSource|null} for watch(); null: long polls only */
+		this._EventSource = options.EventSource !== undefined ? options.EventSource
+			: (typeof globalThis.EventSource === 'function' ? globalThis.EventSource : null);
 		/** @type {EventTarget|null} */
 		this._window = options.window !== undefined ? options.window
 			: (typeof globalThis.addEventListener === 'function' ? globalThis : null);
@@ -987,22 +1560,34 @@ export class DataSyncClient {
 	 * the background (every ttl/3) until release() or until a renewal fails
 	 * for good, and releases it when the page is hidden for unloading
 	 * (pagehide). Throws LockedError when another holder has it.
+	 * With waitMs (at most LOCK_WAIT_MAX_MS), a lock held by someone else
+	 * is waited for in line, in arrival order, up to waitMs, before
+	 * LockedError.
+	 * Called as lock(key, owner, opts) or lock(key, opts).
 	 * @param {string} key
-	 * @param {{owner?: string, ttlMs?: number, autoRenew?: boolean,
-	 *   releaseOnPageHide?: boolean, onLost?: (err: DataSyncError) => void,
-	 *   onRenew?: (h: LockHandle) => void, signal?: AbortSignal}} [opts]
-	 *   owner defaults to the client's author; ttlMs to 30000
+	 * @param {string|LockOptions} [ownerOrOpts]
+	 * @param {LockOptions} [moreOpts] with an owner as second argument
 	 * @returns {Promise<LockHandle>}
 	 */
-	async lock(key, opts = {}) {
+	async lock(key, ownerOrOpts, moreOpts) {
+		/** @type {LockOptions} */
+		const opts = typeof ownerOrOpts === 'string'
+			? { ...(moreOpts ?? {}), owner: ownerOrOpts } : (ownerOrOpts ?? {});
 		const owner = opts.owner ?? this.author;
 		const ttlMs = opts.ttlMs ?? 30000;
+		const waitMs = opts.waitMs ?? 0;
 		if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
 			throw new TypeError(`datasync: lock: ttlMs must be a positive integer, got ${ttlMs}`);
 		}
-		const grant = await this._lockRequest(key, owner, ttlMs, undefined, opts.signal);
+		if (!Number.isSafeInteger(waitMs) || waitMs < 0 || waitMs > LOCK_WAIT_MAX_MS) {
+			throw new TypeError(`datasync: lock: waitMs must be an integer from 0 to LOCK_WAIT_MAX_MS (${LOCK_WAIT_MAX_MS}), got ${waitMs}`);
+		}
+		const grant = await this._lockRequest(key, owner, ttlMs, undefined, opts.signal, waitMs);
 		const handle = new LockHandle(this, key, owner, ttlMs, grant, opts);
-		handle._start();
+		// After a wait in line the local deadline (from when the request
+		// was sent) may be far earlier than the lease's real end: renew at
+		// once, which measures it again from a request that did not wait.
+		handle._start(waitMs > 0 && Date.now() - grant.sentAt > ttlMs / 3 ? 0 : undefined);
 		return handle;
 	}
 
@@ -1010,9 +1595,10 @@ export class DataSyncClient {
 	 * _lockRequest: one Lock call (acquire, or renew with token).
 	 * @param {string} key @param {string} owner @param {number} ttlMs
 	 * @param {string|undefined} token @param {AbortSignal} [signal]
+	 * @param {number} [waitMs] wait in line this long when held (acquire only)
 	 * @returns {Promise<{token: string, lock: LockState, renewed: boolean, version: number, sentAt: number}>}
 	 */
-	async _lockRequest(key, owner, ttlMs, token, signal) {
+	async _lockRequest(key, owner, ttlMs, token, signal, waitMs = 0) {
 		/** @type {Record<string, string>} */
 		const headers = { 'Content-Type': 'application/json' };
 		if (token) {
@@ -1020,7 +1606,7 @@ export class DataSyncClient {
 		}
 		const sentAt = Date.now();
 		const res = await this._request(`/v1/records/${encodeKey(key)}/lock`, {
-			method: 'POST', headers, body: JSON.stringify({ owner, ttlMs }), signal,
+			method: 'POST', headers, body: JSON.stringify(waitMs > 0 ? { owner, ttlMs, waitMs } : { owner, ttlMs }), signal,
 		});
 		/** @type {any} */
 		const j = await res.json().catch(() => ({}));
@@ -1077,6 +1663,45 @@ export class DataSyncClient {
 				navigator.sendBeacon(url, new Blob([body], { type }));
 			}
 		}
+	}
+
+	/**
+	 * watch delivers every change to the keys under `prefix` (or to
+	 * opts.key) after opts.after, in revision order, each exactly once,
+	 * until close(): over Server-Sent Events (GET /v1/events), or long
+	 * polls (GET /v1/watch) where EventSource is missing or keeps failing.
+	 * It reconnects by itself with capped, jittered backoff, resuming
+	 * from the last revision delivered. When the cursor has been
+	 * compacted it stops and calls onReset: re-read (list() returns its
+	 * revision) and watch again from there.
+	 * @param {string} prefix  '' for every key; ignored with opts.key
+	 * @param {(ev: WatchEvent) => void} onEvent
+	 * @param {WatchOptions} [opts]
+	 * @returns {WatchHandle}
+	 */
+	watch(prefix, onEvent, opts = {}) {
+		if (typeof prefix !== 'string') {
+			throw new TypeError('datasync: watch: prefix must be a string (\'\' for every key)');
+		}
+		if (typeof onEvent !== 'function') {
+			throw new TypeError('datasync: watch: onEvent must be a function');
+		}
+		if (opts.key !== undefined && (typeof opts.key !== 'string' || opts.key === '')) {
+			throw new TypeError('datasync: watch: key must be a non-empty string');
+		}
+		const after = opts.after ?? 0;
+		if (!Number.isSafeInteger(after) || after < 0) {
+			throw new TypeError(`datasync: watch: after must be a revision >= 0, got ${after}`);
+		}
+		if (opts.transport !== undefined && !['auto', 'sse', 'poll'].includes(opts.transport)) {
+			throw new TypeError(`datasync: watch: transport must be auto, sse or poll, got ${opts.transport}`);
+		}
+		if (opts.transport === 'sse' && !this._EventSource) {
+			throw new TypeError('datasync: watch: transport sse, but there is no EventSource here');
+		}
+		const h = new WatchHandle(this, prefix, onEvent, { ...opts, after });
+		h._next();
+		return h;
 	}
 
 	/**
@@ -1245,11 +1870,12 @@ export class LockHandle {
 		return this.state === 'held';
 	}
 
-	_start() {
+	/** @param {number} [firstRenewMs] default ttl/3 */
+	_start(firstRenewMs) {
 		if (this._releaseOnPageHide && this.client._window) {
 			this.client._window.addEventListener('pagehide', this._onPageHide);
 		}
-		this._schedule(Math.max(LOCK_RETRY_MIN_MS, Math.floor(this.ttlMs / 3)));
+		this._schedule(firstRenewMs ?? Math.max(LOCK_RETRY_MIN_MS, Math.floor(this.ttlMs / 3)));
 	}
 
 	/** @param {number} ms */

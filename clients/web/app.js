@@ -6,20 +6,29 @@
 // or Overwrite (a compare-and-set against the version the conflict shows).
 // Pessimistic on demand: "Edit with lock" takes a lease that datasync.js
 // renews in the background; other tabs see who edits until when and
-// cannot save. The page polls with If-None-Match about once a second and
-// never overwrites a field the user has edited.
+// cannot save; "Edit with lock" on a locked ticket waits in line for it.
+// Changes arrive at once through datasync.watch() (Server-Sent Events, or
+// long polls); only while the watch is failing does the page poll with
+// If-None-Match (about once a second). It never overwrites a field the
+// user has edited.
 //
 // Query parameters: ?key=K (default demo/ticket-1), ?ttl=MS lock lease
-// (1000..3600000, default 30000), ?poll=MS (200..10000, default 1000).
+// (1000..3600000, default 30000), ?poll=MS the fallback poll's period
+// (200..10000, default 1000; 0 = no polling, not even as a fallback),
+// ?watch=auto|sse|poll|off (default auto: SSE, long polls where SSE
+// fails; off = poll only), ?wait=MS how long "Edit with lock" waits for
+// another holder (0..60000, default 30000).
 import {
 	DataSyncClient, DataSyncError, ConflictError, LockedError, LockExpiredError,
-	NotFoundError, merge3, resolveMerge,
+	NotFoundError, RevisionCompactedError, merge3, resolveMerge,
 } from '/datasync.js';
 
 /** @typedef {import('/datasync.js').RecordView} RecordView */
 /** @typedef {import('/datasync.js').LockState} LockState */
 /** @typedef {import('/datasync.js').LockHandle} LockHandle */
 /** @typedef {import('/datasync.js').MergeResult} MergeResult */
+/** @typedef {import('/datasync.js').WatchEvent} WatchEvent */
+/** @typedef {import('/datasync.js').WatchHandle} WatchHandle */
 /** @typedef {{title: string, status: string, assignee: string, notes: string}} TicketFields */
 
 /** @type {(keyof TicketFields)[]} */
@@ -31,11 +40,15 @@ const NAME_STORAGE = 'datasync-demo.name';
 const params = new URLSearchParams(location.search);
 const KEY = params.get('key') || 'demo/ticket-1';
 const LOCK_TTL_MS = clampParam('ttl', 30000, 1000, 3600000);
-const POLL_MS = clampParam('poll', 1000, 200, 10000);
+const POLL_MS = params.get('poll') === '0' ? 0 : clampParam('poll', 1000, 200, 10000);
+const LOCK_WAIT_MS = clampParam('wait', 30000, 0, 60000);
+const WATCH_MODE = /** @type {'auto'|'sse'|'poll'|'off'} */ (
+	['auto', 'sse', 'poll', 'off'].includes(params.get('watch') ?? '') ? params.get('watch') : 'auto');
 
 /** @param {string} name @param {number} dflt @param {number} min @param {number} max */
 function clampParam(name, dflt, min, max) {
-	const v = Number(params.get(name));
+	const raw = params.get(name);
+	const v = raw === null || raw === '' ? NaN : Number(raw); // Number(null) is 0
 	return Number.isFinite(v) && v >= min && v <= max ? Math.round(v) : dflt;
 }
 
@@ -136,6 +149,12 @@ const state = {
 	/** a read is in flight; pollAgain: another was asked for meanwhile */
 	polling: false,
 	pollAgain: false,
+	/** @type {WatchHandle|null} */
+	watch: null,
+	/** the watch delivers changes: no polling needed */
+	watchLive: false,
+	/** @type {string} whose lock "Edit with lock" is waiting for ('' = not waiting) */
+	waitingFor: '',
 };
 
 /* --- helpers -------------------------------------------------------------- */
@@ -334,7 +353,10 @@ function render() {
 				: `Saves only if nobody else saved since version ${state.base ? state.base.version : '?'}.`);
 	el.revert.disabled = state.busy || state.dirty.size === 0;
 	el.lock.hidden = !!mine;
-	el.lock.disabled = state.busy || !state.loaded || !!foreign || !validName(el.you.value);
+	// A foreign lock can be waited for, in line (lock with waitMs).
+	el.lock.textContent = state.waitingFor ? `Waiting for ${state.waitingFor}'s lock…`
+		: foreign && LOCK_WAIT_MS > 0 ? `Wait for ${foreign.owner ? `${foreign.owner}'s` : 'the'} lock` : 'Edit with lock';
+	el.lock.disabled = state.busy || !state.loaded || (!!foreign && LOCK_WAIT_MS === 0) || !validName(el.you.value);
 	el.release.hidden = !mine;
 	el.release.disabled = state.busy;
 	document.body.dataset.lock = mine ? 'mine' : foreign ? 'foreign' : 'none';
@@ -343,7 +365,8 @@ function render() {
 /** @param {'online'|'offline'|'connecting'} s @param {string} [why] */
 function setConn(s, why) {
 	el.conn.dataset.state = s;
-	el.conn.textContent = s === 'online' ? 'live' : s;
+	// "live": changes are pushed (watch); "polling": read every POLL_MS.
+	el.conn.textContent = s !== 'online' ? s : state.watchLive ? 'live' : 'polling';
 	el.conn.title = why ?? '';
 }
 
@@ -418,9 +441,101 @@ async function poll() {
 	if (state.pollAgain) {
 		state.pollAgain = false;
 		void poll();
-	} else {
+	} else if (!state.watchLive && POLL_MS > 0) {
+		// The fallback: only while the watch is not delivering.
 		state.pollTimer = setTimeout(() => { void poll(); }, POLL_MS);
 	}
+}
+
+/* --- the watch ------------------------------------------------------------ */
+
+/** @param {WatchEvent} ev */
+function onWatchEvent(ev) {
+	if (ev.key !== KEY) {
+		return; // the prefix also matches longer keys (KEY + '0', KEY + '/x')
+	}
+	const r = ev.record;
+	switch (ev.type) {
+	case 'put': {
+		const own = state.base && state.base.version === r.version && state.server && state.server.version === r.version;
+		state.serverLock = r.lock ?? null;
+		if (ev.valueOmitted) {
+			void poll(); // too old for the history: read the latest
+		} else if (!state.server || r.version > state.server.version) {
+			applyServer(asJson(r));
+		}
+		if (!own) {
+			say(`${r.updatedBy || 'Someone'} saved version ${r.version}.`);
+		}
+		break;
+	}
+	case 'delete':
+		applyAbsent();
+		say(`${r.updatedBy || 'Someone'} deleted the ticket.`);
+		break;
+	case 'lock':
+		state.serverLock = r.lock ?? null;
+		break;
+	case 'unlock':
+	case 'expire':
+		state.serverLock = null;
+		break;
+	default:
+		void poll(); // a kind of change this page does not know: read
+	}
+	setConn('online');
+	render();
+}
+
+/**
+ * asJson: an event's record with its value parsed as JSON even when the
+ * event did not name the content type (the ticket is always JSON).
+ * @param {RecordView} r
+ * @returns {RecordView}
+ */
+function asJson(r) {
+	if (typeof r.value !== 'string' || r.text === undefined) {
+		return r;
+	}
+	try {
+		return { ...r, value: JSON.parse(r.text) };
+	} catch {
+		return r;
+	}
+}
+
+function startWatch() {
+	if (WATCH_MODE === 'off') {
+		return;
+	}
+	// The prefix, not {key}: the key form of /v1/events is not promised
+	// by every gateway; other keys are filtered out above.
+	state.watch = client.watch(KEY, onWatchEvent, {
+		values: true,
+		transport: WATCH_MODE,
+		onOpen: () => {
+			state.watchLive = true;
+			clearTimeout(state.pollTimer);
+			// What changed before the watch was in place (or while it was
+			// down, before it resumed): one read covers it.
+			void poll();
+		},
+		onError: (err, info) => {
+			const wasLive = state.watchLive;
+			state.watchLive = false;
+			setConn('offline', errText(err));
+			if (wasLive || info.fatal) {
+				void poll(); // fall back to polling while the watch is down
+			}
+		},
+		onReset: () => {
+			// The cursor fell out of the change log: read again and watch
+			// from now.
+			state.watchLive = false;
+			void poll();
+			startWatch();
+		},
+	});
 }
 
 /* --- saving --------------------------------------------------------------- */
@@ -754,12 +869,18 @@ async function takeLock() {
 	if (state.busy || !validName(el.you.value)) {
 		return;
 	}
+	const foreign = foreignLock();
 	state.busy = true;
+	if (foreign) {
+		state.waitingFor = foreign.owner || 'someone';
+		say(`Waiting for ${state.waitingFor}'s lock… (up to ${Math.round(LOCK_WAIT_MS / 1000)} s)`);
+	}
 	render();
 	try {
-		const h = await client.lock(KEY, {
-			owner: el.you.value,
+		const h = await client.lock(KEY, el.you.value, {
 			ttlMs: LOCK_TTL_MS,
+			// Also without a known holder: another tab may have just taken it.
+			waitMs: LOCK_WAIT_MS,
 			onRenew: () => render(),
 			onLost: (err) => {
 				if (state.myLock === h) {
@@ -778,12 +899,14 @@ async function takeLock() {
 	} catch (e) {
 		if (e instanceof LockedError) {
 			state.serverLock = { owner: e.owner, expiresAt: e.expiresAt ?? 0, fencingToken: e.fencingToken ?? 0 };
-			say(`${e.owner || 'Someone'} is editing${e.expiresAt ? ` until ${clock(e.expiresAt)}` : ''}.`, 'error');
+			say(`${e.owner || 'Someone'} is editing${e.expiresAt ? ` until ${clock(e.expiresAt)}` : ''}` +
+				`${LOCK_WAIT_MS > 0 ? ` (still, after waiting ${Math.round(LOCK_WAIT_MS / 1000)} s)` : ''}.`, 'error');
 		} else {
 			say(`Could not lock: ${errText(e)}`, 'error');
 		}
 	} finally {
 		state.busy = false;
+		state.waitingFor = '';
 		render();
 	}
 }
@@ -802,7 +925,9 @@ async function releaseLock() {
 	} catch (e) {
 		say(`Released locally; the server did not answer (${errText(e)}): the lease runs out on its own.`, 'error');
 	}
-	void poll();
+	if (!state.watchLive) {
+		void poll();
+	}
 }
 
 /* --- wiring --------------------------------------------------------------- */
@@ -879,3 +1004,4 @@ el.dialog.addEventListener('cancel', () => { state.conflict = null; render(); })
 setInterval(render, 250);
 render();
 void poll();
+startWatch();

@@ -411,7 +411,7 @@ static void
 gw_stream_settle(gw_stream *s, ProtobufCMessage *resp, const nrpc_status *st)
 {
 	gw_server *gw = s->gw;
-	struct MHD_Connection *conn = s->conn;
+	struct MHD_Connection *conn;
 	ds_buf b;
 	gw_sse_next next;
 	bool stopping, parked, last;
@@ -439,6 +439,7 @@ gw_stream_settle(gw_stream *s, ProtobufCMessage *resp, const nrpc_status *st)
 	}
 	parked = s->parked;
 	s->parked = false;
+	conn = s->conn;
 	last = gw_stream_unref(s);
 	pthread_mutex_unlock(&gw->mu);
 	ds_buf_fini(&b);
@@ -477,7 +478,6 @@ gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	Datasync__V1__WatchRequest w = DATASYNC__V1__WATCH_REQUEST__INIT;
 	nrpc_call_opts opts;
 	nrpc_status st;
-	gw_plan deadline;
 	size_t n;
 
 	(void) pos;
@@ -516,10 +516,8 @@ gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	w.timeout_ms = gw->heartbeat_ms;
 	w.limit = s->limit;
 	w.with_values = s->with_values;
-	memset(&deadline, 0, sizeof(deadline));
-	deadline.wait_ms = gw->heartbeat_ms;
 	memset(&opts, 0, sizeof(opts));
-	opts.timeout_ms = gw_plan_deadline_ms(&deadline, gw->timeout_ms);
+	opts.timeout_ms = gw_wait_deadline_ms(gw->heartbeat_ms, gw->timeout_ms);
 	opts.caller = s->caller;
 	memset(&st, 0, sizeof(st));
 	if (nrpc_client_call_async(gw->client, gw->core.ops[GW_OP_WATCH],

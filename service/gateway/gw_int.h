@@ -603,6 +603,9 @@ void gw_plan_request(const gw_core *core, const gw_request *req, gw_plan *p);
  * default rpc_timeout_ms: a call that waits in the service gets its wait
  * plus GW_WAIT_DEADLINE_MARGIN_MS, never less than the default. */
 int64_t gw_plan_deadline_ms(const gw_plan *p, int64_t rpc_timeout_ms);
+/* gw_wait_deadline_ms is the same for a call that waits wait_ms (0: it
+ * does not wait). */
+int64_t gw_wait_deadline_ms(uint32_t wait_ms, int64_t rpc_timeout_ms);
 
 /* --- watch over HTTP (gw_watch.c) --- */
 

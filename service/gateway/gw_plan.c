@@ -673,15 +673,21 @@ gw_plan_rpc_wait(const gw_core *core, gw_plan *p)
 }
 
 int64_t
-gw_plan_deadline_ms(const gw_plan *p, int64_t rpc_timeout_ms)
+gw_wait_deadline_ms(uint32_t wait_ms, int64_t rpc_timeout_ms)
 {
 	int64_t d;
 
-	if (p->wait_ms == 0) {
+	if (wait_ms == 0) {
 		return rpc_timeout_ms;
 	}
-	d = (int64_t) p->wait_ms + GW_WAIT_DEADLINE_MARGIN_MS;
+	d = (int64_t) wait_ms + GW_WAIT_DEADLINE_MARGIN_MS;
 	return d > rpc_timeout_ms ? d : rpc_timeout_ms;
+}
+
+int64_t
+gw_plan_deadline_ms(const gw_plan *p, int64_t rpc_timeout_ms)
+{
+	return gw_wait_deadline_ms(p->wait_ms, rpc_timeout_ms);
 }
 
 /* gw_plan_watch: GET /v1/watch (a long poll: one Watch) and GET
