@@ -73,6 +73,8 @@ struct gw_server {
 	gw_core core;
 	gw_metrics metrics;
 	nrpc_client *client;
+	const char **dial;         /* owned array (strings borrowed from the
+	                            * config): each upstream, once per pipe */
 	struct MHD_Daemon *mhd;
 	char *web_root;            /* realpath, owned; NULL: no static files */
 	char *js_path;             /* owned */
@@ -1318,8 +1320,28 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	}
 
 	nrpc_client_config_default(&ccfg);
-	ccfg.urls = cfg->upstreams;
-	ccfg.n_urls = cfg->n_upstreams;
+	{
+		unsigned conns = cfg->max_connections != 0 ? cfg->max_connections
+		                                           : GW_MAX_CONNECTIONS_DEFAULT;
+		size_t pipes = conns / GW_UPSTREAM_CALLS_PER_PIPE + 1;
+
+		if (pipes > GW_UPSTREAM_PIPES_MAX) {
+			pipes = GW_UPSTREAM_PIPES_MAX;
+		}
+		/* Each upstream dialled `pipes` times: nng's REQ spreads the
+		 * calls over the connections (GW_UPSTREAM_CALLS_PER_PIPE). */
+		if ((gw->dial = ds_calloc(cfg->n_upstreams * pipes,
+		         sizeof(*gw->dial))) == NULL) {
+			(void) gw_status_set(st, -1, NRPC_RESOURCE_EXHAUSTED,
+			    "RESOURCE_EXHAUSTED", NULL, "out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < cfg->n_upstreams * pipes; i++) {
+			gw->dial[i] = cfg->upstreams[i % cfg->n_upstreams];
+		}
+		ccfg.urls = gw->dial;
+		ccfg.n_urls = cfg->n_upstreams * pipes;
+	}
 	ccfg.timeout_ms = gw->timeout_ms;
 	/* Above every waiting call's deadline: a parked Watch or Lock is
 	 * not sent a second time while the first still waits. */
@@ -1375,6 +1397,7 @@ gw_free(gw_server *gw)
 	}
 	free(gw->web_root); /* from realpath */
 	ds_free(gw->js_path);
+	ds_free(gw->dial);
 	pthread_cond_destroy(&gw->cv);
 	pthread_mutex_destroy(&gw->mu);
 	ds_free(gw);

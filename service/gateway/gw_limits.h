@@ -66,6 +66,16 @@
  * each piece arrives; a silent peer meets the idle timeout first). */
 #define GW_BODY_READ_TIMEOUT_MS 30000
 
+/* GW_UPSTREAM_CALLS_PER_PIPE: the RPC connections the gateway dials to
+ * each upstream are one per this many HTTP connections it may hold
+ * (max_connections), at least 1 and at most GW_UPSTREAM_PIPES_MAX. Every
+ * HTTP connection has at most one RPC in flight, and a datasyncd closes an
+ * RPC connection with more than --rpc-max-inflight-per-conn (512) requests
+ * in flight: a thousand event streams re-arming their Watch at once after
+ * a change must not all travel on one connection. */
+#define GW_UPSTREAM_CALLS_PER_PIPE 256
+#define GW_UPSTREAM_PIPES_MAX 64
+
 /* GW_MAX_CONNECTIONS_DEFAULT / _HARD: HTTP connections open at once
  * (libmicrohttpd's MHD_OPTION_CONNECTION_LIMIT); one more is accepted and
  * closed at once. Each costs a socket and a GW_CONN_MEMORY_BYTES pool. */
