@@ -21,11 +21,6 @@
 # It prints the tables (markdown) on stdout, progress on stderr, and
 # exits non-zero when a point failed (a watcher missing events is one).
 #
-# datasyncd runs with --rpc-max-inflight-per-conn 4096: the gateway
-# carries every stream's Watch on one connection, and 1000 streams
-# re-arming at once after an event go over the default 512 before they
-# are parked, which closes the connection (see BENCHMARKS.md).
-#
 # Environment: BUILD_DIR (default build/), BENCH_SECONDS (3),
 # BENCH_WARMUP (1), BENCH_KEYS (1000), BENCH_VALUE_BYTES (100),
 # BENCH_WATCH_WRITES (writes per latency point, 200),
@@ -121,7 +116,7 @@ start_dsd() {
   local port
   port=$(free_port)
   "$DSD" --db "$TMP/datasync.db" --listen "$DS_IPC" --http "127.0.0.1:$port" \
-    --rpc-max-inflight-per-conn 4096 --quiet >"$TMP/datasyncd.log" 2>&1 &
+    --quiet >"$TMP/datasyncd.log" 2>&1 &
   DSD_PID=$!
   PIDS+=("$DSD_PID")
   wait_text "$TMP/datasyncd.log" "gateway and demo page on" "$DSD_PID" 10 ||
