@@ -52,6 +52,8 @@ static const char dsd_usage[] =
     "  --http-max-per-ip N   HTTP connections from one address (default 256)\n"
     "  --http-timeout S      close an HTTP connection idle for S seconds\n"
     "                        (default 30, at most 3600)\n"
+    "  --max-sse-streams N   GET /v1/events streams open at once; more get\n"
+    "                        503 (default 256)\n"
     "  --http-body-budget N  request body bytes held at once; a body that\n"
     "                        does not fit gets 503 unread (default 64 MiB)\n"
     "  --history N           versions kept readable per key (default 16)\n"
@@ -92,6 +94,7 @@ typedef struct dsd_opts {
 	size_t n_allow_hosts;
 	int64_t max_value_bytes;
 	int64_t http_max_conns, http_max_per_ip, http_timeout, http_budget;
+	int64_t max_sse_streams; /* 0 = the gateway's default */
 	int64_t history;
 	store_durability durability;
 	int64_t busy_timeout_ms;
@@ -157,7 +160,7 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
 		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
 		O_BUSY_TIMEOUT, O_WATCH_RETAIN, O_WATCH_RETAIN_TIME, O_MAX_PARKED, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
-		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT };
+		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT, O_SSE_STREAMS };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -177,6 +180,7 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"http-max-per-ip", required_argument, NULL, O_HTTP_PER_IP},
 	    {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
 	    {"http-body-budget", required_argument, NULL, O_HTTP_BUDGET},
+	    {"max-sse-streams", required_argument, NULL, O_SSE_STREAMS},
 	    {"rpc-max-inflight-per-conn", required_argument, NULL,
 	        O_MAX_INFLIGHT},
 	    {"quiet", no_argument, NULL, O_QUIET},
@@ -288,6 +292,12 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 		case O_HTTP_BUDGET:
 			if (dsd_parse_int("--http-body-budget", optarg, 1, INT64_MAX,
 			        &o->http_budget) != 0) {
+				return 2;
+			}
+			break;
+		case O_SSE_STREAMS:
+			if (dsd_parse_int("--max-sse-streams", optarg, 1, UINT32_MAX,
+			        &o->max_sse_streams) != 0) {
 				return 2;
 			}
 			break;
@@ -487,6 +497,7 @@ main(int argc, char **argv)
 		gcfg.max_per_ip = (unsigned) o.http_max_per_ip;
 		gcfg.timeout_s = (unsigned) o.http_timeout;
 		gcfg.body_budget = (size_t) o.http_budget;
+		gcfg.max_sse_streams = (unsigned) o.max_sse_streams;
 		if (gw_start(&gcfg, &gw, &nst) != NRPC_OK) {
 			fprintf(stderr, "datasyncd: %s\n", nst.message);
 			goto out;
