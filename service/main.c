@@ -52,6 +52,8 @@ static const char dsd_usage[] =
     "  --http-max-per-ip N   HTTP connections from one address (default 256)\n"
     "  --http-timeout S      close an HTTP connection idle for S seconds\n"
     "                        (default 30, at most 3600)\n"
+    "  --max-sse-streams N   GET /v1/events streams open at once; more get\n"
+    "                        503 (default 256)\n"
     "  --http-body-budget N  request body bytes held at once; a body that\n"
     "                        does not fit gets 503 unread (default 64 MiB)\n"
     "  --history N           versions kept readable per key (default 16)\n"
@@ -65,6 +67,13 @@ static const char dsd_usage[] =
     "  --rpc-max-inflight-per-conn N\n"
     "                        requests one RPC connection may have in\n"
     "                        flight; one more closes it (default 512)\n"
+    "  --watch-retain N      change-log revisions kept for watchers\n"
+    "                        (default 100000); older cursors fail\n"
+    "                        REVISION_COMPACTED (HTTP 410)\n"
+    "  --watch-retain-time MS|Ns\n"
+    "                        and kept at least this long (default 600s)\n"
+    "  --rpc-max-parked N    watches and lock waits parked at once; one\n"
+    "                        more fails RESOURCE_EXHAUSTED (default 8192)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -85,10 +94,14 @@ typedef struct dsd_opts {
 	size_t n_allow_hosts;
 	int64_t max_value_bytes;
 	int64_t http_max_conns, http_max_per_ip, http_timeout, http_budget;
+	int64_t max_sse_streams; /* 0 = the gateway's default */
 	int64_t history;
 	store_durability durability;
 	int64_t busy_timeout_ms;
 	int64_t max_inflight_per_conn; /* 0 = nrpc's default */
+	int64_t watch_retain;
+	int64_t watch_retain_ms;
+	int64_t max_parked;
 	bool quiet;
 } dsd_opts;
 
@@ -146,8 +159,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 {
 	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
 		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
-		O_BUSY_TIMEOUT, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
-		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT };
+		O_BUSY_TIMEOUT, O_WATCH_RETAIN, O_WATCH_RETAIN_TIME, O_MAX_PARKED, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
+		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT, O_SSE_STREAMS };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -160,10 +173,14 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"history", required_argument, NULL, O_HISTORY},
 	    {"durability", required_argument, NULL, O_DURABILITY},
 	    {"busy-timeout", required_argument, NULL, O_BUSY_TIMEOUT},
+	    {"watch-retain", required_argument, NULL, O_WATCH_RETAIN},
+	    {"watch-retain-time", required_argument, NULL, O_WATCH_RETAIN_TIME},
+	    {"rpc-max-parked", required_argument, NULL, O_MAX_PARKED},
 	    {"http-max-connections", required_argument, NULL, O_HTTP_CONNS},
 	    {"http-max-per-ip", required_argument, NULL, O_HTTP_PER_IP},
 	    {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
 	    {"http-body-budget", required_argument, NULL, O_HTTP_BUDGET},
+	    {"max-sse-streams", required_argument, NULL, O_SSE_STREAMS},
 	    {"rpc-max-inflight-per-conn", required_argument, NULL,
 	        O_MAX_INFLIGHT},
 	    {"quiet", no_argument, NULL, O_QUIET},
@@ -180,6 +197,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	o->history = STORE_HISTORY_DEFAULT;
 	o->durability = STORE_DURABILITY_FULL;
 	o->busy_timeout_ms = STORE_BUSY_TIMEOUT_DEFAULT_MS;
+	o->watch_retain = DSH_WATCH_RETAIN_DEFAULT;
+	o->watch_retain_ms = DSH_WATCH_RETAIN_MS_DEFAULT;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -276,10 +295,35 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 				return 2;
 			}
 			break;
+		case O_SSE_STREAMS:
+			if (dsd_parse_int("--max-sse-streams", optarg, 1, UINT32_MAX,
+			        &o->max_sse_streams) != 0) {
+				return 2;
+			}
+			break;
 		case O_MAX_INFLIGHT:
 			if (dsd_parse_int("--rpc-max-inflight-per-conn", optarg, 1,
 			        NRPC_MAX_INFLIGHT_PER_CONN_HARD,
 			        &o->max_inflight_per_conn) != 0) {
+				return 2;
+			}
+			break;
+		case O_WATCH_RETAIN:
+			if (dsd_parse_int("--watch-retain", optarg, 1,
+			        (int64_t) DSH_WATCH_RETAIN_HARD,
+			        &o->watch_retain) != 0) {
+				return 2;
+			}
+			break;
+		case O_WATCH_RETAIN_TIME:
+			if (dsd_parse_duration("--watch-retain-time", optarg, 0,
+			        DSH_WATCH_RETAIN_MS_HARD, &o->watch_retain_ms) != 0) {
+				return 2;
+			}
+			break;
+		case O_MAX_PARKED:
+			if (dsd_parse_int("--rpc-max-parked", optarg, 1,
+			        NRPC_MAX_PARKED_HARD, &o->max_parked) != 0) {
 				return 2;
 			}
 			break;
@@ -377,6 +421,8 @@ main(int argc, char **argv)
 
 	memset(&dcfg, 0, sizeof(dcfg));
 	dcfg.store = st_store;
+	dcfg.watch_retain = (uint64_t) o.watch_retain;
+	dcfg.watch_retain_ms = o.watch_retain_ms == 0 ? -1 : o.watch_retain_ms;
 	/* Handlers run on nng's task threads unless --workers is given;
 	 * then List and historical Gets, which may wait on the disk, go to
 	 * a small reader pool instead (a worker pool may block anyway). */
@@ -408,6 +454,9 @@ main(int argc, char **argv)
 		ncfg.max_inflight_per_conn = (unsigned) o.max_inflight_per_conn;
 	}
 	ncfg.max_message_bytes = (size_t) o.max_value_bytes + 64 * 1024;
+	if (o.max_parked > 0) {
+		ncfg.max_parked = (size_t) o.max_parked;
+	}
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;
 	ncfg.worker_arg = svc;
@@ -448,6 +497,7 @@ main(int argc, char **argv)
 		gcfg.max_per_ip = (unsigned) o.http_max_per_ip;
 		gcfg.timeout_s = (unsigned) o.http_timeout;
 		gcfg.body_budget = (size_t) o.http_budget;
+		gcfg.max_sse_streams = (unsigned) o.max_sse_streams;
 		if (gw_start(&gcfg, &gw, &nst) != NRPC_OK) {
 			fprintf(stderr, "datasyncd: %s\n", nst.message);
 			goto out;
@@ -478,6 +528,10 @@ main(int argc, char **argv)
 	store_cancel_waits(st_store);
 
 out:
+	/* Watches and lock waits park for up to a minute: answer them now
+	 * (watches with a progress reply), so neither the gateway's streams
+	 * nor nrpc_server_stop wait for them. */
+	dsh_service_drain(svc);
 #ifdef DATASYNC_HAVE_GATEWAY
 	gw_stop(gw);
 #endif

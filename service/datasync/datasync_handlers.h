@@ -74,6 +74,34 @@ typedef struct dsh_service dsh_service;
 #define DSH_HEAD_CACHE_VALUE_DEFAULT 4096
 #define DSH_HEAD_CACHE_VALUE_HARD (64 * 1024)
 
+/* Watch (DESIGN §9): the wait when the request names none, its maximum,
+ * and the events per reply. A parked watch answers with a progress reply
+ * this long before the caller's own deadline, so a client whose timeout
+ * is just the wait still gets an answer, not DEADLINE_EXCEEDED. */
+#define DSH_WATCH_TIMEOUT_DEFAULT_MS 30000
+#define DSH_WATCH_TIMEOUT_MAX_MS 60000
+#define DSH_WATCH_LIMIT_DEFAULT 1000
+#define DSH_WATCH_DEADLINE_MARGIN_MS 200
+/* Lock waits: the longest wait_ms. */
+#define DSH_LOCK_WAIT_MAX_MS 60000
+/* How often parked calls are checked for peers that left. */
+#define DSH_PEER_POLL_MS 1000
+
+/* The writer records lease expiries (store_sweep_expired) at the next
+ * expiry, and at least this often (a clock that jumps), at most
+ * DSH_SWEEP_MAX leases per transaction. */
+#define DSH_SWEEP_INTERVAL_MS 1000
+#define DSH_SWEEP_MAX 256
+/* Change-log retention (--watch-retain, --watch-retain-time): at least
+ * this many revisions AND this long; compaction runs every
+ * DSH_COMPACT_INTERVAL_MS, at most DSH_COMPACT_MAX entries a time. */
+#define DSH_WATCH_RETAIN_DEFAULT 100000
+#define DSH_WATCH_RETAIN_HARD (UINT64_C(1) << 40)
+#define DSH_WATCH_RETAIN_MS_DEFAULT (10 * 60 * 1000)
+#define DSH_WATCH_RETAIN_MS_HARD (INT64_C(365) * 24 * 3600 * 1000)
+#define DSH_COMPACT_INTERVAL_MS 1000
+#define DSH_COMPACT_MAX 10000
+
 typedef struct dsh_config {
 	store *store;       /* borrowed; must outlive the service */
 	unsigned max_batch; /* 0 = DSH_MAX_BATCH_DEFAULT */
@@ -89,6 +117,10 @@ typedef struct dsh_config {
 	                          * DSH_HEAD_CACHE_VALUE_DEFAULT, at most
 	                          * DSH_HEAD_CACHE_VALUE_HARD */
 	bool no_head_cache;    /* every CAS goes to SQL (A/B runs, tests) */
+	uint64_t watch_retain;  /* revisions the change log keeps at least;
+	                         * 0 = DSH_WATCH_RETAIN_DEFAULT */
+	int64_t watch_retain_ms; /* and for at least this long; -1 = 0 ms
+	                          * (tests), 0 = DSH_WATCH_RETAIN_MS_DEFAULT */
 } dsh_config;
 
 typedef struct dsh_stats {
@@ -102,6 +134,10 @@ typedef struct dsh_stats {
 	uint64_t lock_refused; /* LOCKED outcomes */
 	uint64_t pool_reads;   /* reads run on the reader pool */
 	uint64_t read_refused; /* reads refused: reader queue full */
+	uint64_t swept;        /* lease expiries recorded */
+	uint64_t compacted;    /* change-log entries compacted */
+	uint64_t parked_watches; /* watches parked now */
+	uint64_t lock_waiters;   /* Lock calls waiting now */
 } dsh_stats;
 
 /* dsh_service_create opens the writer's store connection and starts the
@@ -122,6 +158,11 @@ void dsh_worker_fini(void *arg, void *wstate);
 
 /* dsh_service_stats_get copies the counters; thread-safe. */
 void dsh_service_stats_get(dsh_service *svc, dsh_stats *out);
+
+/* dsh_service_drain answers every parked call (watches, lock waits) and
+ * refuses new ones: call it before nrpc_server_stop, which would
+ * otherwise wait its grace for calls parked up to a minute. */
+void dsh_service_drain(dsh_service *svc);
 
 /* dsh_service_destroy answers every write still queued (applying it) and
  * every read still queued for the reader pool, stops the writer and the

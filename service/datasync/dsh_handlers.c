@@ -5,21 +5,12 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "datasync/v1/datasync.nrpc.h"
 #include "ds_alloc.h"
 #include "ds_log.h"
 #include "dsh_int.h"
-
-/* dsh_pending: a write waiting for the writer. It borrows the request
- * message through w, which the call keeps alive until it is finished. */
-typedef struct dsh_pending {
-	struct dsh_pending *next;
-	nrpc_call *call;
-	store_write w;
-	bool return_value;  /* UpdateRequest.return_value: echo the value */
-	bool held;          /* held back once already (dsh_writer_from_cache) */
-} dsh_pending;
 
 /* dsh_slot: one batch on its way through the pipeline: filled and
  * committed by the writer, then answered by the replier, which hands the
@@ -47,6 +38,11 @@ struct dsh_service {
 	store_conn *wconn;  /* the writer's connection; writer thread only */
 	dsh_headcache heads; /* owned; writer thread only */
 	dsh_readers *readers; /* owned; NULL = reads run on the caller */
+	dsh_watch_hub *watch; /* owned */
+	uint64_t watch_retain;
+	int64_t watch_retain_ms;
+	int64_t next_sweep_ms;   /* writer thread only; monotonic */
+	int64_t next_compact_ms; /* writer thread only; monotonic */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -70,6 +66,8 @@ struct dsh_service {
 	_Atomic uint64_t n_locks;
 	_Atomic uint64_t n_lock_refused;
 	_Atomic uint64_t n_read_refused;
+	_Atomic uint64_t n_swept;
+	_Atomic uint64_t n_compacted;
 };
 
 /* --- replies --- */
@@ -90,8 +88,8 @@ dsh_fail_store(nrpc_call *call, const store_error *err,
  * its value only when the request asked (return_value); the value is then
  * the request's own bytes, borrowed by the result, which the call keeps
  * alive until it is finished here. */
-static void
-dsh_reply_write(dsh_service *svc, const dsh_pending *p, const store_write *w,
+static bool
+dsh_reply_write(dsh_service *svc, dsh_pending *p, const store_write *w,
     const store_write_result *r)
 {
 	nrpc_call *call = p->call;
@@ -99,6 +97,17 @@ dsh_reply_write(dsh_service *svc, const dsh_pending *p, const store_write *w,
 	Datasync__V1__Record rec;
 	Datasync__V1__LockInfo lock;
 
+	if (r->error.code == STORE_ELOCKED && p->wait_until_ms != 0) {
+		/* A Lock that waits: in line behind the holder. */
+		p->wait_since = r->record.revision;
+		if (dsh_watch_lock_wait(svc->watch, p)) {
+			return true;
+		}
+	}
+	if (p->wait_attempt) {
+		dsh_watch_lock_done(svc->watch, p);
+		p->wait_attempt = false;
+	}
 	if (r->error.code != STORE_OK) {
 		if (r->error.code == STORE_ECONFLICT) {
 			atomic_fetch_add(&svc->n_conflicts, 1);
@@ -106,7 +115,7 @@ dsh_reply_write(dsh_service *svc, const dsh_pending *p, const store_write *w,
 			atomic_fetch_add(&svc->n_lock_refused, 1);
 		}
 		dsh_fail_store(call, &r->error, &r->record);
-		return;
+		return false;
 	}
 	switch (w->op) {
 	case STORE_OP_UPDATE: {
@@ -157,21 +166,38 @@ dsh_reply_write(dsh_service *svc, const dsh_pending *p, const store_write *w,
 		    "unknown write operation %d", (int) w->op);
 		break;
 	}
+	return false;
 }
 
 /* --- the writer --- */
 
-/* dsh_writer_take moves up to max_batch waiting writes into slot.
- * Returns how many; 0 only when stopping with nothing queued. */
+/* dsh_writer_take moves up to max_batch waiting writes into slot,
+ * waiting for one until wake_ms (monotonic) at most. Returns how many;
+ * 0 when stopping with nothing queued (*stopping) or at wake_ms. */
 static size_t
-dsh_writer_take(dsh_service *svc, dsh_slot *slot)
+dsh_writer_take(dsh_service *svc, dsh_slot *slot, int64_t wake_ms,
+    bool *stopping)
 {
 	size_t n = 0;
+	const ds_clock *mono = ds_clock_monotonic();
+	int64_t now;
 
 	pthread_mutex_lock(&svc->mu);
-	while (svc->head == NULL && !svc->stopping) {
-		pthread_cond_wait(&svc->cv, &svc->mu);
+	while (svc->head == NULL && !svc->stopping &&
+	    (now = ds_clock_now_ms(mono)) < wake_ms) {
+		struct timespec ts;
+		int64_t left = wake_ms - now;
+
+		(void) clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t) (left / 1000);
+		ts.tv_nsec += (long) (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		(void) pthread_cond_timedwait(&svc->cv, &svc->mu, &ts);
 	}
+	*stopping = svc->stopping;
 	while (svc->head != NULL && n < svc->max_batch) {
 		dsh_pending *p = svc->head;
 
@@ -289,6 +315,71 @@ dsh_writer_from_cache(dsh_service *svc, dsh_slot *slot, size_t n)
 	return m;
 }
 
+/* dsh_sweep_at makes the writer record the expiry of a lease that runs
+ * out at expires_ms (the store's clock) soon after it does. */
+static void
+dsh_sweep_at(dsh_service *svc, int64_t expires_ms)
+{
+	int64_t at = ds_clock_now_ms(ds_clock_monotonic()) +
+	    (expires_ms - store_now_ms(svc->store)) + 1;
+
+	if (at < svc->next_sweep_ms) {
+		svc->next_sweep_ms = at;
+	}
+}
+
+/* dsh_writer_maintain, between batches: records lease expiries in the
+ * change log (so watchers and lock waiters learn of them) and compacts
+ * the log, each when due. Returns when it should run next (monotonic). */
+static int64_t
+dsh_writer_maintain(dsh_service *svc)
+{
+	int64_t now = ds_clock_now_ms(ds_clock_monotonic());
+	store_error err;
+	size_t n = 0;
+
+	memset(&err, 0, sizeof(err));
+	if (now >= svc->next_sweep_ms) {
+		int64_t next_expiry = INT64_MAX;
+
+		svc->next_sweep_ms = now + DSH_SWEEP_INTERVAL_MS;
+		if (store_sweep_expired(svc->wconn, DSH_SWEEP_MAX, &n,
+		        &next_expiry, &err) != STORE_OK) {
+			ds_log(DS_LOG_WARN, "datasync",
+			    "recording lease expiries: %s", err.message);
+		} else {
+			if (n > 0) {
+				/* The sweep changed heads the cache may hold. */
+				dsh_headcache_clear(&svc->heads);
+				atomic_fetch_add(&svc->n_swept, n);
+				dsh_watch_notify(svc->watch);
+			}
+			if (n == DSH_SWEEP_MAX) {
+				svc->next_sweep_ms = now; /* more are due */
+			} else if (next_expiry != INT64_MAX) {
+				dsh_sweep_at(svc, next_expiry);
+			}
+		}
+	}
+	if (now >= svc->next_compact_ms) {
+		n = 0;
+		svc->next_compact_ms = now + DSH_COMPACT_INTERVAL_MS;
+		if (store_compact_changes(svc->wconn, svc->watch_retain,
+		        svc->watch_retain_ms, DSH_COMPACT_MAX, &n, &err) !=
+		    STORE_OK) {
+			ds_log(DS_LOG_WARN, "datasync",
+			    "compacting the change log: %s", err.message);
+		} else {
+			atomic_fetch_add(&svc->n_compacted, n);
+			if (n == DSH_COMPACT_MAX) {
+				svc->next_compact_ms = now;
+			}
+		}
+	}
+	return svc->next_sweep_ms < svc->next_compact_ms ? svc->next_sweep_ms
+	                                                 : svc->next_compact_ms;
+}
+
 /* dsh_writer_run_batch applies the writes in slot in one transaction;
  * a CAS the head cache can refuse is answered first, without SQL.
  * Returns false when nothing is left to answer (all expired or
@@ -332,9 +423,15 @@ dsh_writer_run_batch(dsh_service *svc, dsh_slot *slot, size_t n)
 		/* Committed (durably, per the store's configuration): only
 		 * now may the cache answer from what the batch wrote. */
 		for (size_t i = 0; i < m; i++) {
-			dsh_headcache_learn(&svc->heads, &slot->ws[i],
-			    &slot->results[i]);
+			const store_write_result *r = &slot->results[i];
+
+			dsh_headcache_learn(&svc->heads, &slot->ws[i], r);
+			if (slot->ws[i].op == STORE_OP_LOCK && r->error.code ==
+			    STORE_OK && r->record.locked) {
+				dsh_sweep_at(svc, r->record.lock.expires_at_ms);
+			}
 		}
+		dsh_watch_notify(svc->watch);
 	}
 	atomic_fetch_add(&svc->n_batches, 1);
 	atomic_fetch_add(&svc->n_writes, m);
@@ -386,18 +483,28 @@ dsh_writer_main(void *arg)
 {
 	dsh_service *svc = arg;
 
+	int64_t wake = dsh_writer_maintain(svc);
+
 	for (;;) {
 		dsh_slot *slot = dsh_slot_get(svc);
-		size_t n = dsh_writer_take(svc, slot);
+		bool stopping = false;
+		size_t n = dsh_writer_take(svc, slot, wake, &stopping);
 
 		if (n == 0) {
 			dsh_slot_put(svc, slot, true);
-			break;
+			if (stopping) {
+				break;
+			}
+			wake = dsh_writer_maintain(svc);
+			continue;
 		}
 		/* The batch is committed (durably, per the store's
 		 * configuration) before the replier sees it: DESIGN §4
 		 * rule 7. */
 		dsh_slot_put(svc, slot, !dsh_writer_run_batch(svc, slot, n));
+		if (ds_clock_now_ms(ds_clock_monotonic()) >= wake) {
+			wake = dsh_writer_maintain(svc);
+		}
 	}
 	pthread_mutex_lock(&svc->rmu);
 	svc->writer_done = true;
@@ -430,34 +537,25 @@ dsh_replier_main(void *arg)
 		}
 		pthread_mutex_unlock(&svc->rmu);
 		for (size_t i = 0; i < slot->n; i++) {
-			dsh_reply_write(svc, slot->batch[i], &slot->ws[i],
-			    &slot->results[i]);
+			bool kept = dsh_reply_write(svc, slot->batch[i],
+			    &slot->ws[i], &slot->results[i]);
+
 			store_write_result_fini(&slot->results[i]);
-			ds_free(slot->batch[i]);
+			if (!kept) {
+				ds_free(slot->batch[i]);
+			}
 		}
 		dsh_slot_put(svc, slot, true);
 	}
 	return NULL;
 }
 
-/* dsh_enqueue hands a validated write to the writer; return_value: the
- * reply carries an Update's value. */
-static void
-dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
-    bool return_value)
+void
+dsh_requeue(dsh_service *svc, dsh_pending *p)
 {
-	dsh_pending *p;
 	bool stopping;
 
-	if ((p = ds_alloc(sizeof(*p))) == NULL) {
-		nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED,
-		    "RESOURCE_EXHAUSTED", NULL, "out of memory queueing a write");
-		return;
-	}
 	p->next = NULL;
-	p->call = call;
-	p->w = *w;
-	p->return_value = return_value;
 	p->held = false;
 	pthread_mutex_lock(&svc->mu);
 	stopping = svc->stopping;
@@ -472,10 +570,34 @@ dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
 	}
 	pthread_mutex_unlock(&svc->mu);
 	if (stopping) {
-		ds_free(p);
-		nrpc_call_fail(call, NRPC_UNAVAILABLE, "UNAVAILABLE", NULL,
+		nrpc_call_fail(p->call, NRPC_UNAVAILABLE, "UNAVAILABLE", NULL,
 		    "the server is shutting down");
+		ds_free(p);
 	}
+}
+
+/* dsh_enqueue hands a validated write to the writer; return_value: the
+ * reply carries an Update's value; wait_ms: a Lock that waits in line
+ * this long when the key is locked. */
+static void
+dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
+    bool return_value, uint32_t wait_ms)
+{
+	dsh_pending *p;
+
+	if ((p = ds_calloc(1, sizeof(*p))) == NULL) {
+		nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED,
+		    "RESOURCE_EXHAUSTED", NULL, "out of memory queueing a write");
+		return;
+	}
+	p->call = call;
+	p->w = *w;
+	p->return_value = return_value;
+	if (wait_ms > 0) {
+		p->wait_until_ms =
+		    ds_clock_now_ms(ds_clock_monotonic()) + (int64_t) wait_ms;
+	}
+	dsh_requeue(svc, p);
 }
 
 /* --- handlers --- */
@@ -498,7 +620,8 @@ dsh_ids_of(nrpc_call *call)
  * single writer and it does neither again. */
 static void
 dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
-    store_write *w, const store_error *conv_err, bool return_value)
+    store_write *w, const store_error *conv_err, bool return_value,
+    uint32_t wait_ms)
 {
 	store_error err;
 
@@ -511,7 +634,7 @@ dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
 		dsh_fail_store(call, &err, NULL);
 		return;
 	}
-	dsh_enqueue(svc, call, w, return_value);
+	dsh_enqueue(svc, call, w, return_value, wait_ms);
 }
 
 static void
@@ -524,7 +647,7 @@ dsh_update(nrpc_call *call, const Datasync__V1__UpdateRequest *req, void *arg)
 
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_update(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err, req->return_value);
+	dsh_submit(arg, call, rv, &w, &err, req->return_value, 0);
 }
 
 static void
@@ -537,7 +660,7 @@ dsh_delete(nrpc_call *call, const Datasync__V1__DeleteRequest *req, void *arg)
 
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_delete(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err, false);
+	dsh_submit(arg, call, rv, &w, &err, false, 0);
 }
 
 static void
@@ -549,8 +672,14 @@ dsh_lock(nrpc_call *call, const Datasync__V1__LockRequest *req, void *arg)
 	store_err rv;
 
 	memset(&err, 0, sizeof(err));
+	if (req->wait_ms > DSH_LOCK_WAIT_MAX_MS) {
+		nrpc_call_fail(call, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    "wait_ms", "wait_ms %u exceeds the longest lock wait (%d ms)",
+		    req->wait_ms, DSH_LOCK_WAIT_MAX_MS);
+		return;
+	}
 	rv = dsh_write_from_lock(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err, false);
+	dsh_submit(arg, call, rv, &w, &err, false, req->wait_ms);
 }
 
 static void
@@ -563,7 +692,7 @@ dsh_unlock(nrpc_call *call, const Datasync__V1__UnlockRequest *req, void *arg)
 
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_unlock(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err, false);
+	dsh_submit(arg, call, rv, &w, &err, false, 0);
 }
 
 /* dsh_read_conn returns the worker's read connection, or fails the call
@@ -595,8 +724,10 @@ dsh_get_on(void *a, const void *b, store_conn *c)
 
 	memset(&rec, 0, sizeof(rec));
 	memset(&err, 0, sizeof(err));
-	if (store_get(c, req->key, strlen(req->key), req->version, &rec,
-	        &err) != STORE_OK) {
+	/* The snapshot's revision too: a watch after it misses nothing
+	 * (DESIGN §9, re-reading after REVISION_COMPACTED). */
+	if (store_get_rev(c, req->key, strlen(req->key), req->version, &rec,
+	        &resp.revision, &err) != STORE_OK) {
 		dsh_fail_store(call, &err, NULL);
 		return;
 	}
@@ -726,6 +857,20 @@ dsh_list(nrpc_call *call, const Datasync__V1__ListRequest *req, void *arg)
 	dsh_list_on(call, req, c);
 }
 
+static void
+dsh_watch(nrpc_call *call, const Datasync__V1__WatchRequest *req, void *arg)
+{
+	dsh_service *svc = arg;
+	store_conn *c;
+
+	/* The first read is one indexed range of the log, at most limit
+	 * entries: inline, like a Get; the wait is the hub's. */
+	if ((c = dsh_read_conn(call)) == NULL) {
+		return;
+	}
+	dsh_watch_begin(svc->watch, call, req, c);
+}
+
 static const datasync_v1_data_sync_handlers dsh_table = {
     .get = dsh_get,
     .update = dsh_update,
@@ -733,6 +878,7 @@ static const datasync_v1_data_sync_handlers dsh_table = {
     .lock = dsh_lock,
     .unlock = dsh_unlock,
     .list = dsh_list,
+    .watch = dsh_watch,
 };
 
 /* --- lifecycle --- */
@@ -783,6 +929,16 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 		    DSH_READERS_HARD, DSH_MAX_READ_QUEUE_HARD);
 		return st->code;
 	}
+	if (cfg->watch_retain > DSH_WATCH_RETAIN_HARD ||
+	    cfg->watch_retain_ms > DSH_WATCH_RETAIN_MS_HARD) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    cfg->watch_retain > DSH_WATCH_RETAIN_HARD ? "watch_retain"
+		                                              : "watch_retain_ms",
+		    "watch_retain must be at most %llu and watch_retain_ms at "
+		    "most %lld", (unsigned long long) DSH_WATCH_RETAIN_HARD,
+		    (long long) DSH_WATCH_RETAIN_MS_HARD);
+		return st->code;
+	}
 	if (cfg->head_cache > DSH_HEAD_CACHE_HARD ||
 	    cfg->head_cache_value > DSH_HEAD_CACHE_VALUE_HARD) {
 		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
@@ -797,8 +953,22 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 	}
 	svc->store = cfg->store;
 	svc->max_batch = max_batch;
+	svc->watch_retain =
+	    cfg->watch_retain ? cfg->watch_retain : DSH_WATCH_RETAIN_DEFAULT;
+	svc->watch_retain_ms = cfg->watch_retain_ms < 0 ? 0 :
+	    cfg->watch_retain_ms ? cfg->watch_retain_ms
+	                         : DSH_WATCH_RETAIN_MS_DEFAULT;
 	pthread_mutex_init(&svc->mu, NULL);
-	pthread_cond_init(&svc->cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		/* The writer's timed waits (sweeps) are on the monotonic
+		 * clock. */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&svc->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_mutex_init(&svc->rmu, NULL);
 	pthread_cond_init(&svc->rcv, NULL);
 	if (!cfg->no_head_cache &&
@@ -846,6 +1016,10 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 		} else {
 			dsh_headcache_fini(&svc->heads); /* off */
 		}
+	}
+	if (dsh_watch_create(svc->store, svc, &svc->watch, st) != NRPC_OK) {
+		dsh_service_destroy(svc);
+		return st->code;
 	}
 	if (cfg->readers > 0 &&
 	    dsh_readers_create(svc->store, cfg->readers, cfg->max_read_queue,
@@ -899,6 +1073,23 @@ dsh_service_stats_get(dsh_service *svc, dsh_stats *out)
 	out->pool_reads =
 	    svc->readers != NULL ? dsh_readers_ran(svc->readers) : 0;
 	out->read_refused = atomic_load(&svc->n_read_refused);
+	out->swept = atomic_load(&svc->n_swept);
+	out->compacted = atomic_load(&svc->n_compacted);
+	{
+		dsh_watch_stats ws;
+
+		dsh_watch_stats_get(svc->watch, &ws);
+		out->parked_watches = ws.parked_watches;
+		out->lock_waiters = ws.lock_waiters;
+	}
+}
+
+void
+dsh_service_drain(dsh_service *svc)
+{
+	if (svc != NULL) {
+		dsh_watch_drain(svc->watch);
+	}
 }
 
 void
@@ -907,6 +1098,9 @@ dsh_service_destroy(dsh_service *svc)
 	if (svc == NULL) {
 		return;
 	}
+	/* Parked calls first: a lock waiter the hub sends back to the writer
+	 * must find it running. */
+	dsh_watch_drain(svc->watch);
 	if (svc->threads_started) {
 		/* The writer drains the queue before it sees stopping with an
 		 * empty queue, so every accepted write is applied and
@@ -918,6 +1112,7 @@ dsh_service_destroy(dsh_service *svc)
 		pthread_join(svc->writer, NULL);
 		pthread_join(svc->replier, NULL);
 	}
+	dsh_watch_destroy(svc->watch);
 	dsh_readers_destroy(svc->readers); /* answers what it queued */
 	store_conn_close(svc->wconn);
 	dsh_headcache_fini(&svc->heads);

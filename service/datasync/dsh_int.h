@@ -134,4 +134,87 @@ const store_record *dsh_headcache_answer(dsh_headcache *hc,
 void dsh_headcache_learn(dsh_headcache *hc, const store_write *w,
     const store_write_result *r);
 
+/* --- the write queue (dsh_handlers.c) --- */
+
+/* dsh_pending: a write waiting for the writer. It borrows the request
+ * message through w, which the call keeps alive until it is finished. */
+typedef struct dsh_pending {
+	struct dsh_pending *next;  /* the writer's FIFO */
+	nrpc_call *call;
+	store_write w;
+	bool return_value;  /* UpdateRequest.return_value: echo the value */
+	bool held;          /* held back once already (dsh_writer_from_cache) */
+	/* Lock waits (dsh_watch.c): a Lock with wait_ms that meets LOCKED
+	 * before wait_until_ms (monotonic) is handed to the watch hub
+	 * instead of answered. 0 = answer whatever happens. */
+	int64_t wait_until_ms;
+	uint64_t wait_since;       /* revision of the LOCKED record seen */
+	bool wait_attempt;         /* this run is the hub's grant attempt */
+	struct dsh_pending *wnext; /* the hub's queue of one key's waiters */
+} dsh_pending;
+
+/* dsh_requeue hands p (owned by the caller until now) back to the writer,
+ * at the tail of its queue; the writer then owns it. When the service is
+ * stopping, p's call is answered UNAVAILABLE and p freed. */
+void dsh_requeue(dsh_service *svc, dsh_pending *p);
+
+/* --- watches and lock waits (dsh_watch.c) --- */
+
+typedef struct dsh_watch_hub dsh_watch_hub;
+
+/* dsh_watch_create opens the hub's read connection and starts its
+ * thread. The hub parks Watch calls until a change they watch commits or
+ * their timeout runs out, and queues Lock calls that wait, in arrival
+ * order per key. svc is borrowed (for dsh_requeue). *out is owned
+ * (dsh_watch_destroy). */
+int dsh_watch_create(store *s, dsh_service *svc, dsh_watch_hub **out,
+    nrpc_status *st);
+
+/* dsh_watch_notify: a transaction committed (a batch, a sweep); the hub
+ * reads the change log from where it was. Cheap; any thread. */
+void dsh_watch_notify(dsh_watch_hub *h);
+
+/* dsh_watch_begin runs a Watch call: validates req, reads the log on c
+ * (the caller's read connection) and answers at once when there are
+ * events, else parks the call with the hub. The call is always finished
+ * exactly once, here or later by the hub. */
+void dsh_watch_begin(dsh_watch_hub *h, nrpc_call *call,
+    const Datasync__V1__WatchRequest *req, store_conn *c);
+
+/* dsh_watch_lock_wait: p, a Lock that waits, met LOCKED (result record's
+ * revision in p->wait_since). True: the hub took p (and will requeue it
+ * when the lock is released or expires, or answer it); false: the caller
+ * answers it as usual (deadline past, too many parked, draining). */
+bool dsh_watch_lock_wait(dsh_watch_hub *h, dsh_pending *p);
+
+/* dsh_watch_lock_done: p, a grant attempt of the hub (p->wait_attempt),
+ * is answered now (granted, or failed otherwise than LOCKED); the next
+ * waiter of its key may be tried after the next release. */
+void dsh_watch_lock_done(dsh_watch_hub *h, const dsh_pending *p);
+
+/* dsh_watch_drain answers every parked call (watches with a progress
+ * reply, lock waiters UNAVAILABLE) and refuses new ones, so that
+ * nrpc_server_stop need not wait for them. Returns when done. */
+void dsh_watch_drain(dsh_watch_hub *h);
+
+typedef struct dsh_watch_stats {
+	uint64_t parked_watches;  /* now */
+	uint64_t lock_waiters;    /* now */
+	uint64_t wakeups;         /* change-log reads by the hub */
+	uint64_t delivered;       /* watch replies with events */
+	uint64_t progress;        /* watch replies without (timeouts) */
+	uint64_t gone;            /* calls dropped: the peer left */
+} dsh_watch_stats;
+
+void dsh_watch_stats_get(dsh_watch_hub *h, dsh_watch_stats *out);
+
+/* dsh_watch_destroy drains (as dsh_watch_drain), stops the thread and
+ * frees h. NULL is a no-op. */
+void dsh_watch_destroy(dsh_watch_hub *h);
+
+/* dsh_events_reply answers call with page's events (each record's value
+ * only when with_values) and the given cursor revisions. */
+void dsh_events_reply(nrpc_call *call, const store_event *events, size_t n,
+    bool with_values, uint64_t revision, uint64_t compact_revision);
+
 #endif /* DSH_INT_H */

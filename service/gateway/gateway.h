@@ -64,6 +64,11 @@ typedef struct gw_config {
 	size_t body_budget;       /* request body bytes held at once over
 	                           * all requests; 0 = 64 MiB (at least the
 	                           * largest body); at most 16 GiB */
+	unsigned max_sse_streams; /* GET /v1/events streams open at once
+	                           * (more: 503); 0 = 256, at most 65536 */
+	int64_t sse_heartbeat_ms; /* each stream's Watch waits this long; a
+	                           * quiet one sends a heartbeat comment;
+	                           * 0 = 15 s; 10 ms .. 60 s */
 } gw_config;
 
 /* gw_config_default zeroes cfg and sets the defaults (http

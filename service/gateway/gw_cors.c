@@ -16,7 +16,7 @@
 #define GW_CORS_ALLOW_HEADERS                                                 \
 	"Content-Type, If-Match, If-None-Match, Lock-Token, "                 \
 	"Idempotency-Key, "                                                   \
-	"Author"
+	"Author, Last-Event-ID"
 #define GW_CORS_EXPOSE_HEADERS                                                \
 	"ETag, Lock-Token, Lock-Owner, Lock-Expires-At, "                     \
 	"Lock-Fencing-Token, Record-Revision, Record-Updated-At, "            \

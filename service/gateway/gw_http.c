@@ -18,6 +18,18 @@
  *      gw_plan_step and resumes the connection;
  *   4. after the resume: the response is queued.
  *
+ * GET /v1/events is a stream (gw_stream): its first Watch runs as any
+ * RPC does, and its answer (events, or a 410 for a compacted cursor)
+ * becomes a response whose body comes from a content reader. The reader
+ * hands out the framed bytes; when it has none it suspends the
+ * connection and starts the next Watch, whose callback frames the reply
+ * and resumes. A stream is freed when both its response (libmicrohttpd's
+ * free callback, after the connection is done with it) and its Watch in
+ * flight (the callback) have let go of it, so a Watch that returns after
+ * the client left touches nothing freed. libmicrohttpd notices a client
+ * that left only when it writes, which it does at least once per
+ * heartbeat.
+ *
  * An exchange (one request) is created by the URI callback (which sees
  * the raw request-target) and freed exactly once, by the completion
  * callback, which libmicrohttpd runs for every request it started,
@@ -61,6 +73,8 @@ struct gw_server {
 	gw_core core;
 	gw_metrics metrics;
 	nrpc_client *client;
+	const char **dial;         /* owned array (strings borrowed from the
+	                            * config): each upstream, once per pipe */
 	struct MHD_Daemon *mhd;
 	char *web_root;            /* realpath, owned; NULL: no static files */
 	char *js_path;             /* owned */
@@ -83,6 +97,11 @@ struct gw_server {
 	                     * returned) */
 	size_t budget_used; /* guarded by mu: body bytes reserved */
 	bool stopping;      /* guarded by mu: no new RPC calls */
+	size_t streams;     /* guarded by mu: event streams open or being
+	                     * opened (a slot taken before their first
+	                     * Watch) */
+	size_t max_streams;
+	uint32_t heartbeat_ms;
 };
 
 typedef enum gw_ex_state {
@@ -113,7 +132,31 @@ typedef struct gw_exchange {
 	ProtobufCMessage *msg; /* owned: the reply plan.resp may borrow */
 	gw_plan plan;
 	int64_t start_us;
+	bool stream_slot; /* holds one of gw->streams until the stream
+	                   * opens (the stream then holds it) */
 } gw_exchange;
+
+/* gw_stream: one GET /v1/events after its 200. */
+typedef struct gw_stream {
+	gw_server *gw;
+	struct MHD_Connection *conn; /* borrowed; valid while refs include
+	                              * the response's */
+	unsigned refs; /* guarded by gw->mu: 1 for the response until its
+	                * free callback, 1 for a Watch in flight */
+	bool parked;   /* guarded by gw->mu: suspended by the reader and not
+	                * yet resumed */
+	bool end;      /* guarded by gw->mu: send out, then end the stream */
+	ds_buf out;    /* guarded by gw->mu: framed bytes ... */
+	size_t sent;   /* ... of which these went to libmicrohttpd */
+	/* The next Watch; after is written by a Watch's callback and read
+	 * by the reader that starts the next, never both at once. */
+	uint64_t after;
+	char *key;    /* owned; NULL = "" */
+	char *prefix; /* owned; NULL = "" */
+	uint32_t limit;
+	bool with_values;
+	char *caller; /* owned; NULL = the gateway's client name */
+} gw_stream;
 
 static int64_t
 gw_http_now_us(void)
@@ -196,6 +239,12 @@ gw_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	ds_free(ex->strs);
 	ds_free(ex->uri);
 	reserved = ex->reserved;
+	pthread_mutex_lock(&gw->mu);
+	if (ex->stream_slot) {
+		gw->streams--; /* refused or failed before it opened */
+		pthread_cond_broadcast(&gw->cv);
+	}
+	pthread_mutex_unlock(&gw->mu);
 	ds_free(ex);
 	pthread_mutex_lock(&gw->mu);
 	gw->budget_used -= reserved;
@@ -295,6 +344,272 @@ gw_http_request(gw_exchange *ex, const char *method)
 	return 0;
 }
 
+/* --- event streams (GET /v1/events) --- */
+
+/* gw_stream_reserve takes one of max_sse_streams for ex before its first
+ * Watch; false with ex->plan a 503 when they are all taken. */
+static bool
+gw_stream_reserve(gw_exchange *ex)
+{
+	gw_server *gw = ex->gw;
+	gw_plan *p = &ex->plan;
+	nrpc_status st;
+	bool ok;
+
+	pthread_mutex_lock(&gw->mu);
+	ok = gw->streams < gw->max_streams;
+	if (ok) {
+		gw->streams++;
+		ex->stream_slot = true;
+	}
+	pthread_mutex_unlock(&gw->mu);
+	if (ok) {
+		return true;
+	}
+	atomic_fetch_add_explicit(&gw->metrics.sse_refused, 1,
+	    memory_order_relaxed);
+	memset(&st, 0, sizeof(st));
+	(void) gw_status_set(&st, 503, NRPC_UNAVAILABLE, "UNAVAILABLE",
+	    NULL, "max_sse_streams (%zu) event streams are open; retry later",
+	    gw->max_streams);
+	gw_render_error(&gw->core, &p->resp, 503, &st, NULL);
+	nrpc_status_fini(&st);
+	p->kind = GW_PLAN_RESPOND;
+	gw_plan_decorate(&gw->core, p);
+	return false;
+}
+
+/* gw_stream_free: nothing refers to s any more. */
+static void
+gw_stream_free(gw_stream *s)
+{
+	gw_server *gw = s->gw;
+
+	ds_buf_fini(&s->out);
+	ds_free(s->key);
+	ds_free(s->prefix);
+	ds_free(s->caller);
+	ds_free(s);
+	atomic_fetch_sub_explicit(
+	    &gw->metrics.sse_streams, 1, memory_order_relaxed);
+	pthread_mutex_lock(&gw->mu);
+	gw->streams--;
+	pthread_cond_broadcast(&gw->cv);
+	pthread_mutex_unlock(&gw->mu);
+}
+
+/* gw_stream_unref drops one reference under gw->mu (held); true when it
+ * was the last: the caller frees s after unlocking. */
+static bool
+gw_stream_unref(gw_stream *s)
+{
+	return DS_ALWAYS(s->refs > 0) && --s->refs == 0;
+}
+
+/* gw_stream_settle takes a Watch's outcome (resp owned, may be NULL;
+ * st borrowed) on any thread: frames it, drops the Watch's reference and
+ * resumes the connection. s may be gone when it returns. */
+static void
+gw_stream_settle(gw_stream *s, ProtobufCMessage *resp, const nrpc_status *st)
+{
+	gw_server *gw = s->gw;
+	struct MHD_Connection *conn;
+	ds_buf b;
+	gw_sse_next next;
+	bool stopping, parked, last;
+
+	pthread_mutex_lock(&gw->mu);
+	stopping = gw->stopping;
+	pthread_mutex_unlock(&gw->mu);
+	ds_buf_init(&b, GW_SSE_MAX_PENDING_BYTES);
+	if (stopping && st->code == NRPC_CANCELLED) {
+		next = GW_SSE_END; /* gw_stop closed the client: just end */
+	} else {
+		/* Framed outside the lock: only this callback touches after
+		 * while the Watch is in flight. */
+		next = gw_sse_step(&gw->core, &b, resp, st, &s->after);
+	}
+	if (resp != NULL) {
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	pthread_mutex_lock(&gw->mu);
+	if (b.len > 0 && ds_buf_append(&s->out, b.ptr, b.len) != DS_OK) {
+		next = GW_SSE_END; /* over max pending bytes: a bug guard */
+	}
+	if (next == GW_SSE_END) {
+		s->end = true;
+	}
+	parked = s->parked;
+	s->parked = false;
+	conn = s->conn;
+	last = gw_stream_unref(s);
+	pthread_mutex_unlock(&gw->mu);
+	ds_buf_fini(&b);
+	if (parked) {
+		/* The response's reference is still there: libmicrohttpd
+		 * cannot finish a suspended connection. */
+		MHD_resume_connection(conn);
+		pthread_mutex_lock(&gw->mu);
+		if (--gw->suspended == 0) {
+			pthread_cond_broadcast(&gw->cv);
+		}
+		pthread_mutex_unlock(&gw->mu);
+	}
+	if (last) {
+		gw_stream_free(s);
+	}
+}
+
+static void
+gw_stream_done(nrpc_fnptr user_cb, void *user_arg, ProtobufCMessage *resp,
+    const nrpc_status *st)
+{
+	(void) user_cb;
+	gw_stream_settle(user_arg, resp, st);
+}
+
+/* gw_stream_read is the stream's content reader (the connection's
+ * thread): the framed bytes, or, when there are none, a suspend and the
+ * next Watch (returning 0 with the connection suspended is how
+ * libmicrohttpd waits for content without spinning). */
+static ssize_t
+gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	gw_stream *s = cls;
+	gw_server *gw = s->gw;
+	Datasync__V1__WatchRequest w = DATASYNC__V1__WATCH_REQUEST__INIT;
+	nrpc_call_opts opts;
+	nrpc_status st;
+	size_t n;
+
+	(void) pos;
+	pthread_mutex_lock(&gw->mu);
+	if (s->sent < s->out.len) {
+		n = s->out.len - s->sent;
+		if (n > max) {
+			n = max;
+		}
+		memcpy(buf, s->out.ptr + s->sent, n);
+		s->sent += n;
+		if (s->sent == s->out.len) {
+			ds_buf_reset(&s->out);
+			s->sent = 0;
+		}
+		pthread_mutex_unlock(&gw->mu);
+		return (ssize_t) n;
+	}
+	if (s->end || gw->stopping) {
+		pthread_mutex_unlock(&gw->mu);
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	/* Counted as active so that gw_stop does not close the client
+	 * under the call being started. */
+	gw->active++;
+	gw->suspended++;
+	s->parked = true;
+	s->refs++;
+	pthread_mutex_unlock(&gw->mu);
+
+	MHD_suspend_connection(s->conn);
+	w.key = s->key != NULL ? s->key : (char *) protobuf_c_empty_string;
+	w.prefix =
+	    s->prefix != NULL ? s->prefix : (char *) protobuf_c_empty_string;
+	w.after_revision = s->after;
+	w.timeout_ms = gw->heartbeat_ms;
+	w.limit = s->limit;
+	w.with_values = s->with_values;
+	memset(&opts, 0, sizeof(opts));
+	opts.timeout_ms = gw_wait_deadline_ms(gw->heartbeat_ms, gw->timeout_ms);
+	opts.caller = s->caller;
+	memset(&st, 0, sizeof(st));
+	if (nrpc_client_call_async(gw->client, gw->core.ops[GW_OP_WATCH],
+	        &w.base, &opts, gw_stream_done, NULL, s, &st) != NRPC_OK) {
+		gw_stream_settle(s, NULL, &st); /* ends the stream */
+	}
+	nrpc_status_fini(&st);
+	pthread_mutex_lock(&gw->mu);
+	if (--gw->active == 0) {
+		pthread_cond_broadcast(&gw->cv);
+	}
+	pthread_mutex_unlock(&gw->mu);
+	return 0;
+}
+
+/* gw_stream_gone is the response's free callback: the connection is done
+ * with the stream (ended, or the client went away). */
+static void
+gw_stream_gone(void *cls)
+{
+	gw_stream *s = cls;
+	gw_server *gw = s->gw;
+	bool last;
+
+	pthread_mutex_lock(&gw->mu);
+	s->conn = NULL;
+	last = gw_stream_unref(s);
+	pthread_mutex_unlock(&gw->mu);
+	if (last) {
+		gw_stream_free(s);
+	}
+}
+
+static char *
+gw_stream_dup(const char *s)
+{
+	return s != NULL && s[0] != '\0' ? ds_strdup(s) : NULL;
+}
+
+/* gw_stream_response turns ex's GW_PLAN_STREAM into the stream and its
+ * response (headers added by the caller), or NULL (out of memory). The
+ * stream takes ex's slot. */
+static struct MHD_Response *
+gw_stream_response(gw_exchange *ex)
+{
+	gw_server *gw = ex->gw;
+	const gw_plan *p = &ex->plan;
+	const Datasync__V1__WatchRequest *w = &p->m.watch;
+	struct MHD_Response *res;
+	gw_stream *s;
+
+	if (gw->core.ops[GW_OP_WATCH] == NULL ||
+	    (s = ds_calloc(1, sizeof(*s))) == NULL) {
+		return NULL;
+	}
+	s->gw = gw;
+	s->conn = ex->conn;
+	s->refs = 1;
+	s->after = p->stream_after;
+	s->limit = w->limit;
+	s->with_values = w->with_values;
+	ds_buf_init(&s->out, GW_SSE_MAX_PENDING_BYTES);
+	if ((w->key[0] != '\0' && (s->key = gw_stream_dup(w->key)) == NULL) ||
+	    (w->prefix[0] != '\0' &&
+	        (s->prefix = gw_stream_dup(w->prefix)) == NULL) ||
+	    (p->caller != NULL && (s->caller = ds_strdup(p->caller)) == NULL) ||
+	    ds_buf_append(&s->out, p->resp.body, p->resp.body_len) != DS_OK) {
+		goto fail;
+	}
+	res = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN,
+	    GW_SSE_BLOCK_BYTES, gw_stream_read, s, gw_stream_gone);
+	if (res == NULL) {
+		goto fail;
+	}
+	/* The slot is the stream's now; gw_stream_free gives it back. */
+	ex->stream_slot = false;
+	atomic_fetch_add_explicit(
+	    &gw->metrics.sse_streams, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(
+	    &gw->metrics.sse_opened, 1, memory_order_relaxed);
+	return res;
+fail:
+	ds_buf_fini(&s->out);
+	ds_free(s->key);
+	ds_free(s->prefix);
+	ds_free(s->caller);
+	ds_free(s);
+	return NULL;
+}
+
 /* --- answering --- */
 
 /* gw_http_queue sends the plan's response (libmicrohttpd copies it). */
@@ -309,8 +624,15 @@ gw_http_queue(gw_exchange *ex)
 
 	gw_response_seal(r);
 	status = r->status;
-	res = MHD_create_response_from_buffer(
-	    r->body_len, (void *) r->body, MHD_RESPMEM_MUST_COPY);
+	if (ex->plan.kind == GW_PLAN_STREAM && status == 200) {
+		res = gw_stream_response(ex);
+		if (res == NULL) {
+			status = 500;
+		}
+	} else {
+		res = MHD_create_response_from_buffer(
+		    r->body_len, (void *) r->body, MHD_RESPMEM_MUST_COPY);
+	}
 	for (size_t i = 0; res != NULL && i < r->n_headers; i++) {
 		/* libmicrohttpd refuses values with CR or LF; gw_render
 		 * never makes one, so a refusal is a bug: a bare 500. */
@@ -392,7 +714,8 @@ gw_http_call(gw_exchange *ex)
 	gw->active++;
 	pthread_mutex_unlock(&gw->mu);
 
-	opts.timeout_ms = gw->timeout_ms;
+	/* A Watch or a Lock that waits gets its wait plus a margin. */
+	opts.timeout_ms = gw_plan_deadline_ms(&ex->plan, gw->timeout_ms);
 	opts.request_id = ex->plan.call_request_id;
 	opts.caller = ex->plan.caller;
 	if (nrpc_client_call_async(gw->client, ex->plan.rpc, ex->plan.req,
@@ -454,6 +777,10 @@ gw_http_advance(gw_exchange *ex)
 {
 	gw_server *gw = ex->gw;
 
+	if (ex->plan.kind == GW_PLAN_RPC && ex->plan.stream &&
+	    !gw_stream_reserve(ex)) {
+		return gw_http_queue(ex); /* 503: max_sse_streams */
+	}
 	switch (ex->plan.kind) {
 	case GW_PLAN_RPC:
 		pthread_mutex_lock(&gw->mu);
@@ -469,6 +796,7 @@ gw_http_advance(gw_exchange *ex)
 		gw_plan_decorate(&gw->core, &ex->plan);
 		break;
 	case GW_PLAN_RESPOND:
+	case GW_PLAN_STREAM: /* only gw_plan_step makes one */
 		break;
 	}
 	return gw_http_queue(ex);
@@ -790,6 +1118,19 @@ gw_start_limits(const gw_config *cfg, nrpc_status *st)
 		    "INVALID_ARGUMENT", "body_budget",
 		    "body_budget: at most %zu bytes", GW_BODY_BUDGET_HARD);
 	}
+	if (cfg->max_sse_streams > GW_SSE_MAX_STREAMS_HARD) {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "max_sse_streams",
+		    "max_sse_streams: at most %d", GW_SSE_MAX_STREAMS_HARD);
+	}
+	if (cfg->sse_heartbeat_ms != 0 &&
+	    (cfg->sse_heartbeat_ms < GW_SSE_HEARTBEAT_MS_MIN ||
+	        cfg->sse_heartbeat_ms > GW_SSE_HEARTBEAT_MS_MAX)) {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "sse_heartbeat_ms",
+		    "sse_heartbeat_ms: 0 (default) or %d .. %d",
+		    GW_SSE_HEARTBEAT_MS_MIN, GW_SSE_HEARTBEAT_MS_MAX);
+	}
 	return 0;
 }
 
@@ -918,6 +1259,11 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	pthread_cond_init(&gw->cv, NULL);
 	gw->timeout_ms = cfg->rpc_timeout_ms != 0 ? cfg->rpc_timeout_ms
 	                                          : GW_RPC_TIMEOUT_DEFAULT_MS;
+	gw->max_streams = cfg->max_sse_streams != 0 ? cfg->max_sse_streams
+	                                            : GW_SSE_MAX_STREAMS_DEFAULT;
+	gw->heartbeat_ms = cfg->sse_heartbeat_ms != 0
+	                       ? (uint32_t) cfg->sse_heartbeat_ms
+	                       : GW_SSE_HEARTBEAT_MS_DEFAULT;
 	for (size_t i = 0; i < cfg->n_cors_origins; i++) {
 		if ((gw->cors[i] = ds_strdup(cfg->cors_origins[i])) == NULL) {
 			nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED,
@@ -974,9 +1320,32 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	}
 
 	nrpc_client_config_default(&ccfg);
-	ccfg.urls = cfg->upstreams;
-	ccfg.n_urls = cfg->n_upstreams;
+	{
+		unsigned conns = cfg->max_connections != 0 ? cfg->max_connections
+		                                           : GW_MAX_CONNECTIONS_DEFAULT;
+		size_t pipes = conns / GW_UPSTREAM_CALLS_PER_PIPE + 1;
+
+		if (pipes > GW_UPSTREAM_PIPES_MAX) {
+			pipes = GW_UPSTREAM_PIPES_MAX;
+		}
+		/* Each upstream dialled `pipes` times: nng's REQ spreads the
+		 * calls over the connections (GW_UPSTREAM_CALLS_PER_PIPE). */
+		if ((gw->dial = ds_calloc(cfg->n_upstreams * pipes,
+		         sizeof(*gw->dial))) == NULL) {
+			(void) gw_status_set(st, -1, NRPC_RESOURCE_EXHAUSTED,
+			    "RESOURCE_EXHAUSTED", NULL, "out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < cfg->n_upstreams * pipes; i++) {
+			gw->dial[i] = cfg->upstreams[i % cfg->n_upstreams];
+		}
+		ccfg.urls = gw->dial;
+		ccfg.n_urls = cfg->n_upstreams * pipes;
+	}
 	ccfg.timeout_ms = gw->timeout_ms;
+	/* Above every waiting call's deadline: a parked Watch or Lock is
+	 * not sent a second time while the first still waits. */
+	ccfg.resend_ms = GW_RPC_RESEND_MS;
 	ccfg.client_name = "datasync-gateway";
 	/* Replies carry values as large as requests (plus a record). */
 	ccfg.max_message_bytes = gw->core.max_value_bytes + 64 * 1024;
@@ -1016,7 +1385,7 @@ gw_free(gw_server *gw)
 		gw->mhd = NULL;
 	}
 	pthread_mutex_lock(&gw->mu);
-	while (gw->live > 0) {
+	while (gw->live > 0 || gw->streams > 0) {
 		pthread_cond_wait(&gw->cv, &gw->mu);
 	}
 	pthread_mutex_unlock(&gw->mu);
@@ -1028,6 +1397,7 @@ gw_free(gw_server *gw)
 	}
 	free(gw->web_root); /* from realpath */
 	ds_free(gw->js_path);
+	ds_free(gw->dial);
 	pthread_cond_destroy(&gw->cv);
 	pthread_mutex_destroy(&gw->mu);
 	ds_free(gw);

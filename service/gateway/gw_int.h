@@ -58,7 +58,7 @@ typedef struct gw_request {
 
 /* The request headers the gateway reads: gw_http.c copies exactly these
  * (repeated ones joined); a header not listed is ignored. */
-#define GW_N_REQUEST_HEADERS 12
+#define GW_N_REQUEST_HEADERS 13
 extern const char *const gw_request_header_names[GW_N_REQUEST_HEADERS];
 
 /* gw_request_header returns the value of name (case-insensitive), or
@@ -131,6 +131,8 @@ typedef enum gw_route {
 	GW_ROUTE_RPC,       /* /rpc/{package.Service}/{Method} */
 	GW_ROUTE_HEALTHZ,
 	GW_ROUTE_METRICS,
+	GW_ROUTE_WATCH,  /* /v1/watch: long poll */
+	GW_ROUTE_EVENTS, /* /v1/events: Server-Sent Events */
 	GW_ROUTE_STATIC, /* everything else */
 	GW_ROUTE_COUNT,
 } gw_route;
@@ -321,6 +323,7 @@ typedef enum gw_op {
 	GW_OP_LOCK,
 	GW_OP_UNLOCK,
 	GW_OP_LIST,
+	GW_OP_WATCH,
 	GW_OP_COUNT,
 	GW_OP_RPC = GW_OP_COUNT, /* /rpc/: any method */
 } gw_op;
@@ -439,6 +442,9 @@ struct gw_metrics {
 	_Atomic uint64_t lock_renewed;
 	_Atomic uint64_t lock_refused;
 	_Atomic int64_t in_flight;
+	_Atomic int64_t sse_streams;      /* event streams open now */
+	_Atomic uint64_t sse_opened;      /* event streams opened */
+	_Atomic uint64_t sse_refused;     /* 503: over max_sse_streams */
 };
 
 /* gw_metrics_init zeroes m. */
@@ -490,6 +496,9 @@ typedef enum gw_plan_kind {
 	GW_PLAN_RPC,         /* call rpc with req, then gw_plan_step */
 	GW_PLAN_STATIC,      /* gw_static_respond(static_rel), then
 	                      * gw_plan_decorate */
+	GW_PLAN_STREAM,      /* resp is the 200 of an event stream (headers,
+	                      * and as body the stream's first bytes);
+	                      * m.watch with stream_after is the next Watch */
 } gw_plan_kind;
 
 typedef struct gw_plan {
@@ -511,6 +520,12 @@ typedef struct gw_plan {
 	const nrpc_method *rpc; /* GW_PLAN_RPC: what to call ... */
 	ProtobufCMessage *req;  /* ... with this (borrowed from the plan) */
 	char *call_request_id;  /* /rpc/: Idempotency-Key for the envelope */
+	uint32_t wait_ms;       /* how long the RPC may wait in the service
+	                         * (a Watch's timeout, a Lock's wait_ms): its
+	                         * deadline is gw_plan_deadline_ms */
+	bool stream;            /* GET /v1/events: the RPC is the stream's
+	                         * first Watch (GW_SSE_PROBE_WAIT_MS) */
+	uint64_t stream_after;  /* GW_PLAN_STREAM: the cursor to go on from */
 	char *caller;           /* owned: "http:" and the peer, sent as the
 	                         * call's client name (nrpc_call_opts.caller)
 	                         * so that the service scopes Idempotency-Key
@@ -527,6 +542,7 @@ typedef struct gw_plan {
 		Datasync__V1__LockRequest lock;
 		Datasync__V1__UnlockRequest unlock;
 		Datasync__V1__ListRequest list;
+		Datasync__V1__WatchRequest watch;
 	} m;
 	Datasync__V1__GetRequest current; /* read_current */
 	Datasync__V1__Precondition precond;
@@ -582,6 +598,77 @@ void gw_plan_decorate(const gw_core *core, gw_plan *p);
  * header claims is truncated to it, one without the header is used as is.
  */
 void gw_plan_request(const gw_core *core, const gw_request *req, gw_plan *p);
+
+/* gw_plan_deadline_ms: the deadline of p's RPC given the gateway's
+ * default rpc_timeout_ms: a call that waits in the service gets its wait
+ * plus GW_WAIT_DEADLINE_MARGIN_MS, never less than the default. */
+int64_t gw_plan_deadline_ms(const gw_plan *p, int64_t rpc_timeout_ms);
+/* gw_wait_deadline_ms is the same for a call that waits wait_ms (0: it
+ * does not wait). */
+int64_t gw_wait_deadline_ms(uint32_t wait_ms, int64_t rpc_timeout_ms);
+
+/* --- watch over HTTP (gw_watch.c) --- */
+
+/* gw_watch_args: the query of GET /v1/watch or /v1/events. */
+typedef struct gw_watch_args {
+	char *key;           /* owned (ds_free) or NULL */
+	char *prefix;        /* owned (ds_free) or NULL */
+	uint64_t after;      /* 0 = from now */
+	uint32_t timeout_ms; /* /v1/watch only; default 30 s */
+	uint32_t limit;      /* 0 = the service's default */
+	bool with_values;
+} gw_watch_args;
+
+void gw_watch_args_fini(gw_watch_args *a);
+
+/* gw_watch_args_parse reads ?key= | ?prefix= (neither: every key; both:
+ * 400), &after=N, &timeout= (milliseconds or a duration "30s"; 1 ms ..
+ * GW_WATCH_TIMEOUT_MS_MAX; only when !stream, an event stream's waits are
+ * its heartbeat), &limit=N (<= GW_WATCH_LIMIT_MAX), &values=1|0|true|
+ * false. last_event_id (NULL when absent; only for streams) overrides
+ * after. Returns 0 with *a filled (owned; gw_watch_args_fini), or 400
+ * naming the parameter (500 out of memory) with *a left empty. */
+int gw_watch_args_parse(const char *query, size_t len,
+    const char *last_event_id, bool stream, gw_watch_args *a,
+    nrpc_status *st);
+
+/* gw_sse_event_name: the SSE event type of a change: "put", "delete",
+ * "lock", "unlock", "expire"; "change" for a type this gateway does not
+ * know yet. Static. */
+const char *gw_sse_event_name(int type);
+
+/* gw_sse_open appends what a stream starts with: "retry:" and a comment
+ * (so a buffering proxy passes the headers on at once). */
+DS_WUR ds_err gw_sse_open(ds_buf *b);
+
+/* gw_sse_events appends one SSE event per change in w: "id: <revision>",
+ * "event: <type>", "data: <the Event as proto3 JSON, one line>", blank
+ * line. A reply without events (progress) appends the heartbeat comment
+ * instead. */
+DS_WUR ds_err gw_sse_events(ds_buf *b, const Datasync__V1__WatchResponse *w);
+
+/* gw_sse_reset appends "event: reset" with {"compactRevision","revision"}:
+ * the cursor fell out of the change log; the client re-reads. */
+DS_WUR ds_err gw_sse_reset(ds_buf *b, uint64_t compact, uint64_t revision);
+
+typedef enum gw_sse_next {
+	GW_SSE_MORE = 0, /* run the next Watch from *after */
+	GW_SSE_END,      /* send what b holds, then end the stream */
+} gw_sse_next;
+
+/* gw_sse_step frames the outcome of one of a stream's Watch calls into b:
+ * events or a heartbeat (MORE, *after moved to the reply's revision,
+ * never backwards), a reset when the cursor was compacted (END), or for
+ * any other failure a comment naming it (END: EventSource reconnects with
+ * Last-Event-ID). resp and st are borrowed; core finds the status
+ * detail's type. */
+gw_sse_next gw_sse_step(const gw_core *core, ds_buf *b,
+    const ProtobufCMessage *resp, const nrpc_status *st, uint64_t *after);
+
+/* gw_watch_compacted: when st is REVISION_COMPACTED with a WatchResponse
+ * detail, its compact_revision and revision; else false. */
+bool gw_watch_compacted(const nrpc_status *st, uint64_t *compact,
+    uint64_t *revision);
 
 /* Rendering helpers (gw_render.c). */
 

@@ -13,7 +13,7 @@
 #define GW_MAX_URI_BYTES (16 * 1024)
 
 /* GW_MAX_QUERY_PARAMS bounds the parameters of one query string; the
- * routes know three, the rest (cache busters) is ignored. */
+ * routes know at most six, the rest (cache busters) is ignored. */
 #define GW_MAX_QUERY_PARAMS 32
 
 /* GW_MAX_ETAGS bounds the entity tags of one If-Match / If-None-Match
@@ -65,6 +65,16 @@
  * KiB/s, while a slowloris cannot hold an exchange forever (checked as
  * each piece arrives; a silent peer meets the idle timeout first). */
 #define GW_BODY_READ_TIMEOUT_MS 30000
+
+/* GW_UPSTREAM_CALLS_PER_PIPE: the RPC connections the gateway dials to
+ * each upstream are one per this many HTTP connections it may hold
+ * (max_connections), at least 1 and at most GW_UPSTREAM_PIPES_MAX. Every
+ * HTTP connection has at most one RPC in flight, and a datasyncd closes an
+ * RPC connection with more than --rpc-max-inflight-per-conn (512) requests
+ * in flight: a thousand event streams re-arming their Watch at once after
+ * a change must not all travel on one connection. */
+#define GW_UPSTREAM_CALLS_PER_PIPE 256
+#define GW_UPSTREAM_PIPES_MAX 64
 
 /* GW_MAX_CONNECTIONS_DEFAULT / _HARD: HTTP connections open at once
  * (libmicrohttpd's MHD_OPTION_CONNECTION_LIMIT); one more is accepted and
@@ -137,5 +147,68 @@
 /* GW_MAX_DETAIL_DEPTH bounds the walk over the service descriptors that
  * finds a status detail's message type by name. */
 #define GW_MAX_DETAIL_DEPTH 8
+
+/* --- watch (DESIGN §9) --- */
+
+/* GW_WATCH_TIMEOUT_MS_DEFAULT / _MAX: a long poll's wait when ?timeout=
+ * is not given, and the most it may ask (WatchRequest.timeout_ms <=
+ * 60000, the service's own cap). Beyond is 400 naming `timeout`. */
+#define GW_WATCH_TIMEOUT_MS_DEFAULT 30000
+#define GW_WATCH_TIMEOUT_MS_MAX     60000
+
+/* GW_WATCH_LIMIT_MAX: events per reply a client may ask for
+ * (WatchRequest.limit <= 10000); 0 is the service's default (1000). */
+#define GW_WATCH_LIMIT_MAX 10000
+
+/* GW_LOCK_WAIT_MS_MAX: LockRequest.wait_ms <= 60000 (the service's cap),
+ * checked here too so the RPC deadline below stays bounded. */
+#define GW_LOCK_WAIT_MS_MAX 60000
+
+/* GW_WAIT_DEADLINE_MARGIN_MS: an RPC that waits in the service (a Watch's
+ * timeout, a Lock's wait_ms) gets the wait plus this as its deadline
+ * (never less than the gateway's rpc_timeout_ms): the service answers at
+ * the end of the wait, and the answer must still have time to come back
+ * before the call is cut as DEADLINE_EXCEEDED. */
+#define GW_WAIT_DEADLINE_MARGIN_MS 10000
+
+/* GW_RPC_RESEND_MS: nng's REQ resend time on the gateway's client. The
+ * default (60 s) would resend a 60 s Watch or Lock wait while the first
+ * is still parked; the longest wait plus twice the margin stays above
+ * every deadline the gateway sets for a waiting call. */
+#define GW_RPC_RESEND_MS \
+	(GW_WATCH_TIMEOUT_MS_MAX + 2 * GW_WAIT_DEADLINE_MARGIN_MS)
+
+/* GW_SSE_HEARTBEAT_MS_DEFAULT / _MIN / _MAX: a Server-Sent Events stream
+ * runs Watch calls back to back, each waiting this long; a call that ends
+ * without events sends a ": heartbeat" comment, so proxies that drop
+ * silent connections keep the stream (WHATWG HTML §9.2: "every 15
+ * seconds or so"). Configurable (gw_config.sse_heartbeat_ms) for tests. */
+#define GW_SSE_HEARTBEAT_MS_DEFAULT 15000
+#define GW_SSE_HEARTBEAT_MS_MIN     10
+#define GW_SSE_HEARTBEAT_MS_MAX     GW_WATCH_TIMEOUT_MS_MAX
+
+/* GW_SSE_PROBE_WAIT_MS: the first Watch of a stream waits only this
+ * long, so a compacted cursor is answered 410 before the stream's 200 is
+ * sent, and the stream opens at once either way. */
+#define GW_SSE_PROBE_WAIT_MS 1
+
+/* GW_SSE_RETRY_MS: the reconnection time the stream tells EventSource
+ * (its "retry:" field). */
+#define GW_SSE_RETRY_MS 2000
+
+/* GW_SSE_MAX_STREAMS_DEFAULT / _HARD: event streams open at once. Each
+ * holds a connection and, most of the time, a parked Watch in the
+ * service; past the cap a new stream gets 503 + Retry-After. */
+#define GW_SSE_MAX_STREAMS_DEFAULT 256
+#define GW_SSE_MAX_STREAMS_HARD    GW_MAX_CONNECTIONS_HARD
+
+/* GW_SSE_BLOCK_BYTES: the block size libmicrohttpd asks a stream for. */
+#define GW_SSE_BLOCK_BYTES 4096
+
+/* GW_SSE_MAX_PENDING_BYTES bounds the framed events a stream holds that
+ * the client has not taken yet: one Watch reply (at most 10000 events
+ * with values) fits; a stream is never asked for the next reply before
+ * the last one is sent, so this is a guard, not a queue. */
+#define GW_SSE_MAX_PENDING_BYTES ((size_t) 256 * 1024 * 1024)
 
 #endif /* GW_LIMITS_H */

@@ -42,6 +42,10 @@ static const char gwm_usage[] =
     "                        (default 30, at most 3600)\n"
     "  --http-body-budget N  request body bytes held at once; a body that\n"
     "                        does not fit gets 503 unread (default 64 MiB)\n"
+    "  --max-sse-streams N   GET /v1/events streams open at once; more get\n"
+    "                        503 (default 256)\n"
+    "  --sse-heartbeat-ms N  a quiet event stream sends a heartbeat comment\n"
+    "                        every N ms (default 15000, 10..60000)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -59,6 +63,7 @@ typedef struct gwm_opts {
 	long long max_value_bytes;
 	long long timeout_ms;
 	long long max_conns, max_per_ip, http_timeout, budget;
+	long long max_streams, heartbeat_ms;
 	bool quiet;
 } gwm_opts;
 
@@ -98,6 +103,8 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 		O_HTTP_PER_IP,
 		O_HTTP_TIMEOUT,
 		O_HTTP_BUDGET,
+		O_SSE_STREAMS,
+		O_SSE_HEARTBEAT,
 		O_QUIET,
 		O_HELP
 	};
@@ -113,6 +120,8 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 	    {"http-max-per-ip", required_argument, NULL, O_HTTP_PER_IP},
 	    {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
 	    {"http-body-budget", required_argument, NULL, O_HTTP_BUDGET},
+	    {"max-sse-streams", required_argument, NULL, O_SSE_STREAMS},
+	    {"sse-heartbeat-ms", required_argument, NULL, O_SSE_HEARTBEAT},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -197,6 +206,19 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 				return 2;
 			}
 			break;
+		case O_SSE_STREAMS:
+			if (gwm_parse_int("--max-sse-streams", optarg, 1,
+			        GW_SSE_MAX_STREAMS_HARD, &o->max_streams) != 0) {
+				return 2;
+			}
+			break;
+		case O_SSE_HEARTBEAT:
+			if (gwm_parse_int("--sse-heartbeat-ms", optarg,
+			        GW_SSE_HEARTBEAT_MS_MIN, GW_SSE_HEARTBEAT_MS_MAX,
+			        &o->heartbeat_ms) != 0) {
+				return 2;
+			}
+			break;
 		case O_QUIET:
 			o->quiet = true;
 			break;
@@ -272,6 +294,8 @@ main(int argc, char **argv)
 	cfg.max_per_ip = (unsigned) o.max_per_ip;
 	cfg.timeout_s = (unsigned) o.http_timeout;
 	cfg.body_budget = (size_t) o.budget;
+	cfg.max_sse_streams = (unsigned) o.max_streams;
+	cfg.sse_heartbeat_ms = o.heartbeat_ms;
 	if (gw_start(&cfg, &gw, &st) != NRPC_OK) {
 		fprintf(stderr, "datasync-gateway: %s\n", st.message);
 		nrpc_status_fini(&st);

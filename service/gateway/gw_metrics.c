@@ -269,5 +269,25 @@ gw_metrics_render(gw_metrics *m, ds_buf *out)
 		    "datasync_gateway_requests_in_flight %" PRId64 "\n",
 		    atomic_load_explicit(&m->in_flight, memory_order_relaxed));
 	}
+	if (rv == DS_OK) {
+		rv = ds_buf_printf(out,
+		    "# HELP datasync_gateway_sse_streams Server-Sent Events "
+		    "streams open now (GET /v1/events).\n"
+		    "# TYPE datasync_gateway_sse_streams gauge\n"
+		    "datasync_gateway_sse_streams %" PRId64 "\n",
+		    atomic_load_explicit(&m->sse_streams, memory_order_relaxed));
+	}
+	if (rv == DS_OK) {
+		rv = gw_metrics_counter(out,
+		    "datasync_gateway_sse_streams_opened_total",
+		    "Server-Sent Events streams opened.",
+		    gw_metrics_load(&m->sse_opened));
+	}
+	if (rv == DS_OK) {
+		rv = gw_metrics_counter(out,
+		    "datasync_gateway_sse_streams_refused_total",
+		    "Event streams refused with 503: max_sse_streams open.",
+		    gw_metrics_load(&m->sse_refused));
+	}
 	return rv;
 }

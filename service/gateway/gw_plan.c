@@ -34,6 +34,9 @@ static const struct {
     {GW_OP_LIST, "/datasync.v1.DataSync/List",
         &datasync__v1__list_request__descriptor,
         &datasync__v1__list_response__descriptor},
+    {GW_OP_WATCH, "/datasync.v1.DataSync/Watch",
+        &datasync__v1__watch_request__descriptor,
+        &datasync__v1__watch_response__descriptor},
 };
 
 void
@@ -531,8 +534,16 @@ gw_plan_lock(const gw_core *core, const gw_request *req, const gw_target *t,
 	         "requestId", &l->request_id, st)) != 0) {
 		return http;
 	}
+	if (in->wait_ms > GW_LOCK_WAIT_MS_MAX) {
+		return gw_status_set(st, 400, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT", "waitMs",
+		    "waitMs exceeds max_lock_wait_ms (%d)",
+		    GW_LOCK_WAIT_MS_MAX);
+	}
 	l->owner = in->owner;
 	l->ttl_ms = in->ttl_ms;
+	l->wait_ms = in->wait_ms;
+	p->wait_ms = in->wait_ms;
 	return gw_plan_call(core, p, GW_OP_LOCK, &l->base, st);
 }
 
@@ -632,6 +643,102 @@ gw_plan_list(
 	return gw_plan_call(core, p, GW_OP_LIST, &l->base, st);
 }
 
+/* gw_plan_rpc_wait: a Watch or a Lock with wait_ms sent to /rpc/ waits
+ * in the service as the REST routes' do, and needs the same deadline.
+ * The service refuses waits over its caps; the deadline stays bounded
+ * by them meanwhile. */
+static void
+gw_plan_rpc_wait(const gw_core *core, gw_plan *p)
+{
+	uint32_t w = 0;
+
+	if (p->rpc == NULL) {
+		return;
+	}
+	if (p->rpc == core->ops[GW_OP_WATCH]) {
+		w = ((const Datasync__V1__WatchRequest *) p->req)->timeout_ms;
+		if (w == 0) {
+			w = GW_WATCH_TIMEOUT_MS_DEFAULT; /* the service's */
+		}
+		if (w > GW_WATCH_TIMEOUT_MS_MAX) {
+			w = GW_WATCH_TIMEOUT_MS_MAX;
+		}
+	} else if (p->rpc == core->ops[GW_OP_LOCK]) {
+		w = ((const Datasync__V1__LockRequest *) p->req)->wait_ms;
+		if (w > GW_LOCK_WAIT_MS_MAX) {
+			w = GW_LOCK_WAIT_MS_MAX;
+		}
+	}
+	p->wait_ms = w;
+}
+
+int64_t
+gw_wait_deadline_ms(uint32_t wait_ms, int64_t rpc_timeout_ms)
+{
+	int64_t d;
+
+	if (wait_ms == 0) {
+		return rpc_timeout_ms;
+	}
+	d = (int64_t) wait_ms + GW_WAIT_DEADLINE_MARGIN_MS;
+	return d > rpc_timeout_ms ? d : rpc_timeout_ms;
+}
+
+int64_t
+gw_plan_deadline_ms(const gw_plan *p, int64_t rpc_timeout_ms)
+{
+	return gw_wait_deadline_ms(p->wait_ms, rpc_timeout_ms);
+}
+
+/* gw_plan_watch: GET /v1/watch (a long poll: one Watch) and GET
+ * /v1/events (a stream: its first Watch waits GW_SSE_PROBE_WAIT_MS, so
+ * a compacted cursor is a 410 before the stream opens). */
+static int
+gw_plan_watch(const gw_core *core, const gw_request *req, const gw_target *t,
+    gw_plan *p, nrpc_status *st)
+{
+	Datasync__V1__WatchRequest init = DATASYNC__V1__WATCH_REQUEST__INIT;
+	Datasync__V1__WatchRequest *w = &p->m.watch;
+	bool stream = t->route == GW_ROUTE_EVENTS;
+	gw_watch_args a;
+	int http;
+
+	*w = init;
+	if ((http = gw_watch_args_parse(t->query, t->query_len,
+	         stream ? gw_request_header(req, "Last-Event-ID") : NULL,
+	         stream, &a, st)) != 0) {
+		return http;
+	}
+	if (a.key != NULL) {
+		if (!gw_plan_keep(p, a.key)) {
+			a.key = NULL;
+			gw_watch_args_fini(&a);
+			return gw_status_set(st, 500, NRPC_INTERNAL, "INTERNAL",
+			    NULL, "too many strings");
+		}
+		w->key = a.key;
+		a.key = NULL;
+	}
+	if (a.prefix != NULL) {
+		if (!gw_plan_keep(p, a.prefix)) {
+			a.prefix = NULL;
+			gw_watch_args_fini(&a);
+			return gw_status_set(st, 500, NRPC_INTERNAL, "INTERNAL",
+			    NULL, "too many strings");
+		}
+		w->prefix = a.prefix;
+		a.prefix = NULL;
+	}
+	w->after_revision = a.after;
+	w->limit = a.limit;
+	w->with_values = a.with_values;
+	w->timeout_ms = stream ? GW_SSE_PROBE_WAIT_MS : a.timeout_ms;
+	p->wait_ms = w->timeout_ms;
+	p->stream = stream;
+	gw_watch_args_fini(&a);
+	return gw_plan_call(core, p, GW_OP_WATCH, &w->base, st);
+}
+
 static int
 gw_plan_rpc(const gw_core *core, const gw_request *req, const gw_target *t,
     gw_plan *p, nrpc_status *st)
@@ -666,6 +773,7 @@ gw_plan_rpc(const gw_core *core, const gw_request *req, const gw_target *t,
 	p->rpc = m;
 	p->req = p->decoded;
 	p->kind = GW_PLAN_RPC;
+	gw_plan_rpc_wait(core, p);
 	return 0;
 }
 
@@ -732,6 +840,9 @@ gw_plan_route(const gw_core *core, const gw_request *req, const gw_target *t,
 		return 0;
 	case GW_ROUTE_METRICS:
 		return gw_plan_metrics(core, p, st);
+	case GW_ROUTE_WATCH:
+	case GW_ROUTE_EVENTS:
+		return gw_plan_watch(core, req, t, p, st);
 	case GW_ROUTE_STATIC: {
 		int http = gw_static_sanitize(
 		    t->path, t->path_len, &p->static_rel, st);
@@ -1050,6 +1161,46 @@ gw_plan_render_lock(gw_plan *p, const Datasync__V1__LockResponse *l, bool json)
 	gw_response_header(&p->resp, "Cache-Control", "no-store");
 }
 
+/* gw_plan_stream_open: the first Watch of an event stream came back
+ * OK: the answer is the stream's 200, its first bytes the opening and
+ * whatever events that Watch found. */
+static void
+gw_plan_stream_open(const gw_core *core, gw_plan *p,
+    const ProtobufCMessage *resp, const nrpc_status *st)
+{
+	ds_buf b;
+	uint64_t after = p->m.watch.after_revision;
+	uint8_t *body;
+	size_t len;
+
+	ds_buf_init(&b, GW_SSE_MAX_PENDING_BYTES);
+	if (gw_sse_open(&b) != DS_OK ||
+	    gw_sse_step(core, &b, resp, st, &after) != GW_SSE_MORE) {
+		nrpc_status e;
+
+		ds_buf_fini(&b);
+		memset(&e, 0, sizeof(e));
+		(void) gw_status_set(&e, 500, NRPC_INTERNAL, "INTERNAL", NULL,
+		    "cannot frame the first events of the stream");
+		gw_render_error(core, &p->resp, 500, &e, NULL);
+		nrpc_status_fini(&e);
+		p->kind = GW_PLAN_RESPOND;
+		gw_plan_decorate(core, p);
+		return;
+	}
+	body = ds_buf_take(&b, &len);
+	gw_response_reset(&p->resp, 200);
+	gw_response_header(
+	    &p->resp, "Content-Type", "text/event-stream; charset=utf-8");
+	gw_response_header(&p->resp, "Cache-Control", "no-cache");
+	/* nginx buffers proxied responses unless told not to. */
+	gw_response_header(&p->resp, "X-Accel-Buffering", "no");
+	gw_response_body_take(&p->resp, body, len);
+	p->stream_after = after;
+	p->kind = GW_PLAN_STREAM;
+	gw_plan_decorate(core, p);
+}
+
 gw_plan_kind
 gw_plan_step(const gw_core *core, gw_plan *p, const ProtobufCMessage *resp,
     const nrpc_status *st)
@@ -1086,6 +1237,15 @@ gw_plan_step(const gw_core *core, gw_plan *p, const ProtobufCMessage *resp,
 			break;
 		case GW_OP_UNLOCK:
 			gw_response_reset(&p->resp, 204);
+			break;
+		case GW_OP_WATCH:
+			if (p->stream) {
+				gw_plan_stream_open(core, p, resp, st);
+				return p->kind;
+			}
+			gw_render_json(&p->resp, 200, resp);
+			/* Events are news: no cache may answer a later poll. */
+			gw_response_header(&p->resp, "Cache-Control", "no-store");
 			break;
 		case GW_OP_LIST:
 		case GW_OP_RPC:

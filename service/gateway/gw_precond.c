@@ -211,6 +211,7 @@ static const struct {
     {"PRECONDITION_REQUIRED", 428},
     {"LOCK_TOKEN_MISMATCH", 403},
     {"VERSION_COMPACTED", 410},
+    {"REVISION_COMPACTED", 410}, /* a watch cursor out of the change log */
     /* Nothing to unlock, or a lease that ran out under its holder: the
      * request is fine, the record's state is not what it assumed. */
     {"NOT_LOCKED", 409},

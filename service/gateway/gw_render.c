@@ -290,6 +290,28 @@ gw_render_error(const gw_core *core, gw_response *r, int http,
 		r->broken = true;
 		goto out;
 	}
+	/* A compacted watch cursor: the client needs the oldest revision
+	 * it may watch from (and the current one), not a record. */
+	if (current != NULL &&
+	    current->descriptor == &datasync__v1__watch_response__descriptor) {
+		const Datasync__V1__WatchResponse *w =
+		    (const Datasync__V1__WatchResponse *) current;
+		char num[24];
+
+		(void) snprintf(num, sizeof(num), "%" PRIu64,
+		    w->compact_revision); /* fits */
+		if (json_object_set_new(o, "compactRevision", json_string(num)) !=
+		    0) {
+			r->broken = true;
+			goto out;
+		}
+		(void) snprintf(num, sizeof(num), "%" PRIu64, w->revision);
+		if (json_object_set_new(o, "revision", json_string(num)) != 0) {
+			r->broken = true;
+			goto out;
+		}
+		current = NULL;
+	}
 	/* A detail that does not encode is left out: the status itself
 	 * still says what happened. */
 	if (current != NULL &&

@@ -25,6 +25,7 @@ const char *const gw_request_header_names[GW_N_REQUEST_HEADERS] = {
     "Access-Control-Request-Method",
     "Access-Control-Request-Headers",
     "Host",
+    "Last-Event-ID",
 };
 
 const char *
@@ -51,6 +52,8 @@ static const char *const gw_route_names[GW_ROUTE_COUNT] = {
     [GW_ROUTE_RPC] = "rpc",
     [GW_ROUTE_HEALTHZ] = "healthz",
     [GW_ROUTE_METRICS] = "metrics",
+    [GW_ROUTE_WATCH] = "watch",
+    [GW_ROUTE_EVENTS] = "events",
     [GW_ROUTE_STATIC] = "static",
 };
 
@@ -118,6 +121,12 @@ static const struct {
     [GW_ROUTE_METRICS] = {GW_BIT(GW_M_GET) | GW_BIT(GW_M_HEAD) |
                               GW_BIT(GW_M_OPTIONS),
         "GET, HEAD, OPTIONS"},
+    /* A long poll or a stream has no meaningful HEAD: it would wait
+     * for events it then drops. */
+    [GW_ROUTE_WATCH] = {GW_BIT(GW_M_GET) | GW_BIT(GW_M_OPTIONS),
+        "GET, OPTIONS"},
+    [GW_ROUTE_EVENTS] = {GW_BIT(GW_M_GET) | GW_BIT(GW_M_OPTIONS),
+        "GET, OPTIONS"},
     [GW_ROUTE_STATIC] = {GW_BIT(GW_M_GET) | GW_BIT(GW_M_HEAD) |
                              GW_BIT(GW_M_OPTIONS),
         "GET, HEAD, OPTIONS"},
@@ -239,6 +248,10 @@ gw_target_parse(const char *uri, gw_target *t, nrpc_status *st)
 		t->route = GW_ROUTE_HEALTHZ;
 	} else if (gw_equals(t->path, t->path_len, "/metrics")) {
 		t->route = GW_ROUTE_METRICS;
+	} else if (gw_equals(t->path, t->path_len, "/v1/watch")) {
+		t->route = GW_ROUTE_WATCH;
+	} else if (gw_equals(t->path, t->path_len, "/v1/events")) {
+		t->route = GW_ROUTE_EVENTS;
 	} else if (gw_equals(t->path, t->path_len, "/v1") ||
 	           gw_has_prefix(t->path, t->path_len, "/v1/")) {
 		t->route = GW_ROUTE_OTHER; /* API space: never a file */

@@ -139,6 +139,15 @@ nrpc_code nrpc_status_set_detail_bytes(nrpc_status *st, const char *type_name,
 #define NRPC_MAX_QUEUE_HARD (1024 * 1024)
 /* Worker threads. */
 #define NRPC_WORKERS_HARD 1024
+/* Parked calls: a handler that will answer after a long wait (a watch, a
+ * lock wait) parks the call first (nrpc_call_park). The server then opens
+ * a replacement REP context, so parked calls never reduce the contexts
+ * receiving other calls; when the parked call finishes, its context is
+ * closed (or reused if the pool is short). At most cfg.max_parked calls
+ * are parked at once. Each costs a context (a few hundred bytes and an
+ * nng aio) plus its request; 65536 bounds that memory, like contexts. */
+#define NRPC_MAX_PARKED_DEFAULT 8192
+#define NRPC_MAX_PARKED_HARD 65536
 /* Envelope fields, checked on both sides: a request id is a UUID or our
  * 32 hex digits; names are for logs; metadata is for a few headers. */
 #define NRPC_MAX_METHOD_BYTES 256
@@ -223,6 +232,8 @@ typedef struct nrpc_server_config {
 	size_t max_queue;         /* calls waiting for a worker; beyond it
 	                           * RESOURCE_EXHAUSTED, reason "OVERLOADED";
 	                           * 0 = default */
+	size_t max_parked;        /* calls parked at once (nrpc_call_park);
+	                           * 0 = default (NRPC_MAX_PARKED_DEFAULT) */
 	nrpc_worker_init_fn worker_init; /* may be NULL */
 	nrpc_worker_fini_fn worker_fini; /* may be NULL */
 	void *worker_arg;         /* borrowed for the server's lifetime */
@@ -308,7 +319,13 @@ int nrpc_server_start(nrpc_server *srv, nrpc_status *st);
  * answered at once with UNAVAILABLE, reason "SHUTTING_DOWN"; calls still
  * queued when the grace ends are not run. After the grace it still waits
  * for handlers that hold a call to finish it (their reply is dropped):
- * handlers must finish every call eventually. When nng_close does not
+ * handlers must finish every call eventually. Parked calls are waited for
+ * the same way (their holders see nrpc_call_peer_gone() turn true when
+ * stop begins), except that when only parked calls remain unfinished
+ * NRPC_STOP_PARKED_WAIT_MS after the grace, stop logs an error and
+ * returns with them abandoned: the server is then left to the process's
+ * exit as below (finishing them later is safe; their replies are
+ * dropped). When nng_close does not
  * return within NRPC_CLOSE_TIMEOUT_MS (an nng 1.5.2 bug, nrpc_int.h), it
  * logs an error and returns with the socket abandoned: no handler runs
  * any more, worker states are released, and nrpc_server_destroy leaves the
@@ -316,6 +333,8 @@ int nrpc_server_start(nrpc_server *srv, nrpc_status *st);
  * thread that is not a worker or an nng callback; a second call, or a
  * call on a server that is not running, is a no-op. */
 void nrpc_server_stop(nrpc_server *srv, int64_t grace_ms);
+/* Holders poll nrpc_call_peer_gone about once a second: a few polls. */
+#define NRPC_STOP_PARKED_WAIT_MS 5000
 
 /* nrpc_server_destroy stops the server if needed (as
  * nrpc_server_stop(srv, 0)) and frees it; NULL is a no-op. */
@@ -339,6 +358,10 @@ typedef struct nrpc_server_stats {
 	uint64_t probes_busy;  /* watchdog probes unanswered while every
 	                        * context was in use: overload, not counted
 	                        * against the listener */
+	uint64_t n_parked;     /* calls parked now (in_flight counts them
+	                        * too), until their reply is handed over */
+	uint64_t parked_total; /* calls ever parked */
+	uint64_t parked_refused; /* parks refused: max_parked reached */
 } nrpc_server_stats;
 
 /* nrpc_server_stats_get copies the counters (each read atomically, the
@@ -357,6 +380,36 @@ const char *nrpc_call_metadata(const nrpc_call *call, const char *key);
 /* deadline on the server's monotonic clock, ms; INT64_MAX = none */
 int64_t nrpc_call_deadline_ms(const nrpc_call *call);
 bool nrpc_call_expired(const nrpc_call *call);
+
+/* nrpc_call_park: a handler that will answer after a long wait (a watch,
+ * a lock wait) parks the call first; the server then opens a replacement
+ * REP context so the call no longer holds one of the cfg.contexts that
+ * receive other calls (see NRPC_MAX_PARKED_DEFAULT). The handler may then
+ * return and finish the call later from any thread, as always. NRPC_OK =
+ * parked; NRPC_RESOURCE_EXHAUSTED, reason "TOO_MANY_PARKED", message
+ * naming max_parked (N), when max_parked calls are parked already: the
+ * call is not parked and the handler still finishes it (usually with that
+ * status). Parking twice is a no-op OK. A call run without a REP context
+ * (nrpc_server_process / detached) parks trivially. If no replacement
+ * context can be opened (out of memory) the call is still parked and the
+ * pool is one short until a parked call finishes (its context then
+ * rejoins the pool instead of closing). A parked call does not count
+ * against max_inflight_per_conn (max_parked bounds it instead). After the
+ * handler returns, a parked call must not use nrpc_call_worker_state():
+ * that state belongs to the worker, which runs other calls meanwhile.
+ * Thread-safe. */
+nrpc_code nrpc_call_park(nrpc_call *call, nrpc_status *st);
+
+/* nrpc_call_peer_gone: true once the connection the call came on has
+ * closed (nng pipe removed, learnt from NNG_PIPE_EV_REM_POST), and, for a
+ * call on a REP context, also once nrpc_server_stop has begun: the holder
+ * of a parked call should then finish it (a reply given within the stop's
+ * grace still reaches the client) so that stop need not wait. Cheap (a
+ * lookup in the connection table under a short mutex); meant to be polled
+ * about once a second by whoever holds parked calls, so a watcher that
+ * disappears is released. Valid until the call is finished. False for
+ * calls with no connection (nrpc_server_process). Thread-safe. */
+bool nrpc_call_peer_gone(const nrpc_call *call);
 
 /* nrpc_call_reply finishes the call with OK and resp (borrowed; packed
  * before return). The call and its request message are freed: neither
@@ -384,7 +437,18 @@ typedef struct nrpc_client_config {
 	                            * nrpc_client_open */
 	size_t n_urls;
 	int64_t timeout_ms;        /* default per-call deadline; 0 = 10 s */
-	int64_t resend_ms;         /* NNG_OPT_REQ_RESENDTIME; 0 = default */
+	int64_t resend_ms;         /* NNG_OPT_REQ_RESENDTIME; 0 = nng's
+	                            * default (60 s). A call whose timeout is
+	                            * at least this long gets its own context's
+	                            * resend time set to timeout +
+	                            * NRPC_CLIENT_RESEND_MARGIN_MS, so nng
+	                            * never resends it while the server is
+	                            * still working on it (a parked watch or
+	                            * lock wait would otherwise be parked
+	                            * twice); a shorter call on a reused
+	                            * context gets this value back. Calls with
+	                            * no deadline keep this value. Resends
+	                            * after a lost connection are unaffected */
 	size_t max_message_bytes;  /* cap on requests (checked before
 	                            * sending: RESOURCE_EXHAUSTED, reason
 	                            * "TOO_LARGE") and replies; 0 = default */
@@ -394,6 +458,13 @@ typedef struct nrpc_client_config {
 
 /* nrpc_client_config_default zeroes cfg and fills the defaults. */
 void nrpc_client_config_default(nrpc_client_config *cfg);
+
+/* How far past a long call's deadline its resend timer is set (see
+ * resend_ms): the deadline ends the call first, so nng never resends it.
+ * The timer starts when the request is sent, never before the call's
+ * own clock starts, so any positive margin suffices; a second absorbs
+ * timer granularity. */
+#define NRPC_CLIENT_RESEND_MARGIN_MS 1000
 
 /* nrpc_client_open dials every URL (owned; nrpc_client_close). Without
  * dial_blocking, dialing continues in the background and calls wait for a

@@ -14,6 +14,16 @@
  * runs the handler itself (nrpc_srv_call_run) with the calling nng thread's
  * own worker state (srv_inline_state).
  *
+ * A parked call (nrpc_call_park: a watch, a lock wait) keeps its context,
+ * since the reply must go out on the nng context that received the
+ * request; a replacement context (a spare closed one, else a new one on
+ * srv->dyn) is opened and starts receiving, so the pool of n_ctx
+ * receiving contexts stays whole. When the parked call's reply has been
+ * handed over, its context rejoins the pool if the pool is short (a
+ * replacement could not be opened), and is otherwise closed and kept as
+ * a spare. Connections' removal (NNG_PIPE_EV_REM_POST) marks their entry
+ * in the per-connection table, which nrpc_call_peer_gone reads.
+ *
  * Errors found in the receive callback (malformed, unknown method, too
  * large, overloaded, shutting down) are answered from the callback itself
  * without touching a worker. A context carries one call at a time, so the
@@ -54,6 +64,8 @@
 #include "nrpc_int.h"
 
 static void srv_call_complete(nrpc_call *call);
+static void srv_ctx_next(srv_ctx *sc);
+static void srv_park_drop(srv_ctx *sc);
 
 /* The calling nng thread's inline worker state for one server: a cache in
  * front of srv->inl, so the common case takes no lock. */
@@ -414,8 +426,24 @@ srv_pipe_hash(uint32_t id, size_t cap)
 	return (size_t) (id * 2654435761u) & (cap - 1);
 }
 
+/* srv_pipe_slot_find returns pipe id's slot, or NULL. pipe_mtx held. */
+static srv_pipe_slot *
+srv_pipe_slot_find(nrpc_server *srv, uint32_t id)
+{
+	size_t mask = srv->pipe_cap - 1;
+	size_t i = srv_pipe_hash(id, srv->pipe_cap);
+
+	while (srv->pipes[i].id != 0) {
+		if (srv->pipes[i].id == id) {
+			return &srv->pipes[i];
+		}
+		i = (i + 1) & mask;
+	}
+	return NULL;
+}
+
 /* srv_pipe_add counts one more request in flight on pipe id (> 0) and
- * returns the new count. */
+ * returns how many of those on it are not parked. */
 static uint32_t
 srv_pipe_add(nrpc_server *srv, uint32_t id)
 {
@@ -428,15 +456,55 @@ srv_pipe_add(nrpc_server *srv, uint32_t id)
 		i = (i + 1) & mask;
 	}
 	srv->pipes[i].id = id;
-	n = ++srv->pipes[i].n;
+	n = ++srv->pipes[i].n - srv->pipes[i].n_parked;
 	pthread_mutex_unlock(&srv->pipe_mtx);
 	return n;
+}
+
+/* srv_pipe_park: one of pipe id's requests is parked. Its entry was
+ * made when the request was counted; a removal notified before that is
+ * in the ring (NRPC_GONE_RING), one after it marked the entry. Checked
+ * here rather than per request, to keep the ring off the hot path. */
+static void
+srv_pipe_park(nrpc_server *srv, uint32_t id)
+{
+	srv_pipe_slot *s;
+
+	pthread_mutex_lock(&srv->pipe_mtx);
+	if (DS_ALWAYS((s = srv_pipe_slot_find(srv, id)) != NULL)) {
+		s->n_parked++;
+		for (size_t k = 0; k < NRPC_GONE_RING && !s->gone; k++) {
+			s->gone = srv->gone_ring[k] == id;
+		}
+	}
+	pthread_mutex_unlock(&srv->pipe_mtx);
+}
+
+/* nrpc_srv_pipe_removed marks the connection's entry gone, and remembers
+ * the id for a request of it not yet counted (NRPC_GONE_RING). */
+void
+nrpc_srv_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	nrpc_server *srv = arg;
+	int id = nng_pipe_id(p);
+	srv_pipe_slot *s;
+
+	if (ev != NNG_PIPE_EV_REM_POST || id <= 0) {
+		return;
+	}
+	pthread_mutex_lock(&srv->pipe_mtx);
+	if ((s = srv_pipe_slot_find(srv, (uint32_t) id)) != NULL) {
+		s->gone = true;
+	}
+	srv->gone_ring[srv->gone_next] = (uint32_t) id;
+	srv->gone_next = (srv->gone_next + 1) % NRPC_GONE_RING;
+	pthread_mutex_unlock(&srv->pipe_mtx);
 }
 
 /* srv_pipe_sub counts one request on pipe id out; at zero the slot is
  * emptied by backward-shift deletion, so no probe chain is broken. */
 static void
-srv_pipe_sub(nrpc_server *srv, uint32_t id)
+srv_pipe_sub(nrpc_server *srv, uint32_t id, bool parked)
 {
 	size_t mask = srv->pipe_cap - 1;
 	size_t i = srv_pipe_hash(id, srv->pipe_cap);
@@ -448,6 +516,9 @@ srv_pipe_sub(nrpc_server *srv, uint32_t id)
 			goto out; /* not counted: a bug, but harmless */
 		}
 		i = (i + 1) & mask;
+	}
+	if (parked && DS_ALWAYS(srv->pipes[i].n_parked > 0)) {
+		srv->pipes[i].n_parked--;
 	}
 	if (--srv->pipes[i].n > 0) {
 		goto out;
@@ -464,6 +535,8 @@ srv_pipe_sub(nrpc_server *srv, uint32_t id)
 	}
 	srv->pipes[i].id = 0;
 	srv->pipes[i].n = 0;
+	srv->pipes[i].n_parked = 0;
+	srv->pipes[i].gone = false;
 out:
 	pthread_mutex_unlock(&srv->pipe_mtx);
 }
@@ -476,7 +549,7 @@ srv_pipe_done(nrpc_server *srv, nrpc_call *call)
 	int id = nng_pipe_id(call->pipe);
 
 	if (id > 0) {
-		srv_pipe_sub(srv, (uint32_t) id);
+		srv_pipe_sub(srv, (uint32_t) id, call->parked);
 	}
 	call->pipe = (nng_pipe) NNG_PIPE_INITIALIZER;
 }
@@ -548,12 +621,13 @@ srv_call_complete(nrpc_call *call)
 		if (msg == NULL) {
 			srv_pipe_done(srv, call);
 			atomic_fetch_sub(&srv->stats.in_flight, 1);
-			nrpc_srv_ctx_recv(sc);
+			srv_ctx_next(sc);
 		} else if (!nrpc_nng_enter(&srv->n_nng, &srv->nng_closing)) {
 			/* Stopped after the grace: the reply is dropped. */
 			nng_msg_free(msg);
 			srv_pipe_done(srv, call);
 			atomic_fetch_sub(&srv->stats.in_flight, 1);
+			srv_park_drop(sc);
 			srv_ctx_retire(sc);
 		} else {
 			sc->phase = SRV_PHASE_SEND;
@@ -618,7 +692,8 @@ srv_ctx_recv_done(srv_ctx *sc, int rv)
 		return;
 	}
 	atomic_fetch_add(&srv->stats.received, 1);
-	if (atomic_fetch_add(&srv->stats.in_flight, 1) + 1 >= srv->n_ctx) {
+	if (atomic_fetch_add(&srv->stats.in_flight, 1) + 1 >=
+	    srv->n_ctx + atomic_load(&srv->n_parked)) {
 		atomic_fetch_add(&srv->saturations, 1);
 	}
 	/* Counted before the draining check (both seq_cst): either stop
@@ -674,6 +749,7 @@ srv_ctx_send_done(srv_ctx *sc, int rv)
 		nng_aio_set_msg(sc->aio, NULL);
 		nng_msg_free(msg);
 		if (rv == NNG_ECLOSED) {
+			srv_park_drop(sc);
 			srv_ctx_retire(sc);
 			return;
 		}
@@ -692,7 +768,7 @@ srv_ctx_send_done(srv_ctx *sc, int rv)
 	} else {
 		atomic_fetch_add(&srv->stats.replied, 1);
 	}
-	nrpc_srv_ctx_recv(sc);
+	srv_ctx_next(sc);
 }
 
 void
@@ -706,6 +782,216 @@ nrpc_srv_ctx_cb(void *arg)
 	} else {
 		srv_ctx_send_done(sc, rv);
 	}
+}
+
+/* --- parked calls --- */
+
+/* srv_ctx_new allocates a context beyond srv->ctxs, linked on srv->dyn
+ * (freed by stop); NULL when out of memory. Its nng context is not open. */
+static srv_ctx *
+srv_ctx_new(nrpc_server *srv)
+{
+	srv_ctx *sc;
+
+	if ((sc = ds_calloc(1, sizeof(*sc))) == NULL) {
+		return NULL;
+	}
+	sc->call.srv = srv;
+	sc->call.sc = sc;
+	sc->call.deadline_ms = INT64_MAX;
+	sc->dyn = true;
+	nrpc_arena_init(&sc->call.arena, srv->max_decoded);
+	if (nng_aio_alloc(&sc->aio, nrpc_srv_ctx_cb, sc) != 0) {
+		ds_free(sc);
+		return NULL;
+	}
+	pthread_mutex_lock(&srv->park_mtx);
+	sc->dyn_next = srv->dyn;
+	srv->dyn = sc;
+	pthread_mutex_unlock(&srv->park_mtx);
+	return sc;
+}
+
+/* srv_spare_put keeps a closed context for the next replacement. */
+static void
+srv_spare_put(nrpc_server *srv, srv_ctx *sc)
+{
+	pthread_mutex_lock(&srv->park_mtx);
+	sc->spare_next = srv->spare;
+	srv->spare = sc;
+	pthread_mutex_unlock(&srv->park_mtx);
+}
+
+/* srv_pool_refill opens a context (spare, else new) and starts it
+ * receiving, replacing a parked one in the pool. Called by a handler
+ * that holds a counted call, so stop cannot free contexts meanwhile.
+ * On failure the pool stays one short (srv_ctx_next makes up for it). */
+static void
+srv_pool_refill(nrpc_server *srv, srv_ctx *sc)
+{
+	int rv = NNG_ECLOSED;
+	bool full;
+
+	/* A parked context that finished meanwhile may have rejoined. */
+	pthread_mutex_lock(&srv->park_mtx);
+	if (!(full = srv->n_pool >= srv->n_ctx)) {
+		srv->n_pool++; /* reserved; given back on failure */
+	}
+	pthread_mutex_unlock(&srv->park_mtx);
+	if (full) {
+		if (sc != NULL) {
+			srv_spare_put(srv, sc);
+		}
+		return;
+	}
+	if (sc == NULL && (sc = srv_ctx_new(srv)) == NULL) {
+		ds_log(DS_LOG_WARN, "nrpc", "out of memory replacing a parked "
+		    "call's context; the pool is one short");
+		goto fail;
+	}
+	if (nrpc_nng_enter(&srv->n_nng, &srv->nng_closing)) {
+		rv = nng_ctx_open(&sc->ctx, srv->sock);
+		nrpc_nng_leave(&srv->n_nng);
+	}
+	if (rv != 0) {
+		if (rv != NNG_ECLOSED) {
+			ds_log(DS_LOG_WARN, "nrpc", "cannot open a context to "
+			    "replace a parked call's: %s; the pool is one short",
+			    nng_strerror(rv));
+		}
+		srv_spare_put(srv, sc);
+		goto fail;
+	}
+	sc->opened = true;
+	/* Counted live before its first operation, as start does. */
+	atomic_fetch_add(&srv->n_live, 1);
+	nrpc_srv_ctx_recv(sc);
+	return;
+fail:
+	pthread_mutex_lock(&srv->park_mtx);
+	srv->n_pool--;
+	pthread_mutex_unlock(&srv->park_mtx);
+}
+
+/* srv_park_drop: a parked call's context is done with it (reply handed
+ * over or dropped) while the server stops: only the count changes. */
+static void
+srv_park_drop(srv_ctx *sc)
+{
+	nrpc_server *srv = sc->call.srv;
+
+	if (!sc->call.parked) {
+		return;
+	}
+	sc->call.parked = false;
+	pthread_mutex_lock(&srv->park_mtx);
+	atomic_fetch_sub(&srv->n_parked, 1);
+	pthread_mutex_unlock(&srv->park_mtx);
+}
+
+/* srv_ctx_next: the context is done with its call (reply handed over or
+ * dropped). An ordinary context receives again. A parked call's context
+ * rejoins the pool when the pool is short, and is otherwise closed and
+ * kept as a spare, so the pool stays at n_ctx contexts. */
+static void
+srv_ctx_next(srv_ctx *sc)
+{
+	nrpc_server *srv = sc->call.srv;
+	bool rejoin;
+
+	if (!sc->call.parked) {
+		nrpc_srv_ctx_recv(sc);
+		return;
+	}
+	sc->call.parked = false;
+	pthread_mutex_lock(&srv->park_mtx);
+	atomic_fetch_sub(&srv->n_parked, 1);
+	if ((rejoin = srv->n_pool < srv->n_ctx)) {
+		srv->n_pool++;
+	}
+	pthread_mutex_unlock(&srv->park_mtx);
+	if (rejoin) {
+		nrpc_srv_ctx_recv(sc);
+		return;
+	}
+	/* Closing while stop closes the socket is left to the socket. */
+	if (nrpc_nng_enter(&srv->n_nng, &srv->nng_closing)) {
+		(void) nng_ctx_close(sc->ctx);
+		nrpc_nng_leave(&srv->n_nng);
+	}
+	sc->opened = false;
+	/* A spare keeps no decode memory (the first chunk is 4 KiB). */
+	nrpc_arena_fini(&sc->call.arena);
+	nrpc_arena_init(&sc->call.arena, srv->max_decoded);
+	/* Once spare, another thread may reuse sc: srv was read before. */
+	srv_spare_put(srv, sc);
+	atomic_fetch_sub(&srv->n_live, 1); /* retired; last touch */
+}
+
+nrpc_code
+nrpc_call_park(nrpc_call *call, nrpc_status *st)
+{
+	nrpc_server *srv;
+	srv_ctx *spare;
+	int id;
+
+	if (!DS_ALWAYS(call != NULL)) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    NULL, "nrpc_call_park: NULL call");
+		return NRPC_INVALID_ARGUMENT;
+	}
+	if (call->sc == NULL || call->parked) {
+		return NRPC_OK; /* detached: holds no context; or again */
+	}
+	srv = call->srv;
+	pthread_mutex_lock(&srv->park_mtx);
+	if (atomic_load(&srv->n_parked) >= srv->max_parked) {
+		pthread_mutex_unlock(&srv->park_mtx);
+		atomic_fetch_add(&srv->parked_refused, 1);
+		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED, "TOO_MANY_PARKED",
+		    NULL, "too many parked calls: max_parked (%zu)",
+		    srv->max_parked);
+		return NRPC_RESOURCE_EXHAUSTED;
+	}
+	atomic_fetch_add(&srv->n_parked, 1);
+	srv->n_pool--;
+	if ((spare = srv->spare) != NULL) {
+		srv->spare = spare->spare_next;
+	}
+	pthread_mutex_unlock(&srv->park_mtx);
+	call->parked = true;
+	atomic_fetch_add(&srv->parked_total, 1);
+	if ((id = nng_pipe_id(call->pipe)) > 0) {
+		srv_pipe_park(srv, (uint32_t) id);
+	}
+	srv_pool_refill(srv, spare);
+	return NRPC_OK;
+}
+
+bool
+nrpc_call_peer_gone(const nrpc_call *call)
+{
+	nrpc_server *srv;
+	srv_pipe_slot *s;
+	bool gone = false;
+	int id;
+
+	if (call == NULL || call->sc == NULL) {
+		return false;
+	}
+	srv = call->srv;
+	if (atomic_load(&srv->draining)) {
+		return true; /* stopping: let go (nrpc_server_stop) */
+	}
+	if ((id = nng_pipe_id(call->pipe)) <= 0) {
+		return false;
+	}
+	pthread_mutex_lock(&srv->pipe_mtx);
+	if ((s = srv_pipe_slot_find(srv, (uint32_t) id)) != NULL) {
+		gone = s->gone;
+	}
+	pthread_mutex_unlock(&srv->pipe_mtx);
+	return gone;
 }
 
 /* --- the request path without sockets --- */

@@ -62,6 +62,7 @@ struct nrpc_cli_call {
 	nng_ctx ctx;
 	nng_aio *aio;            /* owned */
 	bool sending;            /* phase of the operation on aio */
+	nng_duration resend_ms;  /* NNG_OPT_REQ_RESENDTIME set on ctx */
 	const nrpc_method *m;
 	int64_t deadline_ms;     /* monotonic; INT64_MAX = none */
 	nrpc_done_fn done;       /* async completion, or NULL ... */
@@ -73,6 +74,8 @@ struct nrpc_cli_call {
 struct nrpc_client {
 	nng_socket sock;
 	int64_t timeout_ms;     /* default per-call deadline */
+	nng_duration resend_ms; /* the socket's NNG_OPT_REQ_RESENDTIME, which
+	                         * a new context inherits */
 	size_t max_msg;
 	char *client_name;      /* owned, or NULL */
 	char id_prefix[17];     /* 16 hex digits, random per client */
@@ -216,6 +219,15 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 		nrpc_cli_free(c);
 		return NRPC_INTERNAL;
 	}
+	/* nng's default (60 s) when resend_ms is 0: ask rather than assume. */
+	if ((rv = nng_socket_get_ms(c->sock, NNG_OPT_REQ_RESENDTIME,
+	    &c->resend_ms)) != 0) {
+		nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
+		    "cannot read the REQ resend time: %s", nng_strerror(rv));
+		(void) nng_close(c->sock);
+		nrpc_cli_free(c);
+		return NRPC_INTERNAL;
+	}
 	for (size_t i = 0; i < cfg->n_urls; i++) {
 		rv = nng_dial(c->sock, cfg->urls[i], NULL,
 		    cfg->dial_blocking ? 0 : NNG_FLAG_NONBLOCK);
@@ -338,6 +350,7 @@ nrpc_cli_acquire(nrpc_client *c, nrpc_cli_call **out, nrpc_status *st)
 		    NULL, "cannot open a context: %s", nng_strerror(rv));
 		return NRPC_RESOURCE_EXHAUSTED;
 	}
+	cc->resend_ms = c->resend_ms; /* inherited from the socket */
 	*out = cc;
 	return NRPC_OK;
 }
@@ -356,6 +369,23 @@ nrpc_cli_remaining(const nrpc_cli_call *cc, int64_t now)
 		return INT32_MAX;
 	}
 	return left > 0 ? (nng_duration) left : 0;
+}
+
+/* nrpc_cli_resend_for returns the resend time a call of timeout ms
+ * (0 = no deadline) needs: the socket's, unless the call may outlast it,
+ * in which case timeout + NRPC_CLIENT_RESEND_MARGIN_MS, so that nng never
+ * resends a request the server is still working on (a parked call would
+ * be parked twice). Resends after a lost connection do not use the timer. */
+static nng_duration
+nrpc_cli_resend_for(const nrpc_client *c, int64_t timeout)
+{
+	int64_t want;
+
+	if (timeout <= 0 || c->resend_ms <= 0 || timeout < c->resend_ms) {
+		return c->resend_ms;
+	}
+	want = timeout + NRPC_CLIENT_RESEND_MARGIN_MS;
+	return want > INT32_MAX ? INT32_MAX : (nng_duration) want;
 }
 
 /* nrpc_cli_complete reports the outcome: resp (owned, or NULL) and st (its
@@ -484,6 +514,7 @@ nrpc_cli_start(nrpc_client *c, const nrpc_method *m,
 	nng_msg *msg = NULL;
 	nrpc_cli_call *cc = NULL;
 	nrpc_code rc;
+	nng_duration resend;
 	int rv;
 
 	if (c == NULL || m == NULL || req == NULL || (done == NULL && w == NULL)) {
@@ -572,6 +603,21 @@ nrpc_cli_start(nrpc_client *c, const nrpc_method *m,
 		nrpc_status_set(st, NRPC_CANCELLED, "CANCELLED", NULL,
 		    "client is closing");
 		return NRPC_CANCELLED;
+	}
+	resend = nrpc_cli_resend_for(c, deadline == INT64_MAX ? 0 : timeout);
+	if (resend != cc->resend_ms) {
+		/* Read by req0 when the request is sent: set it first. */
+		if ((rv = nng_ctx_set_ms(cc->ctx, NNG_OPT_REQ_RESENDTIME,
+		    resend)) != 0) {
+			nrpc_nng_leave(&c->n_nng);
+			nng_msg_free(msg);
+			nrpc_cli_release(c, cc);
+			nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
+			    "cannot set the context's resend time: %s",
+			    nng_strerror(rv));
+			return NRPC_INTERNAL;
+		}
+		cc->resend_ms = resend;
 	}
 	nng_aio_set_msg(cc->aio, msg);
 	nng_aio_set_timeout(cc->aio, nrpc_cli_remaining(cc, now));

@@ -59,6 +59,14 @@
  * long for the close, then abandons the socket to the process's exit. */
 #define NRPC_CLOSE_TIMEOUT_MS 5000
 
+/* Connections whose removal (NNG_PIPE_EV_REM_POST) was notified are
+ * remembered in a ring this long: a request nng delivered just before its
+ * connection closed can reach our receive callback after the
+ * notification, when no connection-table entry existed to mark, and is
+ * marked gone when it parks. It would take this many other connections
+ * closing between that request's delivery and its park to miss one. */
+#define NRPC_GONE_RING 256
+
 /* --- varints (protobuf base-128) --- */
 
 /* nrpc_varint_len returns the encoded size of v: 1..10 bytes. */
@@ -344,6 +352,9 @@ struct nrpc_call {
 	bool counted;             /* included in srv->n_calls */
 	nng_pipe pipe;            /* the connection it came on, counted in
 	                           * srv->pipes; id 0 = not counted */
+	bool parked;              /* nrpc_call_park'ed; counted in
+	                           * srv->n_parked until its context is done
+	                           * with the reply */
 	srv_ctx *sc;              /* our REP context, or NULL ... */
 	srv_detached *dt;         /* ... when run by nrpc_server_process */
 };
@@ -356,6 +367,10 @@ struct srv_ctx {
 	nng_aio *aio;             /* owned */
 	enum srv_phase phase;     /* operation in progress on aio */
 	bool opened;              /* ctx is open */
+	bool dyn;                 /* allocated beyond srv->ctxs (a parked
+	                           * call's replacement), on srv->dyn */
+	srv_ctx *dyn_next;        /* srv->dyn link; fixed once linked */
+	srv_ctx *spare_next;      /* srv->spare link, guarded by park_mtx */
 };
 
 struct srv_detached {
@@ -376,6 +391,9 @@ enum srv_state { SRV_CREATED, SRV_RUNNING, SRV_STOPPING, SRV_STOPPED };
 typedef struct srv_pipe_slot {
 	uint32_t id;              /* nng_pipe_id; 0 = empty */
 	uint32_t n;               /* requests in flight on it */
+	uint32_t n_parked;        /* of which parked: not held against
+	                           * max_inflight_per_conn */
+	bool gone;                /* its connection closed */
 } srv_pipe_slot;
 
 struct nrpc_server {
@@ -410,10 +428,30 @@ struct nrpc_server {
 	atomic_uint_fast64_t probes;
 	atomic_uint_fast64_t probes_busy;
 
-	/* Requests in flight per connection (max_inflight). */
-	pthread_mutex_t pipe_mtx; /* guards pipes */
+	/* Requests in flight per connection (max_inflight), and whether
+	 * the connection has closed (nrpc_call_peer_gone). Every counted
+	 * request holds a pool context or is parked, so the table (twice
+	 * n_ctx + max_parked slots) never fills. */
+	pthread_mutex_t pipe_mtx; /* guards pipes, gone_ring, gone_next */
 	srv_pipe_slot *pipes;     /* owned, pipe_cap slots */
 	size_t pipe_cap;          /* a power of two */
+	uint32_t gone_ring[NRPC_GONE_RING]; /* closed connections' ids */
+	size_t gone_next;         /* next gone_ring slot to write */
+
+	/* Parked calls (nrpc_call_park) and the contexts that replace them
+	 * in the receive pool. Leaf lock: nothing calls nng while holding
+	 * park_mtx, and it is never held with another of our locks. */
+	size_t max_parked;
+	pthread_mutex_t park_mtx; /* guards n_pool, spare, dyn */
+	unsigned n_pool;          /* contexts cycling receive/handle/send:
+	                           * n_ctx less parked ones not yet replaced */
+	srv_ctx *spare;           /* closed contexts kept for the next
+	                           * replacement (fixed or dyn) */
+	srv_ctx *dyn;             /* owned: every context allocated beyond
+	                           * ctxs, freed by stop */
+	atomic_size_t n_parked;   /* changed under park_mtx */
+	atomic_uint_fast64_t parked_total;
+	atomic_uint_fast64_t parked_refused;
 
 	/* Worker states of nng callback threads (inline_handlers). */
 	pthread_mutex_t inl_mtx;  /* guards inl */
@@ -474,6 +512,9 @@ void nrpc_srv_call_run(void *item, void *wstate, void *arg);
 void nrpc_srv_ctx_recv(srv_ctx *sc);
 void nrpc_srv_ctx_cb(void *arg);
 void nrpc_srv_inline_fini(nrpc_server *srv);
+/* nrpc_call.c: the NNG_PIPE_EV_REM_POST callback (arg is the server): a
+ * connection closed; runs on an nng thread. */
+void nrpc_srv_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg);
 
 /* nrpc_watchdog.c: whether any URL needs the watchdog, its thread, its
  * stop (before the socket closes), and an absolute time ms from now on

@@ -36,6 +36,7 @@ nrpc_server_config_default(nrpc_server_config *cfg)
 	cfg->max_message_bytes = NRPC_MAX_MESSAGE_BYTES_DEFAULT;
 	cfg->max_queue = NRPC_MAX_QUEUE_DEFAULT;
 	cfg->max_inflight_per_conn = NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT;
+	cfg->max_parked = NRPC_MAX_PARKED_DEFAULT;
 }
 
 static nrpc_code
@@ -59,6 +60,7 @@ srv_free(nrpc_server *srv)
 	ds_free(srv->inl);
 	ds_free(srv->lis);
 	ds_free(srv->pipes);
+	pthread_mutex_destroy(&srv->park_mtx);
 	pthread_mutex_destroy(&srv->pipe_mtx);
 	pthread_cond_destroy(&srv->dog_cv);
 	pthread_mutex_destroy(&srv->dog_mtx);
@@ -99,6 +101,10 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 		return srv_bad_config(st, "max_queue", cfg->max_queue,
 		    NRPC_MAX_QUEUE_HARD);
 	}
+	if (cfg->max_parked > NRPC_MAX_PARKED_HARD) {
+		return srv_bad_config(st, "max_parked", cfg->max_parked,
+		    NRPC_MAX_PARKED_HARD);
+	}
 	for (size_t i = 0; i < cfg->n_urls; i++) {
 		if (cfg->urls[i] == NULL) {
 			nrpc_status_set(st, NRPC_INVALID_ARGUMENT,
@@ -131,6 +137,14 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 		ds_free(srv);
 		goto oom;
 	}
+	if (pthread_mutex_init(&srv->park_mtx, NULL) != 0) {
+		pthread_mutex_destroy(&srv->pipe_mtx);
+		pthread_mutex_destroy(&srv->dog_mtx);
+		pthread_mutex_destroy(&srv->inl_mtx);
+		pthread_mutex_destroy(&srv->mtx);
+		ds_free(srv);
+		goto oom;
+	}
 	(void) pthread_cond_init(&srv->dog_cv, NULL); /* cannot fail: default */
 	if (cfg->n_urls > 0 &&
 	    (srv->urls = ds_calloc(cfg->n_urls, sizeof(char *))) == NULL) {
@@ -156,6 +170,8 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 	    NRPC_MAX_QUEUE_DEFAULT;
 	srv->max_inflight = cfg->max_inflight_per_conn > 0 ?
 	    cfg->max_inflight_per_conn : NRPC_MAX_INFLIGHT_PER_CONN_DEFAULT;
+	srv->max_parked = cfg->max_parked > 0 ? cfg->max_parked :
+	    NRPC_MAX_PARKED_DEFAULT;
 	srv->worker_init = cfg->worker_init;
 	srv->worker_fini = cfg->worker_fini;
 	srv->worker_arg = cfg->worker_arg;
@@ -326,6 +342,15 @@ oom:
 static void
 srv_ctxs_free(nrpc_server *srv)
 {
+	srv_ctx *d;
+
+	while ((d = srv->dyn) != NULL) {
+		srv->dyn = d->dyn_next;
+		nng_aio_free(d->aio); /* waits for a callback returning */
+		nrpc_arena_fini(&d->call.arena);
+		ds_free(d);
+	}
+	srv->spare = NULL;
 	if (srv->ctxs == NULL) {
 		return;
 	}
@@ -419,8 +444,16 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 		rc = srv_nng_error(st, rv, "cannot set recv-size-max");
 		goto fail_sock;
 	}
+	/* Before any listener: every connection's removal is seen. */
+	if ((rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_REM_POST,
+	    nrpc_srv_pipe_removed, srv)) != 0) {
+		rc = srv_nng_error(st, rv, "cannot watch connections");
+		goto fail_sock;
+	}
 	if (srv->pipes == NULL) {
-		for (srv->pipe_cap = 1; srv->pipe_cap < 2 * (size_t) srv->n_ctx;
+		size_t want = 2 * ((size_t) srv->n_ctx + srv->max_parked);
+
+		for (srv->pipe_cap = 1; srv->pipe_cap < want;
 		    srv->pipe_cap *= 2) {
 		}
 		if ((srv->pipes = ds_calloc(srv->pipe_cap,
@@ -485,6 +518,9 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 	pthread_mutex_lock(&srv->mtx);
 	srv->state = SRV_RUNNING;
 	pthread_mutex_unlock(&srv->mtx);
+	pthread_mutex_lock(&srv->park_mtx);
+	srv->n_pool = srv->n_ctx;
+	pthread_mutex_unlock(&srv->park_mtx);
 	atomic_store(&srv->n_live, srv->n_ctx);
 	for (i = 0; i < srv->n_ctx; i++) {
 		nrpc_srv_ctx_recv(&srv->ctxs[i]);
@@ -589,9 +625,24 @@ nrpc_server_stop(nrpc_server *srv, int64_t grace_ms)
 		srv->abandoned = true;
 	}
 	/* Handlers still holding calls must finish them; their replies are
-	 * dropped and, once the socket is closed, their contexts retire. */
+	 * dropped and, once the socket is closed, their contexts retire.
+	 * Parked calls get a bound: their holders were told (peer_gone) when
+	 * stop began, and a holder that never lets go must not hang stop. */
+	deadline = ds_clock_now_ms(mono) + NRPC_STOP_PARKED_WAIT_MS;
 	while ((closed && atomic_load(&srv->n_live) > 0) ||
 	    atomic_load(&srv->n_calls) > 0) {
+		size_t parked = atomic_load(&srv->n_parked);
+
+		if (parked > 0 && atomic_load(&srv->n_calls) <= parked &&
+		    ds_clock_now_ms(mono) >= deadline) {
+			ds_log(DS_LOG_ERROR, "nrpc", "%zu parked calls not "
+			    "finished %d ms after the grace; leaving the server "
+			    "to the process's exit", parked,
+			    NRPC_STOP_PARKED_WAIT_MS);
+			srv->abandoned = true;
+			closed = false; /* their contexts stay allocated */
+			break;
+		}
 		srv_sleep_ms(1);
 	}
 	nrpc_pool_stop(&srv->pool);
@@ -639,4 +690,7 @@ nrpc_server_stats_get(nrpc_server *srv, nrpc_server_stats *out)
 	    atomic_load(&srv->stats.closed_send_timeout);
 	out->probes = atomic_load(&srv->probes);
 	out->probes_busy = atomic_load(&srv->probes_busy);
+	out->n_parked = atomic_load(&srv->n_parked);
+	out->parked_total = atomic_load(&srv->parked_total);
+	out->parked_refused = atomic_load(&srv->parked_refused);
 }

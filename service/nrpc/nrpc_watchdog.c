@@ -90,7 +90,9 @@ srv_dog_wait(nrpc_server *srv, int64_t ms)
 static bool
 srv_saturated(nrpc_server *srv)
 {
-	return atomic_load(&srv->stats.in_flight) >= srv->n_ctx;
+	/* Parked calls hold no pool context. */
+	return atomic_load(&srv->stats.in_flight) >=
+	    srv->n_ctx + atomic_load(&srv->n_parked);
 }
 
 void *

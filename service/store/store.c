@@ -477,6 +477,31 @@ store_validate(const store_limits *lim, const store_write *w,
 }
 
 store_err
+store_validate_changes(const store_limits *lim, const store_changes_req *req,
+    store_error *err)
+{
+	store_err rv;
+
+	if (req->prefix) {
+		/* As List's prefix: it can only narrow the result. */
+		rv = store_check_text("prefix", "max_key_bytes",
+		    lim->max_key_bytes, req->key, req->key_len, false, true,
+		    err);
+	} else {
+		rv = store_validate_key(lim, req->key, req->key_len, err);
+	}
+	if (rv != STORE_OK) {
+		return rv;
+	}
+	if (req->limit < 1 || req->limit > STORE_CHANGES_LIMIT_MAX) {
+		return store_error_set(err, STORE_EINVAL, "limit",
+		    "limit must be 1..%d (STORE_CHANGES_LIMIT_MAX)",
+		    STORE_CHANGES_LIMIT_MAX);
+	}
+	return STORE_OK;
+}
+
+store_err
 store_validate_list(const store_limits *lim, const store_list_req *req,
     store_list_args *args, store_error *err)
 {
@@ -1014,7 +1039,90 @@ store_get(store_conn *c, const char *key, size_t key_len, uint64_t version,
 	    STORE_OK) {
 		return rv;
 	}
-	return c->s->be->get(c, key, key_len, version, out, err);
+	return c->s->be->get(c, key, key_len, version, out, NULL, err);
+}
+
+store_err
+store_get_rev(store_conn *c, const char *key, size_t key_len,
+    uint64_t version, store_record *out, uint64_t *revision,
+    store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(c == NULL || out == NULL || revision == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn, out or revision is NULL");
+	}
+	if ((rv = store_validate_key(&c->s->limits, key, key_len, err)) !=
+	    STORE_OK) {
+		return rv;
+	}
+	return c->s->be->get(c, key, key_len, version, out, revision, err);
+}
+
+store_err
+store_changes_read(store_conn *c, const store_changes_req *req,
+    store_changes_page *page, store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(c == NULL || req == NULL || page == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn, req or page is NULL");
+	}
+	if ((rv = store_validate_changes(&c->s->limits, req, err)) !=
+	    STORE_OK) {
+		return rv;
+	}
+	return c->s->be->changes_read(c, req, page, err);
+}
+
+void
+store_changes_page_fini(store_changes_page *p)
+{
+	if (p == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		store_record_fini(&p->events[i].record);
+	}
+	ds_free(p->events);
+	memset(p, 0, sizeof(*p));
+}
+
+store_err
+store_sweep_expired(store_conn *c, size_t max, size_t *n,
+    int64_t *next_expiry_ms, store_error *err)
+{
+	if (DS_NEVER(c == NULL || n == NULL || next_expiry_ms == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn, n or next_expiry_ms is NULL");
+	}
+	if (max < 1 || max > STORE_SWEEP_MAX) {
+		return store_error_set(err, STORE_EINVAL, "max",
+		    "max must be 1..%d (STORE_SWEEP_MAX)", STORE_SWEEP_MAX);
+	}
+	return c->s->be->sweep_expired(c, max, n, next_expiry_ms, err);
+}
+
+store_err
+store_compact_changes(store_conn *c, uint64_t retain_revisions,
+    int64_t retain_ms, size_t max, size_t *n, store_error *err)
+{
+	if (DS_NEVER(c == NULL || n == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn or n is NULL");
+	}
+	if (max < 1 || max > STORE_COMPACT_MAX) {
+		return store_error_set(err, STORE_EINVAL, "max",
+		    "max must be 1..%d (STORE_COMPACT_MAX)", STORE_COMPACT_MAX);
+	}
+	if (retain_ms < 0) {
+		return store_error_set(err, STORE_EINVAL, "retain_ms",
+		    "retain_ms must not be negative");
+	}
+	return c->s->be->compact_changes(c, retain_revisions, retain_ms, max,
+	    n, err);
 }
 
 store_err

@@ -188,6 +188,14 @@ void store_conn_close(store_conn *c);
 store_err store_get(store_conn *c, const char *key, size_t key_len,
     uint64_t version, store_record *out, store_error *err);
 
+/* store_get_rev is store_get that also sets *revision to the store's
+ * revision in the snapshot the record was read in (on STORE_OK only;
+ * untouched otherwise): GetResponse.revision, a cursor from which a
+ * watch sees every later change of the record. Same errors. */
+store_err store_get_rev(store_conn *c, const char *key, size_t key_len,
+    uint64_t version, store_record *out, uint64_t *revision,
+    store_error *err);
+
 typedef struct store_list_req {
 	const char *prefix;      /* borrowed; may be NULL = every key */
 	size_t prefix_len;
@@ -407,9 +415,14 @@ typedef enum store_event_type {
 
 /* store_event: one change-log entry. record is the record's metadata
  * after the change (key, version, revision = the event's, content_type,
- * updated_by, timestamps, deleted, lock); record.value only when the read
- * asked with_values and that version is still in the history, else
- * value_omitted = (with_values asked). */
+ * updated_by, timestamps, deleted, lock as it was right after the
+ * change: set for LOCK, and for PUT/DELETE by a lock holder; never for
+ * UNLOCK and EXPIRE); record.value only when the read asked with_values
+ * and that version is still in the history, else value_omitted = (with_
+ * values asked). An event of a record with no value (DELETE, or a lock
+ * change of a deleted or never written key: version 0) has none to omit:
+ * value NULL, value_omitted false. An UNLOCK or EXPIRE of a key locked
+ * before it was ever written carries version 0. */
 typedef struct store_event {
 	store_event_type type;
 	uint64_t revision;
@@ -428,6 +441,9 @@ typedef struct store_changes_req {
 	uint64_t after;
 	size_t limit;
 	bool with_values;
+	size_t max_value_bytes; /* with_values: stop after the event whose
+	                         * value brings the page to this many value
+	                         * bytes (more = true then); 0 = no bound */
 } store_changes_req;
 
 /* store_changes_page: what store_changes_read found, in one read
@@ -468,11 +484,20 @@ void store_changes_page_fini(store_changes_page *p);
 store_err store_sweep_expired(store_conn *c, size_t max, size_t *n,
     int64_t *next_expiry_ms, store_error *err);
 
+/* The most leases one sweep, and change-log entries one compaction,
+ * handles (max above it is STORE_EINVAL, field "max"): each call is one
+ * write transaction that holds the writer. */
+#define STORE_SWEEP_MAX 10000
+#define STORE_COMPACT_MAX 100000
+
 /* store_compact_changes, on the writing connection: deletes change-log
  * entries that are both older than the newest retain_revisions and
  * older than retain_ms by the store's clock, at most max per call (so
  * the writer is not held long), and raises compact_revision to match.
- * *n = entries deleted. */
+ * *n = entries deleted. Deletes from the oldest entry up and stops at
+ * the first one either rule keeps, so the log stays gapless: after it,
+ * compact_revision = the newest revision deleted. "Older than
+ * retain_ms" = logged more than retain_ms before now. */
 store_err store_compact_changes(store_conn *c, uint64_t retain_revisions,
     int64_t retain_ms, size_t max, size_t *n, store_error *err);
 

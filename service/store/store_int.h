@@ -53,8 +53,11 @@ struct store_backend {
 	void (*close)(store *s);
 	store_err (*conn_open)(store *s, store_conn **out, store_error *err);
 	void (*conn_close)(store_conn *c);
+	/* get: revision (may be NULL) = the store's revision in the
+	 * snapshot the record was read in, on STORE_OK. */
 	store_err (*get)(store_conn *c, const char *key, size_t key_len,
-	    uint64_t version, store_record *out, store_error *err);
+	    uint64_t version, store_record *out, uint64_t *revision,
+	    store_error *err);
 	store_err (*list)(store_conn *c, const store_list_req *req,
 	    store_list_page *out, store_error *err);
 	store_err (*apply_batch)(store_conn *c, const store_write *ws,
@@ -63,6 +66,13 @@ struct store_backend {
 	store_err (*integrity_check)(store_conn *c, store_error *err);
 	store_err (*peek)(store_conn *c, const store_write *const *ws,
 	    size_t n, uint64_t *data_version, bool *seen, store_error *err);
+	/* The change log (DESIGN §9); arguments checked by store.c. */
+	store_err (*changes_read)(store_conn *c, const store_changes_req *req,
+	    store_changes_page *page, store_error *err);
+	store_err (*sweep_expired)(store_conn *c, size_t max, size_t *n,
+	    int64_t *next_expiry_ms, store_error *err);
+	store_err (*compact_changes)(store_conn *c, uint64_t retain_revisions,
+	    int64_t retain_ms, size_t max, size_t *n, store_error *err);
 };
 
 extern const store_backend store_sqlite_backend;
@@ -88,6 +98,11 @@ void store_error_clear(store_error *err);
 /* store_validate_key checks a key against the limits (field "key"). */
 store_err store_validate_key(const store_limits *lim, const char *key,
     size_t key_len, store_error *err);
+
+/* store_validate_changes checks a change-log read: the key (field
+ * "key") or prefix (field "prefix") and limit (field "limit"). */
+store_err store_validate_changes(const store_limits *lim,
+    const store_changes_req *req, store_error *err);
 
 /* store_list_args: a List request after validation. cursor points into
  * cursor_buf (decoded page token) or is NULL on the first page. */
@@ -153,6 +168,9 @@ DS_WUR store_err store_record_set_text(char **out, const void *p, size_t n);
  * its former holder can be told LOCK_EXPIRED; it is no lock at all. */
 typedef struct store_lease {
 	bool held;              /* lock columns are set (live or expired) */
+	bool swept;             /* store_sweep_expired logged its expiry:
+	                         * never live again, even if the clock
+	                         * steps back; the token is still known */
 	int64_t expires_at_ms;  /* live while now < expires_at_ms */
 	uint64_t fencing_token;
 	store_token token;      /* the secret; compared in constant time */
@@ -163,7 +181,8 @@ typedef enum store_lease_action {
 	STORE_LEASE_RENEW,       /* same token and fencing token, new expiry */
 } store_lease_action;
 
-/* store_lease_live is true while l is held and now < expires_at. */
+/* store_lease_live is true while l is held, not swept and now <
+ * expires_at. */
 bool store_lease_live(const store_lease *l, int64_t now_ms);
 
 /* store_lease_check_write decides whether an Update/Delete presenting

@@ -17,7 +17,7 @@
 bool
 store_lease_live(const store_lease *l, int64_t now_ms)
 {
-	return l->held && now_ms < l->expires_at_ms;
+	return l->held && !l->swept && now_ms < l->expires_at_ms;
 }
 
 /* store_lease_token_is: constant time, so the secret cannot be probed. */

@@ -50,6 +50,23 @@
  * Migrating keeps every record, version, history entry, tombstone, lock
  * placeholder, lease and request id (a v2 file's ids were already
  * forgotten by 2 -> 3).
+ *
+ * v5: the change log of DESIGN §9. changes holds one row per revision
+ * (revision is the rowid, so appending is one B-tree append plus one
+ * index entry): the key, the event type (store_event_type), the store
+ * clock at the change (`at`, what compaction's retain_ms compares) and
+ * the record's metadata after the change, lock included, but no value:
+ * a read with_values takes it from versions (key, version) while the
+ * history keeps it. changes_key (key, revision) serves a one-key watch
+ * without scanning other keys' events; a prefix or all-keys watch walks
+ * the rowid from its cursor. meta.compact_revision is the oldest cursor
+ * the log serves; a migrated store starts it at its revision (nothing
+ * older was logged). records_lock_expiry, a partial index over leases
+ * not yet swept (lock_owner set), lets store_sweep_expired find expired
+ * leases and the next expiry without a scan; Update and Delete never
+ * change its columns, so it costs them nothing. A swept lease keeps its
+ * token, expiry and fencing token with lock_owner NULL, so its former
+ * holder is still told LOCK_EXPIRED.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -212,6 +229,30 @@ static const char *const store_schema_migrations[] = {
     "DROP TABLE records;"
     "ALTER TABLE heads RENAME TO records;"
     "PRAGMA user_version = 4;",
+    /* 4 -> 5 */
+    "CREATE TABLE changes ("
+    " revision INTEGER PRIMARY KEY,"
+    " key BLOB NOT NULL,"
+    " type INTEGER NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " deleted INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " updated_by TEXT NOT NULL,"
+    " lock_owner TEXT,"
+    " lock_expires_at INTEGER,"
+    " lock_fencing INTEGER);"
+    "CREATE INDEX changes_key ON changes (key, revision);"
+    "CREATE INDEX records_lock_expiry ON records (lock_expires_at)"
+    " WHERE lock_owner IS NOT NULL;"
+    /* The changes before the upgrade were never logged: a cursor from
+     * before it is compacted. */
+    "ALTER TABLE meta ADD COLUMN compact_revision INTEGER NOT NULL"
+    " DEFAULT 0;"
+    "UPDATE meta SET compact_revision = revision;"
+    "PRAGMA user_version = 5;",
 };
 
 #define STORE_SCHEMA_VERSION                                                  \

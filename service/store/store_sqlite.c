@@ -84,9 +84,11 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
         "UPDATE records SET version = ?2, revision = ?3, deleted = ?4,"
         " created_at = ?5, updated_at = ?6, content_type = ?7,"
         " updated_by = ?8, kept = ?9 WHERE key = ?1",
+    /* A lock change is a change: it takes a revision (DESIGN §9). */
     [STORE_STMT_ROW_SET_LOCK] =
         "UPDATE records SET lock_owner = ?2, lock_token = ?3,"
-        " lock_expires_at = ?4, lock_fencing = ?5 WHERE key = ?1",
+        " lock_expires_at = ?4, lock_fencing = ?5, revision = ?6"
+        " WHERE key = ?1",
     [STORE_STMT_ROW_DELETE] = "DELETE FROM records WHERE key = ?1",
     /* Each version's value is written once, here. */
     [STORE_STMT_VER_PUT] =
@@ -135,6 +137,53 @@ static const char *const store_sql[STORE_STMT_COUNT] = {
     [STORE_STMT_REQ_CLEAR0] = "DELETE FROM requests0",
     [STORE_STMT_REQ_CLEAR1] = "DELETE FROM requests1",
     [STORE_STMT_DATA_VERSION] = "PRAGMA data_version",
+    /* READ_GET and the store's revision: one statement, one snapshot. */
+    [STORE_STMT_READ_GET_REV] =
+        "SELECT " STORE_ROW_COLUMNS ", (SELECT v.value FROM versions v"
+        " WHERE v.key = records.key AND v.version = records.version),"
+        " (SELECT revision FROM meta WHERE id = 0)"
+        " FROM records WHERE key = ?1",
+    [STORE_STMT_META_LOG_GET] =
+        "SELECT revision, compact_revision FROM meta WHERE id = 0",
+    [STORE_STMT_META_COMPACT_SET] =
+        "UPDATE meta SET compact_revision = ?1 WHERE id = 0",
+    /* The one statement every change adds: an append at the end of the
+     * rowid tree plus one changes_key entry. */
+    [STORE_STMT_CHG_PUT] =
+        "INSERT INTO changes (revision, key, type, at, version, deleted,"
+        " created_at, updated_at, content_type, updated_by, lock_owner,"
+        " lock_expires_at, lock_fencing)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    /* One key: changes_key (key, revision) from the cursor on. */
+    [STORE_STMT_CHG_KEY] =
+        "SELECT " STORE_CHG_COLUMNS " FROM changes"
+        " WHERE key = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
+    /* A prefix (or every key): the rowid from the cursor on, filtering
+     * keys on the way. The unary + keeps the planner off changes_key,
+     * whose key range would have to be sorted by revision afterwards:
+     * a watch's cursor is usually near the head, so few rows follow
+     * it. */
+    [STORE_STMT_CHG_RANGE] =
+        "SELECT " STORE_CHG_COLUMNS " FROM changes"
+        " WHERE revision > ?1 AND +key >= ?2 AND +key < ?3"
+        " ORDER BY revision LIMIT ?4",
+    [STORE_STMT_CHG_COMPACT_SCAN] =
+        "SELECT revision, at FROM changes WHERE revision > ?1"
+        " ORDER BY revision LIMIT ?2",
+    [STORE_STMT_CHG_COMPACT_DEL] =
+        "DELETE FROM changes WHERE revision <= ?1",
+    /* Leases not swept yet, by expiry: records_lock_expiry. */
+    [STORE_STMT_SWEEP_FIND] =
+        "SELECT " STORE_ROW_COLUMNS ", key FROM records"
+        " WHERE lock_owner IS NOT NULL AND lock_expires_at <= ?1"
+        " ORDER BY lock_expires_at LIMIT ?2",
+    [STORE_STMT_SWEEP_NEXT] =
+        "SELECT min(lock_expires_at) FROM records"
+        " WHERE lock_owner IS NOT NULL",
+    /* The token, expiry and fencing token stay: see store_schema.c. */
+    [STORE_STMT_ROW_SWEEP] =
+        "UPDATE records SET lock_owner = NULL, revision = ?2"
+        " WHERE key = ?1",
 };
 
 /* Per-connection settings. Each says why. */
@@ -427,12 +476,13 @@ void
 store_col_lease(sqlite3_stmt *st, store_lease *l)
 {
 	memset(l, 0, sizeof(*l));
-	if (sqlite3_column_type(st, STORE_COL_LOCK_OWNER) == SQLITE_NULL ||
-	    sqlite3_column_bytes(st, STORE_COL_LOCK_TOKEN) !=
-	        STORE_TOKEN_BYTES) {
+	if (sqlite3_column_bytes(st, STORE_COL_LOCK_TOKEN) !=
+	    STORE_TOKEN_BYTES) {
 		return;
 	}
 	l->held = true;
+	/* The sweep cleared only the owner (see store_schema.c, v5). */
+	l->swept = sqlite3_column_type(st, STORE_COL_LOCK_OWNER) == SQLITE_NULL;
 	memcpy(l->token.b, sqlite3_column_blob(st, STORE_COL_LOCK_TOKEN),
 	    STORE_TOKEN_BYTES);
 	l->expires_at_ms = sqlite3_column_int64(st, STORE_COL_LOCK_EXPIRES_AT);
@@ -833,12 +883,13 @@ store_sqlite_conn_open_bounded(store *s, store_conn **out, store_error *err)
 
 static store_err
 store_sqlite_get_bounded(store_conn *c, const char *key, size_t key_len,
-    uint64_t version, store_record *out, store_error *err)
+    uint64_t version, store_record *out, uint64_t *revision,
+    store_error *err)
 {
 	store_err rv;
 
 	store_sqlite_wait_begin(c->s);
-	rv = store_sqlite_get(c, key, key_len, version, out, err);
+	rv = store_sqlite_get(c, key, key_len, version, out, revision, err);
 	store_sqlite_wait_end();
 	return rv;
 }
@@ -901,6 +952,43 @@ store_sqlite_integrity_check_bounded(store_conn *c, store_error *err)
 	return rv;
 }
 
+static store_err
+store_sqlite_changes_read_bounded(store_conn *c, const store_changes_req *req,
+    store_changes_page *page, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_changes_read(c, req, page, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_sweep_expired_bounded(store_conn *c, size_t max, size_t *n,
+    int64_t *next_expiry_ms, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_sweep_expired(c, max, n, next_expiry_ms, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_compact_changes_bounded(store_conn *c, uint64_t retain_revisions,
+    int64_t retain_ms, size_t max, size_t *n, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_compact_changes(c, retain_revisions, retain_ms, max,
+	    n, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
 /* --- the vtable --- */
 
 const store_backend store_sqlite_backend = {
@@ -915,4 +1003,7 @@ const store_backend store_sqlite_backend = {
     .revision = store_sqlite_revision_bounded,
     .integrity_check = store_sqlite_integrity_check_bounded,
     .peek = store_sqlite_peek_bounded,
+    .changes_read = store_sqlite_changes_read_bounded,
+    .sweep_expired = store_sqlite_sweep_expired_bounded,
+    .compact_changes = store_sqlite_compact_changes_bounded,
 };

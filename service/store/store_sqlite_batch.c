@@ -131,7 +131,7 @@ lost:
 }
 
 /* store_batch_finish writes the counters and commits. */
-static store_err
+store_err
 store_batch_finish(store_wctx *x, store_error *e)
 {
 	sqlite3_stmt *st;
@@ -160,7 +160,7 @@ store_batch_finish(store_wctx *x, store_error *e)
 }
 
 /* store_batch_begin starts the write transaction and loads the counters. */
-static store_err
+store_err
 store_batch_begin(store_wctx *x, store_error *e)
 {
 	sqlite3_stmt *st = x->c->st[STORE_STMT_META_GET];

@@ -10,6 +10,7 @@
  *   store_sqlite_reqid.c  request ids
  *   store_sqlite_write.c  the data, lock and unlock rules
  *   store_sqlite_batch.c  batches and their redo
+ *   store_sqlite_changes.c  the change log: read, sweep, compaction
  *   store_schema.c        the schema and its migrations
  */
 #ifndef STORE_SQLITE_INT_H
@@ -58,6 +59,17 @@ typedef enum store_stmt_id {
 	STORE_STMT_REQ_CLEAR0,
 	STORE_STMT_REQ_CLEAR1,
 	STORE_STMT_DATA_VERSION,
+	STORE_STMT_READ_GET_REV,
+	STORE_STMT_META_LOG_GET,
+	STORE_STMT_META_COMPACT_SET,
+	STORE_STMT_CHG_PUT,
+	STORE_STMT_CHG_KEY,
+	STORE_STMT_CHG_RANGE,
+	STORE_STMT_CHG_COMPACT_SCAN,
+	STORE_STMT_CHG_COMPACT_DEL,
+	STORE_STMT_SWEEP_FIND,
+	STORE_STMT_SWEEP_NEXT,
+	STORE_STMT_ROW_SWEEP,
 	STORE_STMT_COUNT
 } store_stmt_id;
 
@@ -81,6 +93,27 @@ enum {
 	STORE_COL_LOCK_FENCING,
 	STORE_COL_KEPT,
 	STORE_COL_VALUE, /* READ_GET: the value; LIST: the key */
+	STORE_COL_STORE_REVISION, /* READ_GET_REV: meta's revision */
+};
+
+/* The change log's columns (CHG_KEY, CHG_RANGE), in this order. */
+#define STORE_CHG_COLUMNS                                                     \
+	"revision, type, version, deleted, created_at, updated_at,"           \
+	" content_type, updated_by, lock_owner, lock_expires_at,"             \
+	" lock_fencing, key"
+enum {
+	STORE_CHG_REVISION,
+	STORE_CHG_TYPE,
+	STORE_CHG_VERSION,
+	STORE_CHG_DELETED,
+	STORE_CHG_CREATED_AT,
+	STORE_CHG_UPDATED_AT,
+	STORE_CHG_CONTENT_TYPE,
+	STORE_CHG_UPDATED_BY,
+	STORE_CHG_LOCK_OWNER,
+	STORE_CHG_LOCK_EXPIRES_AT,
+	STORE_CHG_LOCK_FENCING,
+	STORE_CHG_KEY,
 };
 
 /* --- backend state --- */
@@ -203,8 +236,16 @@ int store_row_read(store_sqlite_conn *c, store_stmt_id id, const char *key,
 
 /* --- reads (store_sqlite_read.c): the vtable's entries --- */
 
+/* store_sqlite_read_lock / _unlock bracket a read: on ":memory:" (no
+ * WAL) they take write_mu, so readers take turns with writers; on a file
+ * they do nothing. */
+void store_sqlite_read_lock(store_sqlite_conn *c);
+void store_sqlite_read_unlock(store_sqlite_conn *c);
+
+
 store_err store_sqlite_get(store_conn *bc, const char *key, size_t key_len,
-    uint64_t version, store_record *out, store_error *err);
+    uint64_t version, store_record *out, uint64_t *revision,
+    store_error *err);
 store_err store_sqlite_list(store_conn *bc, const store_list_req *req,
     store_list_page *out, store_error *err);
 store_err store_sqlite_revision(store_conn *bc, uint64_t *out,
@@ -234,10 +275,33 @@ store_err store_req_remember(store_wctx *x, const store_write *w,
 store_err store_write_one(store_wctx *x, const store_write *w,
     store_write_result *res);
 
+/* store_log_change appends r's change to the change log (revision
+ * r->revision, x->now as its time): SQLITE_OK or the error code. */
+int store_log_change(store_wctx *x, store_event_type type,
+    const store_record *r);
+
 /* --- batches (store_sqlite_batch.c): the vtable's entry --- */
 
 store_err store_sqlite_apply_batch(store_conn *bc, const store_write *ws,
     size_t n, store_write_result *results);
+
+/* store_batch_begin starts a write transaction on x->c (BEGIN IMMEDIATE)
+ * and loads the counters into x->cnt; store_batch_finish writes them back
+ * when dirty and commits. On a failure of either the caller rolls back.
+ * Both need write_mu held. */
+store_err store_batch_begin(store_wctx *x, store_error *e);
+store_err store_batch_finish(store_wctx *x, store_error *e);
+
+/* --- the change log (store_sqlite_changes.c): the vtable's entries --- */
+
+store_err store_sqlite_changes_read(store_conn *bc,
+    const store_changes_req *req, store_changes_page *page,
+    store_error *err);
+store_err store_sqlite_sweep_expired(store_conn *bc, size_t max, size_t *n,
+    int64_t *next_expiry_ms, store_error *err);
+store_err store_sqlite_compact_changes(store_conn *bc,
+    uint64_t retain_revisions, int64_t retain_ms, size_t max, size_t *n,
+    store_error *err);
 
 /* --- schema (store_schema.c) --- */
 

@@ -16,7 +16,7 @@
 /* --- reads --- */
 
 /* ":memory:" has no WAL: its readers take turns with writers. */
-static void
+void
 store_sqlite_read_lock(store_sqlite_conn *c)
 {
 	store_sqlite *sq = c->base.s->be_data;
@@ -26,7 +26,7 @@ store_sqlite_read_lock(store_sqlite_conn *c)
 	}
 }
 
-static void
+void
 store_sqlite_read_unlock(store_sqlite_conn *c)
 {
 	store_sqlite *sq = c->base.s->be_data;
@@ -36,20 +36,24 @@ store_sqlite_read_unlock(store_sqlite_conn *c)
 	}
 }
 
-/* store_sqlite_get_current reads the live record with its value. */
+/* store_sqlite_get_current reads the live record with its value and,
+ * when revision is not NULL, the store's revision in the same statement
+ * (so the same snapshot). */
 static store_err
 store_sqlite_get_current(store_sqlite_conn *c, const char *key,
-    size_t key_len, int64_t now, store_record *out, store_error *err)
+    size_t key_len, int64_t now, store_record *out, uint64_t *revision,
+    store_error *err)
 {
-	sqlite3_stmt *st = c->st[STORE_STMT_READ_GET];
+	store_stmt_id id =
+	    revision != NULL ? STORE_STMT_READ_GET_REV : STORE_STMT_READ_GET;
+	sqlite3_stmt *st = c->st[id];
 	store_record r;
 	store_row row;
 	store_err rv;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
-	if ((rc = store_row_read(c, STORE_STMT_READ_GET, key, key_len,
-	         &row)) != SQLITE_OK) {
+	if ((rc = store_row_read(c, id, key, key_len, &row)) != SQLITE_OK) {
 		rv = store_sqlite_err(c->db, rc, err, "reading a record");
 		goto out;
 	}
@@ -63,6 +67,9 @@ store_sqlite_get_current(store_sqlite_conn *c, const char *key,
 	    (rv = store_col_value(st, STORE_COL_VALUE, &r)) != STORE_OK) {
 		(void) store_error_set(err, rv, "", "out of memory");
 		goto out;
+	}
+	if (revision != NULL) {
+		*revision = store_col_u64(st, STORE_COL_STORE_REVISION);
 	}
 	*out = r;
 	memset(&r, 0, sizeof(r));
@@ -78,7 +85,7 @@ out:
 static store_err
 store_sqlite_get_version(store_sqlite_conn *c, const char *key,
     size_t key_len, uint64_t v, int64_t now, store_record *out,
-    store_error *err)
+    uint64_t *revision, store_error *err)
 {
 	const store_limits *lim = &c->base.s->limits;
 	sqlite3_stmt *st = c->st[STORE_STMT_ROW_GET];
@@ -105,7 +112,7 @@ store_sqlite_get_version(store_sqlite_conn *c, const char *key,
 		store_sqlite_done(st);
 		/* The current version: the same answer as a plain Get. */
 		return store_sqlite_get_current(c, key, key_len, now, out,
-		    err);
+		    revision, err);
 	}
 	/* The kept versions are (current - keep, current]. History rows
 	 * beyond that belong to a larger history setting and are trimmed
@@ -158,6 +165,19 @@ store_sqlite_get_version(store_sqlite_conn *c, const char *key,
 		(void) store_error_set(err, rv, "", "out of memory");
 		goto out;
 	}
+	if (revision != NULL) {
+		/* Inside the read transaction: the same snapshot. */
+		sqlite3_stmt *ms = c->st[STORE_STMT_META_GET];
+
+		if ((rc = store_sqlite_step(ms)) != SQLITE_ROW) {
+			rv = store_sqlite_err(c->db, rc, err,
+			    "reading the revision");
+			store_sqlite_done(ms);
+			goto out;
+		}
+		*revision = store_col_u64(ms, 0);
+		store_sqlite_done(ms);
+	}
 	*out = r;
 	memset(&r, 0, sizeof(r));
 	rv = STORE_OK;
@@ -170,7 +190,8 @@ out:
 
 store_err
 store_sqlite_get(store_conn *bc, const char *key, size_t key_len,
-    uint64_t version, store_record *out, store_error *err)
+    uint64_t version, store_record *out, uint64_t *revision,
+    store_error *err)
 {
 	store_sqlite_conn *c = (store_sqlite_conn *) bc;
 	int64_t now = ds_clock_now_ms(bc->s->clock);
@@ -180,7 +201,8 @@ store_sqlite_get(store_conn *bc, const char *key, size_t key_len,
 	store_sqlite_read_lock(c);
 	if (version == 0) {
 		/* One statement is one snapshot: no transaction needed. */
-		rv = store_sqlite_get_current(c, key, key_len, now, out, err);
+		rv = store_sqlite_get_current(c, key, key_len, now, out,
+		    revision, err);
 		goto out;
 	}
 	if ((rc = store_sqlite_run(c, STORE_STMT_BEGIN_READ)) != SQLITE_OK) {
@@ -188,7 +210,7 @@ store_sqlite_get(store_conn *bc, const char *key, size_t key_len,
 		goto out;
 	}
 	rv = store_sqlite_get_version(c, key, key_len, version, now, out,
-	    err);
+	    revision, err);
 	/* Ending a read-only transaction releases the snapshot; it has
 	 * nothing to write and cannot lose anything. */
 	if ((rc = store_sqlite_run(c, STORE_STMT_COMMIT)) != SQLITE_OK) {

@@ -1,6 +1,9 @@
 /*
  * store_sqlite_write.c - the SQLite backend's write rules: Update and
  * Delete (data), Lock and Unlock, each checked against the stored row.
+ * Every change takes the next revision and appends its change-log row
+ * (store_log_change) in the write's transaction; a refusal returns before
+ * either, and a replay never gets here (store_write_one).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,6 +30,43 @@ store_exec_key(store_sqlite_conn *c, store_stmt_id id, const store_write *w,
 	store_bind_blob(st, 1, w->key, w->key_len, &rc);
 	if (has_v) {
 		store_bind_i64(st, 2, v, &rc);
+	}
+	if (rc == SQLITE_OK) {
+		rc = store_sqlite_step(st);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	store_sqlite_done(st);
+	return rc;
+}
+
+/* store_log_change appends the change-log row of r's change (r's
+ * revision, the record's metadata after the change, its lock when
+ * r->locked): the one statement DESIGN §9 adds to a write. */
+int
+store_log_change(store_wctx *x, store_event_type type, const store_record *r)
+{
+	sqlite3_stmt *st = x->c->st[STORE_STMT_CHG_PUT];
+	int rc = SQLITE_OK;
+
+	store_bind_i64(st, 1, (int64_t) r->revision, &rc);
+	store_bind_blob(st, 2, r->key, r->key_len, &rc);
+	store_bind_i64(st, 3, (int64_t) type, &rc);
+	store_bind_i64(st, 4, x->now, &rc);
+	store_bind_i64(st, 5, (int64_t) r->version, &rc);
+	store_bind_i64(st, 6, r->deleted ? 1 : 0, &rc);
+	store_bind_i64(st, 7, r->created_at_ms, &rc);
+	store_bind_i64(st, 8, r->updated_at_ms, &rc);
+	store_bind_text(st, 9, r->content_type, strlen(r->content_type), &rc);
+	store_bind_text(st, 10, r->updated_by, strlen(r->updated_by), &rc);
+	if (r->locked) {
+		store_bind_text(st, 11, r->lock.owner, strlen(r->lock.owner),
+		    &rc);
+		store_bind_i64(st, 12, r->lock.expires_at_ms, &rc);
+		store_bind_i64(st, 13, (int64_t) r->lock.fencing_token, &rc);
+	} else {
+		for (int i = 11; i <= 13; i++) {
+			store_bind_null(st, i, &rc);
+		}
 	}
 	if (rc == SQLITE_OK) {
 		rc = store_sqlite_step(st);
@@ -108,7 +148,8 @@ store_put_data(store_wctx *x, const store_write *w, const store_row *row,
  * without a row gets a lock placeholder (version 0, not live). */
 static int
 store_put_lock(store_wctx *x, const store_write *w, const store_row *row,
-    const store_token *token, int64_t expires, uint64_t fencing)
+    const store_token *token, int64_t expires, uint64_t fencing,
+    uint64_t revision)
 {
 	bool set = token != NULL;
 	sqlite3_stmt *st;
@@ -128,6 +169,7 @@ store_put_lock(store_wctx *x, const store_write *w, const store_row *row,
 				store_bind_null(st, i, &rc);
 			}
 		}
+		store_bind_i64(st, 6, (int64_t) revision, &rc);
 	} else {
 		if (DS_NEVER(!set)) {
 			return SQLITE_INTERNAL; /* unlock needs a live lease */
@@ -135,7 +177,7 @@ store_put_lock(store_wctx *x, const store_write *w, const store_row *row,
 		st = x->c->st[STORE_STMT_ROW_INSERT];
 		store_bind_blob(st, 1, w->key, w->key_len, &rc);
 		store_bind_i64(st, 2, 0, &rc);  /* version: never existed */
-		store_bind_i64(st, 3, 0, &rc);  /* revision */
+		store_bind_i64(st, 3, (int64_t) revision, &rc);
 		store_bind_i64(st, 4, 1, &rc);  /* not live */
 		store_bind_i64(st, 5, 0, &rc);  /* created_at */
 		store_bind_i64(st, 6, 0, &rc);  /* updated_at */
@@ -320,7 +362,9 @@ store_write_data(store_wctx *x, const store_write *w, store_write_result *res)
 		goto nomem;
 	}
 	store_sqlite_done(st);
-	if ((rc = store_put_data(x, w, &row, r)) != SQLITE_OK) {
+	if ((rc = store_put_data(x, w, &row, r)) != SQLITE_OK ||
+	    (rc = store_log_change(x, is_delete ? STORE_EV_DELETE : STORE_EV_PUT,
+	         r)) != SQLITE_OK) {
 		rv = store_sqlite_err(x->c->db, rc, &res->error,
 		    is_delete ? "deleting" : "updating");
 		goto out;
@@ -387,16 +431,19 @@ store_write_lock(store_wctx *x, const store_write *w, store_write_result *res)
 	r->locked = true;
 	r->lock.expires_at_ms = expires;
 	r->lock.fencing_token = fencing;
+	r->revision = x->cnt.revision + 1;
 	store_sqlite_done(st);
-	if ((rc = store_put_lock(x, w, &row, &token, expires, fencing)) !=
-	    SQLITE_OK) {
+	if ((rc = store_put_lock(x, w, &row, &token, expires, fencing,
+	         r->revision)) != SQLITE_OK ||
+	    (rc = store_log_change(x, STORE_EV_LOCK, r)) != SQLITE_OK) {
 		rv = store_sqlite_err(x->c->db, rc, &res->error, "locking");
 		goto out;
 	}
 	if (action == STORE_LEASE_ACQUIRE) {
 		x->cnt.fencing = fencing;
-		x->cnt.dirty = true;
 	}
+	x->cnt.revision = r->revision;
+	x->cnt.dirty = true;
 	res->token = token;
 	res->renewed = action == STORE_LEASE_RENEW;
 out:
@@ -431,14 +478,21 @@ store_write_unlock(store_wctx *x, const store_write *w,
 		(void) store_error_set(&res->error, rv, "", "out of memory");
 		goto out;
 	}
+	res->record.revision = x->cnt.revision + 1;
 	store_sqlite_done(st);
 	/* A placeholder only existed to carry the lock. */
 	rc = row.version == 0
 	    ? store_exec_key(x->c, STORE_STMT_ROW_DELETE, w, false, 0)
-	    : store_put_lock(x, w, &row, NULL, 0, 0);
+	    : store_put_lock(x, w, &row, NULL, 0, 0, res->record.revision);
+	if (rc == SQLITE_OK) {
+		rc = store_log_change(x, STORE_EV_UNLOCK, &res->record);
+	}
 	if (rc != SQLITE_OK) {
 		rv = store_sqlite_err(x->c->db, rc, &res->error, "unlocking");
+		goto out;
 	}
+	x->cnt.revision = res->record.revision;
+	x->cnt.dirty = true;
 out:
 	store_sqlite_done(st);
 	return rv;

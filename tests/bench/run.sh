@@ -23,7 +23,12 @@
 #   - datasyncd restarted with --durability normal: echo, update,
 #     update-hot and lock-cycle at 64 in flight over ipc://;
 #   - bytes datasyncd writes per lock cycle of a 1 MiB value
-#     (bytes_per_write.sh).
+#     (bytes_per_write.sh);
+#   - issue 11, the change feed (watch.sh, its own datasyncd and
+#     datasync-gateway, ~20 s): commit -> delivery latency to 1, 100 and
+#     1000 watchers over RPC and SSE, Update throughput with 1000 idle
+#     RPC watchers against none, and the RSS of a parked watcher and of an
+#     SSE stream.
 # It prints issue 10's target table (each target with its limit measured
 # in this run, the ratio and met/MISSED) and one table of every point,
 # each figure with its ratio to its limit, and writes them into
@@ -42,6 +47,8 @@
 #   BENCH_PNG            plot (default docs/bench-throughput.png)
 #   BENCH_NO_ETCD=1      skip etcd (and do not install it)
 #   BENCH_BYTES_CYCLES   lock cycles for the bytes-per-write point (default 20)
+#   BENCH_NO_WATCH=1     skip issue 11's watch points (watch.sh; its own
+#                        BENCH_WATCH_* settings are listed there)
 #   DS_KEEP_TMP=1        keep the temporary directory (logs, raw results)
 # Needs: jq, wrk (HTTP points are skipped without it), gnuplot (no plot
 # without it), etcd (Debian's etcd-server: installed here with apt-get
@@ -420,6 +427,22 @@ else
     '{"kind": "bytes", "failed": true}'
 fi
 
+# --- issue 11: the change feed ------------------------------------------------
+# watch.sh starts its own datasyncd and gateway and prints its tables
+# (markdown) on stdout; its progress goes to stderr like the points above.
+WATCH_MD=
+if [[ -z ${BENCH_NO_WATCH:-} ]]; then
+  log "issue 11: watchers (tests/bench/watch.sh)"
+  wrc=0
+  WATCH_MD=$(BUILD_DIR="$BUILD_DIR" BENCH_SECONDS="$SECS" \
+    BENCH_WARMUP="$WARM" BENCH_KEYS="$KEYS" BENCH_VALUE_BYTES="$VB" \
+    bash "$HERE/watch.sh") || wrc=$?
+  if [[ $wrc -ne 0 ]]; then
+    log "  watch.sh: a point failed (exit $wrc): see its table"
+    WATCH_MD+=$'\n\n'"watch.sh exited $wrc: a point failed (see above)."
+  fi
+fi
+
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(( $(date +%s) - T_START ))
 
@@ -517,6 +540,10 @@ echo
 echo "$TABLE"
 echo
 echo "$RSS_LINE"
+if [[ -n $WATCH_MD ]]; then
+  echo
+  echo "$WATCH_MD"
+fi
 
 # --- the plot --------------------------------------------------------------------
 PLOT_MD=
@@ -575,6 +602,12 @@ GEN=$TMP/generated.md
   echo
   echo "$RSS_LINE."
   echo
+  if [[ -n $WATCH_MD ]]; then
+    echo "Issue 11, the change feed (tests/bench/watch.sh):"
+    echo
+    echo "$WATCH_MD"
+    echo
+  fi
   if [[ -n $PLOT_MD ]]; then
     echo "$PLOT_MD"
     echo

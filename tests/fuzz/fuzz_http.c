@@ -9,7 +9,11 @@
  *   - no header value holds a control character (no CR LF injection);
  *   - an error body, and the JSON of the lock, list and /rpc/ routes,
  *     is valid JSON;
- *   - 204 and 304 have no body; 423, 429 and 503 carry Retry-After.
+ *   - 204 and 304 have no body; 423, 429 and 503 carry Retry-After;
+ *   - an event stream (GET /v1/events) is 200 text/event-stream, and its
+ *     bytes, and those gw_sse_step frames for three more fake Watch
+ *     outcomes, are well-formed SSE: every line a field we send (retry,
+ *     id, event, data) or a comment, every data line one JSON value.
  *
  * Input layout: byte 0 picks the fake RPC outcome of each step (a status
  * from a table of the ones the service gives, with the reply bytes as
@@ -21,6 +25,7 @@
  * "Name: value\r\n", an empty line, the body. FUZZ_VERBOSE=1 prints
  * every response's status, headers and the start of its body.
  */
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +125,7 @@ static const fz_outcome fz_outcomes[] = {
     {NRPC_CANCELLED, "CANCELLED", NULL, false},
     {NRPC_UNAUTHENTICATED, "UNAUTHENTICATED", NULL, false},
     {NRPC_UNKNOWN, "\xff\xfe not utf-8", NULL, true},
+    {NRPC_OUT_OF_RANGE, "REVISION_COMPACTED", "after_revision", true},
 };
 #define FZ_N_OUTCOMES (sizeof(fz_outcomes) / sizeof(fz_outcomes[0]))
 
@@ -130,6 +136,7 @@ static const char *const fz_detail_types[] = {
     "datasync.v1.GetResponse",
     "nrpc.v1.Status",
     "no.such.Type",
+    "datasync.v1.WatchResponse",
 };
 
 /* --- checks --- */
@@ -196,6 +203,100 @@ fz_check(const gw_plan *p)
 			fz_fail("a JSON body that does not parse", r);
 		}
 		json_decref(j);
+	}
+}
+
+/* fz_check_sse checks n bytes of an event stream, line by line. */
+static void
+fz_check_sse(const uint8_t *b, size_t n, const gw_response *r)
+{
+	size_t o = 0;
+
+	while (o < n) {
+		const uint8_t *nl = memchr(b + o, '\n', n - o);
+		size_t len = nl != NULL ? (size_t) (nl - (b + o)) : n - o;
+		const char *l = (const char *) b + o;
+
+		if (nl == NULL) {
+			fz_fail("an event stream line without its newline", r);
+		}
+		if (memchr(l, '\r', len) != NULL || memchr(l, '\0', len) != NULL) {
+			fz_fail("CR or NUL inside an event stream line", r);
+		}
+		if (len > 6 && memcmp(l, "data: ", 6) == 0) {
+			json_error_t je;
+			json_t *j = json_loadb(l + 6, len - 6, 0, &je);
+
+			if (j == NULL) {
+				fz_fail("an SSE data line that is not JSON", r);
+			}
+			json_decref(j);
+		} else if (!(len == 0 || l[0] == ':' ||
+		               (len > 7 && memcmp(l, "retry: ", 7) == 0) ||
+		               (len > 4 && memcmp(l, "id: ", 4) == 0) ||
+		               (len > 7 && memcmp(l, "event: ", 7) == 0))) {
+			fz_fail("an event stream line we never send", r);
+		}
+		o += len + 1;
+	}
+}
+
+/* fz_stream checks an opened stream, then frames three more outcomes as
+ * the stream's later Watch calls would. */
+static void
+fz_stream(const gw_core *core, gw_plan *p, unsigned sel, const uint8_t *reply,
+    size_t reply_len)
+{
+	const gw_response *r = &p->resp;
+	const char *ct = gw_response_get_header(r, "Content-Type");
+	uint64_t after = p->stream_after;
+
+	if (r->status != 200 || ct == NULL ||
+	    strncmp(ct, "text/event-stream", 17) != 0) {
+		fz_fail("a stream that is not 200 text/event-stream", r);
+	}
+	if (fz_verbose) {
+		fprintf(stderr, "fuzz_http: GET events -> stream from %" PRIu64
+		    "\n%.*s", after, (int) (r->body_len > 400 ? 400 : r->body_len),
+		    (const char *) r->body);
+	}
+	fz_check_sse(r->body, r->body_len, r);
+	for (int i = 0; i < 3; i++) {
+		const fz_outcome *oc = &fz_outcomes[(sel >> i) % FZ_N_OUTCOMES];
+		ProtobufCMessage *resp = NULL;
+		nrpc_status st;
+		ds_buf b;
+		uint64_t before = after;
+		gw_sse_next next;
+
+		memset(&st, 0, sizeof(st));
+		if (oc->code == NRPC_OK) {
+			resp = protobuf_c_message_unpack(
+			    &datasync__v1__watch_response__descriptor, NULL,
+			    reply_len, reply);
+		} else {
+			nrpc_status_set(&st, oc->code, oc->reason, oc->field,
+			    "fake %s\nfrom the fuzzer", oc->reason);
+			if (oc->detail) {
+				(void) nrpc_status_set_detail_bytes(&st,
+				    "datasync.v1.WatchResponse", reply,
+				    reply_len);
+			}
+		}
+		ds_buf_init(&b, GW_SSE_MAX_PENDING_BYTES);
+		next = gw_sse_step(core, &b, resp, &st, &after);
+		if (after < before) {
+			fz_fail("a stream's cursor went backwards", r);
+		}
+		fz_check_sse(b.ptr, b.len, r);
+		ds_buf_fini(&b);
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		nrpc_status_fini(&st);
+		if (next == GW_SSE_END) {
+			break;
+		}
 	}
 }
 
@@ -374,6 +475,8 @@ fz_step(const gw_core *core, gw_plan *p, unsigned sel, const uint8_t *reply,
 	/* p->resp may borrow from resp (a GET's value): check it first. */
 	if (p->kind == GW_PLAN_RESPOND) {
 		fz_check(p);
+	} else if (p->kind == GW_PLAN_STREAM) {
+		fz_stream(core, p, sel, reply, reply_len);
 	}
 	if (resp != NULL) {
 		protobuf_c_message_free_unpacked(resp, NULL);
@@ -413,7 +516,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	gw_plan_init(&p);
 	gw_plan_request(&core, &q.req, &p);
-	for (int step = 0; step < 4 && p.kind != GW_PLAN_RESPOND; step++) {
+	for (int step = 0;
+	     step < 4 && p.kind != GW_PLAN_RESPOND && p.kind != GW_PLAN_STREAM;
+	     step++) {
 		if (p.kind == GW_PLAN_STATIC) {
 			gw_static_respond(fz_root_real, NULL, p.static_rel,
 			    &p.resp);
@@ -437,9 +542,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		fz_step(&core, &p, sel >> (step * 2), reply, reply_len);
 		/* Checked inside: the body may borrow from the reply. */
-		checked = p.kind == GW_PLAN_RESPOND;
+		checked = p.kind == GW_PLAN_RESPOND || p.kind == GW_PLAN_STREAM;
 	}
-	if (p.kind != GW_PLAN_RESPOND) {
+	if (p.kind != GW_PLAN_RESPOND && p.kind != GW_PLAN_STREAM) {
 		fprintf(stderr, "fuzz_http: no response after four RPCs\n");
 		abort();
 	}

@@ -32,8 +32,9 @@
  *   bit 4     sequence: give every envelope a request id
  *   bit 5     sequence: a client name and metadata in every envelope
  * A sequence is up to 8 records [op][len_hi][len_lo][body...]: op's low 3
- * bits pick the method (the six DataSync methods, the runtime's Ping, an
- * unknown one), its high 5 bits advance the store's clock by that many
+ * bits pick the method (the seven DataSync methods, Watch last, or an
+ * unknown one; the runtime's Ping is reached by name in raw mode; every
+ * Watch the harness sends waits at most FZ_WATCH_MAX_MS), its high 5 bits advance the store's clock by that many
  * half-seconds first (leases expire). When the body decodes as the
  * method's input and its lock_token is "T", the harness puts in the last
  * token a Lock returned, so the fuzzer reaches writes under a lock.
@@ -178,7 +179,14 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* --- methods --- */
 
-enum { FZ_PING = 6, FZ_UNKNOWN = 7 };
+/* The seven DataSync methods are 0..6 (Watch is 6); 7 is an unknown
+ * method. Ping is reached by name, in raw mode. */
+enum { FZ_WATCH = 6, FZ_UNKNOWN = 7 };
+
+/* A Watch waits up to its timeout_ms (0 = 30 s) for a change: the harness
+ * makes every Watch it sends wait at most this long, or one input would
+ * take seconds. */
+#define FZ_WATCH_MAX_MS 3
 
 static const nrpc_method fz_ping = {NRPC_PING_METHOD, "Ping",
     &datasync__v1__get_request__descriptor,
@@ -194,7 +202,7 @@ fz_method(unsigned i)
 	if (i < datasync_v1_data_sync_service.n_methods) {
 		return &datasync_v1_data_sync_service.methods[i];
 	}
-	return i == FZ_PING ? &fz_ping : &fz_unknown;
+	return &fz_unknown;
 }
 
 static const nrpc_method *
@@ -205,7 +213,7 @@ fz_method_by_name(const char *name)
 			return fz_method(i);
 		}
 	}
-	return NULL;
+	return strcmp(fz_ping.full_name, name) == 0 ? &fz_ping : NULL;
 }
 
 /* --- checks --- */
@@ -492,8 +500,45 @@ fz_pack_env(const char *method, const uint8_t *body, size_t body_len,
 	return buf;
 }
 
+static uint8_t *
+fz_pack_msg(const ProtobufCMessage *msg, size_t *out_len)
+{
+	uint8_t *buf;
+
+	*out_len = protobuf_c_message_get_packed_size(msg);
+	if ((buf = malloc(*out_len + 1)) == NULL) {
+		abort();
+	}
+	(void) protobuf_c_message_pack(msg, buf);
+	return buf;
+}
+
+/* fz_clamp_waits shortens the waits a decoded request asks for (a
+ * Watch's timeout, a Lock's wait_ms) to at most FZ_WATCH_MAX_MS, so that
+ * one input never parks for seconds; true when it changed msg. */
+static bool
+fz_clamp_waits(const nrpc_method *m, ProtobufCMessage *msg)
+{
+	if (m == fz_method(FZ_WATCH)) {
+		Datasync__V1__WatchRequest *w = (Datasync__V1__WatchRequest *) msg;
+
+		w->timeout_ms = 1 + w->timeout_ms % FZ_WATCH_MAX_MS;
+		return true;
+	}
+	if (m == fz_method(3)) {
+		Datasync__V1__LockRequest *l = (Datasync__V1__LockRequest *) msg;
+
+		if (l->wait_ms > 0) {
+			l->wait_ms = 1 + l->wait_ms % FZ_WATCH_MAX_MS;
+			return true;
+		}
+	}
+	return false;
+}
+
 /* fz_body_fixup decodes body as m's input; when it has lock_token "T",
- * the last Lock's token goes in. Returns a packed copy (malloc) or NULL
+ * the last Lock's token goes in, and waits
+ * are clamped (fz_clamp_waits). Returns a packed copy (malloc) or NULL
  * to send the bytes as they are. */
 static uint8_t *
 fz_body_fixup(const nrpc_method *m, const uint8_t *body, size_t len,
@@ -503,6 +548,7 @@ fz_body_fixup(const nrpc_method *m, const uint8_t *body, size_t len,
 	const ProtobufCFieldDescriptor *f;
 	char **tok;
 	uint8_t *buf;
+	bool clamped;
 
 	*decoded = NULL;
 	if ((msg = protobuf_c_message_unpack(m->input, NULL, len, body)) ==
@@ -510,14 +556,15 @@ fz_body_fixup(const nrpc_method *m, const uint8_t *body, size_t len,
 		return NULL;
 	}
 	*decoded = msg;
+	clamped = fz_clamp_waits(m, msg);
 	f = protobuf_c_message_descriptor_get_field_by_name(
 	    m->input, "lock_token");
 	if (f == NULL || fz_token[0] == '\0') {
-		return NULL;
+		return clamped ? fz_pack_msg(msg, out_len) : NULL;
 	}
 	tok = (char **) ((char *) msg + f->offset);
 	if (*tok == NULL || strcmp(*tok, "T") != 0) {
-		return NULL;
+		return clamped ? fz_pack_msg(msg, out_len) : NULL;
 	}
 	/* protobuf-c frees the string with the message: swap ours in and
 	 * restore before freeing. */
@@ -525,11 +572,7 @@ fz_body_fixup(const nrpc_method *m, const uint8_t *body, size_t len,
 		char *saved = *tok;
 
 		*tok = fz_token;
-		*out_len = protobuf_c_message_get_packed_size(msg);
-		if ((buf = malloc(*out_len + 1)) == NULL) {
-			abort();
-		}
-		(void) protobuf_c_message_pack(msg, buf);
+		buf = fz_pack_msg(msg, out_len);
 		*tok = saved;
 	}
 	return buf;
@@ -701,6 +744,7 @@ fz_raw(const uint8_t *data, size_t size, unsigned flags)
 	Nrpc__V1__Request *env;
 	const nrpc_method *m = NULL;
 	ProtobufCMessage *req = NULL;
+	uint8_t *rebuilt = NULL;
 	fz_sent sent;
 
 	if ((env = nrpc__v1__request__unpack(NULL, size, data)) != NULL) {
@@ -712,6 +756,20 @@ fz_raw(const uint8_t *data, size_t size, unsigned flags)
 			m = NULL;
 		}
 	}
+	if (req != NULL && fz_clamp_waits(m, req)) {
+		uint8_t *body;
+
+		/* As fz_body_fixup: short waits. The envelope is rebuilt. */
+		body = fz_pack_msg(req, &env->body.len);
+		free(env->body.data);
+		env->body.data = body;
+		size = nrpc__v1__request__get_packed_size(env);
+		if ((rebuilt = malloc(size + 1)) == NULL) {
+			abort();
+		}
+		(void) nrpc__v1__request__pack(env, rebuilt);
+		data = rebuilt;
+	}
 	fz_judge(&sent, m, data, size, m != NULL ? env->body.data : NULL,
 	    m != NULL ? env->body.len : 0);
 	fz_run_one(m, data, size, size <= FZ_MAX_MESSAGE ? req : NULL, &sent,
@@ -722,6 +780,7 @@ fz_raw(const uint8_t *data, size_t size, unsigned flags)
 	if (env != NULL) {
 		nrpc__v1__request__free_unpacked(env, NULL);
 	}
+	free(rebuilt);
 }
 
 static void
@@ -775,7 +834,7 @@ fz_client(const uint8_t *data, size_t size)
 		return;
 	}
 	if (nrpc_envelope_decode_reply(data + 1, size - 1, FZ_MAX_MESSAGE,
-	        fz_method(data[0] % 6)->output, &resp, &st) == NRPC_OK) {
+	        fz_method(data[0] % 7)->output, &resp, &st) == NRPC_OK) {
 		protobuf_c_message_free_unpacked(resp, NULL);
 	} else if (st.code < NRPC_CANCELLED ||
 	           st.code > NRPC_UNAUTHENTICATED) {

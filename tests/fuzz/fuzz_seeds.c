@@ -241,6 +241,25 @@ sd_rpc(void)
 	ls.page_token = "ticket/1";
 	sd_rpc1("list_token", M_LIST, &ls.base, NULL);
 
+	{
+		Datasync__V1__WatchRequest wr = DATASYNC__V1__WATCH_REQUEST__INIT;
+
+		wr.prefix = "ticket/";
+		wr.after_revision = 1;
+		wr.timeout_ms = 5;
+		wr.limit = 2;
+		sd_rpc1("watch_prefix", "/datasync.v1.DataSync/Watch", &wr.base,
+		    NULL);
+		wr.prefix = "";
+		wr.key = "ticket/1";
+		wr.with_values = true;
+		wr.after_revision = 0;
+		sd_rpc1("watch_key_values", "/datasync.v1.DataSync/Watch",
+		    &wr.base, NULL);
+		lk.wait_ms = 2;
+		sd_rpc1("lock_wait", M_LOCK, &lk.base, NULL);
+		lk.wait_ms = 0;
+	}
 	sd_rpc1("ping", "/nrpc.v1.Server/Ping", NULL, NULL);
 	sd_rpc1("unknown_method", "/datasync.v1.DataSync/Nope", &get.base, NULL);
 
@@ -373,9 +392,27 @@ sd_rpc(void)
 		get.version = v;
 		sd_rec(&s, 0, &get.base);
 	}
-	sd_rec(&s, 6, NULL);
+	sd_rec(&s, 6, NULL); /* a Watch of everything, from now */
 	sd_rec(&s, 7, &get.base);
 	sd_write("rpc", "seq_history", s.b, s.n);
+
+	/* Mode 1: writes, then a watch of them with values. */
+	s.n = 0;
+	sd_byte(&s, 0x01);
+	pc.kind_case = DATASYNC__V1__PRECONDITION__KIND_UNCONDITIONAL;
+	pc.unconditional = true;
+	up.lock_token = "";
+	sd_rec(&s, 1, &up.base);
+	sd_rec(&s, 3, &lk.base);
+	{
+		Datasync__V1__WatchRequest wr = DATASYNC__V1__WATCH_REQUEST__INIT;
+
+		wr.prefix = "";
+		wr.after_revision = 1;
+		wr.with_values = true;
+		sd_rec(&s, 6, &wr.base);
+	}
+	sd_write("rpc", "seq_watch", s.b, s.n);
 
 	/* Mode 3: replies for the client's decoder. */
 	rec.key = "ticket/1";
@@ -450,7 +487,61 @@ sd_http(const char *name, unsigned sel, unsigned flags, const ProtobufCMessage *
 enum { O_OK = 0, O_CONFLICT = 2, O_LOCKED = 3, O_NOT_FOUND = 4,
 	O_INVALID = 5, O_TOO_LARGE = 7, O_OVERLOADED = 8, O_UNAVAILABLE = 9,
 	O_DEADLINE = 10, O_MISMATCH = 11, O_COMPACTED = 14,
-	O_BAD_UTF8 = 21 };
+	O_BAD_UTF8 = 21,
+	/* REVISION_COMPACTED (22) with the detail read as the 7th detail
+	 * type, datasync.v1.WatchResponse: 22 + 23 * 6. */
+	O_REV_COMPACTED = 160 };
+
+/* Watch over HTTP: long poll, event stream, Lock waitMs. */
+static void
+sd_http_watch(void)
+{
+	Datasync__V1__Record rec = DATASYNC__V1__RECORD__INIT;
+	Datasync__V1__Event ev = DATASYNC__V1__EVENT__INIT;
+	Datasync__V1__Event *evs[1] = {&ev};
+	Datasync__V1__WatchResponse wr = DATASYNC__V1__WATCH_RESPONSE__INIT;
+	Datasync__V1__WatchResponse cr = DATASYNC__V1__WATCH_RESPONSE__INIT;
+	static const uint8_t value[] = "line\nbreak";
+
+	rec.key = "ticket/1";
+	rec.version = 4;
+	rec.revision = 10;
+	rec.updated_by = "al\nice";
+	rec.value.data = (uint8_t *) value;
+	rec.value.len = sizeof(value) - 1;
+	ev.type = DATASYNC__V1__EVENT_TYPE__EVENT_PUT;
+	ev.revision = 10;
+	ev.record = &rec;
+	wr.n_events = 1;
+	wr.events = evs;
+	wr.revision = 10;
+	wr.compact_revision = 2;
+	cr.compact_revision = 5;
+	cr.revision = 10;
+
+	sd_http("watch", O_OK, 0, &wr.base,
+	    "GET /v1/watch?prefix=ticket%2F&after=3&timeout=5s&limit=2&values=1 "
+	    "HTTP/1.1\r\nOrigin: https://app.example\r\n\r\n");
+	sd_http("watch_compacted", O_REV_COMPACTED, 0, &cr.base,
+	    "GET /v1/watch?key=ticket/1&after=1 HTTP/1.1\r\n\r\n");
+	sd_http("watch_bad_query", O_OK, 0, NULL,
+	    "GET /v1/watch?key=a&prefix=b&timeout=2m HTTP/1.1\r\n\r\n");
+	sd_http("events", O_OK, 1, &wr.base,
+	    "GET /v1/events?key=ticket/1&values=true HTTP/1.1\r\n"
+	    "Last-Event-ID: 4\r\nOrigin: https://app.example\r\n\r\n");
+	sd_http("events_compacted", O_REV_COMPACTED, 0, &cr.base,
+	    "GET /v1/events?after=1 HTTP/1.1\r\n\r\n");
+	sd_http("events_bad_id", O_OK, 0, NULL,
+	    "GET /v1/events HTTP/1.1\r\nLast-Event-ID: x\r\n\r\n");
+	sd_http("lock_wait", O_OK, 0, NULL,
+	    "POST /v1/records/ticket/1/lock HTTP/1.1\r\n"
+	    "Content-Type: application/json\r\n\r\n"
+	    "{\"owner\":\"bob\",\"waitMs\":20000}");
+	sd_http("rpc_watch", O_OK, 0, &wr.base,
+	    "POST /rpc/datasync.v1.DataSync/Watch HTTP/1.1\r\n"
+	    "Content-Type: application/json\r\n\r\n"
+	    "{\"prefix\":\"ticket/\",\"timeoutMs\":59000}");
+}
 
 static void
 sd_http_all(void)
@@ -613,6 +704,7 @@ sd_http_all(void)
 	sd_http("bad_target", O_OK, 0, NULL, "GET v1/records HTTP/1.1\r\n\r\n");
 	sd_http("fail_to_start", O_OK, 16, NULL,
 	    "GET /v1/records/k HTTP/1.1\r\n\r\n");
+	sd_http_watch();
 }
 
 int

@@ -354,7 +354,7 @@ expect_code 204 "preflight from an allowed origin"
 expect_hdr Access-Control-Allow-Origin https://app.example "preflight ACAO"
 expect_hdr Access-Control-Allow-Methods "GET, HEAD, PUT, DELETE, OPTIONS" "preflight methods"
 expect_hdr Access-Control-Allow-Headers \
-  "Content-Type, If-Match, If-None-Match, Lock-Token, Idempotency-Key, Author" \
+  "Content-Type, If-Match, If-None-Match, Lock-Token, Idempotency-Key, Author, Last-Event-ID" \
   "preflight headers"
 expect_hdr Access-Control-Max-Age 600 "preflight max age"
 http OPTIONS $R/doc -H 'Origin: https://evil.example' \

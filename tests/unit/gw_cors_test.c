@@ -151,7 +151,7 @@ test_preflight_from_allowed_origin(void **state)
 	assert_string_equal(
 	    gw_response_get_header(&r, "Access-Control-Allow-Headers"),
 	    "Content-Type, If-Match, If-None-Match, Lock-Token, "
-	    "Idempotency-Key, Author");
+	    "Idempotency-Key, Author, Last-Event-ID");
 	assert_string_equal(
 	    gw_response_get_header(&r, "Access-Control-Max-Age"), "600");
 	assert_non_null(strstr(gw_response_get_header(&r, "Vary"), "Origin"));

@@ -25,7 +25,7 @@ test_batch_with_mixed_outcomes(void **state)
 	(void) stt_put(fx->c, "a", "a1");      /* rev 1 */
 	(void) stt_put(fx->c, "locked", "l1"); /* rev 2 */
 	assert_int_equal(stt_apply(fx->c, stt_lock("locked", "ann", 0), &lk),
-	    STORE_OK);
+	    STORE_OK);                         /* rev 3: a lock is a change */
 	ws[0] = stt_update("a", "a2", STORE_PRECOND_IF_VERSION, 1);
 	/* Sees write 0: stale now. */
 	ws[1] = stt_update("a", "lost", STORE_PRECOND_IF_VERSION, 1);
@@ -49,7 +49,7 @@ test_batch_with_mixed_outcomes(void **state)
 
 	assert_int_equal(rs[0].error.code, STORE_OK);
 	assert_int_equal(rs[0].record.version, 2);
-	assert_int_equal(rs[0].record.revision, 3);
+	assert_int_equal(rs[0].record.revision, 4);
 	assert_int_equal(rs[1].error.code, STORE_ECONFLICT);
 	assert_int_equal(rs[1].record.version, 2);
 	stt_assert_value(&rs[1].record, "a2");
@@ -57,29 +57,30 @@ test_batch_with_mixed_outcomes(void **state)
 	assert_string_equal(rs[2].record.lock.owner, "ann");
 	assert_int_equal(rs[3].error.code, STORE_OK);
 	assert_false(rs[3].replayed);
-	assert_int_equal(rs[3].record.revision, 4);
+	assert_int_equal(rs[3].record.revision, 5);
 	assert_int_equal(rs[4].error.code, STORE_OK);
 	assert_true(rs[4].replayed);
 	assert_int_equal(rs[4].record.version, 1);
-	assert_int_equal(rs[4].record.revision, 4);
+	assert_int_equal(rs[4].record.revision, 5);
 	assert_int_equal(rs[5].error.code, STORE_EPRECONDITION_REQUIRED);
 	assert_int_equal(rs[6].error.code, STORE_OK);
 	assert_int_equal(rs[6].record.version, 3);
 	assert_true(rs[6].record.deleted);
-	assert_int_equal(rs[6].record.revision, 5);
+	assert_int_equal(rs[6].record.revision, 6);
 	assert_int_equal(rs[7].error.code, STORE_EINVAL);
 	assert_string_equal(rs[7].error.field, "key");
 	assert_int_equal(rs[8].error.code, STORE_EREQUEST_ID_REUSED);
 	assert_int_equal(rs[9].error.code, STORE_OK);
 	assert_int_equal(rs[9].record.lock.fencing_token, 2);
+	assert_int_equal(rs[9].record.revision, 7);
 	assert_int_equal(rs[10].error.code, STORE_OK);
 	assert_int_equal(rs[10].record.version, 2);
-	assert_int_equal(rs[10].record.revision, 6);
+	assert_int_equal(rs[10].record.revision, 8);
 	for (size_t i = 0; i < 11; i++) {
 		store_write_result_fini(&rs[i]);
 	}
 
-	assert_int_equal(stt_revision(fx->c), 6);
+	assert_int_equal(stt_revision(fx->c), 8);
 	assert_int_equal(stt_version(fx->c, "a"), 0);
 	assert_int_equal(stt_version(fx->c, "b"), 1);
 	assert_int_equal(stt_version(fx->c, "c"), 0);

@@ -219,7 +219,8 @@ test_alloc_failures_during_apply_change_nothing(void **state)
 		assert_int_equal(r.record.lock.fencing_token, 3);
 		store_write_result_fini(&r);
 	}
-	assert_int_equal(stt_revision(fx->c), 11);
+	/* Lock changes take revisions too (DESIGN §9). */
+	assert_int_equal(stt_revision(fx->c), 16);
 	stt_fx_free(fx);
 }
 
@@ -500,7 +501,7 @@ test_sqlite_alloc_failures_mid_write_change_nothing(void **state)
 		}
 		/* Everything applied exactly once, and the writer's
 		 * connection is healthy. */
-		assert_int_equal(stt_revision(observer), 9);
+		assert_int_equal(stt_revision(observer), 11);
 		assert_int_equal(stt_version(observer, "doc"), 3);
 		assert_int_equal(stt_version(fx->c, "new"), 1);
 		assert_int_equal(stt_put(fx->c, "after", "x"), 1);
@@ -666,19 +667,20 @@ test_a_write_failing_after_its_changes_is_rolled_back_alone(void **state)
 	memset(rs, 0, sizeof(rs));
 	assert_int_equal(store_apply_batch(fx->c, ws, 6, rs), STORE_OK);
 	assert_int_equal(rs[0].error.code, STORE_OK);
-	assert_int_equal(rs[0].record.revision, 7);
+	assert_int_equal(rs[0].record.revision, 8);
 	sft_assert_error_only(&rs[1], STORE_EIO);
 	sft_assert_error_only(&rs[2], STORE_EIO);
 	assert_int_equal(rs[3].error.code, STORE_OK);
 	assert_int_equal(rs[3].record.version, 1);
-	assert_int_equal(rs[3].record.revision, 8);
+	assert_int_equal(rs[3].record.revision, 9);
 	sft_assert_error_only(&rs[4], STORE_EIO);
 	assert_int_equal(rs[5].error.code, STORE_OK);
 	assert_int_equal(rs[5].record.lock.fencing_token, 2);
+	assert_int_equal(rs[5].record.revision, 10);
 	for (size_t i = 0; i < 6; i++) {
 		store_write_result_fini(&rs[i]);
 	}
-	assert_int_equal(stt_revision(fx->c), 8);
+	assert_int_equal(stt_revision(fx->c), 10);
 	assert_int_equal(stt_version(fx->c, "doc"), 3);
 	/* "gone" was never locked: anyone can lock it. */
 	{

@@ -406,22 +406,42 @@ test_unlock_releases_and_a_released_token_is_not_locked(void **state)
 	store_write_result_fini(&a);
 }
 
+/* A lock change is a change (DESIGN §9): it takes the next revision,
+ * which becomes the record's, but never a version. */
 static void
-test_lock_changes_neither_version_nor_revision(void **state)
+test_lock_changes_the_revision_not_the_version(void **state)
 {
 	stt_fx *fx = *state;
 	store_write_result a;
+	store_write_result r;
 	store_record rec;
 
 	(void) stt_put(fx->c, "doc", "v1");
 	a = slk_lock(fx->c, "doc", "ann", 10000);
-	assert_int_equal(a.record.revision, 1);
-	assert_int_equal(stt_apply0(fx->c, stt_unlock("doc", &a.token)),
+	assert_int_equal(a.record.version, 1);
+	assert_int_equal(a.record.revision, 2);
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_with_token(stt_lock("doc", "ann", 10000),
+	                         &a.token),
+	                     &r),
 	    STORE_OK);
-	assert_int_equal(stt_revision(fx->c), 1);
+	assert_true(r.renewed);
+	assert_int_equal(r.record.revision, 3);
+	store_write_result_fini(&r);
+	assert_int_equal(stt_apply(fx->c, stt_unlock("doc", &a.token), &r),
+	    STORE_OK);
+	assert_int_equal(r.record.revision, 4);
+	store_write_result_fini(&r);
+	assert_int_equal(stt_revision(fx->c), 4);
 	memset(&rec, 0, sizeof(rec));
 	assert_int_equal(store_get(fx->c, "doc", 3, 0, &rec, NULL), STORE_OK);
 	assert_int_equal(rec.version, 1);
+	assert_int_equal(rec.revision, 4);
+	store_record_fini(&rec);
+	/* The version's own revision is still its write's. */
+	(void) stt_put(fx->c, "doc", "v2");
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(store_get(fx->c, "doc", 3, 1, &rec, NULL), STORE_OK);
 	assert_int_equal(rec.revision, 1);
 	store_record_fini(&rec);
 	store_write_result_fini(&a);
@@ -470,7 +490,7 @@ test_an_absent_key_can_be_locked_then_created_by_the_holder(void **state)
 	assert_int_equal(r.record.version, 1);
 	assert_true(r.record.locked);
 	store_write_result_fini(&r);
-	assert_int_equal(stt_revision(fx->c), 1);
+	assert_int_equal(stt_revision(fx->c), 2); /* the lock, the create */
 	store_write_result_fini(&a);
 }
 
@@ -622,7 +642,7 @@ main(void)
 	    T(test_unlock_with_the_wrong_token_returns_token_mismatch),
 	    T(test_unlock_when_nothing_is_held_returns_not_locked),
 	    T(test_unlock_releases_and_a_released_token_is_not_locked),
-	    T(test_lock_changes_neither_version_nor_revision),
+	    T(test_lock_changes_the_revision_not_the_version),
 	    T(test_an_absent_key_can_be_locked_then_created_by_the_holder),
 	    T(test_unlocking_an_absent_key_leaves_no_trace),
 	    T(test_delete_keeps_the_lock_on_the_tombstone),

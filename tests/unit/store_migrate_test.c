@@ -135,6 +135,31 @@ smt_assert_get(store_conn *c, const char *key, uint64_t v, store_err code,
 	store_record_fini(&rec);
 }
 
+/* smt_changes reads the whole change log after `after` and checks the
+ * outcome, the store revision, that compact_revision is the migrated
+ * revision (8) and that n events follow `after` without a gap. */
+static void
+smt_changes(store_conn *c, uint64_t after, store_err want, uint64_t revision,
+    size_t n)
+{
+	store_changes_req req;
+	store_changes_page page;
+
+	memset(&req, 0, sizeof(req));
+	memset(&page, 0, sizeof(page));
+	req.prefix = true;
+	req.after = after;
+	req.limit = 100;
+	assert_int_equal(store_changes_read(c, &req, &page, NULL), want);
+	assert_int_equal(page.revision, revision);
+	assert_int_equal(page.compact_revision, 8);
+	assert_int_equal(page.n, n);
+	for (size_t i = 0; i < page.n; i++) {
+		assert_int_equal(page.events[i].revision, after + 1 + i);
+	}
+	store_changes_page_fini(&page);
+}
+
 /* smt_check_data checks what both fixtures hold, then that the rules go
  * on from there: versions, revision and fencing continue, tombstones and
  * leases are enforced. */
@@ -147,12 +172,17 @@ smt_check_data(stt_fx *fx, const store_token *doc_token)
 
 	assert_int_equal(smt_query_int(fx->path, "PRAGMA user_version", NULL,
 	                     0),
-	    4);
+	    5);
 	(void) smt_query_int(fx->path, "PRAGMA integrity_check", text,
 	    sizeof(text));
 	assert_string_equal(text, "ok");
 	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
 	assert_int_equal(stt_revision(fx->c), 8);
+	/* The change log starts at the migrated store's revision: nothing
+	 * before it was logged, so older cursors are compacted. */
+	smt_changes(fx->c, 8, STORE_OK, 8, 0);
+	smt_changes(fx->c, 7, STORE_EREV_COMPACTED, 8, 0);
+	smt_changes(fx->c, 0, STORE_EREV_COMPACTED, 8, 0);
 
 	/* doc: three versions, the last by carol, locked by ann. */
 	memset(&rec, 0, sizeof(rec));
@@ -221,6 +251,9 @@ smt_check_data(stt_fx *fx, const store_token *doc_token)
 	    STORE_OK);
 	assert_int_equal(r.record.lock.fencing_token, 3);
 	store_write_result_fini(&r);
+	/* Update, Unlock, Update, Lock: logged from the migrated revision
+	 * on, gapless. */
+	smt_changes(fx->c, 8, STORE_OK, 12, 4);
 	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
 }
 

@@ -54,6 +54,7 @@ test_strerror_and_reason_name_every_code(void **state)
 	    {STORE_EIO, "INTERNAL"},
 	    {STORE_ECLOSED, "UNAVAILABLE"},
 	    {STORE_EBUSY, "DB_BUSY"},
+	    {STORE_EREV_COMPACTED, "REVISION_COMPACTED"},
 	};
 
 	(void) state;

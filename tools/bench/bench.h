@@ -222,6 +222,12 @@ void bench_hist_record(bench_hist *h, uint64_t ns);
 
 void bench_hist_merge(bench_hist *into, const bench_hist *h);
 
+/* bench_hist_us returns the q-quantile (0 < q <= 1) in microseconds:
+ * the highest value of the bucket holding it, as HdrHistogram reports,
+ * but never above the largest value seen. 0 when empty. Also linked by
+ * tests/bench/watch_bench.c. */
+double bench_hist_us(const bench_hist *h, double q);
+
 int bench_report(const bench_opts *o, const bench_result *r);
 
 const char *bench_key(const bench_run *r, size_t i);

@@ -105,10 +105,8 @@ bench_hist_merge(bench_hist *into, const bench_hist *h)
 	}
 }
 
-/* bench_hist_us returns the q-quantile (0 < q <= 1) in microseconds:
- * the highest value of the bucket holding it, as HdrHistogram reports,
- * but never above the largest value seen. 0 when empty. */
-static double
+/* bench_hist_us: see bench.h. */
+double
 bench_hist_us(const bench_hist *h, double q)
 {
 	uint64_t rank;
