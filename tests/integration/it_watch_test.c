@@ -438,6 +438,7 @@ typedef struct it_run {
 	atomic_bool stop_writers;
 	atomic_bool stop_watchers;
 	atomic_uint_fast64_t target; /* watchers stop once past it */
+	atomic_int_fast64_t give_up_ms; /* ... or give up at this time */
 	atomic_uint errors;
 	it_ack *acks;               /* IT_MAX_ACKS */
 	atomic_size_t n_acks;
@@ -477,6 +478,7 @@ it_writer_thread(void *arg)
 		char value[32];
 		char rid[64];
 		bool done = false;
+		int64_t started_ms = it_now_ms();
 
 		snprintf(key, sizeof(key), "c/%02u", k);
 		snprintf(rid, sizeof(rid), "w%u-%u-%u-%u", r->id, r->phase, wk->id,
@@ -533,7 +535,8 @@ it_writer_thread(void *arg)
 					versions[k] = cur->deleted ? 0 : cur->version;
 					datasync__v1__record__free_unpacked(cur, NULL);
 				}
-			} else if (it_retryable(&st)) {
+			} else if (it_retryable(&st) &&
+			    it_now_ms() - started_ms < 60000) {
 				/* Same request id: applied once, whatever
 				 * happened to the reply. */
 				it_sleep_ms(20);
@@ -562,6 +565,14 @@ it_watcher_thread(void *arg)
 		uint64_t target = atomic_load(&r->target);
 
 		if (atomic_load(&r->stop_watchers) && r->cursor[w] >= target) {
+			break;
+		}
+		if (atomic_load(&r->stop_watchers) &&
+		    it_now_ms() > atomic_load(&r->give_up_ms)) {
+			fprintf(stderr, "watcher %u stuck at revision %llu of %llu\n",
+			    w, (unsigned long long) r->cursor[w],
+			    (unsigned long long) target);
+			atomic_fetch_add(&r->errors, 1);
 			break;
 		}
 		if (it_watch(r->vc[w], NULL, "c/", r->cursor[w], 1000, false, &resp,
@@ -668,7 +679,8 @@ it_sse_stream(it_run *r, unsigned w)
 		char *nl;
 
 		if (atomic_load(&r->stop_watchers) &&
-		    r->cursor[w] >= atomic_load(&r->target)) {
+		    (r->cursor[w] >= atomic_load(&r->target) ||
+		        it_now_ms() > atomic_load(&r->give_up_ms))) {
 			break;
 		}
 		if (poll(&p, 1, 200) <= 0) {
@@ -729,6 +741,15 @@ it_sse_thread(void *arg)
 
 	while (!(atomic_load(&r->stop_watchers) &&
 	    r->cursor[wk->id] >= atomic_load(&r->target))) {
+		if (atomic_load(&r->stop_watchers) &&
+		    it_now_ms() > atomic_load(&r->give_up_ms)) {
+			fprintf(stderr, "sse watcher %u stuck at revision %llu of "
+			        "%llu\n", wk->id,
+			    (unsigned long long) r->cursor[wk->id],
+			    (unsigned long long) atomic_load(&r->target));
+			atomic_fetch_add(&r->errors, 1);
+			break;
+		}
 		it_sse_stream(r, wk->id);
 		it_sleep_ms(50); /* the server was restarting */
 	}
@@ -854,6 +875,8 @@ test_every_acknowledged_write_is_seen_once(void **state)
 	/* Phase 2: kill -9 in the middle of it; clients ride through. */
 	it_run_phase(r, wth, wk, seconds > 4 ? seconds / 2 : 2, true);
 	atomic_store(&r->target, it_revision_now());
+	/* Every watcher catches up in seconds; a minute means it is stuck. */
+	atomic_store(&r->give_up_ms, it_now_ms() + 60000);
 	atomic_store(&r->stop_watchers, true);
 	for (unsigned w = 0; w < IT_WATCHERS; w++) {
 		pthread_join(vth[w], NULL);
