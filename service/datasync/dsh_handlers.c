@@ -72,7 +72,7 @@ struct dsh_service {
 
 /* --- replies --- */
 
-static void
+void
 dsh_fail_store(nrpc_call *call, const store_error *err,
     const store_record *rec)
 {
@@ -186,15 +186,8 @@ dsh_writer_take(dsh_service *svc, dsh_slot *slot, int64_t wake_ms,
 	while (svc->head == NULL && !svc->stopping &&
 	    (now = ds_clock_now_ms(mono)) < wake_ms) {
 		struct timespec ts;
-		int64_t left = wake_ms - now;
 
-		(void) clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t) (left / 1000);
-		ts.tv_nsec += (long) (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ds_clock_abstime(CLOCK_MONOTONIC, wake_ms - now, &ts);
 		(void) pthread_cond_timedwait(&svc->cv, &svc->mu, &ts);
 	}
 	*stopping = svc->stopping;

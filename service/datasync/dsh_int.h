@@ -134,6 +134,11 @@ const store_record *dsh_headcache_answer(dsh_headcache *hc,
 void dsh_headcache_learn(dsh_headcache *hc, const store_write *w,
     const store_write_result *r);
 
+/* dsh_fail_store finishes call with the status of a store error; rec
+ * (may be NULL) is the conflict's or refusal's record detail. */
+void dsh_fail_store(nrpc_call *call, const store_error *err,
+    const store_record *rec);
+
 /* --- the write queue (dsh_handlers.c) --- */
 
 /* dsh_pending: a write waiting for the writer. It borrows the request
@@ -212,9 +217,5 @@ void dsh_watch_stats_get(dsh_watch_hub *h, dsh_watch_stats *out);
  * frees h. NULL is a no-op. */
 void dsh_watch_destroy(dsh_watch_hub *h);
 
-/* dsh_events_reply answers call with page's events (each record's value
- * only when with_values) and the given cursor revisions. */
-void dsh_events_reply(nrpc_call *call, const store_event *events, size_t n,
-    bool with_values, uint64_t revision, uint64_t compact_revision);
 
 #endif /* DSH_INT_H */

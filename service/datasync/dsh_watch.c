@@ -190,7 +190,7 @@ out:
 	ds_free(locks);
 }
 
-void
+static void
 dsh_events_reply(nrpc_call *call, const store_event *events, size_t n,
     bool with_values, uint64_t revision, uint64_t compact_revision)
 {
@@ -215,17 +215,6 @@ dsh_fail_compacted(nrpc_call *call, const store_error *err,
 	detail.revision = revision;
 	detail.compact_revision = compact_revision;
 	(void) nrpc_status_set_detail(&st, &detail.base);
-	nrpc_call_finish(call, &st, NULL);
-	nrpc_status_fini(&st);
-}
-
-static void
-dsh_fail_store_err(nrpc_call *call, const store_error *err)
-{
-	nrpc_status st;
-
-	memset(&st, 0, sizeof(st));
-	(void) dsh_status_from_store(err, NULL, &st);
 	nrpc_call_finish(call, &st, NULL);
 	nrpc_status_fini(&st);
 }
@@ -258,7 +247,7 @@ dsh_watch_read(store_conn *c, dsh_watch *w, uint64_t *revision)
 		dsh_fail_compacted(w->call, &err, page.revision,
 		    page.compact_revision);
 	} else if (rv != STORE_OK) {
-		dsh_fail_store_err(w->call, &err);
+		dsh_fail_store(w->call, &err, NULL);
 	} else if (page.n > 0) {
 		dsh_events_reply(w->call, page.events, page.n, w->with_values,
 		    page.events[page.n - 1].revision, page.compact_revision);
@@ -335,7 +324,7 @@ dsh_watch_begin(dsh_watch_hub *h, nrpc_call *call,
 		/* From now: nothing old, whatever the log holds. */
 		memset(&err, 0, sizeof(err));
 		if (store_revision(c, &w->after, &err) != STORE_OK) {
-			dsh_fail_store_err(call, &err);
+			dsh_fail_store(call, &err, NULL);
 			ds_free(w);
 			return;
 		}
@@ -599,6 +588,22 @@ dsh_hub_queue_waiter(dsh_watch_hub *h, dsh_pending *p)
 	 * reads have passed already: look for it in the key's own log. */
 	if (p->wait_since < h->seen && dsh_released_since(h, p)) {
 		q->kick = true;
+	}
+}
+
+/* dsh_hub_take_waiters files the waiters the replier handed over (a list
+ * through wnext); a new one is counted, a returning attempt already is. */
+static void
+dsh_hub_take_waiters(dsh_watch_hub *h, dsh_pending *win)
+{
+	while (win != NULL) {
+		dsh_pending *p = win;
+
+		win = p->wnext;
+		if (!p->wait_attempt) {
+			atomic_fetch_add(&h->n_waiters, 1);
+		}
+		dsh_hub_queue_waiter(h, p);
 	}
 }
 
@@ -880,15 +885,7 @@ dsh_hub_drain_all(dsh_watch_hub *h, dsh_watch *in, dsh_pending *win)
 {
 	dsh_hub_park(h, in);
 	(void) dsh_hub_timeouts(h, 0, false, true);
-	while (win != NULL) {
-		dsh_pending *p = win;
-
-		win = p->wnext;
-		if (!p->wait_attempt) {
-			atomic_fetch_add(&h->n_waiters, 1);
-		}
-		dsh_hub_queue_waiter(h, p);
-	}
+	dsh_hub_take_waiters(h, win);
 	while (h->queues != NULL) {
 		dsh_waitq *q = h->queues;
 
@@ -904,18 +901,6 @@ dsh_hub_drain_all(dsh_watch_hub *h, dsh_watch *in, dsh_pending *win)
 		}
 		ds_free(q->key);
 		ds_free(q);
-	}
-}
-
-static void
-dsh_timespec_at(struct timespec *ts, int64_t wait_ms)
-{
-	(void) clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t) (wait_ms / 1000);
-	ts->tv_nsec += (long) (wait_ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
 	}
 }
 
@@ -944,7 +929,7 @@ dsh_hub_main(void *arg)
 		    (now = ds_clock_now_ms(h->mono)) < next) {
 			struct timespec ts;
 
-			dsh_timespec_at(&ts, next - now);
+			ds_clock_abstime(CLOCK_MONOTONIC, next - now, &ts);
 			(void) pthread_cond_timedwait(&h->cv, &h->mu, &ts);
 		}
 		in = h->incoming;
@@ -991,15 +976,7 @@ dsh_hub_main(void *arg)
 		}
 		ds_free(done);
 		dsh_hub_park(h, in);
-		while (win != NULL) {
-			dsh_pending *p = win;
-
-			win = p->wnext;
-			if (!p->wait_attempt) {
-				atomic_fetch_add(&h->n_waiters, 1);
-			}
-			dsh_hub_queue_waiter(h, p);
-		}
+		dsh_hub_take_waiters(h, win);
 		if (dirty && h->parked == NULL && h->queues == NULL) {
 			store_error err;
 			uint64_t rev;

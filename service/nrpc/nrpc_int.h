@@ -522,7 +522,7 @@ void nrpc_srv_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg);
 bool nrpc_srv_dog_needed(const nrpc_server *srv);
 void *nrpc_srv_dog_main(void *arg);
 void nrpc_srv_dog_stop(nrpc_server *srv);
-void nrpc_srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts);
+
 
 /* --- the server's request path without sockets --- */
 

@@ -401,7 +401,7 @@ srv_close_socket(nrpc_server *srv)
 		(void) nng_close(srv->sock); /* unbounded, but closed */
 		return true;
 	}
-	nrpc_srv_abstime(CLOCK_MONOTONIC, NRPC_CLOSE_TIMEOUT_MS, &ts);
+	ds_clock_abstime(CLOCK_MONOTONIC, NRPC_CLOSE_TIMEOUT_MS, &ts);
 	if (pthread_clockjoin_np(t, NULL, CLOCK_MONOTONIC, &ts) != 0) {
 		(void) pthread_detach(t);
 		return false;

@@ -56,19 +56,6 @@ srv_probe(const char *url)
 	       NRPC_PROBE_NO_ANSWER;
 }
 
-/* nrpc_srv_abstime sets *ts to ms from now on clock clk, for a timed wait. */
-void
-nrpc_srv_abstime(clockid_t clk, int64_t ms, struct timespec *ts)
-{
-	(void) clock_gettime(clk, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* srv_dog_wait sleeps ms unless the server stops; false when stopping. */
 static bool
 srv_dog_wait(nrpc_server *srv, int64_t ms)
@@ -76,7 +63,7 @@ srv_dog_wait(nrpc_server *srv, int64_t ms)
 	struct timespec ts;
 	bool stop;
 
-	nrpc_srv_abstime(CLOCK_REALTIME, ms, &ts);
+	ds_clock_abstime(CLOCK_REALTIME, ms, &ts);
 	pthread_mutex_lock(&srv->dog_mtx);
 	while (!srv->dog_stop &&
 	    pthread_cond_timedwait(&srv->dog_cv, &srv->dog_mtx, &ts) == 0) {

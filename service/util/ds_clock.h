@@ -10,6 +10,7 @@
 #define DS_CLOCK_H
 
 #include <stdint.h>
+#include <time.h>
 
 typedef struct ds_clock ds_clock;
 struct ds_clock {
@@ -33,5 +34,10 @@ ds_clock_now_ms(const ds_clock *c)
 {
 	return c->now_ms(c);
 }
+
+/* ds_clock_abstime sets *ts to ms from now on the POSIX clock clk: the
+ * deadline of a pthread_cond_timedwait on a condition variable that uses
+ * clk (CLOCK_MONOTONIC where its attributes say so). */
+void ds_clock_abstime(clockid_t clk, int64_t ms, struct timespec *ts);
 
 #endif /* DS_CLOCK_H */

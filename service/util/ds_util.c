@@ -209,3 +209,15 @@ ds_log(ds_log_level l, const char *module, const char *fmt, ...)
 	 * than turned into an error for the operation being logged. */
 	(void) !write(STDERR_FILENO, line, (size_t) n);
 }
+
+void
+ds_clock_abstime(clockid_t clk, int64_t ms, struct timespec *ts)
+{
+	(void) clock_gettime(clk, ts);
+	ts->tv_sec += (time_t) (ms / 1000);
+	ts->tv_nsec += (long) (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
