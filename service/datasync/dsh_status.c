@@ -39,6 +39,7 @@ dsh_code_of(store_err e)
 		return NRPC_RESOURCE_EXHAUSTED;
 	case STORE_ECLOSED:
 	case STORE_EBUSY:
+	case STORE_EUNAVAILABLE:
 		/* DB_BUSY: another process holds the database's lock; the
 		 * write was not applied and a retry later may succeed (the
 		 * gateway adds Retry-After to every 503). */
@@ -58,7 +59,7 @@ dsh_status_from_store(const store_error *err, const store_record *rec,
 	nrpc_status_set(st, code, store_reason(err->code),
 	    err->field[0] != '\0' ? err->field : NULL, "%s",
 	    err->message[0] != '\0' ? err->message : store_strerror(err->code));
-	if (err->code == STORE_EBUSY) {
+	if (err->code == STORE_EBUSY || err->code == STORE_EUNAVAILABLE) {
 		st->retry_after_ms = DSH_RETRY_AFTER_MS;
 	}
 	if (rec != NULL &&

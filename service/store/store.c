@@ -52,6 +52,8 @@ store_strerror(store_err e)
 		return "database busy";
 	case STORE_EREV_COMPACTED:
 		return "revision compacted";
+	case STORE_EUNAVAILABLE:
+		return "database unavailable";
 	}
 	return "unknown error";
 }
@@ -94,6 +96,8 @@ store_reason(store_err e)
 		return "DB_BUSY";
 	case STORE_EREV_COMPACTED:
 		return "REVISION_COMPACTED";
+	case STORE_EUNAVAILABLE:
+		return "DB_UNAVAILABLE";
 	}
 	return "INTERNAL";
 }
@@ -982,6 +986,18 @@ store_close(store *s)
 	ds_free(s);
 }
 
+const char *
+store_backend_name(const store *s)
+{
+	return s->be->name;
+}
+
+bool
+store_is_shared(const store *s)
+{
+	return s->be->shared;
+}
+
 const store_limits *
 store_limits_of(const store *s)
 {
@@ -1075,6 +1091,27 @@ store_changes_read(store_conn *c, const store_changes_req *req,
 		return rv;
 	}
 	return c->s->be->changes_read(c, req, page, err);
+}
+
+store_err
+store_changes_wait(store_conn *c, int timeout_ms, bool *woke,
+    store_error *err)
+{
+	if (DS_NEVER(c == NULL || woke == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn or woke is NULL");
+	}
+	*woke = false;
+	if (timeout_ms < 0) {
+		return store_error_set(err, STORE_EINVAL, "timeout_ms",
+		    "timeout_ms %d is negative", timeout_ms);
+	}
+	if (c->s->be->changes_wait == NULL) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "the %s backend has no other writers to wait for",
+		    c->s->be->name);
+	}
+	return c->s->be->changes_wait(c, timeout_ms, woke, err);
 }
 
 void

@@ -64,6 +64,15 @@ typedef enum store_err {
 	STORE_EREV_COMPACTED,         /* a watch cursor older than the
 	                               * change log keeps:
 	                               * REVISION_COMPACTED */
+	STORE_EUNAVAILABLE,           /* the database server cannot be
+	                               * reached (connection lost, server
+	                               * restarting): DB_UNAVAILABLE. Nothing
+	                               * was applied, or (a batch whose COMMIT
+	                               * got no answer) the outcome is unknown;
+	                               * either way the write was not
+	                               * acknowledged and a retry with the same
+	                               * request_id is safe. The connection
+	                               * reconnects by itself on a later call */
 } store_err;
 
 /* store_strerror returns a static human name for e; never NULL. */
@@ -90,14 +99,22 @@ typedef enum store_durability {
 } store_durability;
 
 typedef struct store_config {
-	const char *path;        /* database file, or ":memory:"; borrowed
+	const char *path;        /* database file, or ":memory:", or a
+	                          * libpq connection URI (postgresql://...
+	                          * or postgres://...), which selects the
+	                          * PostgreSQL backend (DESIGN §10); borrowed
 	                          * during store_open only. ":memory:" is a
 	                          * private database shared by this store's
 	                          * connections; it has no WAL, so there
 	                          * reads take turns with writes */
 	const ds_clock *clock;   /* wall clock for leases and timestamps;
 	                          * borrowed for the store's lifetime; NULL =
-	                          * ds_clock_wall() */
+	                          * ds_clock_wall(). On PostgreSQL the wall
+	                          * clock means the DATABASE SERVER's clock
+	                          * (so N nodes agree on every lease); any
+	                          * other clock (a test's fake clock) is read
+	                          * in this process and sent with each
+	                          * statement */
 	store_durability durability;
 	store_limits limits;     /* start from store_limits_default() */
 } store_config;
@@ -165,6 +182,16 @@ void store_close(store *s);
  * holder). Calls that need no wait are unaffected. Thread-safe; cannot be
  * undone. */
 void store_cancel_waits(store *s);
+
+/* store_backend_name returns "sqlite" or "postgresql"; static. */
+const char *store_backend_name(const store *s);
+
+/* store_is_shared is true when other processes write to the same
+ * database as a matter of course (PostgreSQL: N datasyncd nodes). Then
+ * nothing a process remembers about the data may be trusted without
+ * asking the database (the writer's head cache is not used), and a watch
+ * hub learns of other nodes' commits through store_changes_wait(). */
+bool store_is_shared(const store *s);
 
 /* store_limits_of returns the limits in force; borrowed for the store's
  * lifetime. */
@@ -469,6 +496,21 @@ typedef struct store_changes_page {
  * valid (no events yet). */
 store_err store_changes_read(store_conn *c, const store_changes_req *req,
     store_changes_page *page, store_error *err);
+
+/* store_changes_wait blocks up to timeout_ms (>= 0) until a change may
+ * have committed through any connection to the database, this process's
+ * or another node's (PostgreSQL: a NOTIFY sent by every committing
+ * transaction; the first call on c subscribes, so changes committed
+ * before it are not waited for: read the log after subscribing).
+ * *woke = true when woken, false on timeout. A wake is a hint only: the
+ * change log is the truth. STORE_EUNAVAILABLE while the server cannot be
+ * reached (the caller retries later; the next call reconnects and
+ * resubscribes, and sets *woke = true so that the caller rereads the log
+ * for what it may have missed). Only when store_is_shared(); otherwise
+ * STORE_EINVAL (a single-process store's commits are known to the
+ * process that makes them). c must be used for nothing else. */
+store_err store_changes_wait(store_conn *c, int timeout_ms, bool *woke,
+    store_error *err);
 
 /* store_changes_page_fini frees what p owns; zeroed is a no-op. */
 void store_changes_page_fini(store_changes_page *p);

@@ -46,6 +46,7 @@ struct store_conn {
  * through the helpers below, writes through store_validate(). */
 struct store_backend {
 	const char *name;
+	bool shared; /* store_is_shared() */
 	/* open creates or migrates the database and sets s->be_data. On
 	 * failure it leaves s->be_data NULL and fills err. */
 	store_err (*open)(store *s, store_error *err);
@@ -73,6 +74,9 @@ struct store_backend {
 	    int64_t *next_expiry_ms, store_error *err);
 	store_err (*compact_changes)(store_conn *c, uint64_t retain_revisions,
 	    int64_t retain_ms, size_t max, size_t *n, store_error *err);
+	/* changes_wait: NULL when !shared (store.c answers STORE_EINVAL). */
+	store_err (*changes_wait)(store_conn *c, int timeout_ms, bool *woke,
+	    store_error *err);
 };
 
 extern const store_backend store_sqlite_backend;
