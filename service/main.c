@@ -15,6 +15,7 @@
 
 #include "datasync_handlers.h"
 #include "ds_log.h"
+#include "ds_text.h"
 #include "nrpc.h"
 #include "store.h"
 #ifdef DATASYNC_HAVE_GATEWAY
@@ -23,6 +24,8 @@
 
 #define DSD_MAX_LISTEN 16
 #define DSD_STOP_GRACE_MS 10000
+/* The database as logged: a PostgreSQL URI with its password hidden. */
+#define DS_DB_SHOWN_MAX 512
 
 static const char dsd_usage[] =
     "usage: datasyncd [options]\n"
@@ -34,7 +37,10 @@ static const char dsd_usage[] =
     "                        and tcp://127.0.0.1:7070\n"
     "  --http HOST:PORT|off  HTTP + JSON gateway and demo page\n"
     "                        (default 127.0.0.1:8080)\n"
-    "  --db PATH             SQLite database file (default ./datasync.db)\n"
+    "  --db PATH|URI         SQLite database file (default ./datasync.db), or\n"
+    "                        a PostgreSQL URI (postgresql://...): then any\n"
+    "                        number of datasyncd nodes may serve the same\n"
+    "                        database (DESIGN §10)\n"
     "  --workers N           run handlers on a pool of N threads (default:\n"
     "                        on nng's I/O threads, which saves two thread\n"
     "                        hand-offs per call; List and historical Gets\n"
@@ -357,6 +363,7 @@ main(int argc, char **argv)
 {
 	dsd_opts o;
 	store_config scfg;
+	char db_shown[DS_DB_SHOWN_MAX];
 	store *st_store = NULL;
 	store_error serr;
 	dsh_service *svc = NULL;
@@ -407,6 +414,7 @@ main(int argc, char **argv)
 		}
 	}
 
+	ds_uri_redact(o.db, db_shown, sizeof(db_shown));
 	store_config_default(&scfg);
 	scfg.path = o.db;
 	scfg.durability = o.durability;
@@ -414,8 +422,8 @@ main(int argc, char **argv)
 	scfg.limits.history = (uint32_t) o.history;
 	scfg.limits.busy_timeout_ms = o.busy_timeout_ms;
 	if (store_open(&scfg, &st_store, &serr) != STORE_OK) {
-		fprintf(stderr, "datasyncd: cannot open database %s: %s\n", o.db,
-		    serr.message);
+		fprintf(stderr, "datasyncd: cannot open database %s: %s\n",
+		    db_shown, serr.message);
 		goto out;
 	}
 
@@ -474,7 +482,7 @@ main(int argc, char **argv)
 	}
 	printf("datasyncd: database %s (durability %s, history %" PRId64
 	       ", busy timeout %" PRId64 " ms)\n",
-	    o.db, o.durability == STORE_DURABILITY_FULL ? "full" : "normal",
+	    db_shown, o.durability == STORE_DURABILITY_FULL ? "full" : "normal",
 	    o.history, o.busy_timeout_ms);
 	for (size_t i = 0; i < o.n_listen; i++) {
 		printf("datasyncd: listening on %s\n", o.listen[i]);

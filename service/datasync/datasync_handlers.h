@@ -86,6 +86,11 @@ typedef struct dsh_service dsh_service;
 #define DSH_LOCK_WAIT_MAX_MS 60000
 /* How often parked calls are checked for peers that left. */
 #define DSH_PEER_POLL_MS 1000
+/* A shared store (PostgreSQL): the hub's listener waits this long per
+ * call for another node's commit (so that a stop is seen this fast), and
+ * retries this often while the database is down. */
+#define DSH_LISTEN_WAIT_MS 250
+#define DSH_LISTEN_RETRY_MS 500
 
 /* The writer records lease expiries (store_sweep_expired) at the next
  * expiry, and at least this often (a clock that jumps), at most

@@ -964,7 +964,11 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 	}
 	pthread_mutex_init(&svc->rmu, NULL);
 	pthread_cond_init(&svc->rcv, NULL);
-	if (!cfg->no_head_cache &&
+	/* On a shared store (PostgreSQL, N nodes) other nodes commit all
+	 * the time: the cache would be cleared before nearly every batch,
+	 * and asking whether it may be trusted costs the round trip it
+	 * saves. */
+	if (!cfg->no_head_cache && !store_is_shared(cfg->store) &&
 	    dsh_headcache_init(&svc->heads,
 	        cfg->head_cache ? cfg->head_cache : DSH_HEAD_CACHE_DEFAULT,
 	        cfg->head_cache_value ? cfg->head_cache_value

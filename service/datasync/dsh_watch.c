@@ -96,6 +96,14 @@ struct dsh_watch_hub {
 	uint64_t compact;    /* hub thread only: last compact_revision */
 	int64_t last_poll_ms;
 
+	/* Other nodes' commits (a shared store, DESIGN §10): the listener
+	 * thread waits on its own connection (store_changes_wait) and turns
+	 * each wake into dsh_watch_notify; the change log stays the truth. */
+	store_conn *lconn;   /* listener thread only */
+	pthread_t lthread;
+	bool lstarted;
+	_Atomic bool lstop;
+
 	_Atomic uint64_t n_parked;
 	_Atomic uint64_t n_waiters;
 	_Atomic uint64_t n_wakeups;
@@ -1014,6 +1022,57 @@ dsh_hub_main(void *arg)
 	return NULL;
 }
 
+/* --- other nodes' commits --- */
+
+/* dsh_hub_listen_main wakes the hub for every commit another node (or
+ * this one) makes to a shared store. The first wait subscribes and
+ * returns at once; the hub then rereads the log, so a commit between the
+ * hub's first read and the subscription is not missed. While the
+ * database is down it retries every DSH_LISTEN_RETRY_MS; the wait that
+ * reconnects reports a wake, and the hub rereads what it may have
+ * missed. */
+static void *
+dsh_hub_listen_main(void *arg)
+{
+	dsh_watch_hub *h = arg;
+	int timeout = 0;
+	bool warned = false;
+
+	while (!atomic_load(&h->lstop)) {
+		store_error err;
+		bool woke = false;
+
+		memset(&err, 0, sizeof(err));
+		if (store_changes_wait(h->lconn, timeout, &woke, &err) !=
+		    STORE_OK) {
+			if (!warned) {
+				ds_log(DS_LOG_WARN, "datasync",
+				    "watch hub: waiting for other nodes' "
+				    "changes: %s (retrying)", err.message);
+				warned = true;
+			}
+			for (int i = 0; i < DSH_LISTEN_RETRY_MS / 50 &&
+			    !atomic_load(&h->lstop); i++) {
+				struct timespec ts = {0, 50 * 1000 * 1000};
+
+				(void) nanosleep(&ts, NULL);
+			}
+			continue;
+		}
+		if (warned) {
+			ds_log(DS_LOG_INFO, "datasync",
+			    "watch hub: listening for other nodes' changes "
+			    "again");
+			warned = false;
+		}
+		if (woke || timeout == 0) {
+			dsh_watch_notify(h);
+		}
+		timeout = DSH_LISTEN_WAIT_MS;
+	}
+	return NULL;
+}
+
 /* --- lifecycle --- */
 
 int
@@ -1054,6 +1113,25 @@ dsh_watch_create(store *s, dsh_service *svc, dsh_watch_hub **out,
 		return st->code;
 	}
 	h->started = true;
+	if (store_is_shared(s)) {
+		if (store_conn_open(s, &h->lconn, &err) != STORE_OK) {
+			nrpc_status_set(st, NRPC_INTERNAL,
+			    store_reason(err.code), NULL,
+			    "watch hub: listening connection: %s",
+			    err.message);
+			dsh_watch_destroy(h);
+			return st->code;
+		}
+		atomic_init(&h->lstop, false);
+		if (pthread_create(&h->lthread, NULL, dsh_hub_listen_main,
+		        h) != 0) {
+			nrpc_status_set(st, NRPC_INTERNAL, "INTERNAL", NULL,
+			    "cannot start the watch hub's listener thread");
+			dsh_watch_destroy(h);
+			return st->code;
+		}
+		h->lstarted = true;
+	}
 	*out = h;
 	return NRPC_OK;
 }
@@ -1096,6 +1174,11 @@ dsh_watch_destroy(dsh_watch_hub *h)
 	if (h == NULL) {
 		return;
 	}
+	if (h->lstarted) {
+		atomic_store(&h->lstop, true);
+		pthread_join(h->lthread, NULL);
+	}
+	store_conn_close(h->lconn);
 	if (h->started) {
 		pthread_mutex_lock(&h->mu);
 		h->draining = true;

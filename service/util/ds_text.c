@@ -212,3 +212,63 @@ ds_parse_u64(const char *s, uint64_t *out)
 	*out = v;
 	return 0;
 }
+
+/* ds_redact_append copies n bytes of p to out at *len, within cap - 1. */
+static void
+ds_redact_append(char *out, size_t cap, size_t *len, const char *p, size_t n)
+{
+	if (*len + n > cap - 1) {
+		n = cap - 1 - *len;
+	}
+	memcpy(out + *len, p, n);
+	*len += n;
+}
+
+void
+ds_uri_redact(const char *uri, char *out, size_t cap)
+{
+	const char *p = uri, *scheme, *auth_end, *at = NULL;
+	size_t len = 0;
+
+	if (cap == 0) {
+		return;
+	}
+	/* userinfo: scheme://user:password@host... (the authority ends at
+	 * the first '/', '?' or '#'; the last '@' in it ends userinfo). */
+	if ((scheme = strstr(p, "://")) != NULL) {
+		const char *a = scheme + 3, *colon;
+
+		auth_end = a + strcspn(a, "/?#");
+		for (const char *q = a; q < auth_end; q++) {
+			if (*q == '@') {
+				at = q;
+			}
+		}
+		if (at != NULL &&
+		    (colon = memchr(a, ':', (size_t) (at - a))) != NULL) {
+			ds_redact_append(out, cap, &len, p,
+			    (size_t) (colon + 1 - p));
+			ds_redact_append(out, cap, &len, "***", 3);
+			p = at;
+		}
+	}
+	/* password=... as a query parameter (&, ?) or a key=value word. */
+	while (*p != '\0') {
+		const char *hit = strstr(p, "password=");
+
+		if (hit == NULL) {
+			break;
+		}
+		if (hit != uri && strchr("?& \t", hit[-1]) == NULL) {
+			ds_redact_append(out, cap, &len, p,
+			    (size_t) (hit + 1 - p));
+			p = hit + 1;
+			continue;
+		}
+		ds_redact_append(out, cap, &len, p, (size_t) (hit + 9 - p));
+		ds_redact_append(out, cap, &len, "***", 3);
+		p = hit + 9 + strcspn(hit + 9, "& \t#");
+	}
+	ds_redact_append(out, cap, &len, p, strlen(p));
+	out[len] = '\0';
+}

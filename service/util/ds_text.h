@@ -52,4 +52,10 @@ int ds_parse_duration_ms(const char *s, int64_t *out);
 /* ds_parse_u64 reads a decimal number without sign; 0 or -1. */
 int ds_parse_u64(const char *s, uint64_t *out);
 
+/* ds_uri_redact copies uri into out (cap bytes, always NUL-terminated,
+ * truncated if need be) with any password replaced by "***": the
+ * userinfo's "user:password@" of a URI and a "password=" query or
+ * key=value parameter, so a libpq connection string can be logged. */
+void ds_uri_redact(const char *uri, char *out, size_t cap);
+
 #endif /* DS_TEXT_H */

@@ -135,6 +135,30 @@ test_alloc_fault_injection_fails_the_nth_allocation(void **state)
 	ds_buf_fini(&b);
 }
 
+static void
+test_uri_redact_hides_every_password(void **state)
+{
+	char out[128];
+
+	(void) state;
+
+	ds_uri_redact("postgresql://alice:s3cret@db.example:5432/ds", out,
+	    sizeof(out));
+	assert_string_equal(out, "postgresql://alice:***@db.example:5432/ds");
+	ds_uri_redact("postgresql:///ds?host=/tmp/x&password=hunter2&user=u",
+	    out, sizeof(out));
+	assert_string_equal(out, "postgresql:///ds?host=/tmp/x&password=***&user=u");
+	ds_uri_redact("postgres://bob@h/d?password=p", out, sizeof(out));
+	assert_string_equal(out, "postgres://bob@h/d?password=***");
+	ds_uri_redact("host=h password=pw dbname=d", out, sizeof(out));
+	assert_string_equal(out, "host=h password=*** dbname=d");
+	/* Not a password parameter, nothing to hide. */
+	ds_uri_redact("./data/mypassword=x.db", out, sizeof(out));
+	assert_string_equal(out, "./data/mypassword=x.db");
+	ds_uri_redact("postgresql://u:p@h", out, 12);
+	assert_string_equal(out, "postgresql:");
+}
+
 int
 main(void)
 {
@@ -147,6 +171,7 @@ main(void)
 	    cmocka_unit_test(test_random_bytes_differ_between_calls),
 	    cmocka_unit_test(test_buf_refuses_to_grow_past_max),
 	    cmocka_unit_test(test_alloc_fault_injection_fails_the_nth_allocation),
+	    cmocka_unit_test(test_uri_redact_hides_every_password),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
