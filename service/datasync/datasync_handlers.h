@@ -91,6 +91,7 @@ typedef struct dsh_service dsh_service;
  * retries this often while the database is down. */
 #define DSH_LISTEN_WAIT_MS 250
 #define DSH_LISTEN_RETRY_MS 500
+#define DSH_LISTEN_POLL_MS 1000
 
 /* The writer records lease expiries (store_sweep_expired) at the next
  * expiry, and at least this often (a clock that jumps), at most

@@ -1030,12 +1030,12 @@ dsh_hub_main(void *arg)
  * hub's first read and the subscription is not missed. While the
  * database is down it retries every DSH_LISTEN_RETRY_MS; the wait that
  * reconnects reports a wake, and the hub rereads what it may have
- * missed. */
+ * missed; and it wakes the hub every DSH_LISTEN_POLL_MS in any case. */
 static void *
 dsh_hub_listen_main(void *arg)
 {
 	dsh_watch_hub *h = arg;
-	int timeout = 0;
+	int timeout = 0, idle_ms = 0;
 	bool warned = false;
 
 	while (!atomic_load(&h->lstop)) {
@@ -1065,8 +1065,12 @@ dsh_hub_listen_main(void *arg)
 			    "again");
 			warned = false;
 		}
-		if (woke || timeout == 0) {
+		idle_ms += timeout;
+		/* The fallback poll: a wake is a hint, and a reread that finds
+		 * nothing new costs one small query a second. */
+		if (woke || timeout == 0 || idle_ms >= DSH_LISTEN_POLL_MS) {
 			dsh_watch_notify(h);
+			idle_ms = 0;
 		}
 		timeout = DSH_LISTEN_WAIT_MS;
 	}
