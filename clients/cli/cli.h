@@ -67,7 +67,8 @@ typedef struct cli_args {
 	const char *request_id;
 	const char *author;
 	const char *watch_key;  /* watch --key */
-	uint64_t after;         /* watch --after: 0 = from now */
+	uint64_t after;         /* watch --after N */
+	bool has_after;         /* --after given (0 included); else from now */
 	bool values;            /* watch --values */
 	int64_t wait_ms;        /* lock --wait */
 	const char *const *args; /* positional arguments after the command */

@@ -103,8 +103,9 @@ static const struct {
         "  rev 14 unlock ticket/1\n"
         "  rev 15 expire ticket/1            (a lease ran out)\n"
         "  rev 16 delete ticket/1 v6 by alice\n"
-        "--after N starts after revision N (default: from now); to\n"
-        "resume, pass the last revision printed. --values adds each\n"
+        "--after N starts after revision N (default: from now; 0 is\n"
+        "everything the change log keeps, e.g. after a list of an empty\n"
+        "store); to resume, pass the last revision printed. --values adds each\n"
         "value (escaped) to the line. --json prints each event as one\n"
         "line of proto3 JSON (datasync.v1.Event) instead.\n"
         "Exit codes: 0 after SIGINT or SIGTERM; 3 when revision N is\n"
@@ -373,6 +374,7 @@ main(int argc, char **argv)
 				return cli_usage_error(
 				    "--after wants a revision number, got '%s'", optarg);
 			}
+			a.has_after = true;
 			break;
 		case O_VALUES:
 			a.values = true;

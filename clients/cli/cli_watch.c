@@ -210,6 +210,7 @@ cli_watch(datasync_client **cp, const cli_args *a, const char *key,
 	int sig_fd = -1;
 	int pipe_fd[2] = {-1, -1};
 	uint64_t after = a->after;
+	bool anchored = false; /* a reply has set the cursor */
 	int rc = CLI_EXIT_OK;
 	int rv;
 
@@ -257,7 +258,9 @@ cli_watch(datasync_client **cp, const cli_args *a, const char *key,
 		Datasync__V1__WatchResponse *resp;
 		uint64_t cursor = after;
 
-		req.after_revision = after;
+		/* From now only until the first reply names a cursor. */
+		req.from_now = !a->has_after && !anchored;
+		req.after_revision = req.from_now ? 0 : after;
 		w.done = false;
 		if (datasync_v1_data_sync_watch_async(datasync_rpc(*cp), &req, &o,
 		        cli_watch_cb, &w, st) != NRPC_OK) {
@@ -306,6 +309,7 @@ cli_watch(datasync_client **cp, const cli_args *a, const char *key,
 		if (resp->revision > after) {
 			after = resp->revision;
 		}
+		anchored = true;
 		datasync__v1__watch_response__free_unpacked(resp, NULL);
 		if (rc == CLI_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout))) {
 			perror("datasync: stdout");

@@ -864,7 +864,8 @@ export function resolveMerge(result, choose) {
 /**
  * @typedef {object} WatchOptions
  * @property {number} [after]     deliver changes after this revision (the
- *   revision a list() or get() returned); default 0 = from now
+ *   revision a list() or get() returned; 0, an empty store's, is every
+ *   change the log keeps); absent = from now
  * @property {string} [key]       watch this one key instead of the prefix
  * @property {boolean} [values]   deliver each change's value too
  * @property {'auto'|'sse'|'poll'} [transport] 'auto' (default): Server-Sent
@@ -971,9 +972,10 @@ export class WatchCursor {
 
 	/** after: the revision to ask for events after. */
 	get after() {
-		// after=0 means "from now", never "from the beginning": a partial
-		// revision 1 resumes after 1 (the first change a store made).
-		return this._partial > 0 && this.revision > 1 ? this.revision - 1 : this.revision;
+		// A partial revision is asked for again (its delivered events are
+		// skipped); after=0 is a cursor like any other (the server's "from
+		// now" is the absence of after).
+		return this._partial > 0 ? this.revision - 1 : this.revision;
 	}
 
 	/** resumed: a new request (with `after`) is starting. */
@@ -1021,7 +1023,8 @@ export class WatchCursor {
 
 /**
  * watchQuery builds the query string of /v1/watch and /v1/events.
- * @param {{prefix: string, key?: string, after: number, values?: boolean, timeoutMs?: number}} q
+ * @param {{prefix: string, key?: string, after?: number, values?: boolean, timeoutMs?: number}} q
+ *   after absent = from now
  * @returns {string}
  */
 export function watchQuery(q) {
@@ -1031,7 +1034,9 @@ export function watchQuery(q) {
 	} else {
 		p.set('prefix', q.prefix);
 	}
-	p.set('after', String(q.after));
+	if (q.after !== undefined) {
+		p.set('after', String(q.after));
+	}
 	if (q.timeoutMs !== undefined) {
 		p.set('timeout', String(q.timeoutMs));
 	}
@@ -1067,10 +1072,10 @@ export class WatchHandle {
 		this._failures = 0;      // in a row, since the last open
 		this._sseOpenFailures = 0;
 		this._everOpened = false;
-		// A cursor of 0 ("from now") must be pinned to a revision before
+		// "From now" (no after) must be pinned to a revision before
 		// anything can break: else a reconnect would be "from now" again
 		// and lose what happened in between. A short long poll tells it.
-		this._anchored = this.cursor.revision > 0;
+		this._anchored = opts.after !== undefined;
 		/** @type {ReturnType<typeof setTimeout>|undefined} */
 		this._timer = undefined;
 		/** @type {EventSource|null} */
@@ -1305,7 +1310,8 @@ export class WatchHandle {
 		const ctl = new AbortController();
 		this._abort = ctl;
 		const q = watchQuery({
-			prefix: this.prefix, key: this._opts.key, after: this.cursor.after, values: this._values,
+			prefix: this.prefix, key: this._opts.key,
+			after: this._anchored ? this.cursor.after : undefined, values: this._values,
 			timeoutMs: timeoutMs ?? this._opts.pollTimeoutMs ?? WATCH_POLL_TIMEOUT_MS,
 		});
 		/** @type {any} */
@@ -1689,8 +1695,8 @@ export class DataSyncClient {
 		if (opts.key !== undefined && (typeof opts.key !== 'string' || opts.key === '')) {
 			throw new TypeError('datasync: watch: key must be a non-empty string');
 		}
-		const after = opts.after ?? 0;
-		if (!Number.isSafeInteger(after) || after < 0) {
+		const after = opts.after;
+		if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) {
 			throw new TypeError(`datasync: watch: after must be a revision >= 0, got ${after}`);
 		}
 		if (opts.transport !== undefined && !['auto', 'sse', 'poll'].includes(opts.transport)) {

@@ -314,6 +314,12 @@ dsh_watch_begin(dsh_watch_hub *h, nrpc_call *call,
 		    STORE_CHANGES_LIMIT_MAX);
 		return;
 	}
+	if (req->from_now && req->after_revision != 0) {
+		nrpc_call_fail(call, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    "from_now", "set from_now or after_revision (%llu), not "
+		    "both", (unsigned long long) req->after_revision);
+		return;
+	}
 	if ((w = ds_calloc(1, sizeof(*w))) == NULL) {
 		nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED",
 		    NULL, "out of memory starting a watch");
@@ -326,7 +332,7 @@ dsh_watch_begin(dsh_watch_hub *h, nrpc_call *call,
 	w->with_values = req->with_values;
 	w->limit = req->limit ? req->limit : DSH_WATCH_LIMIT_DEFAULT;
 	w->end_ms = dsh_end_ms(h, call, timeout_ms);
-	if (req->after_revision == 0) {
+	if (req->from_now) {
 		store_error err;
 
 		/* From now: nothing old, whatever the log holds. */

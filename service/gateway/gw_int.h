@@ -613,7 +613,8 @@ int64_t gw_wait_deadline_ms(uint32_t wait_ms, int64_t rpc_timeout_ms);
 typedef struct gw_watch_args {
 	char *key;           /* owned (ds_free) or NULL */
 	char *prefix;        /* owned (ds_free) or NULL */
-	uint64_t after;      /* 0 = from now */
+	uint64_t after;      /* events after this revision */
+	bool from_now;       /* neither after nor Last-Event-ID given */
 	uint32_t timeout_ms; /* /v1/watch only; default 30 s */
 	uint32_t limit;      /* 0 = the service's default */
 	bool with_values;

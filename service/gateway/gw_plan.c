@@ -730,6 +730,7 @@ gw_plan_watch(const gw_core *core, const gw_request *req, const gw_target *t,
 		a.prefix = NULL;
 	}
 	w->after_revision = a.after;
+	w->from_now = a.from_now;
 	w->limit = a.limit;
 	w->with_values = a.with_values;
 	w->timeout_ms = stream ? GW_SSE_PROBE_WAIT_MS : a.timeout_ms;

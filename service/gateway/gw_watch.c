@@ -127,6 +127,9 @@ gw_watch_args_parse(const char *query, size_t len, const char *last_event_id,
 		goto out;
 	}
 	r.after = n;
+	/* Neither after nor Last-Event-ID: from now. after=0 is a cursor
+	 * (every event the log keeps), as from an empty store's List. */
+	r.from_now = after == NULL && last_event_id == NULL;
 	/* EventSource resends the last id: the stream goes on from it,
 	 * whatever after the page's URL still carries. */
 	if (last_event_id != NULL) {

@@ -115,6 +115,7 @@ typedef struct wb_watcher {
 	unsigned id;
 	datasync_client *c;  /* borrowed from run->clients */
 	uint64_t cursor;     /* after_revision of the next Watch */
+	bool anchored;       /* a reply has set cursor (else: from now) */
 	uint64_t last_version; /* the last version seen, for order */
 	bool warm_seen;
 	bool armed;          /* idle: the 1 ms first round is over */
@@ -247,7 +248,10 @@ wb_rpc_watch(wb_watcher *w, uint32_t wait_ms)
 	nrpc_status st = {0};
 
 	req.prefix = (char *) r->prefix;
-	req.after_revision = w->cursor;
+	/* Idle watchers start from now (their first reply names the
+	 * cursor); latency watchers from the revision of lat/k's v0. */
+	req.from_now = r->o->mode == WB_IDLE && !w->anchored;
+	req.after_revision = req.from_now ? 0 : w->cursor;
 	req.timeout_ms = wait_ms;
 	co.timeout_ms = (int64_t) wait_ms + WB_CALL_MARGIN_MS;
 	if (datasync_v1_data_sync_watch_async(datasync_rpc(w->c), &req, &co,
@@ -283,6 +287,7 @@ wb_rpc_done(void *arg, Datasync__V1__WatchResponse *resp,
 			}
 		}
 		w->cursor = resp->revision;
+		w->anchored = true;
 		datasync__v1__watch_response__free_unpacked(resp, NULL);
 		if (!stop) {
 			w->armed = true;
@@ -415,11 +420,20 @@ wb_sse_open(wb_run *r, wb_watcher *w)
 	}
 	/* HTTP/1.0: the body is the stream itself, no chunked framing. The
 	 * prefix's "/" is %2F. */
-	n = snprintf(req, sizeof(req),
-	    "GET /v1/events?prefix=%.*s%%2F&after=%" PRIu64 " HTTP/1.0\r\n"
-	    "Host: %s\r\nAccept: text/event-stream\r\n\r\n",
-	    (int) strlen(r->prefix) - 1, r->prefix, r->start_revision,
-	    r->o->http);
+	/* Idle streams start from now: no after. */
+	if (r->o->mode == WB_IDLE) {
+		n = snprintf(req, sizeof(req),
+		    "GET /v1/events?prefix=%.*s%%2F HTTP/1.0\r\n"
+		    "Host: %s\r\nAccept: text/event-stream\r\n\r\n",
+		    (int) strlen(r->prefix) - 1, r->prefix, r->o->http);
+	} else {
+		n = snprintf(req, sizeof(req),
+		    "GET /v1/events?prefix=%.*s%%2F&after=%" PRIu64
+		    " HTTP/1.0\r\n"
+		    "Host: %s\r\nAccept: text/event-stream\r\n\r\n",
+		    (int) strlen(r->prefix) - 1, r->prefix, r->start_revision,
+		    r->o->http);
+	}
 	if (n < 0 || (size_t) n >= sizeof(req) ||
 	    write(w->fd, req, (size_t) n) != n) {
 		wb_fail(r, "watcher %u: sending the request failed", w->id);
@@ -955,7 +969,7 @@ main(int argc, char **argv)
 	}
 
 	if (o.mode == WB_IDLE) {
-		/* after_revision 0: from now. */
+		/* Idle watchers watch from now (from_now). */
 		if ((o.transport == WB_RPC ? wb_rpc_start(r, 1)
 		                           : wb_sse_start(r, &sse_th)) != 0) {
 			goto out;

@@ -256,6 +256,10 @@ sd_rpc(void)
 		wr.after_revision = 0;
 		sd_rpc1("watch_key_values", "/datasync.v1.DataSync/Watch",
 		    &wr.base, NULL);
+		wr.from_now = true;
+		sd_rpc1("watch_from_now", "/datasync.v1.DataSync/Watch",
+		    &wr.base, NULL);
+		wr.from_now = false;
 		lk.wait_ms = 2;
 		sd_rpc1("lock_wait", M_LOCK, &lk.base, NULL);
 		lk.wait_ms = 0;

@@ -127,6 +127,21 @@ it_watch(datasync_client *c, const char *key, const char *prefix,
 	return datasync_v1_data_sync_watch(datasync_rpc(c), &req, resp, &o, st);
 }
 
+/* it_watch_now is it_watch from the store's current revision (from_now). */
+static nrpc_code
+it_watch_now(datasync_client *c, const char *prefix, uint32_t timeout_ms,
+    Datasync__V1__WatchResponse **resp, nrpc_status *st)
+{
+	Datasync__V1__WatchRequest req = DATASYNC__V1__WATCH_REQUEST__INIT;
+	nrpc_call_opts o = {0};
+
+	req.prefix = (char *) prefix;
+	req.from_now = true;
+	req.timeout_ms = timeout_ms;
+	o.timeout_ms = (int64_t) timeout_ms + 5000;
+	return datasync_v1_data_sync_watch(datasync_rpc(c), &req, resp, &o, st);
+}
+
 /* it_put writes value to key unconditionally; returns the revision. */
 static uint64_t
 it_put(const char *key, const char *value, const char *token)
@@ -196,8 +211,7 @@ it_revision_now(void)
 	uint64_t rev;
 
 	/* A watch "from now" with a tiny wait answers the current one. */
-	assert_int_equal(it_watch(it_c, "it/none", NULL, 0, 1, false, &resp,
-	                     &st), NRPC_OK);
+	assert_int_equal(it_watch_now(it_c, "it/none", 1, &resp, &st), NRPC_OK);
 	assert_int_equal(resp->n_events, 0);
 	rev = resp->revision;
 	datasync__v1__watch_response__free_unpacked(resp, NULL);
@@ -1143,11 +1157,67 @@ test_compacted_cursor(void **state)
 	ds_daemon_fini(&d);
 }
 
+/* An empty store's List says revision 0; a write lands before the
+ * client watches. after_revision 0 must be that cursor, not "from now",
+ * or the write is never seen; from_now is asked for explicitly. */
+static void
+test_after_zero_is_a_cursor(void **state)
+{
+	ds_daemon d;
+	datasync_client *c = NULL;
+	nrpc_status st = {0};
+	Datasync__V1__WatchResponse *resp = NULL;
+	Datasync__V1__WatchRequest req = DATASYNC__V1__WATCH_REQUEST__INIT;
+	uint64_t rev;
+
+	(void) state;
+	assert_int_equal(ds_daemon_start(&d, false, NULL), 0);
+	assert_int_equal(datasync_connect((const char *const[]){d.ipc_url}, 1,
+	                     30000, "it-zero", &c, &st), NRPC_OK);
+	assert_int_equal(it_watch_now(c, "", 1, &resp, &st), NRPC_OK);
+	assert_int_equal(resp->n_events, 0);
+	assert_int_equal(resp->revision, 0); /* an empty store */
+	datasync__v1__watch_response__free_unpacked(resp, NULL);
+	{
+		datasync_client *keep = it_c;
+
+		it_c = c; /* it_put writes through it_c */
+		rev = it_put("zero/first", "v", NULL);
+		it_c = keep;
+	}
+	assert_int_equal(rev, 1);
+	assert_int_equal(it_watch(c, NULL, "", 0, 1000, false, &resp, &st),
+	    NRPC_OK);
+	assert_int_equal(resp->n_events, 1);
+	assert_string_equal(resp->events[0]->record->key, "zero/first");
+	assert_int_equal(resp->events[0]->revision, 1);
+	datasync__v1__watch_response__free_unpacked(resp, NULL);
+	/* From now: the write is history. */
+	assert_int_equal(it_watch_now(c, "", 1, &resp, &st), NRPC_OK);
+	assert_int_equal(resp->n_events, 0);
+	assert_int_equal(resp->revision, 1);
+	datasync__v1__watch_response__free_unpacked(resp, NULL);
+	/* Both at once is a mistake, named. */
+	req.prefix = (char *) "";
+	req.from_now = true;
+	req.after_revision = 1;
+	resp = NULL;
+	assert_int_equal(datasync_v1_data_sync_watch(datasync_rpc(c), &req,
+	                     &resp, NULL, &st), NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.field, "from_now");
+	assert_null(resp);
+	nrpc_status_fini(&st);
+	datasync_close(c);
+	assert_int_equal(ds_daemon_stop(&d), 0);
+	ds_daemon_fini(&d);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_watch_rejects_bad_requests),
+	    cmocka_unit_test(test_after_zero_is_a_cursor),
 	    cmocka_unit_test(test_watch_parks_until_a_change),
 	    cmocka_unit_test(test_get_revision_is_a_cursor),
 	    cmocka_unit_test(test_every_change_is_an_event),

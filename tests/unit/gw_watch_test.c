@@ -178,6 +178,7 @@ test_args_defaults_and_every_parameter(void **state)
 	assert_null(a.key);
 	assert_null(a.prefix);
 	assert_int_equal(a.after, 0);
+	assert_true(a.from_now); /* no after: from now */
 	assert_int_equal(a.timeout_ms, GW_WATCH_TIMEOUT_MS_DEFAULT);
 	assert_int_equal(a.limit, 0);
 	assert_false(a.with_values);
@@ -189,6 +190,7 @@ test_args_defaults_and_every_parameter(void **state)
 	    gw_watch_args_parse(q, strlen(q), NULL, false, &a, &st), 0);
 	assert_string_equal(a.prefix, "docs/");
 	assert_int_equal(a.after, 17);
+	assert_false(a.from_now);
 	assert_int_equal(a.timeout_ms, 2500);
 	assert_int_equal(a.limit, 50);
 	assert_true(a.with_values);
@@ -200,6 +202,19 @@ test_args_defaults_and_every_parameter(void **state)
 	assert_string_equal(a.key, "a b");
 	assert_int_equal(a.timeout_ms, 30000);
 	assert_false(a.with_values);
+	gw_watch_args_fini(&a);
+
+	/* after=0 is a cursor (an empty store's revision), not "now". */
+	q = "after=0";
+	assert_int_equal(
+	    gw_watch_args_parse(q, strlen(q), NULL, false, &a, &st), 0);
+	assert_int_equal(a.after, 0);
+	assert_false(a.from_now);
+	gw_watch_args_fini(&a);
+	/* A stream resumed by Last-Event-ID is not from now either. */
+	assert_int_equal(gw_watch_args_parse("", 0, "0", true, &a, &st), 0);
+	assert_int_equal(a.after, 0);
+	assert_false(a.from_now);
 	gw_watch_args_fini(&a);
 
 	q = "timeout=1m";

@@ -133,9 +133,14 @@ test('WatchCursor resumes a revision broken mid-way without repeating or skippin
 	assert.equal(c.after, 9, 'never backwards');
 });
 
-test('WatchCursor never turns a cursor into 0 ("from now")', () => {
+test('WatchCursor resumes a partial first revision after 0 (0 is a cursor; "from now" is no after)', () => {
 	const c = new WatchCursor(0);
 	assert.ok(c.accept({ revision: 1 }));
+	assert.equal(c.after, 0, 'revision 1 is asked for again');
+	c.resumed();
+	assert.ok(!c.accept({ revision: 1 }), 'its delivered event is skipped');
+	assert.ok(c.accept({ revision: 1 }), 'the rest of revision 1 is delivered');
+	c.complete(1);
 	assert.equal(c.after, 1);
 });
 
@@ -167,15 +172,34 @@ test('a 410 REVISION_COMPACTED becomes RevisionCompactedError with compactRevisi
 
 /* --- long polls ----------------------------------------------------------- */
 
+test('poll: after 0 (an empty store\'s revision) is sent as is, not pinned to now', async () => {
+	const ff = pollFetch((url, n) => {
+		if (n === 1) {
+			assert.equal(url.searchParams.get('after'), '0');
+			assert.notEqual(url.searchParams.get('timeout'), '1', 'no pinning poll');
+			return json({ events: [ev(1, 'demo/first')], revision: '1' });
+		}
+		return undefined;
+	});
+	/** @type {string[]} */
+	const seen = [];
+	const h = client(ff).watch('demo/', (e) => seen.push(`${e.revision} ${e.key}`), { after: 0 });
+	await until(() => ff.urls.length >= 2, 'the second poll');
+	assert.deepEqual(seen, ['1 demo/first'], 'the write made before the watch started');
+	assert.equal(new URL(ff.urls[1]).searchParams.get('after'), '1');
+	h.close();
+	assert.equal(await h.closed, null);
+});
+
 /** @param {ReturnType<typeof pollFetch>} ff @param {object} [opts] */
 function client(ff, opts = {}) {
 	return new DataSyncClient({ baseUrl: 'http://gw.test', fetch: ff.fetch, window: null, EventSource: null, ...opts });
 }
 
-test('poll: a cursor of 0 is pinned first, then events arrive once, in order', async () => {
+test('poll: "from now" (no after) is pinned first, then events arrive once, in order', async () => {
 	const ff = pollFetch((url, n) => {
 		if (n === 1) {
-			assert.equal(url.searchParams.get('after'), '0');
+			assert.equal(url.searchParams.get('after'), null, 'from now: no after');
 			assert.equal(url.searchParams.get('timeout'), '1', 'the pinning poll does not wait');
 			return json({ revision: '20' });
 		}

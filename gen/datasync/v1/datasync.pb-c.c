@@ -2145,7 +2145,7 @@ const ProtobufCMessageDescriptor datasync__v1__event__descriptor =
   (ProtobufCMessageInit) datasync__v1__event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor datasync__v1__watch_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor datasync__v1__watch_request__field_descriptors[7] =
 {
   {
     "key",
@@ -2219,9 +2219,22 @@ static const ProtobufCFieldDescriptor datasync__v1__watch_request__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "from_now",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WatchRequest, from_now),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned datasync__v1__watch_request__field_indices_by_name[] = {
   2,   /* field[2] = after_revision */
+  6,   /* field[6] = from_now */
   0,   /* field[0] = key */
   4,   /* field[4] = limit */
   1,   /* field[1] = prefix */
@@ -2231,7 +2244,7 @@ static const unsigned datasync__v1__watch_request__field_indices_by_name[] = {
 static const ProtobufCIntRange datasync__v1__watch_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor datasync__v1__watch_request__descriptor =
 {
@@ -2241,7 +2254,7 @@ const ProtobufCMessageDescriptor datasync__v1__watch_request__descriptor =
   "Datasync__V1__WatchRequest",
   "datasync.v1",
   sizeof(Datasync__V1__WatchRequest),
-  6,
+  7,
   datasync__v1__watch_request__field_descriptors,
   datasync__v1__watch_request__field_indices_by_name,
   1,  datasync__v1__watch_request__number_ranges,

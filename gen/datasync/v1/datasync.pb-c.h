@@ -443,8 +443,9 @@ struct  Datasync__V1__WatchRequest
   char *key;
   char *prefix;
   /*
-   * Events with a revision greater than this. 0 = from now: the reply
-   * has only events after the store's current revision. A revision
+   * Events with a revision greater than this; 0 = every event the change
+   * log keeps (a store's first change is revision 1, so a revision read
+   * from an empty store, 0, is a cursor like any other). A revision
    * older than the change log keeps fails OUT_OF_RANGE, reason
    * REVISION_COMPACTED, with a WatchResponse (compact_revision set) in
    * the details: re-read (Get or List return their revision) and watch
@@ -460,10 +461,17 @@ struct  Datasync__V1__WatchRequest
    */
   uint32_t limit;
   protobuf_c_boolean with_values;
+  /*
+   * Start after the store's current revision, whatever the log holds:
+   * for a watcher that wants nothing older. after_revision must be 0
+   * (else INVALID_ARGUMENT, field from_now). The reply's revision is the
+   * cursor to resume from; send from_now once, then after_revision.
+   */
+  protobuf_c_boolean from_now;
 };
 #define DATASYNC__V1__WATCH_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__watch_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0 }
 
 
 struct  Datasync__V1__WatchResponse
