@@ -243,6 +243,13 @@ typedef struct nrpc_server_config {
 	                           * re-created when it stopped accepting;
 	                           * 0 = NRPC_LISTENER_CHECK_MS_DEFAULT,
 	                           * < 0 = never */
+	/* TLS for tls+tcp:// URLs (PEM files, read at nrpc_server_create;
+	 * borrowed during it): the certificate chain and its unencrypted
+	 * key, required when a URL is tls+tcp://; client_ca_file, when set,
+	 * makes every client present a certificate signed by that CA. */
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	const char *tls_client_ca_file;
 	bool inline_handlers;     /* run handlers on the nng callback thread
 	                           * that received the call, not on a pool
 	                           * worker: saves two thread hand-offs per
@@ -454,6 +461,15 @@ typedef struct nrpc_client_config {
 	                            * "TOO_LARGE") and replies; 0 = default */
 	const char *client_name;   /* sent in every envelope; may be NULL */
 	bool dial_blocking;        /* true: fail open when no URL answers now */
+	/* TLS for tls+tcp:// URLs (PEM files; borrowed during
+	 * nrpc_client_open): the CAs trusted to sign the server's
+	 * certificate (required for such a URL; the certificate must also
+	 * name the URL's host), and an optional client certificate and key
+	 * for a server that asks for one. A TLS failure of a blocking dial
+	 * is UNAVAILABLE, reason "TLS_HANDSHAKE_FAILED". */
+	const char *tls_ca_file;
+	const char *tls_cert_file;
+	const char *tls_key_file;
 } nrpc_client_config;
 
 /* nrpc_client_config_default zeroes cfg and fills the defaults. */

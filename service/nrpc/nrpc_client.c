@@ -41,6 +41,7 @@
 #include "ds_log.h"
 #include "ds_text.h"
 #include "nrpc_int.h"
+#include "nrpc_tls.h"
 
 /* Length of a generated request id: 16 hex digits of random prefix and 16
  * of counter. */
@@ -128,6 +129,41 @@ nrpc_cli_free(nrpc_client *c)
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mtx);
 	ds_free(c);
+}
+
+/* nrpc_cli_dial_tls dials a tls+tcp:// url with a configuration that
+ * trusts cfg's CA and expects a certificate for the URL's host. */
+static nrpc_code
+nrpc_cli_dial_tls(nrpc_client *c, const nrpc_client_config *cfg,
+    const char *url, nrpc_status *st)
+{
+	char host[256];
+	nng_tls_config *tls = NULL;
+	nng_dialer d;
+	int rv;
+
+	if (!nrpc_url_host(url, host, sizeof(host))) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_URL", "urls",
+		    "cannot read the host of %s", url);
+		return st->code;
+	}
+	if (nrpc_tls_client(cfg->tls_ca_file, cfg->tls_cert_file,
+	        cfg->tls_key_file, host, &tls, st) != NRPC_OK) {
+		return st->code;
+	}
+	if ((rv = nng_dialer_create(&d, c->sock, url)) == 0) {
+		/* The dialer holds its own reference to tls. */
+		if ((rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) ==
+		        0) {
+			rv = nng_dialer_start(d,
+			    cfg->dial_blocking ? 0 : NNG_FLAG_NONBLOCK);
+		}
+		if (rv != 0) {
+			(void) nng_dialer_close(d);
+		}
+	}
+	nng_tls_config_free(tls);
+	return rv == 0 ? NRPC_OK : nrpc_tls_dial_error(url, rv, st);
 }
 
 int
@@ -229,16 +265,19 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 		return NRPC_INTERNAL;
 	}
 	for (size_t i = 0; i < cfg->n_urls; i++) {
+		if (nrpc_url_is_tls(cfg->urls[i])) {
+			if ((rc = nrpc_cli_dial_tls(c, cfg, cfg->urls[i], st)) !=
+			    NRPC_OK) {
+				(void) nng_close(c->sock);
+				nrpc_cli_free(c);
+				return rc;
+			}
+			continue;
+		}
 		rv = nng_dial(c->sock, cfg->urls[i], NULL,
 		    cfg->dial_blocking ? 0 : NNG_FLAG_NONBLOCK);
 		if (rv != 0) {
-			bool bad = rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ||
-			    rv == NNG_EINVAL;
-
-			rc = bad ? NRPC_INVALID_ARGUMENT : NRPC_UNAVAILABLE;
-			nrpc_status_set(st, rc, bad ? "INVALID_URL" :
-			    "DIAL_FAILED", "urls", "cannot dial %s: %s",
-			    cfg->urls[i], nng_strerror(rv));
+			rc = nrpc_tls_dial_error(cfg->urls[i], rv, st);
 			(void) nng_close(c->sock); /* ours; cannot fail */
 			nrpc_cli_free(c);
 			return rc;

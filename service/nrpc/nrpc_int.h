@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "nrpc.h"
@@ -413,6 +414,7 @@ struct nrpc_server {
 	bool inline_handlers;
 	int64_t check_ms;         /* listener watchdog period; < 0 = off */
 	uint64_t id;              /* unique per server, for the TLS cache */
+	nng_tls_config *tls;      /* owned; NULL without a tls+tcp:// URL */
 
 	/* listeners, one per URL; replaced by the watchdog */
 	nng_listener *lis;        /* owned, n_urls entries */
@@ -519,6 +521,10 @@ void nrpc_srv_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg);
 /* nrpc_watchdog.c: whether any URL needs the watchdog, its thread, its
  * stop (before the socket closes), and an absolute time ms from now on
  * clock clk for a timed wait. */
+/* nrpc_srv_listen (re)starts the listener of srv->urls[u] in srv->lis[u]
+ * (with srv->tls for a tls+tcp:// URL); nng's error code or 0. */
+int nrpc_srv_listen(nrpc_server *srv, size_t u);
+
 bool nrpc_srv_dog_needed(const nrpc_server *srv);
 void *nrpc_srv_dog_main(void *arg);
 void nrpc_srv_dog_stop(nrpc_server *srv);

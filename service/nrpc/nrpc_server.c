@@ -21,6 +21,7 @@
 #include "ds_alloc.h"
 #include "ds_log.h"
 #include "nrpc_int.h"
+#include "nrpc_tls.h"
 
 /* srv_next_id numbers servers so that a thread's cached inline state can
  * never be mistaken for that of a later server at the same address. */
@@ -48,6 +49,26 @@ srv_bad_config(nrpc_status *st, const char *field, uint64_t v, uint64_t max)
 	return NRPC_INVALID_ARGUMENT;
 }
 
+int
+nrpc_srv_listen(nrpc_server *srv, size_t u)
+{
+	int rv;
+
+	if (!nrpc_url_is_tls(srv->urls[u])) {
+		return nng_listen(srv->sock, srv->urls[u], &srv->lis[u], 0);
+	}
+	if ((rv = nng_listener_create(&srv->lis[u], srv->sock,
+	         srv->urls[u])) != 0) {
+		return rv;
+	}
+	if ((rv = nng_listener_set_ptr(srv->lis[u], NNG_OPT_TLS_CONFIG,
+	         srv->tls)) != 0 ||
+	    (rv = nng_listener_start(srv->lis[u], 0)) != 0) {
+		(void) nng_listener_close(srv->lis[u]);
+	}
+	return rv;
+}
+
 static void
 srv_free(nrpc_server *srv)
 {
@@ -55,6 +76,9 @@ srv_free(nrpc_server *srv)
 		ds_free(srv->urls[i]);
 	}
 	ds_free(srv->urls);
+	if (srv->tls != NULL) {
+		nng_tls_config_free(srv->tls);
+	}
 	ds_free(srv->services);
 	ds_free(srv->methods);
 	ds_free(srv->inl);
@@ -159,6 +183,18 @@ nrpc_server_create(const nrpc_server_config *cfg, nrpc_server **out,
 		}
 	}
 	srv->n_urls = cfg->n_urls;
+	for (size_t i = 0; i < cfg->n_urls; i++) {
+		nrpc_code rc;
+
+		if (!nrpc_url_is_tls(cfg->urls[i]) || srv->tls != NULL) {
+			continue;
+		}
+		if ((rc = nrpc_tls_server(cfg->tls_cert_file, cfg->tls_key_file,
+		         cfg->tls_client_ca_file, &srv->tls, st)) != NRPC_OK) {
+			srv_free(srv);
+			return rc;
+		}
+	}
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	srv->workers = cfg->workers > 0 ? cfg->workers :
 	    ncpu > 0 ? (unsigned) (ncpu > NRPC_WORKERS_HARD ? NRPC_WORKERS_HARD : ncpu) : 1;
@@ -503,8 +539,7 @@ nrpc_server_start(nrpc_server *srv, nrpc_status *st)
 		goto fail_pool;
 	}
 	for (size_t u = 0; u < srv->n_urls; u++) {
-		if ((rv = nng_listen(srv->sock, srv->urls[u], &srv->lis[u], 0)) !=
-		    0) {
+		if ((rv = nrpc_srv_listen(srv, u)) != 0) {
 			bool bad = rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ||
 			    rv == NNG_EINVAL;
 

@@ -123,8 +123,7 @@ nrpc_srv_dog_main(void *arg)
 			    "connections (nng #1518); listening again",
 			    srv->urls[u]);
 			(void) nng_listener_close(srv->lis[u]); /* may be dead */
-			if ((rv = nng_listen(srv->sock, srv->urls[u], &srv->lis[u],
-			         0)) != 0) {
+			if ((rv = nrpc_srv_listen(srv, u)) != 0) {
 				ds_log(DS_LOG_ERROR, "nrpc", "cannot listen on %s again: "
 				    "%s", srv->urls[u], nng_strerror(rv));
 				continue; /* try again at the next check */

@@ -1,6 +1,7 @@
 /*
  * ds_buf.c - bounded growable buffer.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,4 +129,28 @@ ds_buf_take(ds_buf *b, size_t *len)
 	b->len = 0;
 	b->cap = 0;
 	return p;
+}
+
+ds_err
+ds_buf_read_file(ds_buf *b, const char *path)
+{
+	FILE *f;
+	char chunk[4096];
+	size_t n;
+	ds_err rv = DS_OK;
+	int saved;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		return DS_EIO;
+	}
+	while (rv == DS_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		rv = ds_buf_append(b, chunk, n);
+	}
+	if (rv == DS_OK && ferror(f)) {
+		rv = DS_EIO;
+	}
+	saved = errno;
+	(void) fclose(f);
+	errno = saved;
+	return rv;
 }

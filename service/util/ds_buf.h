@@ -50,4 +50,11 @@ DS_WUR ds_err ds_buf_vprintf(ds_buf *b, const char *fmt, va_list ap);
  * the buffer empty. */
 uint8_t *ds_buf_take(ds_buf *b, size_t *len);
 
+/* ds_buf_read_file appends the whole of the file at path to b (a
+ * certificate, a key: small files read once at start). DS_ETOOLARGE when
+ * it holds more than b's max allows, DS_EIO when it cannot be opened or
+ * read (errno says why), DS_ENOMEM. On failure b may hold part of it;
+ * the caller finishes b either way. */
+DS_WUR ds_err ds_buf_read_file(ds_buf *b, const char *path);
+
 #endif /* DS_BUF_H */
