@@ -80,6 +80,11 @@ static const char dsd_usage[] =
     "                        and kept at least this long (default 600s)\n"
     "  --rpc-max-parked N    watches and lock waits parked at once; one\n"
     "                        more fails RESOURCE_EXHAUSTED (default 8192)\n"
+    "  --tls-cert FILE       PEM certificate (chain) for tls+tcp:// listeners\n"
+    "                        and the gateway, which then serves HTTPS only\n"
+    "  --tls-key FILE        its unencrypted PEM key\n"
+    "  --tls-client-ca FILE  RPC clients on tls+tcp:// must present a\n"
+    "                        certificate signed by this CA\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -108,6 +113,7 @@ typedef struct dsd_opts {
 	int64_t watch_retain;
 	int64_t watch_retain_ms;
 	int64_t max_parked;
+	const char *tls_cert, *tls_key, *tls_client_ca;
 	bool quiet;
 } dsd_opts;
 
@@ -166,7 +172,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	enum { O_LISTEN = 1, O_HTTP, O_DB, O_WORKERS, O_WEB_ROOT, O_CORS,
 		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
 		O_BUSY_TIMEOUT, O_WATCH_RETAIN, O_WATCH_RETAIN_TIME, O_MAX_PARKED, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
-		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT, O_SSE_STREAMS };
+		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT, O_SSE_STREAMS,
+		O_TLS_CERT, O_TLS_KEY, O_TLS_CLIENT_CA };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -189,6 +196,9 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"max-sse-streams", required_argument, NULL, O_SSE_STREAMS},
 	    {"rpc-max-inflight-per-conn", required_argument, NULL,
 	        O_MAX_INFLIGHT},
+	    {"tls-cert", required_argument, NULL, O_TLS_CERT},
+	    {"tls-key", required_argument, NULL, O_TLS_KEY},
+	    {"tls-client-ca", required_argument, NULL, O_TLS_CLIENT_CA},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -221,6 +231,15 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 			break;
 		case O_DB:
 			o->db = optarg;
+			break;
+		case O_TLS_CERT:
+			o->tls_cert = optarg;
+			break;
+		case O_TLS_KEY:
+			o->tls_key = optarg;
+			break;
+		case O_TLS_CLIENT_CA:
+			o->tls_client_ca = optarg;
 			break;
 		case O_WORKERS:
 			if (dsd_parse_int("--workers", optarg, 1, 256, &v) != 0) {
@@ -351,6 +370,16 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 		    argv[optind]);
 		return 2;
 	}
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+		fprintf(stderr, "datasyncd: --tls-cert and --tls-key go "
+		                "together\n");
+		return 2;
+	}
+	if (o->tls_client_ca != NULL && o->tls_cert == NULL) {
+		fprintf(stderr, "datasyncd: --tls-client-ca needs --tls-cert "
+		                "and --tls-key\n");
+		return 2;
+	}
 	if (o->n_listen == 0) {
 		o->listen[o->n_listen++] = "ipc:///tmp/datasync.sock";
 		o->listen[o->n_listen++] = "tcp://127.0.0.1:7070";
@@ -465,6 +494,9 @@ main(int argc, char **argv)
 	if (o.max_parked > 0) {
 		ncfg.max_parked = (size_t) o.max_parked;
 	}
+	ncfg.tls_cert_file = o.tls_cert;
+	ncfg.tls_key_file = o.tls_key;
+	ncfg.tls_client_ca_file = o.tls_client_ca;
 	ncfg.worker_init = dsh_worker_init;
 	ncfg.worker_fini = dsh_worker_fini;
 	ncfg.worker_arg = svc;
@@ -506,11 +538,14 @@ main(int argc, char **argv)
 		gcfg.timeout_s = (unsigned) o.http_timeout;
 		gcfg.body_budget = (size_t) o.http_budget;
 		gcfg.max_sse_streams = (unsigned) o.max_sse_streams;
+		gcfg.tls_cert_file = o.tls_cert;
+		gcfg.tls_key_file = o.tls_key;
 		if (gw_start(&gcfg, &gw, &nst) != NRPC_OK) {
 			fprintf(stderr, "datasyncd: %s\n", nst.message);
 			goto out;
 		}
-		printf("datasyncd: gateway and demo page on http://%s/\n", o.http);
+		printf("datasyncd: gateway and demo page on %s://%s/\n",
+		    o.tls_cert != NULL ? "https" : "http", o.http);
 	}
 #else
 	if (strcmp(o.http, "off") != 0) {

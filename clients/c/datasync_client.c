@@ -19,9 +19,29 @@ struct datasync_client {
 	nrpc_client *rpc; /* owned */
 };
 
+void
+datasync_options_default(datasync_options *o)
+{
+	memset(o, 0, sizeof(*o));
+}
+
 nrpc_code
 datasync_connect(const char *const *urls, size_t n_urls, int64_t timeout_ms,
     const char *client_name, datasync_client **out, nrpc_status *st)
+{
+	datasync_options o;
+
+	datasync_options_default(&o);
+	o.urls = urls;
+	o.n_urls = n_urls;
+	o.timeout_ms = timeout_ms;
+	o.client_name = client_name;
+	return datasync_connect_opts(&o, out, st);
+}
+
+nrpc_code
+datasync_connect_opts(const datasync_options *o, datasync_client **out,
+    nrpc_status *st)
 {
 	nrpc_client_config cfg;
 	datasync_client *c;
@@ -32,11 +52,14 @@ datasync_connect(const char *const *urls, size_t n_urls, int64_t timeout_ms,
 		return st->code;
 	}
 	nrpc_client_config_default(&cfg);
-	cfg.urls = urls;
-	cfg.n_urls = n_urls;
-	cfg.timeout_ms = timeout_ms;
-	cfg.client_name = client_name;
+	cfg.urls = o->urls;
+	cfg.n_urls = o->n_urls;
+	cfg.timeout_ms = o->timeout_ms;
+	cfg.client_name = o->client_name;
 	cfg.resend_ms = DATASYNC_RESEND_MS;
+	cfg.tls_ca_file = o->tls_ca_file;
+	cfg.tls_cert_file = o->tls_cert_file;
+	cfg.tls_key_file = o->tls_key_file;
 	if (nrpc_client_open(&cfg, &c->rpc, st) != NRPC_OK) {
 		ds_free(c);
 		return st->code;

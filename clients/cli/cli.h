@@ -71,6 +71,9 @@ typedef struct cli_args {
 	bool has_after;         /* --after given (0 included); else from now */
 	bool values;            /* watch --values */
 	int64_t wait_ms;        /* lock --wait */
+	const char *tls_ca;     /* --tls-ca or $DATASYNC_TLS_CA */
+	const char *tls_cert;   /* --tls-cert */
+	const char *tls_key;    /* --tls-key */
 	const char *const *args; /* positional arguments after the command */
 	size_t n_args;
 } cli_args;

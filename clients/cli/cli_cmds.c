@@ -20,8 +20,17 @@ typedef int (*cli_cmd_fn)(datasync_client **cp, const cli_args *a,
 int
 cli_connect(datasync_client **cp, const cli_args *a, nrpc_status *st)
 {
-	if (datasync_connect(a->urls, a->n_urls, a->timeout_ms, "datasync-cli",
-	        cp, st) != NRPC_OK) {
+	datasync_options o;
+
+	datasync_options_default(&o);
+	o.urls = a->urls;
+	o.n_urls = a->n_urls;
+	o.timeout_ms = a->timeout_ms;
+	o.client_name = "datasync-cli";
+	o.tls_ca_file = a->tls_ca;
+	o.tls_cert_file = a->tls_cert;
+	o.tls_key_file = a->tls_key;
+	if (datasync_connect_opts(&o, cp, st) != NRPC_OK) {
 		return cli_fail(st);
 	}
 	return 0;

@@ -51,6 +51,11 @@ static const char cli_usage[] =
     "  --timeout DUR    per-call deadline, e.g. 500ms, 5s (default 10s)\n"
     "  --json           print the whole reply as proto3 JSON\n"
     "  --request-id ID  idempotency key for a write (default: generated)\n"
+    "  --tls-ca FILE    PEM CA that signed the server's certificate, for\n"
+    "                   tls+tcp:// URLs (default $DATASYNC_TLS_CA); name\n"
+    "                   the host as the certificate does (localhost)\n"
+    "  --tls-cert FILE, --tls-key FILE\n"
+    "                   a client certificate, for servers that ask for one\n"
     "\n"
     "Exit codes: 0 ok (watch: interrupted by SIGINT/SIGTERM), 1 error\n"
     "(unreachable, timeout, bad reply), 2 usage, 3 conflict (watch: the\n"
@@ -237,7 +242,7 @@ main(int argc, char **argv)
 		O_IF_ABSENT, O_IF_EXISTS, O_FORCE, O_TOKEN, O_OWNER, O_TTL,
 		O_VERSION, O_PREFIX, O_PAGE_SIZE, O_PAGE_TOKEN, O_ALL,
 		O_REQUEST_ID, O_AUTHOR, O_KEY, O_AFTER, O_VALUES, O_WAIT,
-		O_HELP };
+		O_TLS_CA, O_TLS_CERT, O_TLS_KEY, O_HELP };
 	static const struct option longopts[] = {
 	    {"url", required_argument, NULL, O_URL},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -262,6 +267,9 @@ main(int argc, char **argv)
 	    {"after", required_argument, NULL, O_AFTER},
 	    {"values", no_argument, NULL, O_VALUES},
 	    {"wait", required_argument, NULL, O_WAIT},
+	    {"tls-ca", required_argument, NULL, O_TLS_CA},
+	    {"tls-cert", required_argument, NULL, O_TLS_CERT},
+	    {"tls-key", required_argument, NULL, O_TLS_KEY},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -278,9 +286,22 @@ main(int argc, char **argv)
 	}
 	memset(&a, 0, sizeof(a));
 	a.timeout_ms = 10000;
+	a.tls_ca = getenv("DATASYNC_TLS_CA");
+	if (a.tls_ca != NULL && a.tls_ca[0] == '\0') {
+		a.tls_ca = NULL;
+	}
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
+		case O_TLS_CA:
+			a.tls_ca = optarg;
+			break;
+		case O_TLS_CERT:
+			a.tls_cert = optarg;
+			break;
+		case O_TLS_KEY:
+			a.tls_key = optarg;
+			break;
 		case O_URL:
 			if (a.n_urls == CLI_MAX_URLS) {
 				return cli_usage_error("at most %d --url", CLI_MAX_URLS);

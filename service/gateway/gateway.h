@@ -66,6 +66,16 @@ typedef struct gw_config {
 	                           * largest body); at most 16 GiB */
 	unsigned max_sse_streams; /* GET /v1/events streams open at once
 	                           * (more: 503); 0 = 256, at most 65536 */
+	/* HTTPS (libmicrohttpd with GnuTLS): PEM certificate (chain) and
+	 * its unencrypted key; both or neither. With them the gateway serves
+	 * HTTPS only and its own origin is https://. Read at gw_start. */
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	/* tls+tcp:// upstreams: the CA that signed their certificates (and
+	 * an optional client certificate and key). */
+	const char *upstream_tls_ca_file;
+	const char *upstream_tls_cert_file;
+	const char *upstream_tls_key_file;
 	int64_t sse_heartbeat_ms; /* each stream's Watch waits this long; a
 	                           * quiet one sends a heartbeat comment;
 	                           * 0 = 15 s; 10 ms .. 60 s */

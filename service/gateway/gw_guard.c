@@ -143,9 +143,10 @@ gw_guard_host_allowed(const gw_core *core, const char *value)
 /* gw_guard_same_origin: does origin equal "<scheme>://<Host header>"?
  * Host is already known to be one we answer to. */
 static bool
-gw_guard_same_origin(const char *origin, const char *host)
+gw_guard_same_origin(const gw_core *core, const char *origin,
+    const char *host)
 {
-	const char *scheme = "http://";
+	const char *scheme = core->tls ? "https://" : "http://";
 	size_t sl = strlen(scheme);
 
 	if (host == NULL || strncasecmp(origin, scheme, sl) != 0) {
@@ -215,7 +216,7 @@ gw_guard_check(const gw_core *core, const gw_request *req, gw_route route,
 	}
 	if (unsafe && origin != NULL &&
 	    gw_cors_check(core, origin) != GW_CORS_ALLOWED &&
-	    !gw_guard_same_origin(origin, host)) {
+	    !gw_guard_same_origin(core, origin, host)) {
 		return gw_status_set(st, 403, NRPC_PERMISSION_DENIED,
 		    "ORIGIN_NOT_ALLOWED", "Origin",
 		    "origin %.128s may not change data here: only this "

@@ -87,6 +87,8 @@ struct gw_server {
 	int64_t timeout_ms;
 	int port;
 	size_t budget; /* body_budget */
+	ds_buf tls_cert;  /* HTTPS: PEM, NUL-terminated, kept while MHD runs */
+	ds_buf tls_key;   /* HTTPS: PEM; zeroed before it is freed */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -991,6 +993,12 @@ gw_start_check(const gw_config *cfg, nrpc_status *st)
 		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
 		    "INVALID_ARGUMENT", "http", "http: HOST:PORT is required");
 	}
+	if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
+		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+		    "INVALID_ARGUMENT",
+		    cfg->tls_cert_file == NULL ? "tls_cert_file" : "tls_key_file",
+		    "HTTPS needs both tls_cert_file and tls_key_file");
+	}
 	if (cfg->n_upstreams == 0 || cfg->n_upstreams > GW_MAX_UPSTREAMS ||
 	    cfg->upstreams == NULL) {
 		return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
@@ -1174,6 +1182,25 @@ gw_start_addr(const char *hostport, struct sockaddr_storage *ss,
 	return 0;
 }
 
+/* gw_read_pem reads a PEM file for HTTPS into b (NUL-terminated, as
+ * libmicrohttpd wants it). */
+static int
+gw_read_pem(ds_buf *b, const char *field, const char *path, nrpc_status *st)
+{
+	ds_err rv;
+
+	ds_buf_init(b, GW_TLS_FILE_MAX);
+	if ((rv = ds_buf_read_file(b, path)) == DS_OK && b->len > 0) {
+		return 0;
+	}
+	return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT, "TLS_FILE", field,
+	    "cannot read %s %.256s: %s", field, path,
+	    rv == DS_EIO ? strerror(errno)
+	    : rv == DS_OK ? "it is empty"
+	    : rv == DS_ETOOLARGE ? "larger than a certificate or key can be"
+	                         : "out of memory");
+}
+
 static int
 gw_start_http(gw_server *gw, const gw_config *cfg, nrpc_status *st)
 {
@@ -1204,6 +1231,17 @@ gw_start_http(gw_server *gw, const gw_config *cfg, nrpc_status *st)
 	if (threads > conns) {
 		threads = conns; /* each worker gets a share of the cap */
 	}
+	if (gw->core.tls) {
+		if (gw_read_pem(&gw->tls_cert, "tls_cert_file",
+		        cfg->tls_cert_file, st) != 0 ||
+		    gw_read_pem(&gw->tls_key, "tls_key_file", cfg->tls_key_file,
+		        st) != 0) {
+			return -1;
+		}
+		flags |= MHD_USE_TLS;
+	}
+	/* Without TLS the first MHD_OPTION_END ends the list: the HTTPS
+	 * options after it are not read. */
 	gw->mhd = MHD_start_daemon(flags, 0, NULL, NULL, gw_http_handle, gw,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
 	    MHD_OPTION_THREAD_POOL_SIZE, threads,
@@ -1214,8 +1252,21 @@ gw_start_http(gw_server *gw, const gw_config *cfg, nrpc_status *st)
 	    MHD_OPTION_URI_LOG_CALLBACK, gw_http_uri, gw,
 	    MHD_OPTION_NOTIFY_COMPLETED, gw_http_completed, gw,
 	    MHD_OPTION_EXTERNAL_LOGGER, gw_http_log, gw,
+	    gw->core.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+	    (const char *) gw->tls_cert.ptr,
+	    MHD_OPTION_HTTPS_MEM_KEY, (const char *) gw->tls_key.ptr,
 	    MHD_OPTION_END);
 	if (gw->mhd == NULL) {
+		if (gw->core.tls) {
+			/* libmicrohttpd says which in its log (gw_http_log). */
+			return gw_status_set(st, -1, NRPC_INVALID_ARGUMENT,
+			    "TLS_FILE", "tls_cert_file", "cannot serve HTTPS on "
+			    "%.256s with tls_cert_file %.200s and tls_key_file "
+			    "%.200s (not a PEM certificate and its key, or the "
+			    "address is taken: %s)", cfg->http, cfg->tls_cert_file,
+			    cfg->tls_key_file,
+			    errno != 0 ? strerror(errno) : "see the log");
+		}
 		return gw_status_set(st, -1, NRPC_UNAVAILABLE, "UNAVAILABLE",
 		    "http", "cannot listen on http://%.256s: %s", cfg->http,
 		    errno != 0 ? strerror(errno) : "libmicrohttpd failed");
@@ -1300,6 +1351,7 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	    &gw->metrics);
 	gw_core_set_hosts(&gw->core, cfg->http,
 	    (const char *const *) gw->allow_hosts, gw->n_allow_hosts);
+	gw->core.tls = cfg->tls_cert_file != NULL;
 	/* The budget must admit the largest body one request may send
 	 * (/rpc/'s), or that request could never be served. */
 	if (cfg->body_budget != 0) {
@@ -1347,6 +1399,9 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	 * not sent a second time while the first still waits. */
 	ccfg.resend_ms = GW_RPC_RESEND_MS;
 	ccfg.client_name = "datasync-gateway";
+	ccfg.tls_ca_file = cfg->upstream_tls_ca_file;
+	ccfg.tls_cert_file = cfg->upstream_tls_cert_file;
+	ccfg.tls_key_file = cfg->upstream_tls_key_file;
 	/* Replies carry values as large as requests (plus a record). */
 	ccfg.max_message_bytes = gw->core.max_value_bytes + 64 * 1024;
 	if (nrpc_client_open(&ccfg, &gw->client, st) != NRPC_OK) {
@@ -1398,6 +1453,11 @@ gw_free(gw_server *gw)
 	free(gw->web_root); /* from realpath */
 	ds_free(gw->js_path);
 	ds_free(gw->dial);
+	if (gw->tls_key.ptr != NULL) {
+		memset(gw->tls_key.ptr, 0, gw->tls_key.len);
+	}
+	ds_buf_fini(&gw->tls_key);
+	ds_buf_fini(&gw->tls_cert);
 	pthread_cond_destroy(&gw->cv);
 	pthread_mutex_destroy(&gw->mu);
 	ds_free(gw);

@@ -349,6 +349,7 @@ typedef struct gw_core {
 	const char *const *allow_hosts;          /* borrowed; --allow-host */
 	size_t n_allow_hosts;
 	bool allow_any_host; /* "*" is among them */
+	bool tls;            /* served over HTTPS: the own origin is https:// */
 } gw_core;
 
 /* gw_core_init fills core; everything passed is borrowed for core's

@@ -124,6 +124,9 @@
  * Host check compares with (a DNS name is at most 253 bytes). */
 #define GW_MAX_HOST_BYTES 256
 
+/* GW_TLS_FILE_MAX bounds the HTTPS certificate and key files read. */
+#define GW_TLS_FILE_MAX (1024 * 1024)
+
 /* GW_MAX_ALLOW_HOSTS bounds the --allow-host list (copied at start). */
 #define GW_MAX_ALLOW_HOSTS 64
 

@@ -46,6 +46,9 @@ static const char gwm_usage[] =
     "                        503 (default 256)\n"
     "  --sse-heartbeat-ms N  a quiet event stream sends a heartbeat comment\n"
     "                        every N ms (default 15000, 10..60000)\n"
+    "  --tls-cert FILE       PEM certificate: serve HTTPS only, with it\n"
+    "  --tls-key FILE        its unencrypted PEM key\n"
+    "  --upstream-tls-ca FILE  the CA of tls+tcp:// upstreams' certificates\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -58,6 +61,7 @@ typedef struct gwm_opts {
 	size_t n_cors;
 	const char *allow_hosts[GW_MAX_ALLOW_HOSTS];
 	size_t n_allow_hosts;
+	const char *tls_cert, *tls_key, *upstream_ca;
 	const char *http;
 	const char *web_root;
 	long long max_value_bytes;
@@ -105,6 +109,9 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 		O_HTTP_BUDGET,
 		O_SSE_STREAMS,
 		O_SSE_HEARTBEAT,
+		O_TLS_CERT,
+		O_TLS_KEY,
+		O_UPSTREAM_TLS_CA,
 		O_QUIET,
 		O_HELP
 	};
@@ -122,6 +129,9 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 	    {"http-body-budget", required_argument, NULL, O_HTTP_BUDGET},
 	    {"max-sse-streams", required_argument, NULL, O_SSE_STREAMS},
 	    {"sse-heartbeat-ms", required_argument, NULL, O_SSE_HEARTBEAT},
+	    {"tls-cert", required_argument, NULL, O_TLS_CERT},
+	    {"tls-key", required_argument, NULL, O_TLS_KEY},
+	    {"upstream-tls-ca", required_argument, NULL, O_UPSTREAM_TLS_CA},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -219,6 +229,15 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 				return 2;
 			}
 			break;
+		case O_TLS_CERT:
+			o->tls_cert = optarg;
+			break;
+		case O_TLS_KEY:
+			o->tls_key = optarg;
+			break;
+		case O_UPSTREAM_TLS_CA:
+			o->upstream_ca = optarg;
+			break;
 		case O_QUIET:
 			o->quiet = true;
 			break;
@@ -296,6 +315,9 @@ main(int argc, char **argv)
 	cfg.body_budget = (size_t) o.budget;
 	cfg.max_sse_streams = (unsigned) o.max_streams;
 	cfg.sse_heartbeat_ms = o.heartbeat_ms;
+	cfg.tls_cert_file = o.tls_cert;
+	cfg.tls_key_file = o.tls_key;
+	cfg.upstream_tls_ca_file = o.upstream_ca;
 	if (gw_start(&cfg, &gw, &st) != NRPC_OK) {
 		fprintf(stderr, "datasync-gateway: %s\n", st.message);
 		nrpc_status_fini(&st);
@@ -310,8 +332,9 @@ main(int argc, char **argv)
 		int hlen = colon != NULL ? (int) (colon - o.http)
 		                         : (int) strlen(o.http);
 
-		printf("datasync-gateway: listening on http://%.*s:%d/\n",
-		    hlen, o.http, gw_port(gw));
+		printf("datasync-gateway: listening on %s://%.*s:%d/\n",
+		    o.tls_cert != NULL ? "https" : "http", hlen, o.http,
+		    gw_port(gw));
 	}
 	fflush(stdout);
 

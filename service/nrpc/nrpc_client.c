@@ -151,15 +151,30 @@ nrpc_cli_dial_tls(nrpc_client *c, const nrpc_client_config *cfg,
 	        cfg->tls_key_file, host, &tls, st) != NRPC_OK) {
 		return st->code;
 	}
-	if ((rv = nng_dialer_create(&d, c->sock, url)) == 0) {
+	/* One blocking attempt first, even for a background dialer: a
+	 * certificate that is not trusted will not become trusted by
+	 * retrying, and the caller deserves to hear why at once rather than
+	 * a deadline later. Any other failure (nobody listening yet) leaves
+	 * a background dialer that keeps trying, as for tcp://. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool block = cfg->dial_blocking || attempt == 0;
+
+		if ((rv = nng_dialer_create(&d, c->sock, url)) != 0) {
+			break;
+		}
 		/* The dialer holds its own reference to tls. */
 		if ((rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) ==
 		        0) {
-			rv = nng_dialer_start(d,
-			    cfg->dial_blocking ? 0 : NNG_FLAG_NONBLOCK);
+			rv = nng_dialer_start(d, block ? 0 : NNG_FLAG_NONBLOCK);
 		}
-		if (rv != 0) {
-			(void) nng_dialer_close(d);
+		if (rv == 0) {
+			break;
+		}
+		(void) nng_dialer_close(d);
+		if (cfg->dial_blocking || rv == NNG_EPEERAUTH ||
+		    rv == NNG_ECRYPTO || rv == NNG_EADDRINVAL ||
+		    rv == NNG_EINVAL || rv == NNG_ENOTSUP) {
+			break;
 		}
 	}
 	nng_tls_config_free(tls);

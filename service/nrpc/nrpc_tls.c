@@ -238,7 +238,9 @@ nrpc_tls_dial_error(const char *url, int rv, nrpc_status *st)
 		nrpc_status_set(st, NRPC_UNAVAILABLE, "TLS_HANDSHAKE_FAILED",
 		    "urls", "TLS handshake with %s failed: %s (is the "
 		    "server's certificate signed by tls_ca_file's CA, valid "
-		    "now, and for this host? is it a TLS server?)", url,
+		    "now, and for this host name (mbed TLS 2.28 matches DNS "
+		    "names and the CN, not IP addresses)? is it a TLS "
+		    "server?)", url,
 		    nng_strerror(rv));
 		return st->code;
 	}

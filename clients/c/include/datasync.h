@@ -50,6 +50,34 @@ nrpc_code datasync_connect(const char *const *urls, size_t n_urls,
     int64_t timeout_ms, const char *client_name, datasync_client **out,
     nrpc_status *st);
 
+/* datasync_options: datasync_connect's arguments and the rest. Zero it
+ * (or use datasync_options_default), then set what you need. Every
+ * pointer is borrowed during datasync_connect_opts only. */
+typedef struct datasync_options {
+	const char *const *urls;   /* tls+tcp://, tcp://, ipc://, inproc:// */
+	size_t n_urls;
+	int64_t timeout_ms;        /* default per-call deadline; 0 = 10 s */
+	const char *client_name;   /* may be NULL */
+	/* TLS (tls+tcp:// URLs): the PEM file of the CA that signed the
+	 * servers' certificates (required for such a URL; a certificate
+	 * must also name the URL's host: with Debian 12's mbed TLS, by a DNS
+	 * name or CN, so dial tls+tcp://localhost:7443 rather than the IP),
+	 * and a client certificate and key for servers that ask for one. */
+	const char *tls_ca_file;
+	const char *tls_cert_file;
+	const char *tls_key_file;
+} datasync_options;
+
+/* datasync_options_default zeroes o. */
+void datasync_options_default(datasync_options *o);
+
+/* datasync_connect_opts is datasync_connect with options. Bad TLS files
+ * fail here (INVALID_ARGUMENT naming the option); an untrusted server is
+ * found when the connection is made, so calls then fail UNAVAILABLE
+ * after their deadline. */
+nrpc_code datasync_connect_opts(const datasync_options *o,
+    datasync_client **out, nrpc_status *st);
+
 /* datasync_rpc returns the RPC client for the generated stubs; borrowed,
  * valid until datasync_close. */
 nrpc_client *datasync_rpc(datasync_client *c);
