@@ -543,6 +543,58 @@ store_err store_sweep_expired(store_conn *c, size_t max, size_t *n,
 store_err store_compact_changes(store_conn *c, uint64_t retain_revisions,
     int64_t retain_ms, size_t max, size_t *n, store_error *err);
 
+/* --- authentication tokens (DESIGN §11) ---
+ *
+ * The store keeps tokens so that every node of a cluster agrees on them:
+ * name, SHA-256 of the secret (never the secret), canonical grants text
+ * (auth_grants_format: one grant per line), when made, when revoked. A
+ * name is never reused, a revoked token stays listed. Every create and
+ * revoke moves the auth generation, so a node that caches the tokens
+ * reloads them when it changed (revocation within a second on every
+ * node). These are rare admin writes: each runs in its own transaction
+ * on the calling connection, not through store_apply_batch. */
+
+#define STORE_AUTH_TOKENS_MAX 10000 /* tokens, revoked ones included */
+
+typedef struct store_auth_token {
+	char *name;           /* owned, NUL-terminated */
+	uint8_t hash[32];     /* SHA-256 of the secret's text */
+	char *grants;         /* owned, canonical text */
+	int64_t created_at_ms;
+	bool revoked;
+	int64_t revoked_at_ms;
+} store_auth_token;
+
+/* store_auth_create adds a token. STORE_ECONFLICT (field "name") when the
+ * name exists (revoked or not), STORE_ETOOLARGE (field "name") past
+ * STORE_AUTH_TOKENS_MAX, STORE_EINVAL for an empty name or grants (the
+ * caller validated both with auth.h). created_at = the store's clock. */
+store_err store_auth_create(store_conn *c, const char *name,
+    const uint8_t hash[32], const char *grants, store_auth_token *out,
+    store_error *err);
+
+/* store_auth_revoke marks name revoked (revoked_at = the store's clock)
+ * and fills *out. STORE_ENOTFOUND (field "name"); revoking a revoked
+ * token is STORE_OK and changes nothing. */
+store_err store_auth_revoke(store_conn *c, const char *name,
+    store_auth_token *out, store_error *err);
+
+/* store_auth_list reads every token, by name, in one read transaction,
+ * and the auth generation they are at. *out owned: store_auth_tokens_free
+ * (NULL when *n == 0). */
+store_err store_auth_list(store_conn *c, store_auth_token **out, size_t *n,
+    uint64_t *generation, store_error *err);
+
+/* store_auth_generation reads the number every create and revoke moves
+ * (0 for a store that never had a token): one small read. */
+store_err store_auth_generation(store_conn *c, uint64_t *generation,
+    store_error *err);
+
+/* store_auth_token_fini / _tokens_free release what they own; zeroed or
+ * NULL is a no-op. */
+void store_auth_token_fini(store_auth_token *t);
+void store_auth_tokens_free(store_auth_token *t, size_t n);
+
 /* --- maintenance --- */
 
 /* store_revision reads the current store-wide revision. */

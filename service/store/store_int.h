@@ -77,6 +77,16 @@ struct store_backend {
 	/* changes_wait: NULL when !shared (store.c answers STORE_EINVAL). */
 	store_err (*changes_wait)(store_conn *c, int timeout_ms, bool *woke,
 	    store_error *err);
+	/* Tokens (store.h); arguments checked by store.c. */
+	store_err (*auth_create)(store_conn *c, const char *name,
+	    const uint8_t hash[32], const char *grants, store_auth_token *out,
+	    store_error *err);
+	store_err (*auth_revoke)(store_conn *c, const char *name,
+	    store_auth_token *out, store_error *err);
+	store_err (*auth_list)(store_conn *c, store_auth_token **out,
+	    size_t *n, uint64_t *generation, store_error *err);
+	store_err (*auth_generation)(store_conn *c, uint64_t *generation,
+	    store_error *err);
 };
 
 extern const store_backend store_sqlite_backend;

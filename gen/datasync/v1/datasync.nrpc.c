@@ -54,6 +54,34 @@ const nrpc_method
 		.output = &datasync__v1__watch_response__descriptor,
 		.idempotent = true,
 	},
+	[DATASYNC_V1_DATA_SYNC_METHOD_WHO_AM_I] = {
+		.full_name = "/datasync.v1.DataSync/WhoAmI",
+		.name = "WhoAmI",
+		.input = &datasync__v1__who_am_irequest__descriptor,
+		.output = &datasync__v1__who_am_iresponse__descriptor,
+		.idempotent = true,
+	},
+	[DATASYNC_V1_DATA_SYNC_METHOD_CREATE_TOKEN] = {
+		.full_name = "/datasync.v1.DataSync/CreateToken",
+		.name = "CreateToken",
+		.input = &datasync__v1__create_token_request__descriptor,
+		.output = &datasync__v1__create_token_response__descriptor,
+		.idempotent = false,
+	},
+	[DATASYNC_V1_DATA_SYNC_METHOD_LIST_TOKENS] = {
+		.full_name = "/datasync.v1.DataSync/ListTokens",
+		.name = "ListTokens",
+		.input = &datasync__v1__list_tokens_request__descriptor,
+		.output = &datasync__v1__list_tokens_response__descriptor,
+		.idempotent = true,
+	},
+	[DATASYNC_V1_DATA_SYNC_METHOD_REVOKE_TOKEN] = {
+		.full_name = "/datasync.v1.DataSync/RevokeToken",
+		.name = "RevokeToken",
+		.input = &datasync__v1__revoke_token_request__descriptor,
+		.output = &datasync__v1__revoke_token_response__descriptor,
+		.idempotent = false,
+	},
 };
 
 const nrpc_service_desc datasync_v1_data_sync_service = {
@@ -390,6 +418,194 @@ datasync_v1_data_sync_watch_async(nrpc_client *c,
 	    datasync_v1_data_sync_watch_done, (nrpc_fnptr) cb, arg, st);
 }
 
+nrpc_code
+datasync_v1_data_sync_who_am_i(nrpc_client *c,
+    const Datasync__V1__WhoAmIRequest *req,
+    Datasync__V1__WhoAmIResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st)
+{
+	ProtobufCMessage *out = NULL;
+	nrpc_code rv;
+
+	rv = nrpc_client_call(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_WHO_AM_I],
+	    (const ProtobufCMessage *) req, &out, opts, st);
+	if (rv == NRPC_OK) {
+		*resp = (Datasync__V1__WhoAmIResponse *) out;
+	}
+	return rv;
+}
+
+/* The nrpc_done_fn of datasync_v1_data_sync_who_am_i_async(): converts the
+ * callback back to its own type before calling it. */
+static void
+datasync_v1_data_sync_who_am_i_done(nrpc_fnptr user_cb, void *user_arg,
+    ProtobufCMessage *resp, const nrpc_status *st)
+{
+	datasync_v1_data_sync_who_am_i_cb cb =
+	    (datasync_v1_data_sync_who_am_i_cb) user_cb;
+
+	if (cb == NULL) {
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		return;
+	}
+	cb(user_arg, (Datasync__V1__WhoAmIResponse *) resp, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_who_am_i_async(nrpc_client *c,
+    const Datasync__V1__WhoAmIRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_who_am_i_cb cb, void *arg, nrpc_status *st)
+{
+	return nrpc_client_call_async(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_WHO_AM_I],
+	    (const ProtobufCMessage *) req, opts,
+	    datasync_v1_data_sync_who_am_i_done, (nrpc_fnptr) cb, arg, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_create_token(nrpc_client *c,
+    const Datasync__V1__CreateTokenRequest *req,
+    Datasync__V1__CreateTokenResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st)
+{
+	ProtobufCMessage *out = NULL;
+	nrpc_code rv;
+
+	rv = nrpc_client_call(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_CREATE_TOKEN],
+	    (const ProtobufCMessage *) req, &out, opts, st);
+	if (rv == NRPC_OK) {
+		*resp = (Datasync__V1__CreateTokenResponse *) out;
+	}
+	return rv;
+}
+
+/* The nrpc_done_fn of datasync_v1_data_sync_create_token_async(): converts the
+ * callback back to its own type before calling it. */
+static void
+datasync_v1_data_sync_create_token_done(nrpc_fnptr user_cb, void *user_arg,
+    ProtobufCMessage *resp, const nrpc_status *st)
+{
+	datasync_v1_data_sync_create_token_cb cb =
+	    (datasync_v1_data_sync_create_token_cb) user_cb;
+
+	if (cb == NULL) {
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		return;
+	}
+	cb(user_arg, (Datasync__V1__CreateTokenResponse *) resp, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_create_token_async(nrpc_client *c,
+    const Datasync__V1__CreateTokenRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_create_token_cb cb, void *arg, nrpc_status *st)
+{
+	return nrpc_client_call_async(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_CREATE_TOKEN],
+	    (const ProtobufCMessage *) req, opts,
+	    datasync_v1_data_sync_create_token_done, (nrpc_fnptr) cb, arg, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_list_tokens(nrpc_client *c,
+    const Datasync__V1__ListTokensRequest *req,
+    Datasync__V1__ListTokensResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st)
+{
+	ProtobufCMessage *out = NULL;
+	nrpc_code rv;
+
+	rv = nrpc_client_call(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_LIST_TOKENS],
+	    (const ProtobufCMessage *) req, &out, opts, st);
+	if (rv == NRPC_OK) {
+		*resp = (Datasync__V1__ListTokensResponse *) out;
+	}
+	return rv;
+}
+
+/* The nrpc_done_fn of datasync_v1_data_sync_list_tokens_async(): converts the
+ * callback back to its own type before calling it. */
+static void
+datasync_v1_data_sync_list_tokens_done(nrpc_fnptr user_cb, void *user_arg,
+    ProtobufCMessage *resp, const nrpc_status *st)
+{
+	datasync_v1_data_sync_list_tokens_cb cb =
+	    (datasync_v1_data_sync_list_tokens_cb) user_cb;
+
+	if (cb == NULL) {
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		return;
+	}
+	cb(user_arg, (Datasync__V1__ListTokensResponse *) resp, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_list_tokens_async(nrpc_client *c,
+    const Datasync__V1__ListTokensRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_list_tokens_cb cb, void *arg, nrpc_status *st)
+{
+	return nrpc_client_call_async(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_LIST_TOKENS],
+	    (const ProtobufCMessage *) req, opts,
+	    datasync_v1_data_sync_list_tokens_done, (nrpc_fnptr) cb, arg, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_revoke_token(nrpc_client *c,
+    const Datasync__V1__RevokeTokenRequest *req,
+    Datasync__V1__RevokeTokenResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st)
+{
+	ProtobufCMessage *out = NULL;
+	nrpc_code rv;
+
+	rv = nrpc_client_call(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_REVOKE_TOKEN],
+	    (const ProtobufCMessage *) req, &out, opts, st);
+	if (rv == NRPC_OK) {
+		*resp = (Datasync__V1__RevokeTokenResponse *) out;
+	}
+	return rv;
+}
+
+/* The nrpc_done_fn of datasync_v1_data_sync_revoke_token_async(): converts the
+ * callback back to its own type before calling it. */
+static void
+datasync_v1_data_sync_revoke_token_done(nrpc_fnptr user_cb, void *user_arg,
+    ProtobufCMessage *resp, const nrpc_status *st)
+{
+	datasync_v1_data_sync_revoke_token_cb cb =
+	    (datasync_v1_data_sync_revoke_token_cb) user_cb;
+
+	if (cb == NULL) {
+		if (resp != NULL) {
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+		return;
+	}
+	cb(user_arg, (Datasync__V1__RevokeTokenResponse *) resp, st);
+}
+
+nrpc_code
+datasync_v1_data_sync_revoke_token_async(nrpc_client *c,
+    const Datasync__V1__RevokeTokenRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_revoke_token_cb cb, void *arg, nrpc_status *st)
+{
+	return nrpc_client_call_async(c,
+	    &datasync_v1_data_sync_methods[DATASYNC_V1_DATA_SYNC_METHOD_REVOKE_TOKEN],
+	    (const ProtobufCMessage *) req, opts,
+	    datasync_v1_data_sync_revoke_token_done, (nrpc_fnptr) cb, arg, st);
+}
+
 /* --- datasync.v1.DataSync: server --- */
 
 /* The nrpc_dispatch_fn of datasync.v1.DataSync: calls the typed handler for
@@ -446,6 +662,34 @@ datasync_v1_data_sync_dispatch(const void *table, size_t method_index,
 		}
 		(h->watch)(call, (const Datasync__V1__WatchRequest *) req,
 		    arg);
+		return NRPC_OK;
+	case DATASYNC_V1_DATA_SYNC_METHOD_WHO_AM_I:
+		if (h->who_am_i == NULL) {
+			break;
+		}
+		(h->who_am_i)(call, (const Datasync__V1__WhoAmIRequest *) req,
+		    arg);
+		return NRPC_OK;
+	case DATASYNC_V1_DATA_SYNC_METHOD_CREATE_TOKEN:
+		if (h->create_token == NULL) {
+			break;
+		}
+		(h->create_token)(call,
+		    (const Datasync__V1__CreateTokenRequest *) req, arg);
+		return NRPC_OK;
+	case DATASYNC_V1_DATA_SYNC_METHOD_LIST_TOKENS:
+		if (h->list_tokens == NULL) {
+			break;
+		}
+		(h->list_tokens)(call,
+		    (const Datasync__V1__ListTokensRequest *) req, arg);
+		return NRPC_OK;
+	case DATASYNC_V1_DATA_SYNC_METHOD_REVOKE_TOKEN:
+		if (h->revoke_token == NULL) {
+			break;
+		}
+		(h->revoke_token)(call,
+		    (const Datasync__V1__RevokeTokenRequest *) req, arg);
 		return NRPC_OK;
 	default:
 		break;
@@ -506,6 +750,34 @@ datasync_v1_data_sync_list_reply(nrpc_call *call,
 void
 datasync_v1_data_sync_watch_reply(nrpc_call *call,
     const Datasync__V1__WatchResponse *resp)
+{
+	nrpc_call_reply(call, (const ProtobufCMessage *) resp);
+}
+
+void
+datasync_v1_data_sync_who_am_i_reply(nrpc_call *call,
+    const Datasync__V1__WhoAmIResponse *resp)
+{
+	nrpc_call_reply(call, (const ProtobufCMessage *) resp);
+}
+
+void
+datasync_v1_data_sync_create_token_reply(nrpc_call *call,
+    const Datasync__V1__CreateTokenResponse *resp)
+{
+	nrpc_call_reply(call, (const ProtobufCMessage *) resp);
+}
+
+void
+datasync_v1_data_sync_list_tokens_reply(nrpc_call *call,
+    const Datasync__V1__ListTokensResponse *resp)
+{
+	nrpc_call_reply(call, (const ProtobufCMessage *) resp);
+}
+
+void
+datasync_v1_data_sync_revoke_token_reply(nrpc_call *call,
+    const Datasync__V1__RevokeTokenResponse *resp)
 {
 	nrpc_call_reply(call, (const ProtobufCMessage *) resp);
 }

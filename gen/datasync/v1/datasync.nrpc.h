@@ -24,7 +24,11 @@ enum {
 	DATASYNC_V1_DATA_SYNC_METHOD_UNLOCK = 4,
 	DATASYNC_V1_DATA_SYNC_METHOD_LIST = 5,
 	DATASYNC_V1_DATA_SYNC_METHOD_WATCH = 6,
-	DATASYNC_V1_DATA_SYNC_N_METHODS = 7
+	DATASYNC_V1_DATA_SYNC_METHOD_WHO_AM_I = 7,
+	DATASYNC_V1_DATA_SYNC_METHOD_CREATE_TOKEN = 8,
+	DATASYNC_V1_DATA_SYNC_METHOD_LIST_TOKENS = 9,
+	DATASYNC_V1_DATA_SYNC_METHOD_REVOKE_TOKEN = 10,
+	DATASYNC_V1_DATA_SYNC_N_METHODS = 11
 };
 
 /* datasync_v1_data_sync_methods is the method table of DataSync: full name,
@@ -272,6 +276,145 @@ nrpc_code datasync_v1_data_sync_watch_async(nrpc_client *c,
     const Datasync__V1__WatchRequest *req, const nrpc_call_opts *opts,
     datasync_v1_data_sync_watch_cb cb, void *arg, nrpc_status *st);
 
+/* datasync_v1_data_sync_who_am_i calls DataSync.WhoAmI and waits for the
+ * reply.
+ * Who the caller's token says it is, and whether the server requires
+ * authentication at all (any caller may ask).
+ *
+ * req is borrowed; opts may be NULL. On NRPC_OK *resp is the response (owned:
+ * free it with datasync__v1__who_am_iresponse__free_unpacked(*resp, NULL)); on
+ * failure *resp is untouched. Either way st, unless NULL, is overwritten with
+ * the status, detail included: release it with nrpc_status_fini(). Returns the
+ * status code.
+ * Thread-safe. It blocks, so never call it from an nng callback thread: use
+ * datasync_v1_data_sync_who_am_i_async() there. Idempotent (NO_SIDE_EFFECTS):
+ * nrpc may resend it without a request id. */
+nrpc_code datasync_v1_data_sync_who_am_i(nrpc_client *c,
+    const Datasync__V1__WhoAmIRequest *req,
+    Datasync__V1__WhoAmIResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st);
+
+/* datasync_v1_data_sync_who_am_i_cb receives the outcome of
+ * datasync_v1_data_sync_who_am_i_async(), exactly once, on an nng thread; it
+ * must not block. resp is the response (owned by the callback: free it with
+ * datasync__v1__who_am_iresponse__free_unpacked(resp, NULL)), NULL unless
+ * st->code is NRPC_OK. st is borrowed until the callback returns. */
+typedef void (*datasync_v1_data_sync_who_am_i_cb)(void *arg,
+    Datasync__V1__WhoAmIResponse *resp, const nrpc_status *st);
+
+/* datasync_v1_data_sync_who_am_i_async starts DataSync.WhoAmI and returns at
+ * once. req is borrowed (packed before the return); opts may be NULL. On
+ * NRPC_OK the call is under way and cb(arg, resp, st) will run exactly once,
+ * possibly before this returns. Otherwise cb will not run and st (which may be
+ * NULL) says why. A NULL cb discards the reply.
+ * Thread-safe and never blocks: the stub to use on nng callback threads. */
+nrpc_code datasync_v1_data_sync_who_am_i_async(nrpc_client *c,
+    const Datasync__V1__WhoAmIRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_who_am_i_cb cb, void *arg, nrpc_status *st);
+
+/* datasync_v1_data_sync_create_token calls DataSync.CreateToken and waits for
+ * the reply.
+ * Tokens, for callers with the admin right. The secret is returned
+ * once, by CreateToken; the server keeps only its SHA-256.
+ *
+ * req is borrowed; opts may be NULL. On NRPC_OK *resp is the response (owned:
+ * free it with datasync__v1__create_token_response__free_unpacked(*resp,
+ * NULL)); on failure *resp is untouched. Either way st, unless NULL, is
+ * overwritten with the status, detail included: release it with
+ * nrpc_status_fini(). Returns the status code.
+ * Thread-safe. It blocks, so never call it from an nng callback thread: use
+ * datasync_v1_data_sync_create_token_async() there. */
+nrpc_code datasync_v1_data_sync_create_token(nrpc_client *c,
+    const Datasync__V1__CreateTokenRequest *req,
+    Datasync__V1__CreateTokenResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st);
+
+/* datasync_v1_data_sync_create_token_cb receives the outcome of
+ * datasync_v1_data_sync_create_token_async(), exactly once, on an nng thread;
+ * it must not block. resp is the response (owned by the callback: free it with
+ * datasync__v1__create_token_response__free_unpacked(resp, NULL)), NULL unless
+ * st->code is NRPC_OK. st is borrowed until the callback returns. */
+typedef void (*datasync_v1_data_sync_create_token_cb)(void *arg,
+    Datasync__V1__CreateTokenResponse *resp, const nrpc_status *st);
+
+/* datasync_v1_data_sync_create_token_async starts DataSync.CreateToken and
+ * returns at once. req is borrowed (packed before the return); opts may be
+ * NULL. On NRPC_OK the call is under way and cb(arg, resp, st) will run
+ * exactly once, possibly before this returns. Otherwise cb will not run and st
+ * (which may be NULL) says why. A NULL cb discards the reply.
+ * Thread-safe and never blocks: the stub to use on nng callback threads. */
+nrpc_code datasync_v1_data_sync_create_token_async(nrpc_client *c,
+    const Datasync__V1__CreateTokenRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_create_token_cb cb, void *arg, nrpc_status *st);
+
+/* datasync_v1_data_sync_list_tokens calls DataSync.ListTokens and waits for
+ * the reply.
+ *
+ * req is borrowed; opts may be NULL. On NRPC_OK *resp is the response (owned:
+ * free it with datasync__v1__list_tokens_response__free_unpacked(*resp,
+ * NULL)); on failure *resp is untouched. Either way st, unless NULL, is
+ * overwritten with the status, detail included: release it with
+ * nrpc_status_fini(). Returns the status code.
+ * Thread-safe. It blocks, so never call it from an nng callback thread: use
+ * datasync_v1_data_sync_list_tokens_async() there. Idempotent
+ * (NO_SIDE_EFFECTS): nrpc may resend it without a request id. */
+nrpc_code datasync_v1_data_sync_list_tokens(nrpc_client *c,
+    const Datasync__V1__ListTokensRequest *req,
+    Datasync__V1__ListTokensResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st);
+
+/* datasync_v1_data_sync_list_tokens_cb receives the outcome of
+ * datasync_v1_data_sync_list_tokens_async(), exactly once, on an nng thread;
+ * it must not block. resp is the response (owned by the callback: free it with
+ * datasync__v1__list_tokens_response__free_unpacked(resp, NULL)), NULL unless
+ * st->code is NRPC_OK. st is borrowed until the callback returns. */
+typedef void (*datasync_v1_data_sync_list_tokens_cb)(void *arg,
+    Datasync__V1__ListTokensResponse *resp, const nrpc_status *st);
+
+/* datasync_v1_data_sync_list_tokens_async starts DataSync.ListTokens and
+ * returns at once. req is borrowed (packed before the return); opts may be
+ * NULL. On NRPC_OK the call is under way and cb(arg, resp, st) will run
+ * exactly once, possibly before this returns. Otherwise cb will not run and st
+ * (which may be NULL) says why. A NULL cb discards the reply.
+ * Thread-safe and never blocks: the stub to use on nng callback threads. */
+nrpc_code datasync_v1_data_sync_list_tokens_async(nrpc_client *c,
+    const Datasync__V1__ListTokensRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_list_tokens_cb cb, void *arg, nrpc_status *st);
+
+/* datasync_v1_data_sync_revoke_token calls DataSync.RevokeToken and waits for
+ * the reply.
+ * Revocation takes effect on every node within a second.
+ *
+ * req is borrowed; opts may be NULL. On NRPC_OK *resp is the response (owned:
+ * free it with datasync__v1__revoke_token_response__free_unpacked(*resp,
+ * NULL)); on failure *resp is untouched. Either way st, unless NULL, is
+ * overwritten with the status, detail included: release it with
+ * nrpc_status_fini(). Returns the status code.
+ * Thread-safe. It blocks, so never call it from an nng callback thread: use
+ * datasync_v1_data_sync_revoke_token_async() there. */
+nrpc_code datasync_v1_data_sync_revoke_token(nrpc_client *c,
+    const Datasync__V1__RevokeTokenRequest *req,
+    Datasync__V1__RevokeTokenResponse **resp, const nrpc_call_opts *opts,
+    nrpc_status *st);
+
+/* datasync_v1_data_sync_revoke_token_cb receives the outcome of
+ * datasync_v1_data_sync_revoke_token_async(), exactly once, on an nng thread;
+ * it must not block. resp is the response (owned by the callback: free it with
+ * datasync__v1__revoke_token_response__free_unpacked(resp, NULL)), NULL unless
+ * st->code is NRPC_OK. st is borrowed until the callback returns. */
+typedef void (*datasync_v1_data_sync_revoke_token_cb)(void *arg,
+    Datasync__V1__RevokeTokenResponse *resp, const nrpc_status *st);
+
+/* datasync_v1_data_sync_revoke_token_async starts DataSync.RevokeToken and
+ * returns at once. req is borrowed (packed before the return); opts may be
+ * NULL. On NRPC_OK the call is under way and cb(arg, resp, st) will run
+ * exactly once, possibly before this returns. Otherwise cb will not run and st
+ * (which may be NULL) says why. A NULL cb discards the reply.
+ * Thread-safe and never blocks: the stub to use on nng callback threads. */
+nrpc_code datasync_v1_data_sync_revoke_token_async(nrpc_client *c,
+    const Datasync__V1__RevokeTokenRequest *req, const nrpc_call_opts *opts,
+    datasync_v1_data_sync_revoke_token_cb cb, void *arg, nrpc_status *st);
+
 /* --- datasync.v1.DataSync: server --- */
 
 /* datasync_v1_data_sync_handlers is the typed handler table of DataSync. A
@@ -302,6 +445,20 @@ typedef struct datasync_v1_data_sync_handlers {
 	/* Watch: reply with datasync_v1_data_sync_watch_reply() */
 	void (*watch)(nrpc_call *call, const Datasync__V1__WatchRequest *req,
 	    void *arg);
+	/* WhoAmI: reply with datasync_v1_data_sync_who_am_i_reply() */
+	void (*who_am_i)(nrpc_call *call,
+	    const Datasync__V1__WhoAmIRequest *req, void *arg);
+	/* CreateToken: reply with datasync_v1_data_sync_create_token_reply()
+	 */
+	void (*create_token)(nrpc_call *call,
+	    const Datasync__V1__CreateTokenRequest *req, void *arg);
+	/* ListTokens: reply with datasync_v1_data_sync_list_tokens_reply() */
+	void (*list_tokens)(nrpc_call *call,
+	    const Datasync__V1__ListTokensRequest *req, void *arg);
+	/* RevokeToken: reply with datasync_v1_data_sync_revoke_token_reply()
+	 */
+	void (*revoke_token)(nrpc_call *call,
+	    const Datasync__V1__RevokeTokenRequest *req, void *arg);
 } datasync_v1_data_sync_handlers;
 
 /* datasync_v1_data_sync_register adds datasync.v1.DataSync to srv, before
@@ -353,6 +510,30 @@ void datasync_v1_data_sync_list_reply(nrpc_call *call,
  * freed: use neither afterwards. Thread-safe. */
 void datasync_v1_data_sync_watch_reply(nrpc_call *call,
     const Datasync__V1__WatchResponse *resp);
+
+/* datasync_v1_data_sync_who_am_i_reply finishes a DataSync.WhoAmI call with OK
+ * and resp (borrowed; packed before the return). The call and its request are
+ * freed: use neither afterwards. Thread-safe. */
+void datasync_v1_data_sync_who_am_i_reply(nrpc_call *call,
+    const Datasync__V1__WhoAmIResponse *resp);
+
+/* datasync_v1_data_sync_create_token_reply finishes a DataSync.CreateToken
+ * call with OK and resp (borrowed; packed before the return). The call and its
+ * request are freed: use neither afterwards. Thread-safe. */
+void datasync_v1_data_sync_create_token_reply(nrpc_call *call,
+    const Datasync__V1__CreateTokenResponse *resp);
+
+/* datasync_v1_data_sync_list_tokens_reply finishes a DataSync.ListTokens call
+ * with OK and resp (borrowed; packed before the return). The call and its
+ * request are freed: use neither afterwards. Thread-safe. */
+void datasync_v1_data_sync_list_tokens_reply(nrpc_call *call,
+    const Datasync__V1__ListTokensResponse *resp);
+
+/* datasync_v1_data_sync_revoke_token_reply finishes a DataSync.RevokeToken
+ * call with OK and resp (borrowed; packed before the return). The call and its
+ * request are freed: use neither afterwards. Thread-safe. */
+void datasync_v1_data_sync_revoke_token_reply(nrpc_call *call,
+    const Datasync__V1__RevokeTokenResponse *resp);
 
 PROTOBUF_C__END_DECLS
 

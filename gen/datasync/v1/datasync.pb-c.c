@@ -862,6 +862,411 @@ void   datasync__v1__watch_response__free_unpacked
   assert(message->base.descriptor == &datasync__v1__watch_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   datasync__v1__token__init
+                     (Datasync__V1__Token         *message)
+{
+  static const Datasync__V1__Token init_value = DATASYNC__V1__TOKEN__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__token__get_packed_size
+                     (const Datasync__V1__Token *message)
+{
+  assert(message->base.descriptor == &datasync__v1__token__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__token__pack
+                     (const Datasync__V1__Token *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__token__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__token__pack_to_buffer
+                     (const Datasync__V1__Token *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__token__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__Token *
+       datasync__v1__token__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__Token *)
+     protobuf_c_message_unpack (&datasync__v1__token__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__token__free_unpacked
+                     (Datasync__V1__Token *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__token__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__who_am_irequest__init
+                     (Datasync__V1__WhoAmIRequest         *message)
+{
+  static const Datasync__V1__WhoAmIRequest init_value = DATASYNC__V1__WHO_AM_IREQUEST__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__who_am_irequest__get_packed_size
+                     (const Datasync__V1__WhoAmIRequest *message)
+{
+  assert(message->base.descriptor == &datasync__v1__who_am_irequest__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__who_am_irequest__pack
+                     (const Datasync__V1__WhoAmIRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__who_am_irequest__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__who_am_irequest__pack_to_buffer
+                     (const Datasync__V1__WhoAmIRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__who_am_irequest__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__WhoAmIRequest *
+       datasync__v1__who_am_irequest__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__WhoAmIRequest *)
+     protobuf_c_message_unpack (&datasync__v1__who_am_irequest__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__who_am_irequest__free_unpacked
+                     (Datasync__V1__WhoAmIRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__who_am_irequest__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__who_am_iresponse__init
+                     (Datasync__V1__WhoAmIResponse         *message)
+{
+  static const Datasync__V1__WhoAmIResponse init_value = DATASYNC__V1__WHO_AM_IRESPONSE__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__who_am_iresponse__get_packed_size
+                     (const Datasync__V1__WhoAmIResponse *message)
+{
+  assert(message->base.descriptor == &datasync__v1__who_am_iresponse__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__who_am_iresponse__pack
+                     (const Datasync__V1__WhoAmIResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__who_am_iresponse__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__who_am_iresponse__pack_to_buffer
+                     (const Datasync__V1__WhoAmIResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__who_am_iresponse__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__WhoAmIResponse *
+       datasync__v1__who_am_iresponse__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__WhoAmIResponse *)
+     protobuf_c_message_unpack (&datasync__v1__who_am_iresponse__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__who_am_iresponse__free_unpacked
+                     (Datasync__V1__WhoAmIResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__who_am_iresponse__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__create_token_request__init
+                     (Datasync__V1__CreateTokenRequest         *message)
+{
+  static const Datasync__V1__CreateTokenRequest init_value = DATASYNC__V1__CREATE_TOKEN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__create_token_request__get_packed_size
+                     (const Datasync__V1__CreateTokenRequest *message)
+{
+  assert(message->base.descriptor == &datasync__v1__create_token_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__create_token_request__pack
+                     (const Datasync__V1__CreateTokenRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__create_token_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__create_token_request__pack_to_buffer
+                     (const Datasync__V1__CreateTokenRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__create_token_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__CreateTokenRequest *
+       datasync__v1__create_token_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__CreateTokenRequest *)
+     protobuf_c_message_unpack (&datasync__v1__create_token_request__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__create_token_request__free_unpacked
+                     (Datasync__V1__CreateTokenRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__create_token_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__create_token_response__init
+                     (Datasync__V1__CreateTokenResponse         *message)
+{
+  static const Datasync__V1__CreateTokenResponse init_value = DATASYNC__V1__CREATE_TOKEN_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__create_token_response__get_packed_size
+                     (const Datasync__V1__CreateTokenResponse *message)
+{
+  assert(message->base.descriptor == &datasync__v1__create_token_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__create_token_response__pack
+                     (const Datasync__V1__CreateTokenResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__create_token_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__create_token_response__pack_to_buffer
+                     (const Datasync__V1__CreateTokenResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__create_token_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__CreateTokenResponse *
+       datasync__v1__create_token_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__CreateTokenResponse *)
+     protobuf_c_message_unpack (&datasync__v1__create_token_response__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__create_token_response__free_unpacked
+                     (Datasync__V1__CreateTokenResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__create_token_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__list_tokens_request__init
+                     (Datasync__V1__ListTokensRequest         *message)
+{
+  static const Datasync__V1__ListTokensRequest init_value = DATASYNC__V1__LIST_TOKENS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__list_tokens_request__get_packed_size
+                     (const Datasync__V1__ListTokensRequest *message)
+{
+  assert(message->base.descriptor == &datasync__v1__list_tokens_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__list_tokens_request__pack
+                     (const Datasync__V1__ListTokensRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__list_tokens_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__list_tokens_request__pack_to_buffer
+                     (const Datasync__V1__ListTokensRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__list_tokens_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__ListTokensRequest *
+       datasync__v1__list_tokens_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__ListTokensRequest *)
+     protobuf_c_message_unpack (&datasync__v1__list_tokens_request__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__list_tokens_request__free_unpacked
+                     (Datasync__V1__ListTokensRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__list_tokens_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__list_tokens_response__init
+                     (Datasync__V1__ListTokensResponse         *message)
+{
+  static const Datasync__V1__ListTokensResponse init_value = DATASYNC__V1__LIST_TOKENS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__list_tokens_response__get_packed_size
+                     (const Datasync__V1__ListTokensResponse *message)
+{
+  assert(message->base.descriptor == &datasync__v1__list_tokens_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__list_tokens_response__pack
+                     (const Datasync__V1__ListTokensResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__list_tokens_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__list_tokens_response__pack_to_buffer
+                     (const Datasync__V1__ListTokensResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__list_tokens_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__ListTokensResponse *
+       datasync__v1__list_tokens_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__ListTokensResponse *)
+     protobuf_c_message_unpack (&datasync__v1__list_tokens_response__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__list_tokens_response__free_unpacked
+                     (Datasync__V1__ListTokensResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__list_tokens_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__revoke_token_request__init
+                     (Datasync__V1__RevokeTokenRequest         *message)
+{
+  static const Datasync__V1__RevokeTokenRequest init_value = DATASYNC__V1__REVOKE_TOKEN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__revoke_token_request__get_packed_size
+                     (const Datasync__V1__RevokeTokenRequest *message)
+{
+  assert(message->base.descriptor == &datasync__v1__revoke_token_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__revoke_token_request__pack
+                     (const Datasync__V1__RevokeTokenRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__revoke_token_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__revoke_token_request__pack_to_buffer
+                     (const Datasync__V1__RevokeTokenRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__revoke_token_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__RevokeTokenRequest *
+       datasync__v1__revoke_token_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__RevokeTokenRequest *)
+     protobuf_c_message_unpack (&datasync__v1__revoke_token_request__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__revoke_token_request__free_unpacked
+                     (Datasync__V1__RevokeTokenRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__revoke_token_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   datasync__v1__revoke_token_response__init
+                     (Datasync__V1__RevokeTokenResponse         *message)
+{
+  static const Datasync__V1__RevokeTokenResponse init_value = DATASYNC__V1__REVOKE_TOKEN_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t datasync__v1__revoke_token_response__get_packed_size
+                     (const Datasync__V1__RevokeTokenResponse *message)
+{
+  assert(message->base.descriptor == &datasync__v1__revoke_token_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t datasync__v1__revoke_token_response__pack
+                     (const Datasync__V1__RevokeTokenResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &datasync__v1__revoke_token_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t datasync__v1__revoke_token_response__pack_to_buffer
+                     (const Datasync__V1__RevokeTokenResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &datasync__v1__revoke_token_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Datasync__V1__RevokeTokenResponse *
+       datasync__v1__revoke_token_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Datasync__V1__RevokeTokenResponse *)
+     protobuf_c_message_unpack (&datasync__v1__revoke_token_response__descriptor,
+                                allocator, len, data);
+}
+void   datasync__v1__revoke_token_response__free_unpacked
+                     (Datasync__V1__RevokeTokenResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &datasync__v1__revoke_token_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor datasync__v1__lock_info__field_descriptors[3] =
 {
   {
@@ -2325,6 +2730,412 @@ const ProtobufCMessageDescriptor datasync__v1__watch_response__descriptor =
   (ProtobufCMessageInit) datasync__v1__watch_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor datasync__v1__token__field_descriptors[5] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Token, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grants",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Datasync__V1__Token, n_grants),
+    offsetof(Datasync__V1__Token, grants),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Token, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "revoked",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Token, revoked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "revoked_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__Token, revoked_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__token__field_indices_by_name[] = {
+  2,   /* field[2] = created_at_ms */
+  1,   /* field[1] = grants */
+  0,   /* field[0] = name */
+  3,   /* field[3] = revoked */
+  4,   /* field[4] = revoked_at_ms */
+};
+static const ProtobufCIntRange datasync__v1__token__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor datasync__v1__token__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.Token",
+  "Token",
+  "Datasync__V1__Token",
+  "datasync.v1",
+  sizeof(Datasync__V1__Token),
+  5,
+  datasync__v1__token__field_descriptors,
+  datasync__v1__token__field_indices_by_name,
+  1,  datasync__v1__token__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__token__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define datasync__v1__who_am_irequest__field_descriptors NULL
+#define datasync__v1__who_am_irequest__field_indices_by_name NULL
+#define datasync__v1__who_am_irequest__number_ranges NULL
+const ProtobufCMessageDescriptor datasync__v1__who_am_irequest__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.WhoAmIRequest",
+  "WhoAmIRequest",
+  "Datasync__V1__WhoAmIRequest",
+  "datasync.v1",
+  sizeof(Datasync__V1__WhoAmIRequest),
+  0,
+  datasync__v1__who_am_irequest__field_descriptors,
+  datasync__v1__who_am_irequest__field_indices_by_name,
+  0,  datasync__v1__who_am_irequest__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__who_am_irequest__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__who_am_iresponse__field_descriptors[3] =
+{
+  {
+    "auth_required",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WhoAmIResponse, auth_required),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "authenticated",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WhoAmIResponse, authenticated),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__WhoAmIResponse, token),
+    &datasync__v1__token__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__who_am_iresponse__field_indices_by_name[] = {
+  0,   /* field[0] = auth_required */
+  1,   /* field[1] = authenticated */
+  2,   /* field[2] = token */
+};
+static const ProtobufCIntRange datasync__v1__who_am_iresponse__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor datasync__v1__who_am_iresponse__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.WhoAmIResponse",
+  "WhoAmIResponse",
+  "Datasync__V1__WhoAmIResponse",
+  "datasync.v1",
+  sizeof(Datasync__V1__WhoAmIResponse),
+  3,
+  datasync__v1__who_am_iresponse__field_descriptors,
+  datasync__v1__who_am_iresponse__field_indices_by_name,
+  1,  datasync__v1__who_am_iresponse__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__who_am_iresponse__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__create_token_request__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__CreateTokenRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grants",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Datasync__V1__CreateTokenRequest, n_grants),
+    offsetof(Datasync__V1__CreateTokenRequest, grants),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__create_token_request__field_indices_by_name[] = {
+  1,   /* field[1] = grants */
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange datasync__v1__create_token_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor datasync__v1__create_token_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.CreateTokenRequest",
+  "CreateTokenRequest",
+  "Datasync__V1__CreateTokenRequest",
+  "datasync.v1",
+  sizeof(Datasync__V1__CreateTokenRequest),
+  2,
+  datasync__v1__create_token_request__field_descriptors,
+  datasync__v1__create_token_request__field_indices_by_name,
+  1,  datasync__v1__create_token_request__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__create_token_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__create_token_response__field_descriptors[2] =
+{
+  {
+    "token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__CreateTokenResponse, token),
+    &datasync__v1__token__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "secret",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__CreateTokenResponse, secret),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__create_token_response__field_indices_by_name[] = {
+  1,   /* field[1] = secret */
+  0,   /* field[0] = token */
+};
+static const ProtobufCIntRange datasync__v1__create_token_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor datasync__v1__create_token_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.CreateTokenResponse",
+  "CreateTokenResponse",
+  "Datasync__V1__CreateTokenResponse",
+  "datasync.v1",
+  sizeof(Datasync__V1__CreateTokenResponse),
+  2,
+  datasync__v1__create_token_response__field_descriptors,
+  datasync__v1__create_token_response__field_indices_by_name,
+  1,  datasync__v1__create_token_response__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__create_token_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define datasync__v1__list_tokens_request__field_descriptors NULL
+#define datasync__v1__list_tokens_request__field_indices_by_name NULL
+#define datasync__v1__list_tokens_request__number_ranges NULL
+const ProtobufCMessageDescriptor datasync__v1__list_tokens_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.ListTokensRequest",
+  "ListTokensRequest",
+  "Datasync__V1__ListTokensRequest",
+  "datasync.v1",
+  sizeof(Datasync__V1__ListTokensRequest),
+  0,
+  datasync__v1__list_tokens_request__field_descriptors,
+  datasync__v1__list_tokens_request__field_indices_by_name,
+  0,  datasync__v1__list_tokens_request__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__list_tokens_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__list_tokens_response__field_descriptors[1] =
+{
+  {
+    "tokens",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Datasync__V1__ListTokensResponse, n_tokens),
+    offsetof(Datasync__V1__ListTokensResponse, tokens),
+    &datasync__v1__token__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__list_tokens_response__field_indices_by_name[] = {
+  0,   /* field[0] = tokens */
+};
+static const ProtobufCIntRange datasync__v1__list_tokens_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor datasync__v1__list_tokens_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.ListTokensResponse",
+  "ListTokensResponse",
+  "Datasync__V1__ListTokensResponse",
+  "datasync.v1",
+  sizeof(Datasync__V1__ListTokensResponse),
+  1,
+  datasync__v1__list_tokens_response__field_descriptors,
+  datasync__v1__list_tokens_response__field_indices_by_name,
+  1,  datasync__v1__list_tokens_response__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__list_tokens_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__revoke_token_request__field_descriptors[1] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__RevokeTokenRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__revoke_token_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange datasync__v1__revoke_token_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor datasync__v1__revoke_token_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.RevokeTokenRequest",
+  "RevokeTokenRequest",
+  "Datasync__V1__RevokeTokenRequest",
+  "datasync.v1",
+  sizeof(Datasync__V1__RevokeTokenRequest),
+  1,
+  datasync__v1__revoke_token_request__field_descriptors,
+  datasync__v1__revoke_token_request__field_indices_by_name,
+  1,  datasync__v1__revoke_token_request__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__revoke_token_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor datasync__v1__revoke_token_response__field_descriptors[1] =
+{
+  {
+    "token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Datasync__V1__RevokeTokenResponse, token),
+    &datasync__v1__token__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned datasync__v1__revoke_token_response__field_indices_by_name[] = {
+  0,   /* field[0] = token */
+};
+static const ProtobufCIntRange datasync__v1__revoke_token_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor datasync__v1__revoke_token_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "datasync.v1.RevokeTokenResponse",
+  "RevokeTokenResponse",
+  "Datasync__V1__RevokeTokenResponse",
+  "datasync.v1",
+  sizeof(Datasync__V1__RevokeTokenResponse),
+  1,
+  datasync__v1__revoke_token_response__field_descriptors,
+  datasync__v1__revoke_token_response__field_indices_by_name,
+  1,  datasync__v1__revoke_token_response__number_ranges,
+  (ProtobufCMessageInit) datasync__v1__revoke_token_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue datasync__v1__event_type__enum_values_by_number[6] =
 {
   { "EVENT_TYPE_UNSPECIFIED", "DATASYNC__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED", 0 },
@@ -2361,7 +3172,7 @@ const ProtobufCEnumDescriptor datasync__v1__event_type__descriptor =
   datasync__v1__event_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor datasync__v1__data_sync__method_descriptors[7] =
+static const ProtobufCMethodDescriptor datasync__v1__data_sync__method_descriptors[11] =
 {
   { "Get", &datasync__v1__get_request__descriptor, &datasync__v1__get_response__descriptor },
   { "Update", &datasync__v1__update_request__descriptor, &datasync__v1__update_response__descriptor },
@@ -2370,15 +3181,23 @@ static const ProtobufCMethodDescriptor datasync__v1__data_sync__method_descripto
   { "Unlock", &datasync__v1__unlock_request__descriptor, &datasync__v1__unlock_response__descriptor },
   { "List", &datasync__v1__list_request__descriptor, &datasync__v1__list_response__descriptor },
   { "Watch", &datasync__v1__watch_request__descriptor, &datasync__v1__watch_response__descriptor },
+  { "WhoAmI", &datasync__v1__who_am_irequest__descriptor, &datasync__v1__who_am_iresponse__descriptor },
+  { "CreateToken", &datasync__v1__create_token_request__descriptor, &datasync__v1__create_token_response__descriptor },
+  { "ListTokens", &datasync__v1__list_tokens_request__descriptor, &datasync__v1__list_tokens_response__descriptor },
+  { "RevokeToken", &datasync__v1__revoke_token_request__descriptor, &datasync__v1__revoke_token_response__descriptor },
 };
 const unsigned datasync__v1__data_sync__method_indices_by_name[] = {
+  8,        /* CreateToken */
   2,        /* Delete */
   0,        /* Get */
   5,        /* List */
+  9,        /* ListTokens */
   3,        /* Lock */
+  10,        /* RevokeToken */
   4,        /* Unlock */
   1,        /* Update */
-  6         /* Watch */
+  6,        /* Watch */
+  7         /* WhoAmI */
 };
 const ProtobufCServiceDescriptor datasync__v1__data_sync__descriptor =
 {
@@ -2387,7 +3206,7 @@ const ProtobufCServiceDescriptor datasync__v1__data_sync__descriptor =
   "DataSync",
   "Datasync__V1__DataSync",
   "datasync.v1",
-  7,
+  11,
   datasync__v1__data_sync__method_descriptors,
   datasync__v1__data_sync__method_indices_by_name
 };
@@ -2446,6 +3265,38 @@ void datasync__v1__data_sync__watch(ProtobufCService *service,
 {
   assert(service->descriptor == &datasync__v1__data_sync__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void datasync__v1__data_sync__who_am_i(ProtobufCService *service,
+                                       const Datasync__V1__WhoAmIRequest *input,
+                                       Datasync__V1__WhoAmIResponse_Closure closure,
+                                       void *closure_data)
+{
+  assert(service->descriptor == &datasync__v1__data_sync__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void datasync__v1__data_sync__create_token(ProtobufCService *service,
+                                           const Datasync__V1__CreateTokenRequest *input,
+                                           Datasync__V1__CreateTokenResponse_Closure closure,
+                                           void *closure_data)
+{
+  assert(service->descriptor == &datasync__v1__data_sync__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void datasync__v1__data_sync__list_tokens(ProtobufCService *service,
+                                          const Datasync__V1__ListTokensRequest *input,
+                                          Datasync__V1__ListTokensResponse_Closure closure,
+                                          void *closure_data)
+{
+  assert(service->descriptor == &datasync__v1__data_sync__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void datasync__v1__data_sync__revoke_token(ProtobufCService *service,
+                                           const Datasync__V1__RevokeTokenRequest *input,
+                                           Datasync__V1__RevokeTokenResponse_Closure closure,
+                                           void *closure_data)
+{
+  assert(service->descriptor == &datasync__v1__data_sync__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void datasync__v1__data_sync__init (Datasync__V1__DataSync_Service *service,
                                     Datasync__V1__DataSync_ServiceDestroy destroy)

@@ -34,6 +34,15 @@ typedef struct Datasync__V1__ListResponse Datasync__V1__ListResponse;
 typedef struct Datasync__V1__Event Datasync__V1__Event;
 typedef struct Datasync__V1__WatchRequest Datasync__V1__WatchRequest;
 typedef struct Datasync__V1__WatchResponse Datasync__V1__WatchResponse;
+typedef struct Datasync__V1__Token Datasync__V1__Token;
+typedef struct Datasync__V1__WhoAmIRequest Datasync__V1__WhoAmIRequest;
+typedef struct Datasync__V1__WhoAmIResponse Datasync__V1__WhoAmIResponse;
+typedef struct Datasync__V1__CreateTokenRequest Datasync__V1__CreateTokenRequest;
+typedef struct Datasync__V1__CreateTokenResponse Datasync__V1__CreateTokenResponse;
+typedef struct Datasync__V1__ListTokensRequest Datasync__V1__ListTokensRequest;
+typedef struct Datasync__V1__ListTokensResponse Datasync__V1__ListTokensResponse;
+typedef struct Datasync__V1__RevokeTokenRequest Datasync__V1__RevokeTokenRequest;
+typedef struct Datasync__V1__RevokeTokenResponse Datasync__V1__RevokeTokenResponse;
 
 
 /* --- enums --- */
@@ -497,6 +506,143 @@ struct  Datasync__V1__WatchResponse
     , 0,NULL, 0, 0 }
 
 
+/*
+ * A token as the server shows it: never its secret.
+ */
+struct  Datasync__V1__Token
+{
+  ProtobufCMessage base;
+  /*
+   * 1..64 bytes of [A-Za-z0-9._@-]; unique, never reused (a revoked
+   * token keeps its name). With authentication on, it is the author
+   * (updated_by) of its writes, the owner of its locks and the scope of
+   * its request ids.
+   */
+  char *name;
+  /*
+   * Canonical grants: "read:PREFIX", "write:PREFIX", "lock:PREFIX",
+   * "admin". For a key, the grants of the LONGEST prefix the token names
+   * that the key starts with decide; no such prefix, no right. "admin"
+   * is every right on every key, and token management. A range (List,
+   * Watch on a prefix) needs the right on every key it can hold.
+   */
+  size_t n_grants;
+  char **grants;
+  int64_t created_at_ms;
+  protobuf_c_boolean revoked;
+  int64_t revoked_at_ms;
+};
+#define DATASYNC__V1__TOKEN__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__token__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0 }
+
+
+struct  Datasync__V1__WhoAmIRequest
+{
+  ProtobufCMessage base;
+};
+#define DATASYNC__V1__WHO_AM_IREQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__who_am_irequest__descriptor) \
+     }
+
+
+struct  Datasync__V1__WhoAmIResponse
+{
+  ProtobufCMessage base;
+  /*
+   * false: the server runs without auth
+   */
+  protobuf_c_boolean auth_required;
+  /*
+   * the call carried a valid token
+   */
+  protobuf_c_boolean authenticated;
+  /*
+   * when authenticated
+   */
+  Datasync__V1__Token *token;
+};
+#define DATASYNC__V1__WHO_AM_IRESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__who_am_iresponse__descriptor) \
+    , 0, 0, NULL }
+
+
+struct  Datasync__V1__CreateTokenRequest
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * 1..64, as in Token.grants
+   */
+  size_t n_grants;
+  char **grants;
+};
+#define DATASYNC__V1__CREATE_TOKEN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__create_token_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Datasync__V1__CreateTokenResponse
+{
+  ProtobufCMessage base;
+  Datasync__V1__Token *token;
+  /*
+   * "dst_" and 64 hex digits (256 random bits). Shown once: it cannot be
+   * read back.
+   */
+  char *secret;
+};
+#define DATASYNC__V1__CREATE_TOKEN_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__create_token_response__descriptor) \
+    , NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Datasync__V1__ListTokensRequest
+{
+  ProtobufCMessage base;
+};
+#define DATASYNC__V1__LIST_TOKENS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__list_tokens_request__descriptor) \
+     }
+
+
+struct  Datasync__V1__ListTokensResponse
+{
+  ProtobufCMessage base;
+  /*
+   * by name, revoked ones included
+   */
+  size_t n_tokens;
+  Datasync__V1__Token **tokens;
+};
+#define DATASYNC__V1__LIST_TOKENS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__list_tokens_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Datasync__V1__RevokeTokenRequest
+{
+  ProtobufCMessage base;
+  char *name;
+};
+#define DATASYNC__V1__REVOKE_TOKEN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__revoke_token_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Datasync__V1__RevokeTokenResponse
+{
+  ProtobufCMessage base;
+  /*
+   * as revoked
+   */
+  Datasync__V1__Token *token;
+};
+#define DATASYNC__V1__REVOKE_TOKEN_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&datasync__v1__revoke_token_response__descriptor) \
+    , NULL }
+
+
 /* Datasync__V1__LockInfo methods */
 void   datasync__v1__lock_info__init
                      (Datasync__V1__LockInfo         *message);
@@ -858,6 +1004,177 @@ Datasync__V1__WatchResponse *
 void   datasync__v1__watch_response__free_unpacked
                      (Datasync__V1__WatchResponse *message,
                       ProtobufCAllocator *allocator);
+/* Datasync__V1__Token methods */
+void   datasync__v1__token__init
+                     (Datasync__V1__Token         *message);
+size_t datasync__v1__token__get_packed_size
+                     (const Datasync__V1__Token   *message);
+size_t datasync__v1__token__pack
+                     (const Datasync__V1__Token   *message,
+                      uint8_t             *out);
+size_t datasync__v1__token__pack_to_buffer
+                     (const Datasync__V1__Token   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__Token *
+       datasync__v1__token__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__token__free_unpacked
+                     (Datasync__V1__Token *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__WhoAmIRequest methods */
+void   datasync__v1__who_am_irequest__init
+                     (Datasync__V1__WhoAmIRequest         *message);
+size_t datasync__v1__who_am_irequest__get_packed_size
+                     (const Datasync__V1__WhoAmIRequest   *message);
+size_t datasync__v1__who_am_irequest__pack
+                     (const Datasync__V1__WhoAmIRequest   *message,
+                      uint8_t             *out);
+size_t datasync__v1__who_am_irequest__pack_to_buffer
+                     (const Datasync__V1__WhoAmIRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__WhoAmIRequest *
+       datasync__v1__who_am_irequest__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__who_am_irequest__free_unpacked
+                     (Datasync__V1__WhoAmIRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__WhoAmIResponse methods */
+void   datasync__v1__who_am_iresponse__init
+                     (Datasync__V1__WhoAmIResponse         *message);
+size_t datasync__v1__who_am_iresponse__get_packed_size
+                     (const Datasync__V1__WhoAmIResponse   *message);
+size_t datasync__v1__who_am_iresponse__pack
+                     (const Datasync__V1__WhoAmIResponse   *message,
+                      uint8_t             *out);
+size_t datasync__v1__who_am_iresponse__pack_to_buffer
+                     (const Datasync__V1__WhoAmIResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__WhoAmIResponse *
+       datasync__v1__who_am_iresponse__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__who_am_iresponse__free_unpacked
+                     (Datasync__V1__WhoAmIResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__CreateTokenRequest methods */
+void   datasync__v1__create_token_request__init
+                     (Datasync__V1__CreateTokenRequest         *message);
+size_t datasync__v1__create_token_request__get_packed_size
+                     (const Datasync__V1__CreateTokenRequest   *message);
+size_t datasync__v1__create_token_request__pack
+                     (const Datasync__V1__CreateTokenRequest   *message,
+                      uint8_t             *out);
+size_t datasync__v1__create_token_request__pack_to_buffer
+                     (const Datasync__V1__CreateTokenRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__CreateTokenRequest *
+       datasync__v1__create_token_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__create_token_request__free_unpacked
+                     (Datasync__V1__CreateTokenRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__CreateTokenResponse methods */
+void   datasync__v1__create_token_response__init
+                     (Datasync__V1__CreateTokenResponse         *message);
+size_t datasync__v1__create_token_response__get_packed_size
+                     (const Datasync__V1__CreateTokenResponse   *message);
+size_t datasync__v1__create_token_response__pack
+                     (const Datasync__V1__CreateTokenResponse   *message,
+                      uint8_t             *out);
+size_t datasync__v1__create_token_response__pack_to_buffer
+                     (const Datasync__V1__CreateTokenResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__CreateTokenResponse *
+       datasync__v1__create_token_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__create_token_response__free_unpacked
+                     (Datasync__V1__CreateTokenResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__ListTokensRequest methods */
+void   datasync__v1__list_tokens_request__init
+                     (Datasync__V1__ListTokensRequest         *message);
+size_t datasync__v1__list_tokens_request__get_packed_size
+                     (const Datasync__V1__ListTokensRequest   *message);
+size_t datasync__v1__list_tokens_request__pack
+                     (const Datasync__V1__ListTokensRequest   *message,
+                      uint8_t             *out);
+size_t datasync__v1__list_tokens_request__pack_to_buffer
+                     (const Datasync__V1__ListTokensRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__ListTokensRequest *
+       datasync__v1__list_tokens_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__list_tokens_request__free_unpacked
+                     (Datasync__V1__ListTokensRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__ListTokensResponse methods */
+void   datasync__v1__list_tokens_response__init
+                     (Datasync__V1__ListTokensResponse         *message);
+size_t datasync__v1__list_tokens_response__get_packed_size
+                     (const Datasync__V1__ListTokensResponse   *message);
+size_t datasync__v1__list_tokens_response__pack
+                     (const Datasync__V1__ListTokensResponse   *message,
+                      uint8_t             *out);
+size_t datasync__v1__list_tokens_response__pack_to_buffer
+                     (const Datasync__V1__ListTokensResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__ListTokensResponse *
+       datasync__v1__list_tokens_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__list_tokens_response__free_unpacked
+                     (Datasync__V1__ListTokensResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__RevokeTokenRequest methods */
+void   datasync__v1__revoke_token_request__init
+                     (Datasync__V1__RevokeTokenRequest         *message);
+size_t datasync__v1__revoke_token_request__get_packed_size
+                     (const Datasync__V1__RevokeTokenRequest   *message);
+size_t datasync__v1__revoke_token_request__pack
+                     (const Datasync__V1__RevokeTokenRequest   *message,
+                      uint8_t             *out);
+size_t datasync__v1__revoke_token_request__pack_to_buffer
+                     (const Datasync__V1__RevokeTokenRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__RevokeTokenRequest *
+       datasync__v1__revoke_token_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__revoke_token_request__free_unpacked
+                     (Datasync__V1__RevokeTokenRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Datasync__V1__RevokeTokenResponse methods */
+void   datasync__v1__revoke_token_response__init
+                     (Datasync__V1__RevokeTokenResponse         *message);
+size_t datasync__v1__revoke_token_response__get_packed_size
+                     (const Datasync__V1__RevokeTokenResponse   *message);
+size_t datasync__v1__revoke_token_response__pack
+                     (const Datasync__V1__RevokeTokenResponse   *message,
+                      uint8_t             *out);
+size_t datasync__v1__revoke_token_response__pack_to_buffer
+                     (const Datasync__V1__RevokeTokenResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Datasync__V1__RevokeTokenResponse *
+       datasync__v1__revoke_token_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   datasync__v1__revoke_token_response__free_unpacked
+                     (Datasync__V1__RevokeTokenResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Datasync__V1__LockInfo_Closure)
@@ -917,6 +1234,33 @@ typedef void (*Datasync__V1__WatchRequest_Closure)
 typedef void (*Datasync__V1__WatchResponse_Closure)
                  (const Datasync__V1__WatchResponse *message,
                   void *closure_data);
+typedef void (*Datasync__V1__Token_Closure)
+                 (const Datasync__V1__Token *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__WhoAmIRequest_Closure)
+                 (const Datasync__V1__WhoAmIRequest *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__WhoAmIResponse_Closure)
+                 (const Datasync__V1__WhoAmIResponse *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__CreateTokenRequest_Closure)
+                 (const Datasync__V1__CreateTokenRequest *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__CreateTokenResponse_Closure)
+                 (const Datasync__V1__CreateTokenResponse *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__ListTokensRequest_Closure)
+                 (const Datasync__V1__ListTokensRequest *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__ListTokensResponse_Closure)
+                 (const Datasync__V1__ListTokensResponse *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__RevokeTokenRequest_Closure)
+                 (const Datasync__V1__RevokeTokenRequest *message,
+                  void *closure_data);
+typedef void (*Datasync__V1__RevokeTokenResponse_Closure)
+                 (const Datasync__V1__RevokeTokenResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -952,6 +1296,22 @@ struct Datasync__V1__DataSync_Service
                 const Datasync__V1__WatchRequest *input,
                 Datasync__V1__WatchResponse_Closure closure,
                 void *closure_data);
+  void (*who_am_i)(Datasync__V1__DataSync_Service *service,
+                   const Datasync__V1__WhoAmIRequest *input,
+                   Datasync__V1__WhoAmIResponse_Closure closure,
+                   void *closure_data);
+  void (*create_token)(Datasync__V1__DataSync_Service *service,
+                       const Datasync__V1__CreateTokenRequest *input,
+                       Datasync__V1__CreateTokenResponse_Closure closure,
+                       void *closure_data);
+  void (*list_tokens)(Datasync__V1__DataSync_Service *service,
+                      const Datasync__V1__ListTokensRequest *input,
+                      Datasync__V1__ListTokensResponse_Closure closure,
+                      void *closure_data);
+  void (*revoke_token)(Datasync__V1__DataSync_Service *service,
+                       const Datasync__V1__RevokeTokenRequest *input,
+                       Datasync__V1__RevokeTokenResponse_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Datasync__V1__DataSync_ServiceDestroy)(Datasync__V1__DataSync_Service *);
 void datasync__v1__data_sync__init (Datasync__V1__DataSync_Service *service,
@@ -966,7 +1326,11 @@ void datasync__v1__data_sync__init (Datasync__V1__DataSync_Service *service,
       function_prefix__ ## lock,\
       function_prefix__ ## unlock,\
       function_prefix__ ## list,\
-      function_prefix__ ## watch  }
+      function_prefix__ ## watch,\
+      function_prefix__ ## who_am_i,\
+      function_prefix__ ## create_token,\
+      function_prefix__ ## list_tokens,\
+      function_prefix__ ## revoke_token  }
 void datasync__v1__data_sync__get(ProtobufCService *service,
                                   const Datasync__V1__GetRequest *input,
                                   Datasync__V1__GetResponse_Closure closure,
@@ -995,6 +1359,22 @@ void datasync__v1__data_sync__watch(ProtobufCService *service,
                                     const Datasync__V1__WatchRequest *input,
                                     Datasync__V1__WatchResponse_Closure closure,
                                     void *closure_data);
+void datasync__v1__data_sync__who_am_i(ProtobufCService *service,
+                                       const Datasync__V1__WhoAmIRequest *input,
+                                       Datasync__V1__WhoAmIResponse_Closure closure,
+                                       void *closure_data);
+void datasync__v1__data_sync__create_token(ProtobufCService *service,
+                                           const Datasync__V1__CreateTokenRequest *input,
+                                           Datasync__V1__CreateTokenResponse_Closure closure,
+                                           void *closure_data);
+void datasync__v1__data_sync__list_tokens(ProtobufCService *service,
+                                          const Datasync__V1__ListTokensRequest *input,
+                                          Datasync__V1__ListTokensResponse_Closure closure,
+                                          void *closure_data);
+void datasync__v1__data_sync__revoke_token(ProtobufCService *service,
+                                           const Datasync__V1__RevokeTokenRequest *input,
+                                           Datasync__V1__RevokeTokenResponse_Closure closure,
+                                           void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1018,6 +1398,15 @@ extern const ProtobufCMessageDescriptor datasync__v1__list_response__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__event__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__watch_request__descriptor;
 extern const ProtobufCMessageDescriptor datasync__v1__watch_response__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__token__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__who_am_irequest__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__who_am_iresponse__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__create_token_request__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__create_token_response__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__list_tokens_request__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__list_tokens_response__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__revoke_token_request__descriptor;
+extern const ProtobufCMessageDescriptor datasync__v1__revoke_token_response__descriptor;
 extern const ProtobufCServiceDescriptor datasync__v1__data_sync__descriptor;
 
 PROTOBUF_C__END_DECLS
