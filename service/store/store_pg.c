@@ -617,6 +617,15 @@ store_pg_stmt_name(store_pg_stmt id, char buf[16])
 	return buf;
 }
 
+/* store_pg_quiet drops the server's notices: libpq would print them to
+ * stderr; nothing we run asks for one, and errors reach us as results. */
+static void
+store_pg_quiet(void *arg, const char *message)
+{
+	(void) arg;
+	(void) message;
+}
+
 /* store_pg_connect opens a session with the store's settings. */
 static store_err
 store_pg_connect(const store *s, PGconn **out, store_error *err)
@@ -639,6 +648,7 @@ store_pg_connect(const store *s, PGconn **out, store_error *err)
 		PQfinish(pg);
 		return rv;
 	}
+	(void) PQsetNoticeProcessor(pg, store_pg_quiet, NULL);
 	*out = pg;
 	return STORE_OK;
 }
@@ -1260,7 +1270,8 @@ store_pg_changes_wait(store_conn *bc, int timeout_ms, bool *woke,
 		int64_t left;
 		int prc;
 
-		if (PQconsumeInput(c->pg) != 1) {
+		if (PQconsumeInput(c->pg) != 1 ||
+		    PQstatus(c->pg) != CONNECTION_OK) {
 			c->broken = true;
 			return store_pg_unavailable(c->pg, err,
 			    "waiting for changes", NULL);
