@@ -164,6 +164,13 @@ spt_db_drop(spt_db *d)
 	spt_exec(d->admin, sql);
 }
 
+/* spt_put_w: an unconditional Update of key. */
+static store_write
+spt_put_w(const char *key)
+{
+	return stt_update(key, "x", STORE_PRECOND_UNCONDITIONAL, 0);
+}
+
 /* spt_open opens a store on uri with clock (NULL = wall). */
 static store *
 spt_open(const char *uri, const ds_clock *clock)
@@ -585,6 +592,126 @@ test_unavailable_while_the_server_is_down_then_recovers(void **state)
 	(void) spt_pgserver("destroy", dir, NULL, NULL, 0);
 }
 
+/* --- a statement that fails, and a foreign lock holder --- */
+
+static void
+test_a_failing_statement_fails_its_write_alone(void **state)
+{
+	store_write ws[4];
+	store_write_result rs[4];
+	store_record rec;
+	store_error err;
+	uint64_t rev = 0;
+	spt_db d;
+	store *s;
+	store_conn *c;
+
+	(void) state;
+	spt_db_create(&d);
+	s = spt_open(d.uri, NULL);
+	c = spt_conn(s);
+	/* The server refuses one write's version row mid-batch, as a full
+	 * disk or a broken constraint would: an SQL error, not a refusal. */
+	spt_exec(d.uri,
+	    "CREATE FUNCTION spt_refuse() RETURNS trigger LANGUAGE plpgsql"
+	    " AS $$ BEGIN IF NEW.key = 'bad'::bytea THEN"
+	    " RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END"
+	    " $$; CREATE TRIGGER spt_refuse BEFORE INSERT ON versions"
+	    " FOR EACH ROW EXECUTE FUNCTION spt_refuse()");
+	ws[0] = stt_update("a", "1", STORE_PRECOND_IF_ABSENT, 0);
+	ws[1] = stt_update("bad", "2", STORE_PRECOND_IF_ABSENT, 0);
+	ws[2] = stt_update("b", "3", STORE_PRECOND_IF_ABSENT, 0);
+	ws[3] = stt_lock("a", "ann", 0);
+	memset(rs, 0, sizeof(rs));
+	assert_int_equal(store_apply_batch(c, ws, 4, rs), STORE_OK);
+	assert_int_equal(rs[0].error.code, STORE_OK);
+	assert_int_equal(rs[1].error.code, STORE_EIO);
+	assert_non_null(strstr(rs[1].error.message, "refused by the test"));
+	assert_int_equal(rs[1].record.version, 0);
+	assert_int_equal(rs[2].error.code, STORE_OK);
+	assert_int_equal(rs[3].error.code, STORE_OK);
+	/* The others committed with gapless revisions: 1, 2, 3. */
+	assert_int_equal(rs[0].record.revision, 1);
+	assert_int_equal(rs[2].record.revision, 2);
+	assert_int_equal(rs[3].record.revision, 3);
+	for (int i = 0; i < 4; i++) {
+		store_write_result_fini(&rs[i]);
+	}
+	assert_int_equal(store_revision(c, &rev, &err), STORE_OK);
+	assert_int_equal(rev, 3);
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(store_get(c, "bad", 3, 0, &rec, &err),
+	    STORE_ENOTFOUND);
+	assert_int_equal(stt_version(c, "b"), 1);
+	assert_int_equal(spt_i64(d.uri, "SELECT count(*) FROM changes"), 3);
+	store_conn_close(c);
+	store_close(s);
+	spt_db_drop(&d);
+}
+
+static void
+test_a_foreign_lock_holder_gives_db_busy(void **state)
+{
+	store_config cfg;
+	store_error err;
+	store_record rec;
+	store_write_result r;
+	PGconn *hold;
+	PGresult *res;
+	int64_t t0;
+	int64_t took;
+	spt_db d;
+	store *s = NULL;
+	store_conn *c;
+
+	(void) state;
+	spt_db_create(&d);
+	store_config_default(&cfg);
+	cfg.path = d.uri;
+	cfg.limits.busy_timeout_ms = 300;
+	assert_int_equal(store_open(&cfg, &s, &err), STORE_OK);
+	c = spt_conn(s);
+	assert_int_equal(stt_put(c, "k", "v"), 1);
+	/* Another node's writer, stuck inside its transaction. */
+	hold = PQconnectdb(d.uri);
+	assert_int_equal(PQstatus(hold), CONNECTION_OK);
+	PQclear(PQexec(hold, "BEGIN"));
+	res = PQexec(hold, "SELECT * FROM meta FOR UPDATE");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+
+	t0 = ds_clock_now_ms(ds_clock_monotonic());
+	assert_int_equal(stt_apply(c, spt_put_w("k"), &r), STORE_EBUSY);
+	took = ds_clock_now_ms(ds_clock_monotonic()) - t0;
+	assert_string_equal(store_reason(r.error.code), "DB_BUSY");
+	assert_non_null(strstr(r.error.message, "busy_timeout_ms (300)"));
+	store_write_result_fini(&r);
+	assert_true(took >= 250);
+	assert_true(took < 5000);
+	/* Reads never wait for the writers' lock. */
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(store_get(c, "k", 1, 0, &rec, &err), STORE_OK);
+	store_record_fini(&rec);
+
+	/* Once waits are cancelled a write gives up at once. */
+	store_cancel_waits(s);
+	t0 = ds_clock_now_ms(ds_clock_monotonic());
+	assert_int_equal(stt_apply(c, spt_put_w("k"), &r), STORE_EBUSY);
+	took = ds_clock_now_ms(ds_clock_monotonic()) - t0;
+	assert_non_null(strstr(r.error.message, "shutting down"));
+	store_write_result_fini(&r);
+	assert_true(took < 250);
+
+	/* ... but one that needs no wait still goes through. */
+	PQclear(PQexec(hold, "ROLLBACK"));
+	PQfinish(hold);
+	assert_int_equal(stt_apply0(c, spt_put_w("k")), STORE_OK);
+	assert_int_equal(stt_version(c, "k"), 2);
+	store_conn_close(c);
+	store_close(s);
+	spt_db_drop(&d);
+}
+
 /* --- the clock --- */
 
 static void
@@ -646,6 +773,8 @@ main(void)
 	    cmocka_unit_test(test_changes_wait_is_woken_by_another_connection),
 	    cmocka_unit_test(
 	        test_unavailable_while_the_server_is_down_then_recovers),
+	    cmocka_unit_test(test_a_failing_statement_fails_its_write_alone),
+	    cmocka_unit_test(test_a_foreign_lock_holder_gives_db_busy),
 	    cmocka_unit_test(test_wall_clock_means_the_servers_clock),
 	};
 
