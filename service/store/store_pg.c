@@ -69,8 +69,16 @@
 
 #define STORE_PG_SCHEMA_VERSION 1
 
+/* How long a (re)connect may take, and how long sent data may stay
+ * unacknowledged before the connection counts as lost (libpq strings). */
+#define STORE_PG_CONNECT_TIMEOUT_S "10"
+#define STORE_PG_TCP_USER_TIMEOUT_MS "10000"
+
 /* The advisory lock key of schema creation and migration: 'dsyc'. */
 #define STORE_PG_SCHEMA_LOCK 1685289315
+
+#define STORE_PG_STR_(x) #x
+#define STORE_PG_STR(x) STORE_PG_STR_(x)
 
 /* The clock parameter $n: NULL = the server's clock, in ms. */
 #define STORE_PG_NOW(n)                                                       \
@@ -278,7 +286,8 @@ static const char *const store_pg_sql[STORE_PG_STMT_COUNT] = {
     [STORE_PG_REQ_PRUNE] =
         "DELETE FROM requests WHERE (caller, id) IN (SELECT caller, id"
         " FROM requests WHERE created_at < " STORE_PG_NOW("$1")
-        "::numeric - $2::int8 ORDER BY created_at LIMIT 64)",
+        "::numeric - $2::int8 ORDER BY created_at"
+        " LIMIT " STORE_PG_STR(STORE_PG_PRUNE_MAX) ")",
     [STORE_PG_REQ_SEEN] =
         "SELECT 1 FROM requests WHERE caller = $1::bytea AND id = $2::bytea",
     /* Get, current or historical, and the store's revision: one
@@ -631,14 +640,22 @@ static store_err
 store_pg_connect(const store *s, PGconn **out, store_error *err)
 {
 	const store_pg *sp = s->be_data;
-	const char *const kw[] = {"dbname", "application_name", "options",
-	    "client_encoding", NULL};
-	const char *const val[] = {sp->uri, "datasyncd", sp->options, "UTF8",
-	    NULL};
+	/* Before dbname: defaults the URI may override. A server that
+	 * vanishes without a word (a dead host, a cut network) must end a
+	 * call in bounded time, not hang it until the kernel gives up: TCP
+	 * keepalives and tcp_user_timeout bound a lost connection to ~10 s,
+	 * connect_timeout a reconnect (Unix sockets ignore all of them). */
+	const char *const kw[] = {"connect_timeout", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+	    "dbname", "application_name", "options", "client_encoding", NULL};
+	const char *const val[] = {STORE_PG_CONNECT_TIMEOUT_S, "5", "2", "3",
+	    STORE_PG_TCP_USER_TIMEOUT_MS, sp->uri, "datasyncd", sp->options,
+	    "UTF8", NULL};
 	PGconn *pg;
 	store_err rv;
 
-	/* expand_dbname: the URI's settings, then ours override them. */
+	/* expand_dbname: the URI's settings override those before dbname;
+	 * the ones after it override the URI's. */
 	if ((pg = PQconnectdbParams(kw, val, 1)) == NULL) {
 		return store_error_set(err, STORE_ENOMEM, "",
 		    "out of memory connecting to PostgreSQL");
@@ -869,6 +886,43 @@ store_pg_query(store_pg_conn *c, store_pg_stmt id, const store_pg_params *p,
 		return STORE_EUNAVAILABLE;
 	}
 	return first != STORE_OK ? first : rv;
+}
+
+store_err
+store_pg_collect(store_pg_conn *c, int skip, PGresult **out, int n,
+    store_error *err, const char *what)
+{
+	store_err first = STORE_OK;
+	store_error e;
+	store_err rv;
+	int got = 0;
+
+	if ((rv = store_pg_flush(c, err)) != STORE_OK) {
+		return rv;
+	}
+	for (int i = 0; i < skip + n; i++) {
+		PGresult *res = NULL;
+
+		rv = store_pg_take(c, i >= skip && first == STORE_OK ? &res : NULL,
+		    first == STORE_OK ? err : &e, what);
+		if (rv != STORE_OK && first == STORE_OK) {
+			first = rv;
+		}
+		if (res != NULL) {
+			out[got++] = res;
+		}
+		if (c->broken) {
+			c->pending = 0;
+			first = STORE_EUNAVAILABLE;
+			break;
+		}
+	}
+	if (first != STORE_OK) {
+		for (int i = 0; i < got; i++) {
+			PQclear(out[i]);
+		}
+	}
+	return first;
 }
 
 store_err

@@ -45,6 +45,11 @@
  * does not stall the writer; every batch prunes a little. */
 #define STORE_PG_PRUNE_MAX 64
 
+/* The most writes whose reads one round trip sends (store_pg_write.c):
+ * bounds the results held at once and the quadratic check that their
+ * keys and request ids differ. */
+#define STORE_PG_GROUP_MAX 128
+
 typedef enum store_pg_stmt {
 	STORE_PG_BEGIN,
 	STORE_PG_BEGIN_READ,
@@ -227,6 +232,12 @@ store_err store_pg_drain(store_pg_conn *c, store_error *err,
 store_err store_pg_query(store_pg_conn *c, store_pg_stmt id,
     const store_pg_params *p, PGresult **out, store_error *err,
     const char *what);
+/* store_pg_collect flushes, reads the outcome of the `skip` oldest
+ * queued statements (checked only: the first failure is the error), then
+ * the results of the next n into out[0..n) (caller PQclear()s each). On
+ * failure out holds nothing. */
+store_err store_pg_collect(store_pg_conn *c, int skip, PGresult **out,
+    int n, store_error *err, const char *what);
 store_err store_pg_pipe_sync(store_pg_conn *c, store_error *err,
     const char *what);
 void store_pg_pipe_abort(store_pg_conn *c);

@@ -561,39 +561,43 @@ store_pg_write_unlock(store_pg_wctx *x, const store_write *w,
 	return STORE_OK;
 }
 
-/* store_pg_write_one applies one validated write: its read, request-id
- * replay, the op's rules and queued mutations, the request id's entry.
- * x->now is the clock at this write (from its read). */
+/* store_pg_read_send queues w's one read: its head row, its request
+ * id's entry and the clock. */
 static store_err
-store_pg_write_one(store_pg_wctx *x, const store_write *w,
-    store_write_result *rs)
+store_pg_read_send(store_pg_wctx *x, const store_write *w, store_error *err)
 {
-	bool idempotent = w->request_id_len > 0;
-	uint64_t hash = idempotent ? store_write_hash(x->lim, w) : 0;
-	PGresult *res = NULL;
 	store_pg_params p;
-	bool found = false;
-	store_err rv;
 
 	store_pg_p_init(&p);
 	store_pg_p_bytes(&p, w->key, w->key_len);
 	store_pg_p_bytes(&p, w->caller, w->caller_len);
-	if (idempotent) {
+	if (w->request_id_len > 0) {
 		store_pg_p_bytes(&p, w->request_id, w->request_id_len);
 	} else {
 		store_pg_p_null(&p); /* matches no entry */
 	}
 	store_pg_p_now(&p, x->c->base.s);
-	if ((rv = store_pg_query(x->c, STORE_PG_WRITE_READ, &p, &res,
-	         &rs->error, "reading the record")) != STORE_OK) {
-		return rv;
-	}
+	return store_pg_send(x->c, STORE_PG_WRITE_READ, &p, err);
+}
+
+/* store_pg_write_apply applies one validated write given its read (res,
+ * borrowed): request-id replay, the op's rules and queued mutations, the
+ * request id's entry. x->now becomes the clock of that read. */
+static store_err
+store_pg_write_apply(store_pg_wctx *x, const store_write *w,
+    const PGresult *res, store_write_result *rs)
+{
+	bool idempotent = w->request_id_len > 0;
+	uint64_t hash = idempotent ? store_write_hash(x->lim, w) : 0;
+	bool found = false;
+	store_err rv;
+
 	x->now = store_pg_i64(res, 0, WR_NOW);
 	if (idempotent &&
 	    ((rv = store_pg_req_lookup(x, w, hash, res, rs, &found)) !=
 	            STORE_OK ||
 	        found)) {
-		goto out;
+		return rv;
 	}
 	switch (w->op) {
 	case STORE_OP_UPDATE:
@@ -617,9 +621,70 @@ store_pg_write_one(store_pg_wctx *x, const store_write *w,
 	if (rv == STORE_OK) {
 		store_error_clear(&rs->error);
 	}
-out:
+	return rv;
+}
+
+/* store_pg_write_one reads and applies one write: a round trip of its
+ * own (the safe mode's way). */
+static store_err
+store_pg_write_one(store_pg_wctx *x, const store_write *w,
+    store_write_result *rs)
+{
+	PGresult *res = NULL;
+	store_err rv;
+
+	if ((rv = store_pg_read_send(x, w, &rs->error)) != STORE_OK ||
+	    (rv = store_pg_collect(x->c, x->c->pending - 1, &res, 1,
+	         &rs->error, "reading the record")) != STORE_OK) {
+		return rv;
+	}
+	rv = store_pg_write_apply(x, w, res, rs);
 	PQclear(res);
 	return rv;
+}
+
+/* store_pg_same_target: do two writes touch the same key or the same
+ * (caller, request_id)? Then the second must read after the first's
+ * mutations. */
+static bool
+store_pg_same_target(const store_write *a, const store_write *b)
+{
+	if (a->key_len == b->key_len &&
+	    memcmp(a->key, b->key, a->key_len) == 0) {
+		return true;
+	}
+	return a->request_id_len > 0 && a->request_id_len == b->request_id_len &&
+	    a->caller_len == b->caller_len &&
+	    memcmp(a->request_id, b->request_id, a->request_id_len) == 0 &&
+	    (a->caller_len == 0 ||
+	        memcmp(a->caller, b->caller, a->caller_len) == 0);
+}
+
+/* store_pg_group_end returns the end of the group of writes from i whose
+ * reads may all be sent at once: none touches what an earlier one of the
+ * group does (so no read can depend on a mutation of the group: every
+ * other writer waits on meta's lock), at most STORE_PG_GROUP_MAX valid
+ * ones. Writes store_validate refused do not count. */
+static size_t
+store_pg_group_end(const store_write *ws, const store_write_result *results,
+    size_t i, size_t n)
+{
+	size_t j = i;
+	size_t valid = 0;
+
+	for (; j < n && valid < STORE_PG_GROUP_MAX; j++) {
+		if (results[j].error.code != STORE_OK) {
+			continue;
+		}
+		for (size_t k = i; k < j; k++) {
+			if (results[k].error.code == STORE_OK &&
+			    store_pg_same_target(&ws[k], &ws[j])) {
+				return j;
+			}
+		}
+		valid++;
+	}
+	return j;
 }
 
 /* --- transactions --- */
@@ -784,6 +849,72 @@ store_pg_safe_write(store_pg_wctx *x, const store_write *w,
 	return err.code != STORE_OK ? err.code : STORE_EIO;
 }
 
+/* store_pg_batch_fast runs the writes without savepoints, group by
+ * group: the reads of a group go in one round trip, then each write is
+ * decided in order and its mutations queued. Returns STORE_OK to commit,
+ * with *redo set when a statement failed (rerun in safe mode), or the
+ * error that lost the batch (detail in *e). */
+static store_err
+store_pg_batch_fast(store_pg_wctx *x, const store_write *ws, size_t n,
+    store_write_result *results, bool *redo, store_error *e)
+{
+	store_pg_conn *c = x->c;
+	PGresult *reads[STORE_PG_GROUP_MAX];
+	store_err rv = STORE_OK;
+
+	for (size_t i = 0; i < n;) {
+		size_t j = store_pg_group_end(ws, results, i, n);
+		int before = c->pending;
+		int k = 0;
+		int used = 0;
+
+		for (size_t m = i; m < j; m++) {
+			if (results[m].error.code == STORE_OK &&
+			    (rv = store_pg_read_send(x, &ws[m], e)) != STORE_OK) {
+				return rv;
+			}
+			k += results[m].error.code == STORE_OK ? 1 : 0;
+		}
+		if (k > 0 && (rv = store_pg_collect(c, before, reads, k, e,
+		                  "reading the records")) != STORE_OK) {
+			k = 0; /* collect kept none */
+			goto lost_or_redo;
+		}
+		for (size_t m = i; m < j; m++) {
+			if (results[m].error.code != STORE_OK) {
+				continue; /* refused by store_validate */
+			}
+			rv = store_pg_write_apply(x, &ws[m], reads[used],
+			    &results[m]);
+			if (rv == STORE_ENOMEM) {
+				/* Failed before queueing anything: alone, with
+				 * the error only in its result. */
+				store_pg_error_only(&results[m]);
+			}
+			used++;
+			if (rv != STORE_OK && store_pg_hard(rv)) {
+				*e = results[m].error;
+				goto lost_or_redo;
+			}
+		}
+		for (int u = 0; u < k; u++) {
+			PQclear(reads[u]);
+		}
+		i = j;
+		continue;
+lost_or_redo:
+		for (int u = 0; u < k; u++) {
+			PQclear(reads[u]);
+		}
+		if (c->broken || rv == STORE_EBUSY) {
+			return rv;
+		}
+		*redo = true; /* a statement failed: find which */
+		return STORE_OK;
+	}
+	return STORE_OK;
+}
+
 /* store_pg_batch_run runs one transaction over the validated writes.
  * safe: a savepoint per write. Returns STORE_OK once committed, or with
  * *redo set (fast mode) after a statement failed, or the error that lost
@@ -813,32 +944,18 @@ store_pg_batch_run(store_pg_conn *c, const store_write *ws, size_t n,
 	if ((rv = store_pg_send(c, STORE_PG_REQ_PRUNE, &p, e)) != STORE_OK) {
 		goto fail;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (results[i].error.code != STORE_OK) {
-			continue; /* refused by store_validate */
-		}
-		if (safe) {
-			if ((rv = store_pg_safe_write(&x, &ws[i], &results[i],
+	if (safe) {
+		for (size_t i = 0; i < n; i++) {
+			if (results[i].error.code == STORE_OK &&
+			    (rv = store_pg_safe_write(&x, &ws[i], &results[i],
 			         e)) != STORE_OK) {
 				goto fail;
 			}
-			continue;
 		}
-		rv = store_pg_write_one(&x, &ws[i], &results[i]);
-		if (rv == STORE_ENOMEM) {
-			/* Failed before queueing anything: alone, and a
-			 * result that holds the error only. */
-			store_pg_error_only(&results[i]);
-		}
-		if (rv != STORE_OK && store_pg_hard(rv)) {
-			if (c->broken || rv == STORE_EBUSY) {
-				*e = results[i].error;
-				goto fail;
-			}
-			*redo = true;
-			rv = STORE_OK;
-			goto fail;
-		}
+	} else if ((rv = store_pg_batch_fast(&x, ws, n, results, redo, e)) !=
+	        STORE_OK ||
+	    *redo) {
+		goto fail;
 	}
 	if ((rv = store_pg_tx_commit(&x, e)) != STORE_OK) {
 		if (rv == STORE_EIO && !safe && !c->broken) {
