@@ -43,6 +43,7 @@ typedef struct store_pg_wctx {
 	uint64_t revision; /* counters as advanced so far in the batch */
 	uint64_t fencing;
 	uint64_t compact;  /* meta.compact_revision at the lock */
+	uint64_t start;    /* meta.revision at the lock */
 	bool dirty;        /* differ from the meta row */
 } store_pg_wctx;
 
@@ -689,14 +690,13 @@ store_pg_group_end(const store_write *ws, const store_write_result *results,
 
 /* --- transactions --- */
 
-/* store_pg_tx_begin: BEGIN and the writers' lock (NOWAIT once waits are
- * cancelled), loading the counters; *now = the clock then. In pipeline
- * mode. */
+/* store_pg_tx_open enters pipeline mode and queues BEGIN and the
+ * writers' lock (NOWAIT once waits are cancelled), whose result the
+ * caller collects and gives to store_pg_tx_locked. */
 static store_err
-store_pg_tx_begin(store_pg_wctx *x, int64_t *now, store_error *err)
+store_pg_tx_open(store_pg_wctx *x, store_error *err)
 {
 	store_pg_conn *c = x->c;
-	PGresult *res = NULL;
 	store_pg_params p;
 	store_err rv;
 
@@ -706,21 +706,49 @@ store_pg_tx_begin(store_pg_wctx *x, int64_t *now, store_error *err)
 	}
 	store_pg_p_init(&p);
 	store_pg_p_now(&p, c->base.s);
-	if ((rv = store_pg_query(c,
-	         atomic_load(&c->base.s->waits_cancelled)
-	             ? STORE_PG_META_LOCK_NOWAIT
-	             : STORE_PG_META_LOCK,
-	         &p, &res, err, "locking the writer")) != STORE_OK) {
-		return rv;
-	}
+	return store_pg_send(c,
+	    atomic_load(&c->base.s->waits_cancelled) ? STORE_PG_META_LOCK_NOWAIT
+	                                             : STORE_PG_META_LOCK,
+	    &p, err);
+}
+
+/* store_pg_tx_locked loads the counters and the clock from the lock's
+ * result (borrowed) and queues the prune of a few expired request ids,
+ * which goes with every write transaction: after the lock, so that two
+ * nodes never wait for each other's pruned rows. */
+static store_err
+store_pg_tx_locked(store_pg_wctx *x, const PGresult *res, store_error *err)
+{
+	const store *s = x->c->base.s;
+	store_pg_params p;
+
 	x->revision = store_pg_u64(res, 0, 0);
 	x->fencing = store_pg_u64(res, 0, 1);
 	x->compact = store_pg_u64(res, 0, 2);
-	*now = store_pg_i64(res, 0, 3);
-	x->now = *now;
+	x->now = store_pg_i64(res, 0, 3);
+	x->start = x->revision;
 	x->dirty = false;
+	store_pg_p_init(&p);
+	store_pg_p_now(&p, s);
+	store_pg_p_i64(&p, s->limits.request_id_ttl_ms);
+	return store_pg_send(x->c, STORE_PG_REQ_PRUNE, &p, err);
+}
+
+/* store_pg_tx_begin: BEGIN and the writers' lock in one round trip. */
+static store_err
+store_pg_tx_begin(store_pg_wctx *x, store_error *err)
+{
+	PGresult *res = NULL;
+	store_err rv;
+
+	if ((rv = store_pg_tx_open(x, err)) != STORE_OK ||
+	    (rv = store_pg_collect(x->c, x->c->pending - 1, &res, 1, err,
+	         "locking the writer")) != STORE_OK) {
+		return rv;
+	}
+	rv = store_pg_tx_locked(x, res, err);
 	PQclear(res);
-	return STORE_OK;
+	return rv;
 }
 
 /* store_pg_tx_commit queues the counters, the notification and COMMIT,
@@ -859,12 +887,14 @@ store_pg_batch_fast(store_pg_wctx *x, const store_write *ws, size_t n,
     store_write_result *results, bool *redo, store_error *e)
 {
 	store_pg_conn *c = x->c;
-	PGresult *reads[STORE_PG_GROUP_MAX];
+	PGresult *got[1 + STORE_PG_GROUP_MAX];
+	PGresult **reads = got + 1;
+	bool locking = true; /* the lock's result comes with the first group */
 	store_err rv = STORE_OK;
 
 	for (size_t i = 0; i < n;) {
 		size_t j = store_pg_group_end(ws, results, i, n);
-		int before = c->pending;
+		int before = c->pending - (locking ? 1 : 0);
 		int k = 0;
 		int used = 0;
 
@@ -875,8 +905,22 @@ store_pg_batch_fast(store_pg_wctx *x, const store_write *ws, size_t n,
 			}
 			k += results[m].error.code == STORE_OK ? 1 : 0;
 		}
-		if (k > 0 && (rv = store_pg_collect(c, before, reads, k, e,
-		                  "reading the records")) != STORE_OK) {
+		if (locking) {
+			/* BEGIN, then [lock, reads...]: one round trip. */
+			if ((rv = store_pg_collect(c, before, got, k + 1, e,
+			         "locking the writer")) != STORE_OK) {
+				k = 0; /* collect kept none */
+				goto lost_or_redo;
+			}
+			locking = false;
+			rv = store_pg_tx_locked(x, got[0], e);
+			PQclear(got[0]);
+			if (rv != STORE_OK) {
+				goto lost_or_redo;
+			}
+		} else if (k > 0 &&
+		    (rv = store_pg_collect(c, before, reads, k, e,
+		         "reading the records")) != STORE_OK) {
 			k = 0; /* collect kept none */
 			goto lost_or_redo;
 		}
@@ -912,7 +956,18 @@ lost_or_redo:
 		*redo = true; /* a statement failed: find which */
 		return STORE_OK;
 	}
-	return STORE_OK;
+	if (locking) {
+		/* No write to read (the caller never sends such a batch). */
+		PGresult *res = NULL;
+
+		if ((rv = store_pg_collect(c, c->pending - 1, &res, 1, e,
+		         "locking the writer")) != STORE_OK) {
+			return rv;
+		}
+		rv = store_pg_tx_locked(x, res, e);
+		PQclear(res);
+	}
+	return rv;
 }
 
 /* store_pg_batch_run runs one transaction over the validated writes.
@@ -925,23 +980,13 @@ store_pg_batch_run(store_pg_conn *c, const store_write *ws, size_t n,
 {
 	store *s = c->base.s;
 	store_pg_wctx x;
-	store_pg_params p;
-	int64_t now;
-	uint64_t start;
 	store_err rv;
 
 	memset(&x, 0, sizeof(x));
 	x.c = c;
 	x.lim = &s->limits;
-	if ((rv = store_pg_tx_begin(&x, &now, e)) != STORE_OK) {
-		goto fail;
-	}
-	start = x.revision;
-	/* A few expired request ids go with every batch. */
-	store_pg_p_init(&p);
-	store_pg_p_now(&p, s);
-	store_pg_p_i64(&p, s->limits.request_id_ttl_ms);
-	if ((rv = store_pg_send(c, STORE_PG_REQ_PRUNE, &p, e)) != STORE_OK) {
+	if ((rv = safe ? store_pg_tx_begin(&x, e) : store_pg_tx_open(&x, e)) !=
+	    STORE_OK) {
 		goto fail;
 	}
 	if (safe) {
@@ -965,7 +1010,7 @@ store_pg_batch_run(store_pg_conn *c, const store_write *ws, size_t n,
 		}
 		goto fail;
 	}
-	c->own_revs += x.revision - start;
+	c->own_revs += x.revision - x.start;
 	return STORE_OK;
 fail:
 	store_pg_pipe_abort(c);
@@ -1098,8 +1143,6 @@ store_pg_sweep_expired(store_conn *bc, size_t max, size_t *n,
 	size_t count = 0;
 	int64_t next = INT64_MAX;
 	store_pg_wctx x;
-	int64_t now;
-	uint64_t start;
 	store_err rv;
 
 	memset(&x, 0, sizeof(x));
@@ -1108,16 +1151,15 @@ store_pg_sweep_expired(store_conn *bc, size_t max, size_t *n,
 	if ((rv = store_pg_ready(c, err)) != STORE_OK) {
 		return rv;
 	}
-	if ((rv = store_pg_tx_begin(&x, &now, err)) != STORE_OK) {
+	if ((rv = store_pg_tx_begin(&x, err)) != STORE_OK) {
 		goto fail;
 	}
-	start = x.revision;
 	if ((rv = store_pg_sweep_tx(&x, max, &count, &next, err)) !=
 	        STORE_OK ||
 	    (rv = store_pg_tx_commit(&x, err)) != STORE_OK) {
 		goto fail;
 	}
-	c->own_revs += x.revision - start;
+	c->own_revs += x.revision - x.start;
 	*n = count;
 	*next_expiry_ms = next;
 	store_error_clear(err);
@@ -1189,7 +1231,6 @@ store_pg_compact_changes(store_conn *bc, uint64_t retain_revisions,
 	store_pg_conn *c = (store_pg_conn *) bc;
 	size_t count = 0;
 	store_pg_wctx x;
-	int64_t now;
 	store_err rv;
 
 	memset(&x, 0, sizeof(x));
@@ -1198,7 +1239,7 @@ store_pg_compact_changes(store_conn *bc, uint64_t retain_revisions,
 	if ((rv = store_pg_ready(c, err)) != STORE_OK) {
 		return rv;
 	}
-	if ((rv = store_pg_tx_begin(&x, &now, err)) != STORE_OK) {
+	if ((rv = store_pg_tx_begin(&x, err)) != STORE_OK) {
 		goto fail;
 	}
 	if ((rv = store_pg_compact_tx(&x, x.compact, retain_revisions,
