@@ -15,10 +15,9 @@
  * then come from the same code as the SQLite backend's (store_lease.c and
  * the helpers here mirror store_sqlite_write.c line for line), so the two
  * backends cannot drift apart, and the token is compared in constant time
- * in C. The cost is one round trip per write (its row and request id are
- * read by one statement, the decision is made here, and its mutations are
- * queued in the pipeline without waiting), plus one for the batch's
- * BEGIN/lock and one for its COMMIT; see store_pg_write.c.
+ * in C. The cost: a write's mutations cannot be sent before its row was
+ * read, so a batch takes two round trips instead of one (see
+ * store_pg_write.c: the reads of many writes share one).
  */
 #ifndef STORE_PG_INT_H
 #define STORE_PG_INT_H

@@ -4,14 +4,20 @@
  * store_lease.c), request ids, batches, the lease sweep and change-log
  * compaction.
  *
- * A batch is ONE transaction in libpq pipeline mode:
- *   BEGIN; SELECT ... FROM meta FOR UPDATE     (round trip 1: the lock)
- *   prune a few expired request ids            (queued)
- *   per write: its one read (row, request id, clock)  (a round trip),
- *              decided here, its mutations queued without waiting
- *   UPDATE meta; pg_notify(); COMMIT; Sync      (the last round trip)
- * The meta row lock makes every writer of every node take turns, so the
- * revisions a batch assigns are gapless and in commit order.
+ * A batch is ONE transaction in libpq pipeline mode. Round trip 1:
+ * BEGIN, SELECT ... FROM meta FOR UPDATE, and the one read (head row,
+ * request-id entry, clock) of every write of the first group: writes
+ * whose keys and request ids all differ, so that no read depends on an
+ * earlier write of the group. Each write of the group is then decided
+ * here in order and its mutations queued without waiting (plus the
+ * prune of a few expired request ids). A later group's reads go in one
+ * more round trip (with the results of what was queued before them).
+ * Last round trip: UPDATE meta, pg_notify(), COMMIT, Sync. A batch of
+ * distinct keys is thus two round trips; a VERSION_CONFLICT costs one
+ * more (the current value is read only then). The meta row lock makes
+ * every writer of every node take turns, so the revisions a batch
+ * assigns are gapless and in commit order, and no row a read sees can
+ * change before COMMIT.
  *
  * A refusal (conflict, lock, request id) is decided before anything is
  * queued, so it changes nothing. A statement that FAILS (an SQL error)
