@@ -18,7 +18,9 @@
  *     order and prefix || '\xff' bounds a prefix, with no collation to
  *     get wrong. The primary key serves point reads, List's range scans
  *     and the ON CONFLICT of a write. records_lock_expiry, a partial index
- *     over unswept leases, serves the sweep and the next expiry.
+ *     over unswept leases, serves the sweep and the next expiry; the key
+ *     in it orders leases expiring in the same ms as SQLite's index does,
+ *     so both backends give their EXPIRE events the same revisions.
  *   - versions (key, version): every version's value, written once; the
  *     history is the rows below the head. Its primary key serves Get of a
  *     version, the trim's point delete and the change log's values.
@@ -108,7 +110,7 @@ static const char store_pg_schema_v1[] =
     " lock_expires_at int8,"
     " lock_fencing int8,"
     " kept int8 NOT NULL);"
-    "CREATE INDEX records_lock_expiry ON records (lock_expires_at)"
+    "CREATE INDEX records_lock_expiry ON records (lock_expires_at, key)"
     " WHERE lock_owner IS NOT NULL;"
     "CREATE TABLE versions ("
     " key bytea NOT NULL,"
@@ -312,7 +314,7 @@ static const char *const store_pg_sql[STORE_PG_STMT_COUNT] = {
     [STORE_PG_SWEEP_FIND] =
         "SELECT r.key, " STORE_PG_ROW_COLUMNS " FROM records r"
         " WHERE r.lock_owner IS NOT NULL AND r.lock_expires_at <= $1::int8"
-        " ORDER BY r.lock_expires_at LIMIT $2::int8",
+        " ORDER BY r.lock_expires_at, r.key LIMIT $2::int8",
     [STORE_PG_SWEEP_NEXT] =
         "SELECT min(lock_expires_at) FROM records"
         " WHERE lock_owner IS NOT NULL",

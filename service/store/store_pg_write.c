@@ -950,6 +950,7 @@ store_pg_batch_fast(store_pg_wctx *x, const store_write *ws, size_t n,
 		for (int u = 0; u < k; u++) {
 			PQclear(reads[u]);
 		}
+		rv = STORE_OK; /* refusals were the writes' own */
 		i = j;
 		continue;
 lost_or_redo:

@@ -712,6 +712,331 @@ test_a_foreign_lock_holder_gives_db_busy(void **state)
 	spt_db_drop(&d);
 }
 
+/* --- the same decisions as the SQLite backend --- */
+
+enum {
+	SPT_DIFF_ROUNDS = 40,
+	SPT_DIFF_KEYS = 8,      /* few keys: batches repeat them */
+	SPT_DIFF_RIDS = 200,    /* reused now and then: replays, reuses */
+	SPT_DIFF_MAX_BATCH = 300, /* above STORE_PG_GROUP_MAX */
+};
+
+/* spt_side: one backend under the differential test. */
+typedef struct spt_side {
+	ds_fake_clock clock;
+	store *s;
+	store_conn *c;
+	store_token token[SPT_DIFF_KEYS]; /* last token a Lock returned */
+	bool has_token[SPT_DIFF_KEYS];
+} spt_side;
+
+static uint64_t
+spt_rand(uint64_t *st)
+{
+	/* xorshift64: deterministic, so a failure reproduces. */
+	*st ^= *st << 13;
+	*st ^= *st >> 7;
+	*st ^= *st << 17;
+	return *st;
+}
+
+static void
+spt_side_open(spt_side *sd, const char *path)
+{
+	store_config cfg;
+	store_error err;
+
+	memset(sd, 0, sizeof(*sd));
+	ds_fake_clock_init(&sd->clock, STT_T0);
+	store_config_default(&cfg);
+	cfg.path = path;
+	cfg.clock = &sd->clock.base;
+	cfg.limits.history = 3;
+	if (store_open(&cfg, &sd->s, &err) != STORE_OK) {
+		fail_msg("store_open %s: %s", path, err.message);
+	}
+	sd->c = spt_conn(sd->s);
+}
+
+/* spt_diff_write makes write i of a round: the same on both sides but
+ * for the lock tokens, which are each side's own. */
+typedef struct spt_wspec {
+	int op;
+	int key;
+	int precond;
+	uint64_t version;
+	int rid;       /* -1: none */
+	bool token;    /* present the side's token for key */
+	char value[16];
+} spt_wspec;
+
+static store_write
+spt_diff_write(const spt_wspec *sp, const spt_side *sd, char keys[][8],
+    char rids[][8])
+{
+	store_write w;
+
+	switch (sp->op) {
+	case 0:
+	case 1:
+		w = stt_update(keys[sp->key], sp->value,
+		    (store_precond_kind) sp->precond, sp->version);
+		break;
+	case 2:
+		w = stt_delete(keys[sp->key],
+		    sp->precond == STORE_PRECOND_IF_ABSENT
+		        ? STORE_PRECOND_UNCONDITIONAL
+		        : (store_precond_kind) sp->precond,
+		    sp->version);
+		break;
+	case 3:
+		w = stt_lock(keys[sp->key], "owner", 0);
+		break;
+	default: {
+		store_token zero;
+
+		memset(&zero, 0x5a, sizeof(zero));
+		w = stt_unlock(keys[sp->key],
+		    sd->has_token[sp->key] ? &sd->token[sp->key] : &zero);
+		break;
+	}
+	}
+	if (sp->token && sp->op != 4 && sd->has_token[sp->key]) {
+		w = stt_with_token(w, &sd->token[sp->key]);
+	}
+	if (sp->rid >= 0) {
+		w = stt_with_rid(w, rids[sp->rid]);
+	}
+	return w;
+}
+
+static void
+spt_diff_compare(int round, size_t i, const store_write_result *a,
+    const store_write_result *b)
+{
+	if (a->error.code != b->error.code ||
+	    strcmp(a->error.message, b->error.message) != 0 ||
+	    strcmp(a->error.field, b->error.field) != 0 ||
+	    a->record.version != b->record.version ||
+	    a->record.revision != b->record.revision ||
+	    a->record.deleted != b->record.deleted ||
+	    a->record.locked != b->record.locked ||
+	    a->record.lock.fencing_token != b->record.lock.fencing_token ||
+	    a->record.lock.expires_at_ms != b->record.lock.expires_at_ms ||
+	    a->record.created_at_ms != b->record.created_at_ms ||
+	    a->record.updated_at_ms != b->record.updated_at_ms ||
+	    a->record.value_len != b->record.value_len ||
+	    a->replayed != b->replayed || a->renewed != b->renewed) {
+		fail_msg("round %d write %zu: sqlite %s v%" PRIu64 " r%" PRIu64
+		         " \"%s\" / postgresql %s v%" PRIu64 " r%" PRIu64 " \"%s\"",
+		    round, i, store_reason(a->error.code), a->record.version,
+		    a->record.revision, a->error.message,
+		    store_reason(b->error.code), b->record.version,
+		    b->record.revision, b->error.message);
+	}
+	if (a->record.value_len > 0) {
+		assert_memory_equal(a->record.value, b->record.value,
+		    a->record.value_len);
+	}
+}
+
+static void
+test_same_outcomes_as_the_sqlite_backend(void **state)
+{
+	static spt_wspec specs[SPT_DIFF_MAX_BATCH];
+	static store_write ws[2][SPT_DIFF_MAX_BATCH];
+	static store_write_result rs[2][SPT_DIFF_MAX_BATCH];
+	char keys[SPT_DIFF_KEYS][8];
+	char rids[SPT_DIFF_RIDS][8];
+	/* op by weight: update 50 %, delete 15 %, lock 15 %, unlock 20 % */
+	static const int op_of[20] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 3,
+	    3, 3, 4, 4, 4, 4};
+	spt_side side[2];
+	/* STORE_PG_TEST_SEED replays another sequence (0 is not a seed). */
+	const char *seed = getenv("STORE_PG_TEST_SEED");
+	uint64_t rnd = seed != NULL && strtoull(seed, NULL, 0) != 0
+	    ? strtoull(seed, NULL, 0)
+	    : 0x9e3779b97f4a7c15u;
+	store_changes_req req;
+	store_changes_page pg[2];
+	store_error err;
+	spt_db d;
+	long outcomes[STORE_EUNAVAILABLE + 1];
+	long pages = 0;
+	bool last;
+
+	(void) state;
+	memset(outcomes, 0, sizeof(outcomes));
+	spt_db_create(&d);
+	spt_side_open(&side[0], ":memory:");
+	spt_side_open(&side[1], d.uri);
+	for (int k = 0; k < SPT_DIFF_KEYS; k++) {
+		(void) snprintf(keys[k], sizeof(keys[k]), "k%d", k);
+	}
+	for (int k = 0; k < SPT_DIFF_RIDS; k++) {
+		(void) snprintf(rids[k], sizeof(rids[k]), "r%d", k);
+	}
+	for (int round = 0; round < SPT_DIFF_ROUNDS; round++) {
+		size_t n = 1 + (size_t) (spt_rand(&rnd) % SPT_DIFF_MAX_BATCH);
+
+		if (round % 4 == 0) {
+			n = 1 + (size_t) (spt_rand(&rnd) % 4); /* small ones */
+		}
+		for (size_t i = 0; i < n; i++) {
+			spt_wspec *sp = &specs[i];
+
+			sp->op = op_of[spt_rand(&rnd) % 20];
+			sp->key = (int) (spt_rand(&rnd) % SPT_DIFF_KEYS);
+			sp->precond = 1 + (int) (spt_rand(&rnd) % 4);
+			sp->version = spt_rand(&rnd) % 6;
+			sp->rid = spt_rand(&rnd) % 6 == 0
+			    ? (int) (spt_rand(&rnd) % SPT_DIFF_RIDS)
+			    : -1;
+			sp->token = spt_rand(&rnd) % 4 != 0;
+			(void) snprintf(sp->value, sizeof(sp->value), "v%d.%zu",
+			    round, i);
+			if (sp->precond == STORE_PRECOND_IF_VERSION &&
+			    sp->version == 0) {
+				sp->version = 1;
+			}
+		}
+		for (int b = 0; b < 2; b++) {
+			for (size_t i = 0; i < n; i++) {
+				ws[b][i] = spt_diff_write(&specs[i], &side[b], keys,
+				    rids);
+			}
+			memset(rs[b], 0, n * sizeof(rs[b][0]));
+			assert_int_equal(store_apply_batch(side[b].c, ws[b], n,
+			                     rs[b]),
+			    STORE_OK);
+		}
+		for (size_t i = 0; i < n; i++) {
+			spt_diff_compare(round, i, &rs[0][i], &rs[1][i]);
+			outcomes[rs[0][i].error.code]++;
+			for (int b = 0; b < 2; b++) {
+				if (ws[b][i].op == STORE_OP_LOCK &&
+				    rs[b][i].error.code == STORE_OK) {
+					side[b].token[specs[i].key] = rs[b][i].token;
+					side[b].has_token[specs[i].key] = true;
+				}
+				store_write_result_fini(&rs[b][i]);
+			}
+		}
+		/* Leases (30 s) run out now and then. */
+		{
+			int64_t step = (int64_t) (spt_rand(&rnd) % 40000);
+
+			ds_fake_clock_advance(&side[0].clock, step);
+			ds_fake_clock_advance(&side[1].clock, step);
+		}
+		if (round % 8 == 7) {
+			size_t swept[2];
+			int64_t next[2];
+
+			for (int b = 0; b < 2; b++) {
+				assert_int_equal(store_sweep_expired(side[b].c, 100,
+				                     &swept[b], &next[b], &err),
+				    STORE_OK);
+			}
+			assert_int_equal(swept[0], swept[1]);
+			assert_int_equal(next[0], next[1]);
+		}
+	}
+	print_message("store_pg: seed %s: same outcomes: %ld ok, %ld conflicts, %ld "
+	              "locked, %ld not found, %ld reused\n",
+	    seed != NULL ? seed : "default", outcomes[STORE_OK],
+	    outcomes[STORE_ECONFLICT],
+	    outcomes[STORE_ELOCKED], outcomes[STORE_ENOTFOUND],
+	    outcomes[STORE_EREQUEST_ID_REUSED]);
+	/* Paging by count and by value bytes ends pages at the same events. */
+	memset(&req, 0, sizeof(req));
+	req.prefix = true;
+	req.limit = 7;
+	req.with_values = true;
+	req.max_value_bytes = 20;
+	for (uint64_t after[2] = {0, 0};;) {
+		for (int b = 0; b < 2; b++) {
+			req.after = after[b];
+			memset(&pg[b], 0, sizeof(pg[b]));
+			assert_int_equal(store_changes_read(side[b].c, &req, &pg[b],
+			                     &err),
+			    STORE_OK);
+		}
+		assert_int_equal(pg[0].n, pg[1].n);
+		assert_int_equal(pg[0].more, pg[1].more);
+		for (int b = 0; b < 2; b++) {
+			if (pg[b].n > 0) {
+				after[b] = pg[b].events[pg[b].n - 1].revision;
+			}
+		}
+		assert_int_equal(after[0], after[1]);
+		for (size_t i = 0; i < pg[0].n; i++) {
+			assert_int_equal(pg[0].events[i].record.value_len,
+			    pg[1].events[i].record.value_len);
+		}
+		pages += pg[0].n > 0 ? 1 : 0;
+		last = pg[0].n == 0;
+		store_changes_page_fini(&pg[0]);
+		store_changes_page_fini(&pg[1]);
+		if (last) {
+			break;
+		}
+	}
+	assert_true(pages > 10);
+	/* Compaction keeps the same tail. */
+	{
+		size_t nc[2];
+
+		for (int b = 0; b < 2; b++) {
+			assert_int_equal(store_compact_changes(side[b].c, 100, 0,
+			                     1000, &nc[b], &err),
+			    STORE_OK);
+		}
+		assert_int_equal(nc[0], nc[1]);
+		assert_true(nc[0] > 0);
+	}
+	/* The same log, event by event. */
+	memset(&req, 0, sizeof(req));
+	req.prefix = true;
+	req.limit = STORE_CHANGES_LIMIT_MAX;
+	req.with_values = true;
+	req.after = 0; /* compacted: both say so alike */
+	for (int b = 0; b < 2; b++) {
+		memset(&pg[b], 0, sizeof(pg[b]));
+		assert_int_equal(store_changes_read(side[b].c, &req, &pg[b], &err),
+		    STORE_EREV_COMPACTED);
+		assert_int_equal(pg[b].compact_revision, pg[0].compact_revision);
+	}
+	req.after = pg[0].compact_revision;
+	for (int b = 0; b < 2; b++) {
+		memset(&pg[b], 0, sizeof(pg[b]));
+		assert_int_equal(store_changes_read(side[b].c, &req, &pg[b], &err),
+		    STORE_OK);
+	}
+	assert_int_equal(pg[0].n, pg[1].n);
+	assert_int_equal(pg[0].revision, pg[1].revision);
+	for (size_t i = 0; i < pg[0].n; i++) {
+		const store_event *x = &pg[0].events[i];
+		const store_event *y = &pg[1].events[i];
+
+		assert_int_equal(x->type, y->type);
+		assert_int_equal(x->revision, y->revision);
+		assert_int_equal(x->record.version, y->record.version);
+		assert_int_equal(x->record.key_len, y->record.key_len);
+		assert_memory_equal(x->record.key, y->record.key, x->record.key_len);
+		assert_int_equal(x->record.locked, y->record.locked);
+		assert_int_equal(x->record.updated_at_ms, y->record.updated_at_ms);
+		assert_int_equal(x->value_omitted, y->value_omitted);
+		assert_int_equal(x->record.value_len, y->record.value_len);
+	}
+	for (int b = 0; b < 2; b++) {
+		store_changes_page_fini(&pg[b]);
+		store_conn_close(side[b].c);
+		store_close(side[b].s);
+	}
+	spt_db_drop(&d);
+}
+
 /* --- the clock --- */
 
 static void
@@ -775,6 +1100,7 @@ main(void)
 	        test_unavailable_while_the_server_is_down_then_recovers),
 	    cmocka_unit_test(test_a_failing_statement_fails_its_write_alone),
 	    cmocka_unit_test(test_a_foreign_lock_holder_gives_db_busy),
+	    cmocka_unit_test(test_same_outcomes_as_the_sqlite_backend),
 	    cmocka_unit_test(test_wall_clock_means_the_servers_clock),
 	};
 
