@@ -957,7 +957,11 @@ store_open(const store_config *cfg, store **out, store_error *err)
 		return store_error_set(err, STORE_ENOMEM, "",
 		    "out of memory opening the store");
 	}
-	s->be = &store_sqlite_backend;
+	/* A libpq connection URI selects PostgreSQL (DESIGN §10). */
+	s->be = strncmp(cfg->path, "postgresql://", 13) == 0 ||
+	        strncmp(cfg->path, "postgres://", 11) == 0
+	    ? &store_pg_backend
+	    : &store_sqlite_backend;
 	s->clock = cfg->clock != NULL ? cfg->clock : ds_clock_wall();
 	s->durability = cfg->durability;
 	s->limits = cfg->limits;

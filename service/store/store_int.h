@@ -90,6 +90,7 @@ struct store_backend {
 };
 
 extern const store_backend store_sqlite_backend;
+extern const store_backend store_pg_backend; /* store_pg.c */
 
 /* --- errors (store.c) --- */
 
