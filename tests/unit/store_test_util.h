@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ds_alloc.h"
 #include "ds_test.h"
@@ -27,6 +28,7 @@ typedef struct stt_fx {
 	store *s;
 	store_conn *c;
 	char dir[256];  /* temp dir when on a file, else "" */
+	char pgdb[64];  /* PostgreSQL database made for it, else "" */
 	char path[320]; /* database path, or ":memory:" */
 } stt_fx;
 
@@ -53,6 +55,22 @@ stt_fx_new(const store_limits *lim, bool file)
 		(void) snprintf(fx->path, sizeof(fx->path), ":memory:");
 	}
 	fx->cfg.path = fx->path;
+	/* One behaviour suite, two backends: with DATASYNC_TEST_PG_HOST (the
+	 * ctest fixture "pg"), the in-memory fixtures run on a fresh
+	 * PostgreSQL database each; file fixtures stay on SQLite. */
+	if (!file && getenv("DATASYNC_TEST_PG_HOST") != NULL) {
+		static int seq;
+		const char *host = getenv("DATASYNC_TEST_PG_HOST");
+		char cmd[512];
+
+		(void) snprintf(fx->pgdb, sizeof(fx->pgdb), "stt_%d_%d",
+		    (int) getpid(), seq++);
+		(void) snprintf(cmd, sizeof(cmd),
+		    "createdb -h '%s' -U datasync %s", host, fx->pgdb);
+		assert_int_equal(system(cmd), 0);
+		(void) snprintf(fx->path, sizeof(fx->path),
+		    "postgresql:///%s?host=%s&user=datasync", fx->pgdb, host);
+	}
 	if (store_open(&fx->cfg, &fx->s, &err) != STORE_OK) {
 		fail_msg("store_open: %s", err.message);
 	}
@@ -84,6 +102,13 @@ stt_fx_free(stt_fx *fx)
 	store_close(fx->s);
 	if (fx->dir[0] != '\0') {
 		ds_test_rmdir(fx->dir);
+	}
+	if (fx->pgdb[0] != '\0') {
+		char cmd[512];
+
+		(void) snprintf(cmd, sizeof(cmd), "dropdb -h '%s' -U datasync %s",
+		    getenv("DATASYNC_TEST_PG_HOST"), fx->pgdb);
+		(void) system(cmd);
 	}
 	free(fx);
 }
