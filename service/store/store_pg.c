@@ -87,6 +87,15 @@
 	"coalesce(" n "::int8,"                                               \
 	" floor(extract(epoch FROM clock_timestamp()) * 1000)::int8)"
 
+/* STORE_PG_NOW_STABLE is STORE_PG_NOW as a bound an index can use: an
+ * int8 (a numeric would cast the column and skip its index) from the
+ * statement's start time (stable, where clock_timestamp() is volatile and
+ * makes the planner read every row). For the request-id prune, whose
+ * bound may be a few milliseconds old. */
+#define STORE_PG_NOW_STABLE(n)                                                \
+	"coalesce(" n "::int8,"                                               \
+	" floor(extract(epoch FROM statement_timestamp()) * 1000)::int8)"
+
 static const char store_pg_schema_v1[] =
     "CREATE TABLE meta ("
     " id int8 PRIMARY KEY CHECK (id = 0),"
@@ -287,8 +296,8 @@ static const char *const store_pg_sql[STORE_PG_STMT_COUNT] = {
     /* numeric: now - ttl must not overflow int8 for any ttl. */
     [STORE_PG_REQ_PRUNE] =
         "DELETE FROM requests WHERE (caller, id) IN (SELECT caller, id"
-        " FROM requests WHERE created_at < " STORE_PG_NOW("$1")
-        "::numeric - $2::int8 ORDER BY created_at"
+        " FROM requests WHERE created_at < " STORE_PG_NOW_STABLE("$1")
+        " - $2::int8 ORDER BY created_at"
         " LIMIT " STORE_PG_STR(STORE_PG_PRUNE_MAX) ")",
     [STORE_PG_REQ_SEEN] =
         "SELECT 1 FROM requests WHERE caller = $1::bytea AND id = $2::bytea",
@@ -583,8 +592,11 @@ store_pg_lost(PGconn *pg, const char *state)
 	if (PQstatus(pg) != CONNECTION_OK) {
 		return true;
 	}
+	/* Every error the server sends has an SQLSTATE; one without is
+	 * libpq's own ("server closed the connection unexpectedly"), seen
+	 * while the status may still say OK: the connection is gone. */
 	if (state == NULL) {
-		return false;
+		return true;
 	}
 	return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
 	    strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0;
@@ -747,6 +759,21 @@ store_pg_exec(store_pg_conn *c, store_pg_stmt id, const store_pg_params *p,
 	}
 	rv = store_pg_fail(c, res, err, what);
 	PQclear(res);
+	return rv;
+}
+
+store_err
+store_pg_exec_read(store_pg_conn *c, store_pg_stmt id,
+    const store_pg_params *p, PGresult **out, store_error *err,
+    const char *what)
+{
+	store_err rv = store_pg_exec(c, id, p, out, err, what);
+
+	/* A read has no effect to repeat; a dead session is not an answer. */
+	if (rv == STORE_EUNAVAILABLE && c->broken &&
+	    store_pg_ready(c, err) == STORE_OK) {
+		rv = store_pg_exec(c, id, p, out, err, what);
+	}
 	return rv;
 }
 

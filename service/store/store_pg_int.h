@@ -211,6 +211,15 @@ store_err store_pg_fail(store_pg_conn *c, const PGresult *res,
 store_err store_pg_unavailable(PGconn *pg, store_error *err, const char *what,
     const char *why);
 
+/* store_pg_exec_read is store_pg_exec for a read that runs alone (its
+ * own snapshot, no transaction open): when the session turns out to be
+ * lost (the server restarted since the connection's last call), it
+ * reconnects and runs the read once more, so the first read after an
+ * outage does not fail for a session that was already dead. */
+store_err store_pg_exec_read(store_pg_conn *c, store_pg_stmt id,
+    const store_pg_params *p, PGresult **out, store_error *err,
+    const char *what);
+
 /* store_pg_exec runs statement id outside pipeline mode; on success *out
  * holds its result (caller PQclear()s it; out may be NULL). */
 store_err store_pg_exec(store_pg_conn *c, store_pg_stmt id,

@@ -119,7 +119,7 @@ store_pg_get(store_conn *bc, const char *key, size_t key_len,
 	store_pg_p_bytes(&p, key, key_len);
 	store_pg_p_i64(&p, (int64_t) version);
 	store_pg_p_now(&p, bc->s);
-	if ((rv = store_pg_exec(c, STORE_PG_GET, &p, &res, err,
+	if ((rv = store_pg_exec_read(c, STORE_PG_GET, &p, &res, err,
 	         "reading a record")) != STORE_OK) {
 		return rv;
 	}
@@ -211,7 +211,7 @@ store_pg_list(store_conn *bc, const store_list_req *req, store_list_page *out,
 	/* One row more than the page tells whether another page exists. */
 	store_pg_p_i64(&p, (int64_t) args.page_size + 1);
 	store_pg_p_now(&p, bc->s);
-	if ((rv = store_pg_exec(c, id, &p, &res, err, "listing records")) !=
+	if ((rv = store_pg_exec_read(c, id, &p, &res, err, "listing records")) !=
 	    STORE_OK) {
 		return rv;
 	}
@@ -351,7 +351,7 @@ store_pg_changes_read(store_conn *bc, const store_changes_req *req,
 		upper[req->key_len] = 0xff;
 		store_pg_p_bytes(&p, upper, req->key_len + 1);
 	}
-	if ((rv = store_pg_exec(c,
+	if ((rv = store_pg_exec_read(c,
 	         req->prefix ? STORE_PG_CHG_RANGE : STORE_PG_CHG_KEY, &p, &res,
 	         err, "reading the change log")) != STORE_OK) {
 		return rv;
