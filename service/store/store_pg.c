@@ -1202,7 +1202,7 @@ store_pg_revision(store_conn *bc, uint64_t *out, store_error *err)
 	store_err rv;
 
 	if ((rv = store_pg_ready(c, err)) != STORE_OK ||
-	    (rv = store_pg_exec(c, STORE_PG_META_GET, NULL, &res, err,
+	    (rv = store_pg_exec_read(c, STORE_PG_META_GET, NULL, &res, err,
 	         "reading the revision")) != STORE_OK) {
 		return rv;
 	}
@@ -1224,7 +1224,7 @@ store_pg_integrity_check(store_conn *bc, store_error *err)
 	store_err rv;
 
 	if ((rv = store_pg_ready(c, err)) != STORE_OK ||
-	    (rv = store_pg_exec(c, STORE_PG_META_GET, NULL, &res, err,
+	    (rv = store_pg_exec_read(c, STORE_PG_META_GET, NULL, &res, err,
 	         "integrity_check")) != STORE_OK) {
 		return rv;
 	}
@@ -1245,17 +1245,13 @@ store_pg_integrity_check(store_conn *bc, store_error *err)
  * a revision. seen[] and the revision come from one REPEATABLE READ
  * transaction. */
 static store_err
-store_pg_peek(store_conn *bc, const store_write *const *ws, size_t n,
+store_pg_peek_once(store_pg_conn *c, const store_write *const *ws, size_t n,
     uint64_t *data_version, bool *seen, store_error *err)
 {
-	store_pg_conn *c = (store_pg_conn *) bc;
 	PGresult *res = NULL;
 	store_pg_params p;
 	store_err rv;
 
-	if ((rv = store_pg_ready(c, err)) != STORE_OK) {
-		return rv;
-	}
 	if (n > 0 && (rv = store_pg_exec(c, STORE_PG_BEGIN_READ, NULL, NULL,
 	                  err, "beginning a read")) != STORE_OK) {
 		return rv;
@@ -1304,6 +1300,27 @@ out:
 	return rv;
 }
 
+static store_err
+store_pg_peek(store_conn *bc, const store_write *const *ws, size_t n,
+    uint64_t *data_version, bool *seen, store_error *err)
+{
+	store_pg_conn *c = (store_pg_conn *) bc;
+	store_err rv;
+
+	if ((rv = store_pg_ready(c, err)) != STORE_OK) {
+		return rv;
+	}
+	rv = store_pg_peek_once(c, ws, n, data_version, seen, err);
+	/* Read-only, so running it again repeats nothing: a session found
+	 * dead (the server restarted since c's last call) is not an answer,
+	 * as in store_pg_exec_read. */
+	if (rv == STORE_EUNAVAILABLE && c->broken &&
+	    store_pg_ready(c, err) == STORE_OK) {
+		rv = store_pg_peek_once(c, ws, n, data_version, seen, err);
+	}
+	return rv;
+}
+
 /* --- waiting for other nodes' commits --- */
 
 /* store_pg_notified consumes queued notifications: true if any. */
@@ -1320,16 +1337,16 @@ store_pg_notified(PGconn *pg)
 	return any;
 }
 
+/* store_pg_subscribe makes c's session a listener: reconnects it when it
+ * is known lost, sends LISTEN when this session has not. *resumed is set
+ * when it had to start a new session: commits made while c was away were
+ * not heard, so the caller must reread the log. */
 static store_err
-store_pg_changes_wait(store_conn *bc, int timeout_ms, bool *woke,
-    store_error *err)
+store_pg_subscribe(store_pg_conn *c, bool *resumed, store_error *err)
 {
-	store_pg_conn *c = (store_pg_conn *) bc;
-	int64_t deadline;
-	bool resumed = c->broken;
+	bool was_broken = c->broken;
 	store_err rv;
 
-	*woke = false;
 	if ((rv = store_pg_ready(c, err)) != STORE_OK) {
 		return rv;
 	}
@@ -1339,13 +1356,36 @@ store_pg_changes_wait(store_conn *bc, int timeout_ms, bool *woke,
 			return rv;
 		}
 		c->listening = true;
-		if (resumed) {
-			/* Commits while we were away were not heard: the
-			 * caller rereads the log. */
-			*woke = true;
-			store_error_clear(err);
-			return STORE_OK;
-		}
+		*resumed = *resumed || was_broken;
+	}
+	return STORE_OK;
+}
+
+static store_err
+store_pg_changes_wait(store_conn *bc, int timeout_ms, bool *woke,
+    store_error *err)
+{
+	store_pg_conn *c = (store_pg_conn *) bc;
+	int64_t deadline;
+	bool resumed = false;
+	bool retried = false;
+	store_err rv;
+
+	*woke = false;
+	rv = store_pg_subscribe(c, &resumed, err);
+	/* A session that turns out dead on its first use (the server
+	 * restarted while c was idle) is not an answer: one new session,
+	 * as store_pg_exec_read does for a read. */
+	if (rv == STORE_EUNAVAILABLE && c->broken) {
+		retried = true;
+		rv = store_pg_subscribe(c, &resumed, err);
+	}
+	if (rv != STORE_OK) {
+		return rv;
+	}
+	if (resumed) {
+		*woke = true;
+		goto out;
 	}
 	deadline = ds_clock_now_ms(ds_clock_monotonic()) + timeout_ms;
 	for (;;) {
@@ -1354,10 +1394,21 @@ store_pg_changes_wait(store_conn *bc, int timeout_ms, bool *woke,
 		int prc;
 
 		if (PQconsumeInput(c->pg) != 1 ||
-		    PQstatus(c->pg) != CONNECTION_OK) {
+		    PQstatus(c->pg) != CONNECTION_OK || PQsocket(c->pg) < 0) {
 			c->broken = true;
-			return store_pg_unavailable(c->pg, err,
-			    "waiting for changes", NULL);
+			if (retried) {
+				return store_pg_unavailable(c->pg, err,
+				    "waiting for changes", NULL);
+			}
+			/* Lost before or while waiting: a new session, and
+			 * the caller rereads the log it did not hear. */
+			retried = true;
+			if ((rv = store_pg_subscribe(c, &resumed, err)) !=
+			    STORE_OK) {
+				return rv;
+			}
+			*woke = true;
+			break;
 		}
 		if (store_pg_notified(c->pg)) {
 			*woke = true;
@@ -1370,17 +1421,13 @@ store_pg_changes_wait(store_conn *bc, int timeout_ms, bool *woke,
 		pfd.fd = PQsocket(c->pg);
 		pfd.events = POLLIN;
 		pfd.revents = 0;
-		if (pfd.fd < 0) {
-			c->broken = true;
-			return store_pg_unavailable(c->pg, err,
-			    "waiting for changes", NULL);
-		}
 		prc = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int) left);
 		if (prc < 0 && errno != EINTR) {
 			return store_error_set(err, STORE_EIO, "",
 			    "waiting for changes: poll: %s", strerror(errno));
 		}
 	}
+out:
 	store_error_clear(err);
 	return STORE_OK;
 }

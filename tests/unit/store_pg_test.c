@@ -35,6 +35,7 @@ enum {
 	SPT_BATCHES = 60,       /* per writer */
 	SPT_BATCH = 5,          /* writes per batch */
 	SPT_WAIT_MS = 10000,    /* a wake-up that should come at once */
+	SPT_RESTARTS = 3,       /* immediate restarts in the issue 12 test */
 };
 
 #define SPT_URI_MAX 512
@@ -592,6 +593,131 @@ test_unavailable_while_the_server_is_down_then_recovers(void **state)
 	(void) spt_pgserver("destroy", dir, NULL, NULL, 0);
 }
 
+/* Issue 12: right after PostgreSQL restarts immediately, every session
+ * the store holds is dead, but libpq does not know it until it uses one.
+ * The first read of each kind on each connection must still answer: a
+ * read has nothing to repeat, so finding its session dead it reconnects
+ * and runs once more. One connection per kind of read, each warmed up
+ * before the restart, so each read below is its connection's first. */
+enum {
+	SPT_READ_GET,
+	SPT_READ_LIST,
+	SPT_READ_CHANGES,
+	SPT_READ_REVISION,
+	SPT_READ_DATA_VERSION,
+	SPT_READ_PEEK,
+	SPT_READ_INTEGRITY,
+	SPT_READ_WAIT,
+	SPT_READ_KINDS
+};
+
+static const char *const spt_read_names[SPT_READ_KINDS] = {"get", "list",
+    "changes_read", "revision", "data_version", "peek_requests",
+    "integrity_check", "changes_wait"};
+
+/* spt_read runs read kind k on c once. */
+static store_err
+spt_read(store_conn *c, int k, store_error *err)
+{
+	store_record rec;
+	store_list_page page;
+	store_changes_page chg;
+	store_list_req lr;
+	store_changes_req cr;
+	store_write w = stt_with_rid(spt_put_w("k"), "rid-1");
+	const store_write *ws[1] = {&w};
+	bool seen[1];
+	uint64_t u = 0;
+	store_err rv = STORE_EINVAL;
+
+	memset(&rec, 0, sizeof(rec));
+	memset(&page, 0, sizeof(page));
+	memset(&chg, 0, sizeof(chg));
+	memset(&lr, 0, sizeof(lr));
+	memset(&cr, 0, sizeof(cr));
+	switch (k) {
+	case SPT_READ_GET:
+		rv = store_get(c, "k", 1, 0, &rec, err);
+		store_record_fini(&rec);
+		break;
+	case SPT_READ_LIST:
+		rv = store_list(c, &lr, &page, err);
+		store_list_page_fini(&page);
+		break;
+	case SPT_READ_CHANGES:
+		cr.prefix = true;
+		cr.limit = 10;
+		rv = store_changes_read(c, &cr, &chg, err);
+		store_changes_page_fini(&chg);
+		break;
+	case SPT_READ_REVISION:
+		rv = store_revision(c, &u, err);
+		break;
+	case SPT_READ_DATA_VERSION:
+		rv = store_data_version(c, &u, err);
+		break;
+	case SPT_READ_PEEK:
+		rv = store_peek_requests(c, ws, 1, &u, seen, err);
+		break;
+	case SPT_READ_INTEGRITY:
+		rv = store_integrity_check(c, err);
+		break;
+	case SPT_READ_WAIT:
+		rv = store_changes_wait(c, 0, seen, err);
+		break;
+	}
+	return rv;
+}
+
+static void
+test_issue12_first_read_after_an_immediate_restart_succeeds(void **state)
+{
+	char dir[64];
+	char uri[SPT_URI_MAX];
+	store_conn *c[SPT_READ_KINDS];
+	store_error err;
+	store *s;
+	int failed = 0;
+
+	(void) state;
+	(void) spt_server();
+	(void) snprintf(dir, sizeof(dir), "/tmp/dspgr-%d", (int) getpid());
+	if (spt_pgserver("start", dir, NULL, uri, sizeof(uri)) != 0) {
+		fail_msg("pgserver.sh start %s: %s", dir, uri);
+	}
+	s = spt_open(uri, NULL);
+	for (int k = 0; k < SPT_READ_KINDS; k++) {
+		c[k] = spt_conn(s);
+	}
+	assert_int_equal(stt_put(c[0], "k", "v1"), 1);
+	for (int round = 0; round < SPT_RESTARTS; round++) {
+		for (int k = 0; k < SPT_READ_KINDS; k++) {
+			if (spt_read(c[k], k, &err) != STORE_OK) {
+				fail_msg("%s before restart %d: %s",
+				    spt_read_names[k], round, err.message);
+			}
+		}
+		assert_int_equal(
+		    spt_pgserver("restart", dir, "immediate", NULL, 0), 0);
+		for (int k = 0; k < SPT_READ_KINDS; k++) {
+			store_err rv = spt_read(c[k], k, &err);
+
+			if (rv != STORE_OK) {
+				fprintf(stderr, "restart %d: the first %s failed: "
+				    "%s %s\n", round, spt_read_names[k],
+				    store_reason(rv), err.message);
+				failed++;
+			}
+		}
+	}
+	for (int k = 0; k < SPT_READ_KINDS; k++) {
+		store_conn_close(c[k]);
+	}
+	store_close(s);
+	(void) spt_pgserver("destroy", dir, NULL, NULL, 0);
+	assert_int_equal(failed, 0);
+}
+
 /* --- a statement that fails, and a foreign lock holder --- */
 
 static void
@@ -1098,6 +1224,8 @@ main(void)
 	    cmocka_unit_test(test_changes_wait_is_woken_by_another_connection),
 	    cmocka_unit_test(
 	        test_unavailable_while_the_server_is_down_then_recovers),
+	    cmocka_unit_test(
+	        test_issue12_first_read_after_an_immediate_restart_succeeds),
 	    cmocka_unit_test(test_a_failing_statement_fails_its_write_alone),
 	    cmocka_unit_test(test_a_foreign_lock_holder_gives_db_busy),
 	    cmocka_unit_test(test_same_outcomes_as_the_sqlite_backend),
