@@ -570,6 +570,25 @@ test_limiter_treats_long_peer_keys_by_their_first_bytes(void **state)
 	auth_limiter_free(NULL);
 }
 
+static void
+test_limiter_new_out_of_memory_is_null_and_leaks_nothing(void **state)
+{
+	auth_limiter *l;
+	long k;
+
+	(void) state;
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		l = auth_limiter_new(NULL);
+		ds_alloc_fail_reset();
+		if (l != NULL) {
+			break;
+		}
+	}
+	assert_int_equal(k, 3); /* the limiter, its peers, its buckets */
+	auth_limiter_free(l);
+}
+
 struct limiter_thread {
 	auth_limiter *l;
 	int id;
@@ -655,6 +674,8 @@ main(void)
 	    cmocka_unit_test(test_limiter_evicts_the_oldest_peer_when_full),
 	    cmocka_unit_test(
 	        test_limiter_treats_long_peer_keys_by_their_first_bytes),
+	    cmocka_unit_test(
+	        test_limiter_new_out_of_memory_is_null_and_leaks_nothing),
 	    cmocka_unit_test(test_limiter_is_safe_from_many_threads),
 	};
 
