@@ -132,7 +132,7 @@ test_grants_refuse_each_malformed_form(void **state)
 
 	(void) state;
 	spec[0] = "delete:x";
-	parse_refused(spec, 1, "unknown right");
+	parse_refused(spec, 1, "grant 1 \"delete:x\" has an unknown right");
 	spec[0] = "read";
 	parse_refused(spec, 1, "needs ':'");
 	spec[0] = "admin:x";
@@ -140,11 +140,16 @@ test_grants_refuse_each_malformed_form(void **state)
 	spec[0] = "Read:x";
 	parse_refused(spec, 1, "unknown right");
 	spec[0] = "read:a\xff";
-	parse_refused(spec, 1, "not UTF-8");
+	parse_refused(spec, 1, "grant 1: its prefix is not UTF-8");
 	spec[0] = "read:a\tb";
 	parse_refused(spec, 1, "control character");
 	spec[0] = NULL;
 	parse_refused(spec, 1, "missing");
+	{
+		const char *two[] = {"read:a", "write"};
+
+		parse_refused(two, 2, "grant 2 \"write\" needs ':'");
+	}
 	parse_refused(spec, 0, "AUTH_GRANTS_MAX");
 
 	/* The prefix limit: AUTH_PREFIX_MAX bytes pass, one more does not. */
