@@ -756,6 +756,7 @@ typedef struct cl_loader {
 	const char *urls[2];
 	size_t n_urls;
 	char key[32];
+	char nodes[8];           /* which nodes it dialled: "A", "A+B" */
 	atomic_int *phase;       /* 0 before the fault, 1 during, 2 after */
 	atomic_int acks;         /* increments acknowledged */
 	int acks_after;          /* of which begun in phase 2 */
@@ -856,9 +857,8 @@ cl_check_counts(const char *url, cl_loader *l, int nl)
 		long long v = cl_counter_value(url, l[i].key, NULL);
 		int a = atomic_load(&l[i].acks);
 
-		printf("  %s via %s%s%s: %d acked, %d failed (%d unavailable), "
-		       "final %lld, slowest call %lld ms\n", l[i].key, l[i].urls[0],
-		    l[i].n_urls > 1 ? " + " : "", l[i].n_urls > 1 ? l[i].urls[1] : "",
+		printf("  %s via node %s: %d acked, %d failed (%d unavailable), "
+		       "final %lld, slowest call %lld ms\n", l[i].key, l[i].nodes,
 		    a, l[i].failures, l[i].unavailable, v,
 		    (long long) l[i].max_call_ms);
 		assert_false(l[i].gave_up);
@@ -884,6 +884,8 @@ test_postgres_immediate_restart_under_load_loses_no_ack(void **state)
 	for (int i = 0; i < CL_FAULT_THREADS; i++) {
 		l[i].urls[0] = c->node[i % CL_NODES].ipc_url;
 		l[i].n_urls = 1;
+		(void) snprintf(l[i].nodes, sizeof(l[i].nodes), "%c",
+		    'A' + i % CL_NODES);
 		l[i].phase = &phase;
 		(void) snprintf(l[i].key, sizeof(l[i].key), "fault/%d", i);
 		assert_int_equal(pthread_create(&th[i], NULL, cl_loader_main, &l[i]),
@@ -933,10 +935,14 @@ test_kill9_of_one_node_under_load_fails_over(void **state)
 		if (i < 4) {
 			l[i].urls[0] = c->node[1 + i / 2].ipc_url;
 			l[i].n_urls = 1;
+			(void) snprintf(l[i].nodes, sizeof(l[i].nodes), "%c",
+			    'B' + i / 2);
 		} else {
 			l[i].urls[0] = c->node[0].ipc_url;
 			l[i].urls[1] = c->node[1 + (i - 4)].ipc_url;
 			l[i].n_urls = 2;
+			(void) snprintf(l[i].nodes, sizeof(l[i].nodes), "A+%c",
+			    'B' + (i - 4));
 		}
 		l[i].phase = &phase;
 		(void) snprintf(l[i].key, sizeof(l[i].key), "kill/%d", i);
