@@ -3,8 +3,9 @@
 # try"): it starts its own PostgreSQL and three datasyncd nodes on free
 # ports in a temporary directory; a record written through node 1's
 # gateway is read back through node 3's; a stale If-Match on another node
-# is refused with 412; the CLI given every node's URL still answers after
-# node 1 is gone; SIGINT to the launcher's process group (what Ctrl-C
+# is refused with 412; `datasync bench` runs over all three URLs (--url
+# repeated); the CLI given every node's URL still answers after node 1
+# is gone; SIGINT to the launcher's process group (what Ctrl-C
 # sends) stops every node and the server and leaves no process behind.
 # Needs DATASYNCD and DATASYNC; the launcher runs $DATASYNCD (no build).
 source "$(dirname "$0")/it_lib.sh"
@@ -133,6 +134,17 @@ expect_rc 412 "a stale If-Match through node 3 conflicts with node 2's write"
 
 http GET "$H1/v1/records/ticket%2F1"
 expect_out '{"title":"fixed"}' "node 1 reads node 2's update, not the refused one"
+
+# The load generator over every node (--url repeated): a short run.
+RC=0
+OUT=$("$DATASYNC" bench "${URLS[@]}" --op update --concurrency 6 --keys 20 \
+  --duration 1s --warmup 0s --json 2>"$IT_DIR/stderr") || RC=$?
+ERR=$(cat "$IT_DIR/stderr")
+expect_rc 0 "datasync bench with three --url"
+[[ $(jq -r '.ops_per_sec > 0 and .errors == 0' <<<"$OUT") == true ]] ||
+  it_fail "the bench over three nodes completed updates without errors"
+[[ $(jq -r '.url | split(",") | length' <<<"$OUT") == "$NODES" ]] ||
+  it_fail "the bench reports the three URLs it spread the calls over"
 
 # Failover: node 1 gone, the CLI with every URL still reads and writes.
 node1=${NODE_PIDS%% *}
