@@ -120,7 +120,8 @@ row() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 # this machine: PostgreSQL's, or SQLite's in the SQLite rows), from
 # OFFSET seconds into the point for SECS - 1 s, inside the window.
 HAVE_PERF=; command -v perf >/dev/null && HAVE_PERF=1
-# sync_start OFFSET: start counting; sync_rate OPS: "syncs/s<TAB>ops per sync".
+# sync_start OFFSET: start counting; sync_rate OPS: SYNC_COLS is
+# "syncs/s<TAB>ops per sync" (run it in this shell: it waits for perf).
 sync_start() {
   SYNC_PID=
   [[ -n $HAVE_PERF ]] || return 0
@@ -130,10 +131,11 @@ sync_start() {
 }
 sync_rate() {
   local n
-  if [[ -z $SYNC_PID ]] || ! wait "$SYNC_PID"; then printf -- '-\t-'; return; fi
+  SYNC_COLS=$'-\t-'
+  [[ -n $SYNC_PID ]] && wait "$SYNC_PID" || return 0
   n=$(awk -F, '$3 ~ /sys_enter_f/ {n += $1} END {print n + 0}' "$TMP/syncs.csv")
-  awk -v o="$1" -v n="$n" -v t="$((SECS - 1))" 'BEGIN {
-    printf "%.0f\t%s", n / t, n > 0 ? sprintf("%.1f", o * t / n) : "-" }'
+  SYNC_COLS=$(awk -v o="$1" -v n="$n" -v t="$((SECS - 1))" 'BEGIN {
+    printf "%.0f\t%s", n / t, n > 0 ? sprintf("%.1f", o * t / n) : "-" }')
 }
 
 for c in $CLIENTS; do
@@ -146,7 +148,8 @@ for c in $CLIENTS; do
       "$TMP/pgbench-$mode-$c.log")
     [[ -n $tps ]] || die "no tps in $TMP/pgbench-$mode-$c.log"
     TPS[$mode$c]=$tps
-    row "pgbench -$mode" "$c" "$tps" "$mode" "$(sync_rate "$tps")"
+    sync_rate "$tps"
+    row "pgbench -$mode" "$c" "$tps" "$mode" "$SYNC_COLS"
   done
 done
 
@@ -193,8 +196,8 @@ point() {
   read -r ops errs confl < <(bench "${cfg// /_}" "$op" "$c" "$@")
   log "$cfg $op $c: $ops ops/s ($errs errors, $confl conflicts)"
   ((errs == 0)) || log "WARNING: $errs errors in $cfg $op $c (see $TMP)"
-  row "$cfg $op" "$c" "$ops" "$([[ $op == get ]] && echo S || echo N)" \
-    "$(sync_rate "$ops")"
+  sync_rate "$ops"
+  row "$cfg $op" "$c" "$ops" "$([[ $op == get ]] && echo S || echo N)" "$SYNC_COLS"
 }
 
 URLS=()
@@ -303,7 +306,7 @@ done
     awk -v a="$u" -v b="${TPS[N$c]}" -v c="$c" 'BEGIN {
       r = 100 * a / b
       printf "\nTarget: Update through 3 nodes >= 50 %% of pgbench -N at %s clients: %.0f %% (%s)\n",
-        c, r, r >= 50 ? "met" : "MISSED" }'
+        c, r, (r >= 50 ? "met" : "MISSED") }'
   done
   if [[ -s $PROFILE ]]; then
     echo
