@@ -116,32 +116,46 @@ RESULTS=$TMP/results.tsv
 # row CONFIG CLIENTS OPS_PER_SEC BASELINE_KEY WAL_SYNCS_PER_S OPS_PER_SYNC
 row() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 # Durable commits that share one WAL flush share one fdatasync (group
-# commit): count them during each window with perf (every process of
-# this machine: PostgreSQL's, or SQLite's in the SQLite rows), from
-# OFFSET seconds into the point for SECS - 1 s, inside the window.
+# commit): count them with perf stat attached to our server's processes
+# (or to the SQLite node) for part of each window; other work on this
+# machine syncs too, so a system-wide count would not do.
 HAVE_PERF=; command -v perf >/dev/null && HAVE_PERF=1
-# sync_start OFFSET: start counting; sync_rate OPS: SYNC_COLS is
-# "syncs/s<TAB>ops per sync" (run it in this shell: it waits for perf).
+# sync_start OFFSET DURATION [PID]: count from OFFSET seconds into the
+# point for DURATION seconds the syncs of PID, default the postmaster's
+# children as they are at OFFSET (the sessions of the point are up by
+# then). sync_rate OPS: SYNC_COLS is "syncs/s<TAB>ops per sync" (call it
+# in this shell: it waits for perf).
 sync_start() {
   SYNC_PID=
+  SYNC_SECS=$2
   [[ -n $HAVE_PERF ]] || return 0
-  (sleep "$1"; exec perf stat -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync \
-    -a -x, -o "$TMP/syncs.csv" -- sleep "$((SECS - 1))") >/dev/null 2>&1 &
+  local who=${3:-}
+  rm -f "$TMP/syncs.csv"
+  (
+    sleep "$1"
+    if [[ -z $who ]]; then
+      who=$(ps -o pid= --ppid "$(head -1 "$PGDIR/data/postmaster.pid")" |
+        tr -s ' \n' ',' | sed 's/^,//; s/,$//')
+    fi
+    exec perf stat -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync \
+      -p "$who" -x, -o "$TMP/syncs.csv" -- sleep "$SYNC_SECS"
+  ) >/dev/null 2>&1 &
   SYNC_PID=$!
 }
 sync_rate() {
   local n
   SYNC_COLS=$'-\t-'
-  [[ -n $SYNC_PID ]] && wait "$SYNC_PID" || return 0
+  [[ -n $SYNC_PID ]] && wait "$SYNC_PID" && [[ -s $TMP/syncs.csv ]] || return 0
   n=$(awk -F, '$3 ~ /sys_enter_f/ {n += $1} END {print n + 0}' "$TMP/syncs.csv")
-  SYNC_COLS=$(awk -v o="$1" -v n="$n" -v t="$((SECS - 1))" 'BEGIN {
-    printf "%.0f\t%s", n / t, n > 0 ? sprintf("%.1f", o * t / n) : "-" }')
+  SYNC_COLS=$(awk -v o="$1" -v n="$n" -v t="$SYNC_SECS" 'BEGIN {
+    printf "%.0f\t%s", n / t, (n > 0 ? sprintf("%.1f", o * t / n) : "-") }')
 }
 
 for c in $CLIENTS; do
   for mode in N S; do
     log "pgbench -$mode -c $c -j 2 -T $SECS"
-    sync_start 0.5
+    # pgbench's clients connect before its -T clock starts.
+    sync_start 1 "$(awk -v s="$SECS" 'BEGIN {print s - 1.5}')"
     pgb -$mode -n -c "$c" -j 2 -T "$SECS" >"$TMP/pgbench-$mode-$c.log" 2>&1 ||
       { cat "$TMP/pgbench-$mode-$c.log" >&2; die "pgbench -$mode failed"; }
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' \
@@ -192,7 +206,7 @@ bench() {
 point() {
   local cfg=$1 op=$2 c=$3 ops errs confl
   shift 3
-  sync_start "$((WARM + 1))"
+  sync_start "$((WARM + 1))" "$((SECS - 1))" ${SYNC_WHO:-}
   read -r ops errs confl < <(bench "${cfg// /_}" "$op" "$c" "$@")
   log "$cfg $op $c: $ops ops/s ($errs errors, $confl conflicts)"
   ((errs == 0)) || log "WARNING: $errs errors in $cfg $op $c (see $TMP)"
@@ -277,6 +291,7 @@ fi
 
 start_node "$TMP/node-sqlite.log" --db "$TMP/sqlite.db" --durability full
 SQLITE_URL=$NODE_URL
+SYNC_WHO=$NODE_PID
 "$DS" bench --url "$SQLITE_URL" --preload-only --keys "$KEYS" --value-bytes "$VB" \
   --concurrency 64 >/dev/null 2>"$TMP/preload-sqlite.err" ||
   { cat "$TMP/preload-sqlite.err" >&2; die "SQLite preload failed"; }
