@@ -67,7 +67,7 @@ start_cluster() {
 }
 
 started=
-for attempt in $(seq 1 $START_ATTEMPTS); do
+for _ in $(seq 1 "$START_ATTEMPTS"); do
   if start_cluster; then started=1; break; fi
   kill -TERM -- "-$RUN_PID" 2>/dev/null || true
   wait "$RUN_PID" 2>/dev/null || true
@@ -81,7 +81,7 @@ if [[ -z $started ]]; then
   tail -n 20 "$CL_DIR"/node-*.log >&2 || true
   exit 1
 fi
-OUT=$(cat "$IT_DIR/run.out") ERR= RC=0
+OUT=$(cat "$IT_DIR/run.out") ERR='' RC=0
 
 H1=http://127.0.0.1:$((HTTP_BASE + 1))
 H2=http://127.0.0.1:$((HTTP_BASE + 2))
@@ -175,7 +175,7 @@ for _ in $(seq 1 $((STOP_WAIT_S * 10))); do
 done
 wait "$RUN_PID" || RC=$?
 RUN_PID=
-OUT=$(cat "$IT_DIR/run.out") ERR=
+OUT=$(cat "$IT_DIR/run.out") ERR=''
 expect_rc 130 "the launcher exits as interrupted by SIGINT"
 [[ $OUT == *"stopped $NODES node(s) and the PostgreSQL server"* ]] ||
   it_fail "the launcher says it stopped the nodes and the server"
