@@ -36,6 +36,11 @@ enum {
  * fails, which measures nothing. */
 #define BENCH_VALUE_BYTES_MAX (1024u * 1024u)
 #define BENCH_PREFIX_MAX 64
+/* --url repeated: the service's nodes (DESIGN §10); nng's REQ spreads
+ * the calls over them. As many as datasyncd's --listen. */
+#define BENCH_URLS_MAX 16
+/* The URLs as reported, joined by commas. */
+#define BENCH_URLS_SHOWN_MAX 1024
 /* Key stride: prefix, up to 10 digits or "hot", NUL. */
 #define BENCH_KEY_STRIDE (BENCH_PREFIX_MAX + 16)
 #define BENCH_BATCH_MAX 100000
@@ -75,7 +80,10 @@ typedef enum bench_op {
 typedef struct bench_opts {
 	bench_mode mode;
 	bench_op op;
-	const char *url;         /* borrowed from argv */
+	const char *url;         /* borrowed from argv: the first --url */
+	const char *urls[BENCH_URLS_MAX]; /* borrowed from argv */
+	size_t n_urls;
+	char urls_shown[BENCH_URLS_SHOWN_MAX]; /* urls, comma-separated */
 	const char *listen;      /* echo server URL or HTTP HOST:PORT */
 	const char *db;          /* SQLite baselines */
 	bool durability_full;

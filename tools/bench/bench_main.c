@@ -104,7 +104,9 @@ static const char bench_usage[] =
     "\n"
     "Options:\n"
     "  --url URL           service (or echo server) address (default\n"
-    "                      " DATASYNC_DEFAULT_URL ")\n"
+    "                      " DATASYNC_DEFAULT_URL "); repeat it for several\n"
+    "                      nodes of one service: the calls are spread over\n"
+    "                      them\n"
     "  --concurrency N     requests in flight, 1..4096 (default 8)\n"
     "  --duration DUR      measured window, e.g. 3s (default 10s)\n"
     "  --warmup DUR        unmeasured run before it (default 1s)\n"
@@ -234,7 +236,6 @@ bench_parse(int argc, char **argv, bench_opts *o, bool *help)
 	int rc;
 
 	memset(o, 0, sizeof(*o));
-	o->url = DATASYNC_DEFAULT_URL;
 	o->durability_full = true;
 	o->batch = 1;
 	o->concurrency = 8;
@@ -253,7 +254,11 @@ bench_parse(int argc, char **argv, bench_opts *o, bool *help)
 		rc = BENCH_EXIT_OK;
 		switch (c) {
 		case O_URL:
-			o->url = optarg;
+			if (o->n_urls == BENCH_URLS_MAX) {
+				return bench_usage_error("--url given more than %d "
+				    "times", BENCH_URLS_MAX);
+			}
+			o->urls[o->n_urls++] = optarg;
 			break;
 		case O_OP:
 			op_set = true;
@@ -380,6 +385,23 @@ bench_parse(int argc, char **argv, bench_opts *o, bool *help)
 	}
 	if (*help) {
 		return BENCH_EXIT_OK;
+	}
+	if (o->n_urls == 0) {
+		o->urls[o->n_urls++] = DATASYNC_DEFAULT_URL;
+	}
+	o->url = o->urls[0];
+	if (o->n_urls > 1 && o->mode != BENCH_MODE_SERVICE) {
+		return bench_usage_error("--url is repeated only for the service "
+		                       "ops");
+	}
+	for (size_t i = 0, len = 0; i < o->n_urls; i++) {
+		int n = snprintf(o->urls_shown + len, sizeof(o->urls_shown) - len,
+		    "%s%s", i > 0 ? "," : "", o->urls[i]);
+		if (n < 0 || (size_t) n >= sizeof(o->urls_shown) - len) {
+			return bench_usage_error("the --url values exceed %d bytes "
+			    "together", BENCH_URLS_SHOWN_MAX - 1);
+		}
+		len += (size_t) n;
 	}
 	if (optind < argc) {
 		return bench_usage_error("bench: unexpected argument '%s'",

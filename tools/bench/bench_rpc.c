@@ -747,7 +747,7 @@ bench_collect(bench_run *r, bench_result *res, const char *op)
 {
 	memset(res, 0, sizeof(*res));
 	(void) snprintf(res->op, sizeof(res->op), "%s", op); /* fits */
-	res->url = r->o->url;
+	res->url = r->o->urls_shown;
 	res->concurrency = r->n_machines;
 	res->seconds = (double) (r->t_end_ns - r->t_begin_ns) / 1e9;
 	res->ops = BENCH_SUM(r, ops);
@@ -851,7 +851,6 @@ bench_service(const bench_opts *o)
 	bench_run r;
 	bench_result *res = NULL;
 	nrpc_status st = {0};
-	const char *urls[1] = {o->url};
 	uint64_t hot_start = 0;
 	int hot_rc = BENCH_EXIT_OK;
 	int rc;
@@ -859,10 +858,10 @@ bench_service(const bench_opts *o)
 	if ((rc = bench_run_init(&r, o)) != BENCH_EXIT_OK) {
 		goto out;
 	}
-	if (datasync_connect(urls, 1, o->timeout_ms, BENCH_OWNER, &r.ds,
-	    &st) != NRPC_OK) {
+	if (datasync_connect(o->urls, o->n_urls, o->timeout_ms, BENCH_OWNER,
+	    &r.ds, &st) != NRPC_OK) {
 		fprintf(stderr, "datasync bench: cannot connect to %s: %s\n",
-		    o->url, st.message);
+		    o->urls_shown, st.message);
 		rc = BENCH_EXIT_ERROR;
 		goto out;
 	}
