@@ -50,7 +50,9 @@
  * since PostgreSQL's 0 means "wait forever"), synchronous_commit on for
  * durability FULL and off for NORMAL (a commit then survives a datasyncd
  * crash but not a PostgreSQL crash, which may lose the last few hundred
- * ms of acknowledged commits). Losing the server fails the call with
+ * ms of acknowledged commits), idle_in_transaction_session_timeout =
+ * STORE_PG_IDLE_TX_TIMEOUT_MS (a stalled node's session cannot hold the
+ * writers' lock forever). Losing the server fails the call with
  * STORE_EUNAVAILABLE and marks the connection broken; the next call on it
  * reconnects once (a new session: statements are prepared again, LISTEN
  * is sent again).
@@ -1158,8 +1160,10 @@ store_pg_open(store *s, store_error *err)
 		    "out of memory opening the store");
 	}
 	(void) snprintf(sp->options, sizeof(sp->options),
-	    "-c lock_timeout=%lld -c synchronous_commit=%s", lock_ms,
-	    s->durability == STORE_DURABILITY_NORMAL ? "off" : "on");
+	    "-c lock_timeout=%lld -c synchronous_commit=%s"
+	    " -c idle_in_transaction_session_timeout=%d", lock_ms,
+	    s->durability == STORE_DURABILITY_NORMAL ? "off" : "on",
+	    STORE_PG_IDLE_TX_TIMEOUT_MS);
 	s->be_data = sp;
 	memset(&c, 0, sizeof(c));
 	c.base.s = s;

@@ -37,6 +37,14 @@
 /* The NOTIFY channel every committing transaction signals. */
 #define STORE_PG_CHANNEL "datasync_changes"
 
+/* A session of ours that sits idle inside a transaction for this long is
+ * ended by the server (idle_in_transaction_session_timeout). Our
+ * transactions never wait on anything but the server, so a session idle
+ * that long belongs to a node that stalled (SIGSTOP, a VM pause) while
+ * holding the writers' lock: ending it releases the lock for every other
+ * node instead of blocking their writes until the node is killed. */
+#define STORE_PG_IDLE_TX_TIMEOUT_MS 10000
+
 /* The most parameters any statement takes. */
 #define STORE_PG_MAX_PARAMS 16
 
@@ -117,7 +125,8 @@ enum {
  * open. */
 typedef struct store_pg {
 	char *uri;        /* owned copy of the connection URI */
-	char options[96]; /* libpq "options": lock_timeout, synchronous_commit */
+	char options[160]; /* libpq "options": lock_timeout, synchronous_commit,
+	                    * idle_in_transaction_session_timeout */
 } store_pg;
 
 /* store_pg_conn: one libpq connection, used by one thread at a time. */

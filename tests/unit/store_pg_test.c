@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "store_pg_int.h"
 #include "store_test_util.h"
 
 enum {
@@ -1215,6 +1216,41 @@ test_wall_clock_means_the_servers_clock(void **state)
 	spt_db_drop(&d);
 }
 
+/* A node that stalls inside a batch must not hold the writers' lock for
+ * ever: every session of ours runs with idle_in_transaction_session_timeout
+ * (the server then ends it, and its lock with it). Checked on the store's
+ * own session, as the server sees it. */
+static void
+test_sessions_end_a_stalled_transaction(void **state)
+{
+	spt_db d;
+	store_config cfg;
+	store_error err;
+	store *s = NULL;
+	store_conn *c;
+	PGresult *res;
+	char want[32];
+
+	(void) state;
+	spt_db_create(&d);
+	store_config_default(&cfg);
+	cfg.path = d.uri;
+	assert_int_equal(store_open(&cfg, &s, &err), STORE_OK);
+	c = spt_conn(s);
+	assert_int_equal(stt_put(c, "k", "v"), 1);
+	res = PQexec(((store_pg_conn *) c)->pg,
+	    "SELECT setting FROM pg_settings"
+	    " WHERE name = 'idle_in_transaction_session_timeout'");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(res), 1);
+	(void) snprintf(want, sizeof(want), "%d", STORE_PG_IDLE_TX_TIMEOUT_MS);
+	assert_string_equal(PQgetvalue(res, 0, 0), want);
+	PQclear(res);
+	store_conn_close(c);
+	store_close(s);
+	spt_db_drop(&d);
+}
+
 int
 main(void)
 {
@@ -1230,6 +1266,7 @@ main(void)
 	    cmocka_unit_test(test_a_foreign_lock_holder_gives_db_busy),
 	    cmocka_unit_test(test_same_outcomes_as_the_sqlite_backend),
 	    cmocka_unit_test(test_wall_clock_means_the_servers_clock),
+	    cmocka_unit_test(test_sessions_end_a_stalled_transaction),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
