@@ -718,10 +718,6 @@ test_other_tcp_address_is_not_blocked(void **state)
 
 /* --- two nodes on one PostgreSQL database --- */
 
-/* PostgreSQL keeps tokens once store_pg implements store_auth_* (branch
- * auth-core); until then its case is left out. */
-#define IT_AUTH_PG_TOKENS 0
-#if IT_AUTH_PG_TOKENS
 static void
 pg_exec(const char *uri, const char *sql)
 {
@@ -765,7 +761,6 @@ pg_uri_for(const char *base, const char *db, char *out, size_t n)
 	    host, port, user);
 	PQconninfoFree(opts);
 }
-#endif
 
 /* revocation_crosses_nodes: two datasyncd on the database uri; a token
  * revoked through the first is refused by the second within a second. */
@@ -862,7 +857,6 @@ test_revocation_reaches_a_second_process_on_sqlite_within_a_second(
 	revocation_crosses_nodes(db, "sqlite");
 }
 
-#if IT_AUTH_PG_TOKENS
 static void
 test_revocation_reaches_a_second_node_on_postgresql_within_a_second(
     void **state)
@@ -887,7 +881,6 @@ test_revocation_reaches_a_second_node_on_postgresql_within_a_second(
 	(void) snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db);
 	pg_exec(base, sql);
 }
-#endif
 
 int
 main(void)
@@ -904,10 +897,8 @@ main(void)
 	    cmocka_unit_test(test_other_tcp_address_is_not_blocked),
 	    cmocka_unit_test(
 	        test_revocation_reaches_a_second_process_on_sqlite_within_a_second),
-#if IT_AUTH_PG_TOKENS
 	    cmocka_unit_test(
 	        test_revocation_reaches_a_second_node_on_postgresql_within_a_second),
-#endif
 	};
 
 	if (getenv("IT_AUTH_FILTER") != NULL) {
