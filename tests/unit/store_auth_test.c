@@ -284,6 +284,65 @@ test_another_connection_sees_changes_through_the_generation(void **state)
 	store_conn_close(c2);
 }
 
+static void
+test_out_of_memory_changes_nothing_and_leaks_nothing(void **state)
+{
+	stt_fx *fx = *state;
+	store_auth_token t = {0};
+	store_auth_token *ts = NULL;
+	store_error err;
+	uint8_t h[32];
+	uint64_t gen = 0;
+	size_t n = 0;
+	long k;
+	store_err rv;
+
+	assert_int_equal(sat_create(fx->c, "a", 1, "read:", &err), STORE_OK);
+	assert_int_equal(sat_create(fx->c, "b", 2, "write:", &err), STORE_OK);
+	sat_hash(3, h);
+	/* The Nth allocation fails until none does: each failure leaves the
+	 * tokens and the generation as they were. */
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		rv = store_auth_create(fx->c, "c", h, "lock:", &t, &err);
+		ds_alloc_fail_reset();
+		if (rv == STORE_OK) {
+			break;
+		}
+		assert_int_equal(rv, STORE_ENOMEM);
+		assert_null(t.name);
+		assert_int_equal(sat_gen(fx->c), 2);
+	}
+	store_auth_token_fini(&t);
+	assert_int_equal(sat_gen(fx->c), 3);
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		rv = store_auth_revoke(fx->c, "c", &t, &err);
+		ds_alloc_fail_reset();
+		if (rv == STORE_OK) {
+			break;
+		}
+		assert_int_equal(rv, STORE_ENOMEM);
+		assert_int_equal(sat_gen(fx->c), 3);
+	}
+	assert_true(t.revoked);
+	store_auth_token_fini(&t);
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		rv = store_auth_list(fx->c, &ts, &n, &gen, &err);
+		ds_alloc_fail_reset();
+		if (rv == STORE_OK) {
+			break;
+		}
+		assert_int_equal(rv, STORE_ENOMEM);
+	}
+	assert_true(k > 3);
+	assert_int_equal(n, 3);
+	assert_int_equal(gen, 4);
+	assert_true(ts[2].revoked);
+	store_auth_tokens_free(ts, n);
+}
+
 /* --- SQLite files --- */
 
 /* sat_file_holds: does the file at path contain needle anywhere? */
@@ -466,6 +525,9 @@ main(void)
 	        stt_teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_another_connection_sees_changes_through_the_generation,
+	        stt_setup_mem, stt_teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_out_of_memory_changes_nothing_and_leaks_nothing,
 	        stt_setup_mem, stt_teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_another_connection_sees_changes_through_the_generation,
