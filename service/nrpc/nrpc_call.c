@@ -388,15 +388,33 @@ nrpc_call_metadata(const nrpc_call *call, const char *key)
 	return NULL;
 }
 
+static srv_pipe_slot *srv_pipe_slot_find(nrpc_server *srv, uint32_t id);
+
 nrpc_peer_kind
 nrpc_call_peer(const nrpc_call *call, char *buf, size_t len)
 {
 	nrpc_peer_kind kind = NRPC_PEER_NONE;
 	nng_sockaddr sa;
-	char text[INET6_ADDRSTRLEN] = "";
+	char text[NRPC_PEER_MAX] = "";
+	int id = call != NULL ? nng_pipe_id(call->pipe) : 0;
+	srv_pipe_slot *slot;
+	bool cached = false;
 
-	if (call == NULL || nng_pipe_id(call->pipe) <= 0 ||
-	    nng_pipe_get_addr(call->pipe, NNG_OPT_REMADDR, &sa) != 0) {
+	_Static_assert(INET6_ADDRSTRLEN <= NRPC_PEER_MAX, "peer text fits");
+	if (id <= 0) {
+		goto out;
+	}
+	/* Learnt once per connection and kept in its slot while it has
+	 * requests in flight: the remote address costs a getpeername(). */
+	pthread_mutex_lock(&call->srv->pipe_mtx);
+	if ((slot = srv_pipe_slot_find(call->srv, (uint32_t) id)) != NULL &&
+	    slot->peer_kind != 0) {
+		kind = (nrpc_peer_kind) (slot->peer_kind - 1);
+		memcpy(text, slot->peer, sizeof(text));
+		cached = true;
+	}
+	pthread_mutex_unlock(&call->srv->pipe_mtx);
+	if (cached || nng_pipe_get_addr(call->pipe, NNG_OPT_REMADDR, &sa) != 0) {
 		goto out;
 	}
 	switch (sa.s_family) {
@@ -423,7 +441,16 @@ nrpc_call_peer(const nrpc_call *call, char *buf, size_t len)
 		}
 		break;
 	default:
-		break; /* zerotier, abstract sockets: not ours */
+		break; /* zerotier: not ours */
+	}
+	if (kind != NRPC_PEER_NONE) {
+		pthread_mutex_lock(&call->srv->pipe_mtx);
+		if ((slot = srv_pipe_slot_find(call->srv, (uint32_t) id)) !=
+		    NULL) {
+			slot->peer_kind = (uint8_t) (kind + 1);
+			memcpy(slot->peer, text, sizeof(text));
+		}
+		pthread_mutex_unlock(&call->srv->pipe_mtx);
 	}
 out:
 	if (len > 0) {
@@ -583,6 +610,7 @@ srv_pipe_sub(nrpc_server *srv, uint32_t id, bool parked)
 	srv->pipes[i].n = 0;
 	srv->pipes[i].n_parked = 0;
 	srv->pipes[i].gone = false;
+	srv->pipes[i].peer_kind = 0;
 out:
 	pthread_mutex_unlock(&srv->pipe_mtx);
 }
