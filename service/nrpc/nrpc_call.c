@@ -51,9 +51,11 @@
  *   decrement, and stop polls those counters, so a finishing thread never
  *   touches memory stop has freed.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -386,6 +388,77 @@ nrpc_call_metadata(const nrpc_call *call, const char *key)
 	return NULL;
 }
 
+static srv_pipe_slot *srv_pipe_slot_find(nrpc_server *srv, uint32_t id);
+
+nrpc_peer_kind
+nrpc_call_peer(const nrpc_call *call, char *buf, size_t len)
+{
+	nrpc_peer_kind kind = NRPC_PEER_NONE;
+	nng_sockaddr sa;
+	char text[NRPC_PEER_MAX] = "";
+	int id = call != NULL ? nng_pipe_id(call->pipe) : 0;
+	srv_pipe_slot *slot;
+	bool cached = false;
+
+	_Static_assert(INET6_ADDRSTRLEN <= NRPC_PEER_MAX, "peer text fits");
+	if (id <= 0) {
+		goto out;
+	}
+	/* Learnt once per connection and kept in its slot while it has
+	 * requests in flight: the remote address costs a getpeername(). */
+	pthread_mutex_lock(&call->srv->pipe_mtx);
+	if ((slot = srv_pipe_slot_find(call->srv, (uint32_t) id)) != NULL &&
+	    slot->peer_kind != 0) {
+		kind = (nrpc_peer_kind) (slot->peer_kind - 1);
+		memcpy(text, slot->peer, sizeof(text));
+		cached = true;
+	}
+	pthread_mutex_unlock(&call->srv->pipe_mtx);
+	if (cached || nng_pipe_get_addr(call->pipe, NNG_OPT_REMADDR, &sa) != 0) {
+		goto out;
+	}
+	switch (sa.s_family) {
+	case NNG_AF_INPROC:
+		(void) snprintf(text, sizeof(text), "inproc");
+		kind = NRPC_PEER_LOCAL;
+		break;
+	case NNG_AF_IPC:
+	case NNG_AF_ABSTRACT:
+		(void) snprintf(text, sizeof(text), "ipc");
+		kind = NRPC_PEER_LOCAL;
+		break;
+	case NNG_AF_INET:
+		/* sa_addr is in network byte order, as inet_ntop wants */
+		if (inet_ntop(AF_INET, &sa.s_in.sa_addr, text,
+		    sizeof(text)) != NULL) {
+			kind = NRPC_PEER_NET;
+		}
+		break;
+	case NNG_AF_INET6:
+		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, text,
+		    sizeof(text)) != NULL) {
+			kind = NRPC_PEER_NET;
+		}
+		break;
+	default:
+		break; /* zerotier: not ours */
+	}
+	if (kind != NRPC_PEER_NONE) {
+		pthread_mutex_lock(&call->srv->pipe_mtx);
+		if ((slot = srv_pipe_slot_find(call->srv, (uint32_t) id)) !=
+		    NULL) {
+			slot->peer_kind = (uint8_t) (kind + 1);
+			memcpy(slot->peer, text, sizeof(text));
+		}
+		pthread_mutex_unlock(&call->srv->pipe_mtx);
+	}
+out:
+	if (len > 0) {
+		(void) snprintf(buf, len, "%s", kind != NRPC_PEER_NONE ? text : "");
+	}
+	return kind;
+}
+
 int64_t
 nrpc_call_deadline_ms(const nrpc_call *call)
 {
@@ -537,6 +610,7 @@ srv_pipe_sub(nrpc_server *srv, uint32_t id, bool parked)
 	srv->pipes[i].n = 0;
 	srv->pipes[i].n_parked = 0;
 	srv->pipes[i].gone = false;
+	srv->pipes[i].peer_kind = 0;
 out:
 	pthread_mutex_unlock(&srv->pipe_mtx);
 }

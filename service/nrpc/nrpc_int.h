@@ -395,6 +395,10 @@ typedef struct srv_pipe_slot {
 	uint32_t n_parked;        /* of which parked: not held against
 	                           * max_inflight_per_conn */
 	bool gone;                /* its connection closed */
+	uint8_t peer_kind;        /* nrpc_peer_kind + 1 once learnt (the
+	                           * first nrpc_call_peer), 0 = not yet: the
+	                           * remote address costs a getpeername() */
+	char peer[NRPC_PEER_MAX]; /* ... and its text */
 } srv_pipe_slot;
 
 struct nrpc_server {

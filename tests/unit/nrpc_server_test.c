@@ -283,8 +283,17 @@ h_info(nrpc_call *call, const Nrpc__V1__Metadata *req, void *arg)
 	const char *v;
 
 	(void) arg;
+	char peer[NRPC_PEER_MAX + 8];
+
 	if (strcmp(req->key, "client_name") == 0) {
 		v = nrpc_call_client_name(call);
+	} else if (strcmp(req->key, "peer") == 0) {
+		static const char *const kinds[] = {"none", "local", "net"};
+		char addr[NRPC_PEER_MAX];
+		nrpc_peer_kind k = nrpc_call_peer(call, addr, sizeof(addr));
+
+		(void) snprintf(peer, sizeof(peer), "%s %s", kinds[k], addr);
+		v = peer;
 	} else {
 		v = nrpc_call_metadata(call, req->key);
 	}
@@ -846,6 +855,74 @@ test_echo_round_trip_over_ipc(void **state)
 	nrpc_client_close(c);
 }
 
+/* peer_of asks the Info handler who c is. */
+static void
+peer_of(nrpc_client *c, char *out, size_t len)
+{
+	Nrpc__V1__Metadata *resp = NULL;
+	nrpc_status st = {0};
+
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "peer", "", NULL,
+	    &resp, &st), NRPC_OK);
+	(void) snprintf(out, len, "%s", resp->value);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
+static void
+test_call_peer_names_the_transport_or_the_remote_address(void **state)
+{
+	fx *f = *state;
+	char tcp[64];
+	char ipc[300];
+	char got[NRPC_PEER_MAX + 8];
+	const char *urls[1];
+	nrpc_client_config ccfg;
+	nrpc_client *c = NULL;
+	nrpc_status st = {0};
+	nrpc_server_config cfg;
+
+	/* the fixture's own client dials inproc:// */
+	(void) snprintf(tcp, sizeof(tcp), "tcp://127.0.0.1:%d", ds_free_port());
+	(void) snprintf(ipc, sizeof(ipc), "ipc://%s/p.sock", f->dir);
+	nrpc_server_config_default(&cfg);
+	fx_start(f, &cfg, tcp);
+	peer_of(f->cli, got, sizeof(got));
+	assert_string_equal(got, "local inproc");
+
+	nrpc_client_config_default(&ccfg);
+	ccfg.urls = urls;
+	ccfg.n_urls = 1;
+	urls[0] = tcp;
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	peer_of(c, got, sizeof(got));
+	/* the address alone: every connection of one host is one peer */
+	assert_string_equal(got, "net 127.0.0.1");
+	peer_of(c, got, sizeof(got)); /* learnt again, or from the slot */
+	assert_string_equal(got, "net 127.0.0.1");
+	nrpc_client_close(c);
+	nrpc_client_close(f->cli);
+	f->cli = NULL;
+	nrpc_server_destroy(f->srv);
+	f->srv = NULL;
+
+	fx_start(f, NULL, ipc);
+	urls[0] = ipc;
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	peer_of(c, got, sizeof(got));
+	assert_string_equal(got, "local ipc");
+	nrpc_client_close(c);
+}
+
+static void
+test_call_peer_without_a_connection_is_none(void **state)
+{
+	(void) state;
+	char buf[NRPC_PEER_MAX] = "x";
+
+	assert_int_equal(nrpc_call_peer(NULL, buf, sizeof(buf)), NRPC_PEER_NONE);
+	assert_string_equal(buf, "");
+}
+
 static void
 test_error_status_round_trips_reason_message_field_detail(void **state)
 {
@@ -1381,6 +1458,62 @@ test_metadata_and_client_name_arrive(void **state)
 	    &opts, &out, &st), NRPC_OK);
 	assert_string_equal(out->value, "<none>");
 	protobuf_c_message_free_unpacked(&out->base, NULL);
+}
+
+static void
+test_client_authorization_goes_with_every_call_unless_the_call_has_one(
+    void **state)
+{
+	fx *f = *state;
+	const char *urls[1] = {f->url};
+	const char *own[] = {"authorization", "Bearer mine"};
+	const char *other[] = {"trace", "t-1"};
+	nrpc_client_config ccfg;
+	nrpc_client *c = NULL;
+	nrpc_call_opts opts = {0};
+	Nrpc__V1__Metadata *out = NULL;
+	nrpc_status st = {0};
+	char big[NRPC_MAX_METADATA_BYTES + 2];
+
+	fx_start(f, NULL, NULL);
+	nrpc_client_config_default(&ccfg);
+	ccfg.urls = urls;
+	ccfg.n_urls = 1;
+	ccfg.authorization = "Bearer default";
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "authorization", "",
+	    NULL, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "Bearer default");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	/* beside the call's own metadata */
+	opts.metadata = other;
+	opts.n_metadata = 1;
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "authorization", "",
+	    &opts, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "Bearer default");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "trace", "",
+	    &opts, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "t-1");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	/* a call's own authorization wins */
+	opts.metadata = own;
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "authorization", "",
+	    &opts, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "Bearer mine");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	nrpc_client_close(c);
+	/* the limit of one metadata value, and one past it */
+	memset(big, 'a', sizeof(big) - 1);
+	big[NRPC_MAX_METADATA_BYTES] = '\0';
+	ccfg.authorization = big;
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	nrpc_client_close(c);
+	big[NRPC_MAX_METADATA_BYTES] = 'a';
+	big[NRPC_MAX_METADATA_BYTES + 1] = '\0';
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st),
+	    NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.field, "authorization");
 }
 
 /* --- tests: overload and shutdown --- */
@@ -1993,6 +2126,8 @@ main(void)
 	    T(test_echo_round_trip_blocking),
 	    T(test_echo_round_trip_async),
 	    T(test_echo_round_trip_over_ipc),
+	    T(test_call_peer_names_the_transport_or_the_remote_address),
+	    T(test_call_peer_without_a_connection_is_none),
 	    T(test_error_status_round_trips_reason_message_field_detail),
 	    T(test_unknown_method_returns_unimplemented),
 	    T(test_null_handler_returns_unimplemented),
@@ -2013,6 +2148,7 @@ main(void)
 	    T(test_generated_request_ids_differ_per_call),
 	    T(test_given_request_id_arrives_unchanged),
 	    T(test_metadata_and_client_name_arrive),
+	    T(test_client_authorization_goes_with_every_call_unless_the_call_has_one),
 	    T(test_full_queue_returns_overloaded),
 	    T(test_stop_with_calls_in_flight_answers_them),
 	    T(test_requests_during_drain_get_shutting_down),

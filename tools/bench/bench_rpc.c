@@ -858,12 +858,22 @@ bench_service(const bench_opts *o)
 	if ((rc = bench_run_init(&r, o)) != BENCH_EXIT_OK) {
 		goto out;
 	}
-	if (datasync_connect(o->urls, o->n_urls, o->timeout_ms, BENCH_OWNER,
-	    &r.ds, &st) != NRPC_OK) {
-		fprintf(stderr, "datasync bench: cannot connect to %s: %s\n",
-		    o->urls_shown, st.message);
-		rc = BENCH_EXIT_ERROR;
-		goto out;
+	{
+		datasync_options dop;
+
+		datasync_options_default(&dop);
+		dop.urls = o->urls;
+		dop.n_urls = o->n_urls;
+		dop.timeout_ms = o->timeout_ms;
+		dop.client_name = BENCH_OWNER;
+		dop.token = o->token;
+		dop.tls_ca_file = o->tls_ca;
+		if (datasync_connect_opts(&dop, &r.ds, &st) != NRPC_OK) {
+			fprintf(stderr, "datasync bench: cannot connect to %s: "
+			    "%s\n", o->urls_shown, st.message);
+			rc = BENCH_EXIT_ERROR;
+			goto out;
+		}
 	}
 	r.rpc = datasync_rpc(r.ds);
 	if (o->preload || o->preload_only) {
