@@ -15,8 +15,9 @@
  *     outcomes, are well-formed SSE: every line a field we send (retry,
  *     id, event, data) or a comment, every data line one JSON value;
  *   - a 401 carries WWW-Authenticate;
- *   - the credential of Authorization or the ds_session cookie, when the
- *     input holds it only once, never shows in the response's body or a
+ *   - a secret-like credential ("dst_..." of the secret alphabet) of
+ *     Authorization or the ds_session cookie, when the input holds it
+ *     only once, never shows in the response's body or a
  *     header other than Set-Cookie (a sign-in's cookie is the one place
  *     a secret may go back).
  *
@@ -194,9 +195,21 @@ fz_check_secret(const gw_plan *p, const gw_request *req, const uint8_t *data,
 	gw_cred c;
 
 	gw_auth_cred(req, &c);
-	if (c.from == GW_CRED_NONE || c.len < 8 ||
+	/* Only a secret-like value ("dst_" and at least 16 more bytes of the
+	 * secret alphabet) is checked: a shorter or wordier one may be text
+	 * the gateway writes anyway ("METHOD_NOT_ALLOWED"). */
+	if (c.from == GW_CRED_NONE || c.len < 20 ||
+	    memcmp(c.value, AUTH_SECRET_PREFIX, 4) != 0 ||
 	    fz_count(data, size, c.value, c.len) != 1) {
 		return;
+	}
+	for (size_t i = 0; i < c.len; i++) {
+		char ch = c.value[i];
+
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+		        (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '-')) {
+			return;
+		}
 	}
 	if (r->body != NULL &&
 	    fz_count(r->body, r->body_len, c.value, c.len) > 0) {
