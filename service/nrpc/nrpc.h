@@ -384,6 +384,22 @@ const char *nrpc_call_request_id(const nrpc_call *call); /* "" if none */
 const char *nrpc_call_client_name(const nrpc_call *call); /* "" if none */
 /* metadata value for key, or NULL */
 const char *nrpc_call_metadata(const nrpc_call *call, const char *key);
+/* nrpc_call_peer writes who sent the call into buf (len bytes,
+ * NRPC_PEER_MAX is enough; always NUL-terminated when len > 0): the
+ * remote address without its port for tcp:// and tls+tcp:// ("10.1.2.3",
+ * "::1"), so one host's many connections count as one; "inproc" or "ipc"
+ * for those transports; "" when the call has no connection
+ * (nrpc_server_process) or its connection has already gone. Returns what
+ * kind of peer that is: failure limiters count NRPC_PEER_NET peers only
+ * (a local process or the embedded gateway speaks for many callers).
+ * Valid until the call is finished. Thread-safe. */
+typedef enum nrpc_peer_kind {
+	NRPC_PEER_NONE = 0, /* no connection, or it is gone */
+	NRPC_PEER_LOCAL,    /* inproc:// or ipc:// */
+	NRPC_PEER_NET,      /* tcp:// or tls+tcp:// (IPv4 or IPv6) */
+} nrpc_peer_kind;
+#define NRPC_PEER_MAX 64 /* an IPv6 address's text is at most 45 bytes */
+nrpc_peer_kind nrpc_call_peer(const nrpc_call *call, char *buf, size_t len);
 /* deadline on the server's monotonic clock, ms; INT64_MAX = none */
 int64_t nrpc_call_deadline_ms(const nrpc_call *call);
 bool nrpc_call_expired(const nrpc_call *call);

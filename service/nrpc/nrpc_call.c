@@ -51,9 +51,11 @@
  *   decrement, and stop polls those counters, so a finishing thread never
  *   touches memory stop has freed.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -384,6 +386,50 @@ nrpc_call_metadata(const nrpc_call *call, const char *key)
 		}
 	}
 	return NULL;
+}
+
+nrpc_peer_kind
+nrpc_call_peer(const nrpc_call *call, char *buf, size_t len)
+{
+	nrpc_peer_kind kind = NRPC_PEER_NONE;
+	nng_sockaddr sa;
+	char text[INET6_ADDRSTRLEN] = "";
+
+	if (call == NULL || nng_pipe_id(call->pipe) <= 0 ||
+	    nng_pipe_get_addr(call->pipe, NNG_OPT_REMADDR, &sa) != 0) {
+		goto out;
+	}
+	switch (sa.s_family) {
+	case NNG_AF_INPROC:
+		(void) snprintf(text, sizeof(text), "inproc");
+		kind = NRPC_PEER_LOCAL;
+		break;
+	case NNG_AF_IPC:
+	case NNG_AF_ABSTRACT:
+		(void) snprintf(text, sizeof(text), "ipc");
+		kind = NRPC_PEER_LOCAL;
+		break;
+	case NNG_AF_INET:
+		/* sa_addr is in network byte order, as inet_ntop wants */
+		if (inet_ntop(AF_INET, &sa.s_in.sa_addr, text,
+		    sizeof(text)) != NULL) {
+			kind = NRPC_PEER_NET;
+		}
+		break;
+	case NNG_AF_INET6:
+		if (inet_ntop(AF_INET6, sa.s_in6.sa_addr, text,
+		    sizeof(text)) != NULL) {
+			kind = NRPC_PEER_NET;
+		}
+		break;
+	default:
+		break; /* zerotier, abstract sockets: not ours */
+	}
+out:
+	if (len > 0) {
+		(void) snprintf(buf, len, "%s", kind != NRPC_PEER_NONE ? text : "");
+	}
+	return kind;
 }
 
 int64_t

@@ -1241,6 +1241,121 @@ store_peek_requests(store_conn *c, const store_write *const *ws, size_t n,
 	return c->s->be->peek(c, ws, n, data_version, seen, err);
 }
 
+/* --- tokens: dispatch; the rules of names and grants are auth.h's --- */
+
+/* store_auth_backend refuses a call the backend cannot serve. */
+static store_err
+store_auth_backend(store_conn *c, bool has, store_error *err)
+{
+	if (!has) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "the %s backend keeps no tokens", c->s->be->name);
+	}
+	return STORE_OK;
+}
+
+store_err
+store_auth_create(store_conn *c, const char *name, const uint8_t hash[32],
+    const char *grants, store_auth_token *out, store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(c == NULL || hash == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn or hash is NULL");
+	}
+	if (name == NULL || name[0] == '\0') {
+		return store_error_set(err, STORE_EINVAL, "name",
+		    "a token needs a name");
+	}
+	if (grants == NULL || grants[0] == '\0') {
+		return store_error_set(err, STORE_EINVAL, "grants",
+		    "a token needs at least one grant");
+	}
+	if ((rv = store_auth_backend(c, c->s->be->auth_create != NULL,
+	         err)) != STORE_OK) {
+		return rv;
+	}
+	return c->s->be->auth_create(c, name, hash, grants, out, err);
+}
+
+store_err
+store_auth_revoke(store_conn *c, const char *name, store_auth_token *out,
+    store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(c == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "", "conn is NULL");
+	}
+	if (name == NULL || name[0] == '\0') {
+		return store_error_set(err, STORE_EINVAL, "name",
+		    "revoking needs a token name");
+	}
+	if ((rv = store_auth_backend(c, c->s->be->auth_revoke != NULL,
+	         err)) != STORE_OK) {
+		return rv;
+	}
+	return c->s->be->auth_revoke(c, name, out, err);
+}
+
+store_err
+store_auth_list(store_conn *c, store_auth_token **out, size_t *n,
+    uint64_t *generation, store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(c == NULL || out == NULL || n == NULL ||
+	        generation == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn, out, n or generation is NULL");
+	}
+	if ((rv = store_auth_backend(c, c->s->be->auth_list != NULL,
+	         err)) != STORE_OK) {
+		return rv;
+	}
+	return c->s->be->auth_list(c, out, n, generation, err);
+}
+
+store_err
+store_auth_generation(store_conn *c, uint64_t *generation, store_error *err)
+{
+	store_err rv;
+
+	if (DS_NEVER(c == NULL || generation == NULL)) {
+		return store_error_set(err, STORE_EINVAL, "",
+		    "conn or generation is NULL");
+	}
+	if ((rv = store_auth_backend(c, c->s->be->auth_generation != NULL,
+	         err)) != STORE_OK) {
+		return rv;
+	}
+	return c->s->be->auth_generation(c, generation, err);
+}
+
+void
+store_auth_token_fini(store_auth_token *t)
+{
+	if (t == NULL) {
+		return;
+	}
+	ds_free(t->name);
+	ds_free(t->grants);
+	memset(t, 0, sizeof(*t));
+}
+
+void
+store_auth_tokens_free(store_auth_token *t, size_t n)
+{
+	if (t == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		store_auth_token_fini(&t[i]);
+	}
+	ds_free(t);
+}
+
 int64_t
 store_now_ms(const store *s)
 {

@@ -67,6 +67,13 @@
  * change its columns, so it costs them nothing. A swept lease keeps its
  * token, expiry and fencing token with lock_owner NULL, so its former
  * holder is still told LOCK_EXPIRED.
+ *
+ * v6: authentication tokens (DESIGN §11). tokens holds one row per token
+ * ever made (a name is never reused, so revoking only sets
+ * revoked_at_ms): the SHA-256 of its secret, never the secret, UNIQUE so
+ * that a secret names one token; its canonical grants text. meta.auth_gen
+ * moves with every create and revoke, in the same transaction, so a node
+ * caching the tokens re-reads them only when it moved.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -253,6 +260,15 @@ static const char *const store_schema_migrations[] = {
     " DEFAULT 0;"
     "UPDATE meta SET compact_revision = revision;"
     "PRAGMA user_version = 5;",
+    /* 5 -> 6 */
+    "CREATE TABLE tokens ("
+    " name TEXT NOT NULL PRIMARY KEY,"
+    " hash BLOB NOT NULL UNIQUE,"
+    " grants TEXT NOT NULL,"
+    " created_at_ms INTEGER NOT NULL,"
+    " revoked_at_ms INTEGER);"
+    "ALTER TABLE meta ADD COLUMN auth_gen INTEGER NOT NULL DEFAULT 0;"
+    "PRAGMA user_version = 6;",
 };
 
 #define STORE_SCHEMA_VERSION                                                  \

@@ -989,6 +989,55 @@ store_sqlite_compact_changes_bounded(store_conn *c, uint64_t retain_revisions,
 	return rv;
 }
 
+static store_err
+store_sqlite_auth_create_bounded(store_conn *c, const char *name,
+    const uint8_t hash[32], const char *grants, store_auth_token *out,
+    store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_auth_create(c, name, hash, grants, out, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_auth_revoke_bounded(store_conn *c, const char *name,
+    store_auth_token *out, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_auth_revoke(c, name, out, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_auth_list_bounded(store_conn *c, store_auth_token **out,
+    size_t *n, uint64_t *generation, store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_auth_list(c, out, n, generation, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
+static store_err
+store_sqlite_auth_generation_bounded(store_conn *c, uint64_t *generation,
+    store_error *err)
+{
+	store_err rv;
+
+	store_sqlite_wait_begin(c->s);
+	rv = store_sqlite_auth_generation(c, generation, err);
+	store_sqlite_wait_end();
+	return rv;
+}
+
 /* --- the vtable --- */
 
 const store_backend store_sqlite_backend = {
@@ -1006,4 +1055,8 @@ const store_backend store_sqlite_backend = {
     .changes_read = store_sqlite_changes_read_bounded,
     .sweep_expired = store_sqlite_sweep_expired_bounded,
     .compact_changes = store_sqlite_compact_changes_bounded,
+    .auth_create = store_sqlite_auth_create_bounded,
+    .auth_revoke = store_sqlite_auth_revoke_bounded,
+    .auth_list = store_sqlite_auth_list_bounded,
+    .auth_generation = store_sqlite_auth_generation_bounded,
 };

@@ -11,6 +11,7 @@
  *   store_sqlite_write.c  the data, lock and unlock rules
  *   store_sqlite_batch.c  batches and their redo
  *   store_sqlite_changes.c  the change log: read, sweep, compaction
+ *   store_sqlite_auth.c   tokens
  *   store_schema.c        the schema and its migrations
  */
 #ifndef STORE_SQLITE_INT_H
@@ -301,6 +302,18 @@ store_err store_sqlite_sweep_expired(store_conn *bc, size_t max, size_t *n,
     int64_t *next_expiry_ms, store_error *err);
 store_err store_sqlite_compact_changes(store_conn *bc,
     uint64_t retain_revisions, int64_t retain_ms, size_t max, size_t *n,
+    store_error *err);
+
+/* --- tokens (store_sqlite_auth.c): the vtable's entries --- */
+
+store_err store_sqlite_auth_create(store_conn *bc, const char *name,
+    const uint8_t hash[32], const char *grants, store_auth_token *out,
+    store_error *err);
+store_err store_sqlite_auth_revoke(store_conn *bc, const char *name,
+    store_auth_token *out, store_error *err);
+store_err store_sqlite_auth_list(store_conn *bc, store_auth_token **out,
+    size_t *n, uint64_t *generation, store_error *err);
+store_err store_sqlite_auth_generation(store_conn *bc, uint64_t *generation,
     store_error *err);
 
 /* --- schema (store_schema.c) --- */

@@ -283,8 +283,17 @@ h_info(nrpc_call *call, const Nrpc__V1__Metadata *req, void *arg)
 	const char *v;
 
 	(void) arg;
+	char peer[NRPC_PEER_MAX + 8];
+
 	if (strcmp(req->key, "client_name") == 0) {
 		v = nrpc_call_client_name(call);
+	} else if (strcmp(req->key, "peer") == 0) {
+		static const char *const kinds[] = {"none", "local", "net"};
+		char addr[NRPC_PEER_MAX];
+		nrpc_peer_kind k = nrpc_call_peer(call, addr, sizeof(addr));
+
+		(void) snprintf(peer, sizeof(peer), "%s %s", kinds[k], addr);
+		v = peer;
 	} else {
 		v = nrpc_call_metadata(call, req->key);
 	}
@@ -844,6 +853,72 @@ test_echo_round_trip_over_ipc(void **state)
 	assert_string_equal(out->value, "ipc");
 	protobuf_c_message_free_unpacked(&out->base, NULL);
 	nrpc_client_close(c);
+}
+
+/* peer_of asks the Info handler who c is. */
+static void
+peer_of(nrpc_client *c, char *out, size_t len)
+{
+	Nrpc__V1__Metadata *resp = NULL;
+	nrpc_status st = {0};
+
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "peer", "", NULL,
+	    &resp, &st), NRPC_OK);
+	(void) snprintf(out, len, "%s", resp->value);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
+static void
+test_call_peer_names_the_transport_or_the_remote_address(void **state)
+{
+	fx *f = *state;
+	char tcp[64];
+	char ipc[300];
+	char got[NRPC_PEER_MAX + 8];
+	const char *urls[1];
+	nrpc_client_config ccfg;
+	nrpc_client *c = NULL;
+	nrpc_status st = {0};
+	nrpc_server_config cfg;
+
+	/* the fixture's own client dials inproc:// */
+	(void) snprintf(tcp, sizeof(tcp), "tcp://127.0.0.1:%d", ds_free_port());
+	(void) snprintf(ipc, sizeof(ipc), "ipc://%s/p.sock", f->dir);
+	nrpc_server_config_default(&cfg);
+	fx_start(f, &cfg, tcp);
+	peer_of(f->cli, got, sizeof(got));
+	assert_string_equal(got, "local inproc");
+
+	nrpc_client_config_default(&ccfg);
+	ccfg.urls = urls;
+	ccfg.n_urls = 1;
+	urls[0] = tcp;
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	peer_of(c, got, sizeof(got));
+	/* the address alone: every connection of one host is one peer */
+	assert_string_equal(got, "net 127.0.0.1");
+	nrpc_client_close(c);
+	nrpc_client_close(f->cli);
+	f->cli = NULL;
+	nrpc_server_destroy(f->srv);
+	f->srv = NULL;
+
+	fx_start(f, NULL, ipc);
+	urls[0] = ipc;
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	peer_of(c, got, sizeof(got));
+	assert_string_equal(got, "local ipc");
+	nrpc_client_close(c);
+}
+
+static void
+test_call_peer_without_a_connection_is_none(void **state)
+{
+	(void) state;
+	char buf[NRPC_PEER_MAX] = "x";
+
+	assert_int_equal(nrpc_call_peer(NULL, buf, sizeof(buf)), NRPC_PEER_NONE);
+	assert_string_equal(buf, "");
 }
 
 static void
@@ -1993,6 +2068,8 @@ main(void)
 	    T(test_echo_round_trip_blocking),
 	    T(test_echo_round_trip_async),
 	    T(test_echo_round_trip_over_ipc),
+	    T(test_call_peer_names_the_transport_or_the_remote_address),
+	    T(test_call_peer_without_a_connection_is_none),
 	    T(test_error_status_round_trips_reason_message_field_detail),
 	    T(test_unknown_method_returns_unimplemented),
 	    T(test_null_handler_returns_unimplemented),

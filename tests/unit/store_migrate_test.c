@@ -6,8 +6,9 @@
  *
  * The fixtures are real files: tests/fixtures/schema2.db was written by
  * the release 80a70b6 (schema 2), schema3.db by main at 0175b77
- * (schema 3), both by tests/fixtures/make-schema2.sh driving datasyncd
- * with the CLI. Each holds the same history (see that script).
+ * (schema 3), schema5.db by main at bd98d66 (schema 5, before tokens),
+ * all by tests/fixtures/make-schema2.sh driving datasyncd with the CLI.
+ * Each holds the same history (see that script).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -160,6 +161,34 @@ smt_changes(store_conn *c, uint64_t after, store_err want, uint64_t revision,
 	store_changes_page_fini(&page);
 }
 
+/* smt_check_schema: the file is at the current schema, sound, and has
+ * the (empty) token table of v6 at auth generation 0, which works. */
+static void
+smt_check_schema(stt_fx *fx)
+{
+	store_auth_token *ts = NULL;
+	uint8_t hash[32] = {1, 2, 3};
+	uint64_t gen = 99;
+	size_t n = 99;
+	char text[64];
+
+	assert_int_equal(smt_query_int(fx->path, "PRAGMA user_version", NULL,
+	                     0),
+	    6);
+	(void) smt_query_int(fx->path, "PRAGMA integrity_check", text,
+	    sizeof(text));
+	assert_string_equal(text, "ok");
+	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
+	assert_int_equal(store_auth_list(fx->c, &ts, &n, &gen, NULL), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(gen, 0);
+	assert_int_equal(store_auth_create(fx->c, "ci", hash, "read:", NULL,
+	                     NULL),
+	    STORE_OK);
+	assert_int_equal(store_auth_generation(fx->c, &gen, NULL), STORE_OK);
+	assert_int_equal(gen, 1);
+}
+
 /* smt_check_data checks what both fixtures hold, then that the rules go
  * on from there: versions, revision and fencing continue, tombstones and
  * leases are enforced. */
@@ -168,15 +197,8 @@ smt_check_data(stt_fx *fx, const store_token *doc_token)
 {
 	store_write_result r;
 	store_record rec;
-	char text[64];
 
-	assert_int_equal(smt_query_int(fx->path, "PRAGMA user_version", NULL,
-	                     0),
-	    5);
-	(void) smt_query_int(fx->path, "PRAGMA integrity_check", text,
-	    sizeof(text));
-	assert_string_equal(text, "ok");
-	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
+	smt_check_schema(fx);
 	assert_int_equal(stt_revision(fx->c), 8);
 	/* The change log starts at the migrated store's revision: nothing
 	 * before it was logged, so older cursors are compacted. */
@@ -348,6 +370,68 @@ test_a_schema3_file_keeps_everything_and_replays_its_ids(void **state)
 	stt_fx_free(fx);
 }
 
+/* A schema 5 file (the change log, no tokens) gains the token table and
+ * keeps its log: every revision since the start, nothing compacted. */
+static void
+test_a_schema5_file_keeps_its_log_and_gains_tokens(void **state)
+{
+	store_changes_req req;
+	store_changes_page page;
+	store_write_result r;
+	store_record rec;
+	store_token tok;
+	stt_fx *fx;
+
+	(void) state;
+	fx = smt_open("schema5.db", &tok);
+	smt_check_schema(fx);
+	assert_int_equal(stt_revision(fx->c), 10);
+	memset(&req, 0, sizeof(req));
+	memset(&page, 0, sizeof(page));
+	req.prefix = true;
+	req.limit = 100;
+	assert_int_equal(store_changes_read(fx->c, &req, &page, NULL),
+	    STORE_OK);
+	assert_int_equal(page.compact_revision, 0);
+	assert_int_equal(page.n, 10);
+	for (size_t i = 0; i < page.n; i++) {
+		assert_int_equal(page.events[i].revision, 1 + i);
+	}
+	store_changes_page_fini(&page);
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(store_get(fx->c, "doc", 3, 0, &rec, NULL), STORE_OK);
+	assert_int_equal(rec.version, 3);
+	stt_assert_value(&rec, "v3");
+	assert_string_equal(rec.updated_by, "carol");
+	assert_true(rec.locked);
+	assert_string_equal(rec.lock.owner, "ann");
+	store_record_fini(&rec);
+	smt_assert_get(fx->c, "doc", 1, STORE_OK, "v1");
+	smt_assert_get(fx->c, "dead", 0, STORE_ENOTFOUND, NULL);
+	/* Its request ids replay. */
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_with_caller(stt_with_rid(stt_lock("doc", "ann",
+	                                                      3600000),
+	                                         "rid-lock-doc"),
+	                         SMT_CLI_CALLER),
+	                     &r),
+	    STORE_OK);
+	assert_true(r.replayed);
+	assert_memory_equal(r.token.b, tok.b, STORE_TOKEN_BYTES);
+	store_write_result_fini(&r);
+	/* Writes go on from there, logged without a gap. */
+	assert_int_equal(stt_apply(fx->c,
+	                     stt_with_token(stt_update("doc", "v4",
+	                                        STORE_PRECOND_IF_VERSION, 3),
+	                         &tok),
+	                     &r),
+	    STORE_OK);
+	assert_int_equal(r.record.version, 4);
+	assert_int_equal(r.record.revision, 11);
+	store_write_result_fini(&r);
+	stt_fx_free(fx);
+}
+
 /* A file whose migration fails midway is left as it was: one
  * transaction. A history row at the head's version (impossible in a
  * sound file) makes 3 -> 4 fail on versions' primary key. */
@@ -399,6 +483,7 @@ main(void)
 	    cmocka_unit_test(test_a_release_schema2_file_keeps_everything),
 	    cmocka_unit_test(
 	        test_a_schema3_file_keeps_everything_and_replays_its_ids),
+	    cmocka_unit_test(test_a_schema5_file_keeps_its_log_and_gains_tokens),
 	    cmocka_unit_test(test_a_migration_that_fails_changes_nothing),
 	};
 

@@ -260,6 +260,9 @@ test_a_v2_database_migrates_to_caller_scoped_request_ids(void **state)
 	    " PRIMARY KEY (key, version)) WITHOUT ROWID;"
 	    "DROP TABLE versions; DROP TABLE records;"
 	    "ALTER TABLE r2 RENAME TO records;"
+	    /* v6's tokens. */
+	    "DROP TABLE tokens;"
+	    "ALTER TABLE meta DROP COLUMN auth_gen;"
 	    /* v5's change log. */
 	    "DROP TABLE changes;"
 	    "ALTER TABLE meta DROP COLUMN compact_revision;"
@@ -309,7 +312,7 @@ test_a_v2_database_migrates_to_caller_scoped_request_ids(void **state)
 	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
 
 	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
-	assert_int_equal(spt_query_int(db, "PRAGMA user_version"), 5);
+	assert_int_equal(spt_query_int(db, "PRAGMA user_version"), 6);
 	assert_int_equal(spt_query_int(db,
 	                     "SELECT count(*) FROM pragma_table_info('requests1')"
 	                     " WHERE name = 'caller' AND pk = 1"),
