@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "datasync_handlers.h"
@@ -29,6 +30,9 @@
 
 static const char dsd_usage[] =
     "usage: datasyncd [options]\n"
+    "       datasyncd token create NAME --grant G... [--db PATH|URI]\n"
+    "       datasyncd token list [--db PATH|URI]\n"
+    "       datasyncd token revoke NAME [--db PATH|URI]\n"
     "\n"
     "Serve the datasync record store over nng (RPC) and HTTP (gateway).\n"
     "\n"
@@ -85,12 +89,33 @@ static const char dsd_usage[] =
     "  --tls-key FILE        its unencrypted PEM key\n"
     "  --tls-client-ca FILE  RPC clients on tls+tcp:// must present a\n"
     "                        certificate signed by this CA\n"
+    "  --auth                every call needs a bearer token with the right\n"
+    "                        for it (read, write, lock per key prefix;\n"
+    "                        admin); see \"datasyncd token\" below\n"
+    "  --bootstrap-token-file FILE\n"
+    "                        implies --auth; FILE holds one secret (dst_ and\n"
+    "                        64 hex digits): if no token has it, an admin\n"
+    "                        token \"bootstrap\" is made for it; a missing\n"
+    "                        FILE is created (mode 0600) with a new secret\n"
+    "  --insecure-no-auth    serve a non-loopback --listen or --http address\n"
+    "                        without --auth (protected mode refuses to,\n"
+    "                        exit 2)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
     "SIGINT or SIGTERM: finish in-flight requests, close the database,\n"
     "exit 0, within 10 s (requests waiting for another process's lock on\n"
-    "the database then fail DB_BUSY at once).\n";
+    "the database then fail DB_BUSY at once).\n"
+    "\n"
+    "Tokens, on the database directly (the daemon may be stopped):\n"
+    "  token create NAME --grant G...  G is read:PREFIX, write:PREFIX,\n"
+    "                        lock:PREFIX (PREFIX may be empty: every key) or\n"
+    "                        admin; prints the secret alone on stdout, once\n"
+    "  token list            name, state, creation time and grants\n"
+    "  token revoke NAME     refused from then on, on every node (within a\n"
+    "                        second)\n"
+    "Exit codes: 0 ok, 1 error, 2 usage (or protected mode), 5 no such\n"
+    "token.\n";
 
 typedef struct dsd_opts {
 	const char *listen[DSD_MAX_LISTEN];
@@ -114,6 +139,9 @@ typedef struct dsd_opts {
 	int64_t watch_retain_ms;
 	int64_t max_parked;
 	const char *tls_cert, *tls_key, *tls_client_ca;
+	bool auth;
+	const char *bootstrap_file;
+	bool insecure_no_auth;
 	bool quiet;
 } dsd_opts;
 
@@ -165,6 +193,98 @@ dsd_parse_duration(const char *flag, const char *s, int64_t min, int64_t max,
 	return 0;
 }
 
+/* --- protected mode (DESIGN §11) --- */
+
+/* dsd_loopback_host: is host (of a URL or HOST:PORT, brackets allowed)
+ * reachable from this machine only? An empty host or a wildcard is every
+ * interface. */
+static bool
+dsd_loopback_host(const char *host, size_t len)
+{
+	static const char *const loop[] = {"127.0.0.1", "localhost", "::1",
+	    "[::1]"};
+
+	for (size_t i = 0; i < sizeof(loop) / sizeof(loop[0]); i++) {
+		if (len == strlen(loop[i]) && memcmp(host, loop[i], len) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* dsd_hostport_loopback: is "HOST:PORT" a loopback address? */
+static bool
+dsd_hostport_loopback(const char *hp)
+{
+	const char *colon = strrchr(hp, ':');
+
+	return dsd_loopback_host(hp, colon != NULL ? (size_t) (colon - hp) :
+	                                             strlen(hp));
+}
+
+/* dsd_url_local: does an RPC URL stay on this machine? ipc://, inproc://
+ * and abstract:// always do; anything else (tcp://, tls+tcp://, ws://)
+ * only on a loopback host. */
+static bool
+dsd_url_local(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	const char *host;
+	const char *end;
+
+	if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0 ||
+	    strncmp(url, "abstract://", 11) == 0) {
+		return true;
+	}
+	if (sep == NULL) {
+		return false;
+	}
+	host = sep + 3;
+	if ((end = strchr(host, '/')) == NULL) {
+		end = host + strlen(host);
+	}
+	{
+		char hp[256];
+		size_t n = (size_t) (end - host);
+
+		if (n >= sizeof(hp)) {
+			return false;
+		}
+		memcpy(hp, host, n);
+		hp[n] = '\0';
+		return dsd_hostport_loopback(hp);
+	}
+}
+
+/* dsd_protected refuses (2) a listener beyond loopback without
+ * authentication, unless --insecure-no-auth says so. */
+static int
+dsd_protected(const dsd_opts *o)
+{
+	const char *open = NULL;
+
+	if (o->auth || o->insecure_no_auth) {
+		return 0;
+	}
+	for (size_t i = 0; i < o->n_listen && open == NULL; i++) {
+		if (!dsd_url_local(o->listen[i])) {
+			open = o->listen[i];
+		}
+	}
+	if (open == NULL && strcmp(o->http, "off") != 0 &&
+	    !dsd_hostport_loopback(o->http)) {
+		open = o->http;
+	}
+	if (open == NULL) {
+		return 0;
+	}
+	fprintf(stderr, "datasyncd: protected mode: %s is reachable beyond "
+	                "this machine and nobody would be asked for a token; "
+	                "add --auth (or --bootstrap-token-file FILE), or "
+	                "--insecure-no-auth to serve it open\n", open);
+	return 2;
+}
+
 /* dsd_parse returns 0 to run, 1 to exit 0 (help), 2 on a usage error. */
 static int
 dsd_parse(int argc, char **argv, dsd_opts *o)
@@ -173,7 +293,8 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 		O_ALLOW_HOST, O_MAX_VALUE, O_HISTORY, O_DURABILITY,
 		O_BUSY_TIMEOUT, O_WATCH_RETAIN, O_WATCH_RETAIN_TIME, O_MAX_PARKED, O_QUIET, O_HELP, O_HTTP_CONNS, O_HTTP_PER_IP,
 		O_HTTP_TIMEOUT, O_HTTP_BUDGET, O_MAX_INFLIGHT, O_SSE_STREAMS,
-		O_TLS_CERT, O_TLS_KEY, O_TLS_CLIENT_CA };
+		O_TLS_CERT, O_TLS_KEY, O_TLS_CLIENT_CA, O_AUTH, O_BOOTSTRAP,
+		O_INSECURE };
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, O_LISTEN},
 	    {"http", required_argument, NULL, O_HTTP},
@@ -199,6 +320,9 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 	    {"tls-cert", required_argument, NULL, O_TLS_CERT},
 	    {"tls-key", required_argument, NULL, O_TLS_KEY},
 	    {"tls-client-ca", required_argument, NULL, O_TLS_CLIENT_CA},
+	    {"auth", no_argument, NULL, O_AUTH},
+	    {"bootstrap-token-file", required_argument, NULL, O_BOOTSTRAP},
+	    {"insecure-no-auth", no_argument, NULL, O_INSECURE},
 	    {"quiet", no_argument, NULL, O_QUIET},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
@@ -352,6 +476,16 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 				return 2;
 			}
 			break;
+		case O_AUTH:
+			o->auth = true;
+			break;
+		case O_BOOTSTRAP:
+			o->bootstrap_file = optarg;
+			o->auth = true;
+			break;
+		case O_INSECURE:
+			o->insecure_no_auth = true;
+			break;
 		case O_QUIET:
 			o->quiet = true;
 			break;
@@ -380,11 +514,199 @@ dsd_parse(int argc, char **argv, dsd_opts *o)
 		                "and --tls-key\n");
 		return 2;
 	}
+	if (o->auth && o->insecure_no_auth) {
+		fprintf(stderr, "datasyncd: --insecure-no-auth contradicts --auth "
+		                "and --bootstrap-token-file\n");
+		return 2;
+	}
 	if (o->n_listen == 0) {
 		o->listen[o->n_listen++] = "ipc:///tmp/datasync.sock";
 		o->listen[o->n_listen++] = "tcp://127.0.0.1:7070";
 	}
-	return 0;
+	return dsd_protected(o);
+}
+
+/* --- datasyncd token create|list|revoke: on the store directly --- */
+
+/* dsd_token_exit maps a token command's status to the exit code. */
+static int
+dsd_token_exit(const nrpc_status *st)
+{
+	fprintf(stderr, "datasyncd token: %s (%s)\n", st->message,
+	    st->reason);
+	switch (st->code) {
+	case NRPC_INVALID_ARGUMENT:
+		return 2;
+	case NRPC_NOT_FOUND:
+		return 5;
+	default:
+		return 1;
+	}
+}
+
+static void
+dsd_time_text(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t) (ms / 1000);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		(void) snprintf(buf, len, "%lld", (long long) ms);
+	}
+}
+
+static void
+dsd_token_print(const store_auth_token *t)
+{
+	char made[32];
+	char gone[32] = "";
+
+	dsd_time_text(t->created_at_ms, made, sizeof(made));
+	if (t->revoked) {
+		dsd_time_text(t->revoked_at_ms, gone, sizeof(gone));
+	}
+	printf("%-20s %-8s %s%s%s  ", t->name, t->revoked ? "revoked" : "active",
+	    made, t->revoked ? " revoked " : "", gone);
+	for (const char *c = t->grants; *c != '\0'; c++) {
+		putchar(*c == '\n' ? ' ' : *c);
+	}
+	putchar('\n');
+}
+
+static int
+dsd_token_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"db", required_argument, NULL, 'd'},
+	    {"grant", required_argument, NULL, 'g'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *db = "./datasync.db";
+	const char *grants[AUTH_GRANTS_MAX];
+	size_t n_grants = 0;
+	const char *cmd;
+	const char *name = NULL;
+	store_config scfg;
+	store *s = NULL;
+	store_conn *c = NULL;
+	store_error serr;
+	nrpc_status nst;
+	store_auth_token tok;
+	char shown[DS_DB_SHOWN_MAX];
+	int ch;
+	int rc = 1;
+
+	memset(&serr, 0, sizeof(serr));
+	memset(&nst, 0, sizeof(nst));
+	memset(&tok, 0, sizeof(tok));
+	opterr = 0;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'g':
+			if (n_grants == AUTH_GRANTS_MAX) {
+				fprintf(stderr, "datasyncd token: at most %d "
+				    "--grant\n", AUTH_GRANTS_MAX);
+				return 2;
+			}
+			grants[n_grants++] = optarg;
+			break;
+		case 'h':
+			fputs(dsd_usage, stdout);
+			return 0;
+		default:
+			fprintf(stderr, "datasyncd token: unknown or incomplete "
+			    "option '%s'\ntry 'datasyncd --help'\n",
+			    argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "datasyncd token: create, list or revoke?\n");
+		return 2;
+	}
+	cmd = argv[optind++];
+	if (strcmp(cmd, "create") == 0 || strcmp(cmd, "revoke") == 0) {
+		if (optind >= argc) {
+			fprintf(stderr, "datasyncd token %s: NAME is missing\n",
+			    cmd);
+			return 2;
+		}
+		name = argv[optind++];
+	} else if (strcmp(cmd, "list") != 0) {
+		fprintf(stderr, "datasyncd token: unknown command '%s' (create, "
+		    "list or revoke)\n", cmd);
+		return 2;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "datasyncd token: unexpected argument '%s'\n",
+		    argv[optind]);
+		return 2;
+	}
+	if (strcmp(cmd, "create") == 0 && n_grants == 0) {
+		fprintf(stderr, "datasyncd token create: give at least one "
+		    "--grant (read:PREFIX, write:PREFIX, lock:PREFIX, admin)\n");
+		return 2;
+	}
+	if (strcmp(cmd, "create") != 0 && n_grants > 0) {
+		fprintf(stderr, "datasyncd token %s: --grant is for create\n",
+		    cmd);
+		return 2;
+	}
+	ds_uri_redact(db, shown, sizeof(shown));
+	store_config_default(&scfg);
+	scfg.path = db;
+	if (store_open(&scfg, &s, &serr) != STORE_OK ||
+	    store_conn_open(s, &c, &serr) != STORE_OK) {
+		fprintf(stderr, "datasyncd token: cannot open database %s: %s\n",
+		    shown, serr.message);
+		goto out;
+	}
+	if (strcmp(cmd, "create") == 0) {
+		char secret[AUTH_SECRET_TEXT_LEN + 1];
+
+		if (dsh_token_create(c, name, grants, n_grants, secret, &tok,
+		        &nst) != NRPC_OK) {
+			rc = dsd_token_exit(&nst);
+			goto out;
+		}
+		/* stdout: the secret alone, for a pipe or a file */
+		printf("%s\n", secret);
+		memset(secret, 0, sizeof(secret));
+		fprintf(stderr, "datasyncd token: created \"%s\"; the secret "
+		    "above is shown this once\n", tok.name);
+	} else if (strcmp(cmd, "revoke") == 0) {
+		if (dsh_token_revoke(c, name, &tok, &nst) != NRPC_OK) {
+			rc = dsd_token_exit(&nst);
+			goto out;
+		}
+		fprintf(stderr, "datasyncd token: revoked \"%s\"\n", tok.name);
+	} else {
+		store_auth_token *all = NULL;
+		size_t n = 0;
+		uint64_t gen;
+
+		if (store_auth_list(c, &all, &n, &gen, &serr) != STORE_OK) {
+			fprintf(stderr, "datasyncd token: %s\n", serr.message);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			dsd_token_print(&all[i]);
+		}
+		store_auth_tokens_free(all, n);
+	}
+	rc = 0;
+out:
+	store_auth_token_fini(&tok);
+	nrpc_status_fini(&nst);
+	store_conn_close(c);
+	store_close(s);
+	return rc;
 }
 
 int
@@ -410,6 +732,9 @@ main(int argc, char **argv)
 	char inproc[64];
 #endif
 
+	if (argc >= 2 && strcmp(argv[1], "token") == 0) {
+		return dsd_token_main(argc - 1, argv + 1);
+	}
 	switch (dsd_parse(argc, argv, &o)) {
 	case 0:
 		break;
@@ -456,8 +781,17 @@ main(int argc, char **argv)
 		goto out;
 	}
 
+	if (o.bootstrap_file != NULL &&
+	    dsh_token_bootstrap(st_store, o.bootstrap_file, &nst) != NRPC_OK) {
+		fprintf(stderr, "datasyncd: --bootstrap-token-file: %s\n",
+		    nst.message);
+		rc = nst.code == NRPC_INVALID_ARGUMENT ? 2 : 1;
+		goto out;
+	}
+
 	memset(&dcfg, 0, sizeof(dcfg));
 	dcfg.store = st_store;
+	dcfg.auth = o.auth;
 	dcfg.watch_retain = (uint64_t) o.watch_retain;
 	dcfg.watch_retain_ms = o.watch_retain_ms == 0 ? -1 : o.watch_retain_ms;
 	/* Handlers run on nng's task threads unless --workers is given;
@@ -516,6 +850,9 @@ main(int argc, char **argv)
 	       ", busy timeout %" PRId64 " ms)\n",
 	    db_shown, o.durability == STORE_DURABILITY_FULL ? "full" : "normal",
 	    o.history, o.busy_timeout_ms);
+	printf("datasyncd: authentication %s\n",
+	    o.auth ? "on: every call needs a token" :
+	    o.insecure_no_auth ? "OFF (--insecure-no-auth)" : "off");
 	for (size_t i = 0; i < o.n_listen; i++) {
 		printf("datasyncd: listening on %s\n", o.listen[i]);
 	}

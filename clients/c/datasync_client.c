@@ -2,6 +2,7 @@
  * datasync_client.c - libdatasync: connect, conflict details, and the
  * optimistic read-modify-write loop.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,8 @@
  * never sent a second time. nng's default is exactly 60 s. A dropped
  * connection still resends at once (nng reschedules on pipe removal). */
 #define DATASYNC_RESEND_MS 90000
+/* The scheme of the authorization metadata (DESIGN §11). */
+#define DATASYNC_BEARER "Bearer "
 
 struct datasync_client {
 	nrpc_client *rpc; /* owned */
@@ -45,6 +48,8 @@ datasync_connect_opts(const datasync_options *o, datasync_client **out,
 {
 	nrpc_client_config cfg;
 	datasync_client *c;
+	char *bearer = NULL;
+	nrpc_code rc;
 
 	if ((c = ds_calloc(1, sizeof(*c))) == NULL) {
 		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED",
@@ -60,7 +65,24 @@ datasync_connect_opts(const datasync_options *o, datasync_client **out,
 	cfg.tls_ca_file = o->tls_ca_file;
 	cfg.tls_cert_file = o->tls_cert_file;
 	cfg.tls_key_file = o->tls_key_file;
-	if (nrpc_client_open(&cfg, &c->rpc, st) != NRPC_OK) {
+	if (o->token != NULL) {
+		size_t n = strlen(o->token) + sizeof(DATASYNC_BEARER);
+
+		if ((bearer = ds_alloc(n)) == NULL) {
+			ds_free(c);
+			nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED,
+			    "RESOURCE_EXHAUSTED", NULL, "out of memory");
+			return st->code;
+		}
+		(void) snprintf(bearer, n, DATASYNC_BEARER "%s", o->token);
+		cfg.authorization = bearer;
+	}
+	rc = nrpc_client_open(&cfg, &c->rpc, st);
+	if (bearer != NULL) {
+		memset(bearer, 0, strlen(bearer)); /* the client has its copy */
+		ds_free(bearer);
+	}
+	if (rc != NRPC_OK) {
 		ds_free(c);
 		return st->code;
 	}

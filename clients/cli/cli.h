@@ -27,6 +27,11 @@ enum {
 	 * (REVISION_COMPACTED). Shares 3 with a conflict: in both cases the
 	 * caller's view is stale and must be read again. */
 	CLI_EXIT_COMPACTED = 3,
+	/* the server wants a (valid) token: UNAUTHENTICATED, or too many
+	 * bad ones from here (TOO_MANY_AUTH_FAILURES); or the token lacks
+	 * the right: PERMISSION_DENIED (not LOCK_TOKEN_MISMATCH, which is a
+	 * lock's secret, not the caller's: 1) */
+	CLI_EXIT_AUTH = 6,
 };
 
 /* One Watch call waits this long for an event before the server answers
@@ -74,6 +79,9 @@ typedef struct cli_args {
 	const char *tls_ca;     /* --tls-ca or $DATASYNC_TLS_CA */
 	const char *tls_cert;   /* --tls-cert */
 	const char *tls_key;    /* --tls-key */
+	const char *token;      /* --token or $DATASYNC_TOKEN */
+	const char *grants[64]; /* token create --grant G (AUTH_GRANTS_MAX) */
+	size_t n_grants;
 	const char *const *args; /* positional arguments after the command */
 	size_t n_args;
 } cli_args;
@@ -86,6 +94,11 @@ int cli_run(const char *cmd, const cli_args *a);
  * exit code; CLI_EXIT_COMPACTED for REVISION_COMPACTED). *cp as for every
  * command: closed by cli_run. */
 int cli_watch(datasync_client **cp, const cli_args *a, const char *key,
+    nrpc_status *st);
+
+/* cli_auth_run runs `datasync whoami` and `datasync token ...`
+ * (cli_auth.c); *cp as for every command. */
+int cli_auth_run(datasync_client **cp, const char *cmd, const cli_args *a,
     nrpc_status *st);
 
 /* cli_bench_main runs `datasync bench ...` (argv[1] is "bench") by exec-ing

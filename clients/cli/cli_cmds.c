@@ -30,6 +30,7 @@ cli_connect(datasync_client **cp, const cli_args *a, nrpc_status *st)
 	o.tls_ca_file = a->tls_ca;
 	o.tls_cert_file = a->tls_cert;
 	o.tls_key_file = a->tls_key;
+	o.token = a->token;
 	if (datasync_connect_opts(&o, cp, st) != NRPC_OK) {
 		return cli_fail(st);
 	}
@@ -390,6 +391,16 @@ cli_run(const char *cmd, const cli_args *a)
 	const char *key = NULL;
 	int rc;
 
+	if (strcmp(cmd, "whoami") == 0 || strcmp(cmd, "token") == 0) {
+		memset(&st, 0, sizeof(st));
+		rc = cli_auth_run(&c, cmd, a, &st);
+		nrpc_status_fini(&st);
+		datasync_close(c);
+		return rc;
+	}
+	if (a->n_grants > 0) {
+		return cli_usage_error("--grant is for token create");
+	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmds[i].name, cmd) != 0) {
 			continue;

@@ -5,7 +5,7 @@
  * stdout carries results only (a raw value, a token, a table, or JSON);
  * errors go to stderr as one line with the reason. Exit codes: 0 ok,
  * 1 error, 2 usage, 3 conflict (watch: cursor compacted), 4 locked,
- * 5 not found.
+ * 5 not found, 6 not authenticated or not allowed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -38,6 +38,13 @@ static const char cli_usage[] =
     "  watch [--prefix P | --key K] [--after N] [--values]\n"
     "                                     one line per change until "
     "interrupted\n"
+    "  whoami                             the server's auth mode and the\n"
+    "                                     token's name and grants\n"
+    "  token create NAME --grant G...     make a token (needs admin); G is\n"
+    "                                     read:PREFIX, write:PREFIX,\n"
+    "                                     lock:PREFIX or admin; prints the\n"
+    "                                     secret alone, once\n"
+    "  token list | token revoke NAME     (need admin)\n"
     "  bench [--op OP] [--concurrency N] [--duration DUR] ...\n"
     "                                     load generator and baselines;\n"
     "                                     see 'datasync bench --help'\n"
@@ -56,10 +63,15 @@ static const char cli_usage[] =
     "                   the host as the certificate does (localhost)\n"
     "  --tls-cert FILE, --tls-key FILE\n"
     "                   a client certificate, for servers that ask for one\n"
+    "  --token T        bearer token for a server run with --auth\n"
+    "                   (default $DATASYNC_TOKEN); prefer the variable: a\n"
+    "                   flag shows in ps\n"
     "\n"
     "Exit codes: 0 ok (watch: interrupted by SIGINT/SIGTERM), 1 error\n"
     "(unreachable, timeout, bad reply), 2 usage, 3 conflict (watch: the\n"
-    "--after revision was compacted), 4 locked, 5 not found.\n";
+    "--after revision was compacted), 4 locked, 5 not found, 6 no valid\n"
+    "token (UNAUTHENTICATED, TOO_MANY_AUTH_FAILURES) or the token lacks\n"
+    "the right (PERMISSION_DENIED).\n";
 
 static const struct {
 	const char *cmd;
@@ -197,6 +209,11 @@ cli_exit_for(const nrpc_status *st)
 	if (st->code == NRPC_NOT_FOUND) {
 		return CLI_EXIT_NOT_FOUND;
 	}
+	if (st->code == NRPC_UNAUTHENTICATED ||
+	    strcmp(st->reason, "PERMISSION_DENIED") == 0 ||
+	    strcmp(st->reason, "TOO_MANY_AUTH_FAILURES") == 0) {
+		return CLI_EXIT_AUTH;
+	}
 	return CLI_EXIT_ERROR;
 }
 
@@ -242,7 +259,7 @@ main(int argc, char **argv)
 		O_IF_ABSENT, O_IF_EXISTS, O_FORCE, O_TOKEN, O_OWNER, O_TTL,
 		O_VERSION, O_PREFIX, O_PAGE_SIZE, O_PAGE_TOKEN, O_ALL,
 		O_REQUEST_ID, O_AUTHOR, O_KEY, O_AFTER, O_VALUES, O_WAIT,
-		O_TLS_CA, O_TLS_CERT, O_TLS_KEY, O_HELP };
+		O_TLS_CA, O_TLS_CERT, O_TLS_KEY, O_AUTH_TOKEN, O_GRANT, O_HELP };
 	static const struct option longopts[] = {
 	    {"url", required_argument, NULL, O_URL},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -270,6 +287,8 @@ main(int argc, char **argv)
 	    {"tls-ca", required_argument, NULL, O_TLS_CA},
 	    {"tls-cert", required_argument, NULL, O_TLS_CERT},
 	    {"tls-key", required_argument, NULL, O_TLS_KEY},
+	    {"token", required_argument, NULL, O_AUTH_TOKEN},
+	    {"grant", required_argument, NULL, O_GRANT},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -290,6 +309,10 @@ main(int argc, char **argv)
 	if (a.tls_ca != NULL && a.tls_ca[0] == '\0') {
 		a.tls_ca = NULL;
 	}
+	a.token = getenv("DATASYNC_TOKEN");
+	if (a.token != NULL && a.token[0] == '\0') {
+		a.token = NULL;
+	}
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -298,6 +321,16 @@ main(int argc, char **argv)
 			break;
 		case O_TLS_CERT:
 			a.tls_cert = optarg;
+			break;
+		case O_AUTH_TOKEN:
+			a.token = optarg[0] != '\0' ? optarg : NULL;
+			break;
+		case O_GRANT:
+			if (a.n_grants == sizeof(a.grants) / sizeof(a.grants[0])) {
+				return cli_usage_error("at most %zu --grant",
+				    sizeof(a.grants) / sizeof(a.grants[0]));
+			}
+			a.grants[a.n_grants++] = optarg;
 			break;
 		case O_TLS_KEY:
 			a.tls_key = optarg;

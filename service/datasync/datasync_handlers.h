@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "datasync/v1/datasync.pb-c.h"
 #include "nrpc.h"
 #include "store.h"
@@ -127,6 +128,9 @@ typedef struct dsh_config {
 	                         * 0 = DSH_WATCH_RETAIN_DEFAULT */
 	int64_t watch_retain_ms; /* and for at least this long; -1 = 0 ms
 	                          * (tests), 0 = DSH_WATCH_RETAIN_MS_DEFAULT */
+	bool auth;             /* every call needs a token with the right
+	                        * (DESIGN §11, dsh_auth.h); false = as before
+	                        * tokens existed: no checks at all */
 } dsh_config;
 
 typedef struct dsh_stats {
@@ -175,6 +179,34 @@ void dsh_service_drain(dsh_service *svc);
  * readers and frees the service. Call it after nrpc_server_stop
  * and before nrpc_server_destroy. NULL is a no-op. */
 void dsh_service_destroy(dsh_service *svc);
+
+/* --- tokens, for datasyncd's offline "token" commands and
+ * --bootstrap-token-file (the RPCs use them too) --- */
+
+/* dsh_token_create validates name (auth_name_valid) and grants
+ * (auth_grants_parse: n strings such as "read:docs/", "admin"), draws a
+ * secret into secret (shown once: the caller prints it, nobody logs it)
+ * and stores the token's hash on c. *out (owned, store_auth_token_fini)
+ * is the stored token. INVALID_ARGUMENT with field "name" or "grants",
+ * ALREADY_EXISTS reason TOKEN_EXISTS, or the store's status; secret is
+ * zeroed on failure. */
+nrpc_code dsh_token_create(store_conn *c, const char *name,
+    const char *const *grants, size_t n, char secret[AUTH_SECRET_TEXT_LEN + 1],
+    store_auth_token *out, nrpc_status *st);
+
+/* dsh_token_revoke revokes name on c; *out as revoked (owned). NOT_FOUND
+ * (field "name") for an unknown name. */
+nrpc_code dsh_token_revoke(store_conn *c, const char *name,
+    store_auth_token *out, nrpc_status *st);
+
+/* dsh_token_bootstrap makes sure the secret in the file at path is an
+ * admin token's: when the file does not exist it is created (mode 0600,
+ * O_EXCL) with a fresh secret and one log line says so (never the
+ * secret); when no token has that secret's hash, an admin token named
+ * "bootstrap" (or "bootstrap-2", ... when taken) is created. A file that
+ * holds anything but one secret (a newline after it allowed) is
+ * INVALID_ARGUMENT, field "bootstrap-token-file". */
+nrpc_code dsh_token_bootstrap(store *s, const char *path, nrpc_status *st);
 
 /* --- pure conversions, exposed for tests and fuzzers --- */
 

@@ -10,6 +10,7 @@
 #include "datasync/v1/datasync.nrpc.h"
 #include "ds_alloc.h"
 #include "ds_log.h"
+#include "dsh_auth.h"
 #include "dsh_int.h"
 
 /* dsh_slot: one batch on its way through the pipeline: filled and
@@ -39,6 +40,7 @@ struct dsh_service {
 	dsh_headcache heads; /* owned; writer thread only */
 	dsh_readers *readers; /* owned; NULL = reads run on the caller */
 	dsh_watch_hub *watch; /* owned */
+	dsh_auth *auth;       /* owned; NULL = authentication off */
 	uint64_t watch_retain;
 	int64_t watch_retain_ms;
 	int64_t next_sweep_ms;   /* writer thread only; monotonic */
@@ -595,17 +597,63 @@ dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
 
 /* --- handlers --- */
 
+/* dsh_ids_of: the envelope's identity, or with authentication on the
+ * token's name (who), which then also scopes request ids: nobody replays
+ * or refuses another token's request id. */
 static dsh_call_ids
-dsh_ids_of(nrpc_call *call)
+dsh_ids_of(nrpc_call *call, const char *who)
 {
 	dsh_call_ids ids;
 
 	ids.request_id = nrpc_call_request_id(call);
-	ids.client_name = nrpc_call_client_name(call);
-	/* Self-declared until tokens exist: it keeps one caller's ids (and
-	 * a Lock's token) from answering another, not a forger. */
+	ids.client_name = who != NULL ? who : nrpc_call_client_name(call);
+	/* Without tokens the name is self-declared: it keeps one caller's
+	 * ids (and a Lock's token) from answering another, not a forger. */
 	ids.caller = ids.client_name;
 	return ids;
+}
+
+/* dsh_guard authenticates call and checks right on key (range: on every
+ * key that starts with it; AUTH_ADMIN: token management). False: the
+ * call was answered (UNAUTHENTICATED, PERMISSION_DENIED, 429). *who is
+ * the token's name (interned: valid as long as the service), NULL when
+ * authentication is off. */
+static bool
+dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
+    const char *key, bool range, const char **who)
+{
+	dsh_principal p;
+	nrpc_status st;
+	bool ok = false;
+
+	*who = NULL;
+	if (svc->auth == NULL) {
+		return true;
+	}
+	memset(&st, 0, sizeof(st));
+	if (dsh_auth_authenticate(svc->auth, call, false, &p, &st) == NRPC_OK) {
+		ok = dsh_auth_authorize(&p, right, key, strlen(key), range,
+		    &st) == NRPC_OK;
+		*who = p.name;
+		dsh_principal_release(&p);
+	}
+	if (!ok) {
+		nrpc_call_finish(call, &st, NULL);
+		*who = NULL;
+	}
+	nrpc_status_fini(&st);
+	return ok;
+}
+
+/* dsh_as_author: with authentication on, a write's author (updated_by)
+ * is the token's name whatever the request says. */
+static void
+dsh_as_author(store_write *w, const char *who)
+{
+	if (who != NULL) {
+		w->author = who;
+		w->author_len = strlen(who);
+	}
 }
 
 /* dsh_submit validates and hashes a converted write here, on the thread
@@ -633,37 +681,54 @@ dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
 static void
 dsh_update(nrpc_call *call, const Datasync__V1__UpdateRequest *req, void *arg)
 {
-	dsh_call_ids ids = dsh_ids_of(call);
+	dsh_call_ids ids;
+	const char *who;
 	store_write w;
 	store_error err;
 	store_err rv;
 
+	if (!dsh_guard(arg, call, AUTH_WRITE, req->key, false, &who)) {
+		return;
+	}
+	ids = dsh_ids_of(call, who);
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_update(req, &ids, &w, &err);
+	dsh_as_author(&w, who);
 	dsh_submit(arg, call, rv, &w, &err, req->return_value, 0);
 }
 
 static void
 dsh_delete(nrpc_call *call, const Datasync__V1__DeleteRequest *req, void *arg)
 {
-	dsh_call_ids ids = dsh_ids_of(call);
+	dsh_call_ids ids;
+	const char *who;
 	store_write w;
 	store_error err;
 	store_err rv;
 
+	if (!dsh_guard(arg, call, AUTH_WRITE, req->key, false, &who)) {
+		return;
+	}
+	ids = dsh_ids_of(call, who);
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_delete(req, &ids, &w, &err);
+	dsh_as_author(&w, who);
 	dsh_submit(arg, call, rv, &w, &err, false, 0);
 }
 
 static void
 dsh_lock(nrpc_call *call, const Datasync__V1__LockRequest *req, void *arg)
 {
-	dsh_call_ids ids = dsh_ids_of(call);
+	dsh_call_ids ids;
+	const char *who;
 	store_write w;
 	store_error err;
 	store_err rv;
 
+	if (!dsh_guard(arg, call, AUTH_LOCK, req->key, false, &who)) {
+		return;
+	}
+	ids = dsh_ids_of(call, who);
 	memset(&err, 0, sizeof(err));
 	if (req->wait_ms > DSH_LOCK_WAIT_MAX_MS) {
 		nrpc_call_fail(call, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
@@ -672,17 +737,27 @@ dsh_lock(nrpc_call *call, const Datasync__V1__LockRequest *req, void *arg)
 		return;
 	}
 	rv = dsh_write_from_lock(req, &ids, &w, &err);
+	if (who != NULL) {
+		/* the lock's owner is the token, whatever the request says */
+		w.owner = who;
+		w.owner_len = strlen(who);
+	}
 	dsh_submit(arg, call, rv, &w, &err, false, req->wait_ms);
 }
 
 static void
 dsh_unlock(nrpc_call *call, const Datasync__V1__UnlockRequest *req, void *arg)
 {
-	dsh_call_ids ids = dsh_ids_of(call);
+	dsh_call_ids ids;
+	const char *who;
 	store_write w;
 	store_error err;
 	store_err rv;
 
+	if (!dsh_guard(arg, call, AUTH_LOCK, req->key, false, &who)) {
+		return;
+	}
+	ids = dsh_ids_of(call, who);
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_unlock(req, &ids, &w, &err);
 	dsh_submit(arg, call, rv, &w, &err, false, 0);
@@ -772,6 +847,11 @@ static void
 dsh_get(nrpc_call *call, const Datasync__V1__GetRequest *req, void *arg)
 {
 	store_conn *c;
+	const char *who;
+
+	if (!dsh_guard(arg, call, AUTH_READ, req->key, false, &who)) {
+		return;
+	}
 
 	/* The current version is one cached point read: inline. An older
 	 * one is a history lookup in a read transaction: the pool. */
@@ -839,6 +919,11 @@ static void
 dsh_list(nrpc_call *call, const Datasync__V1__ListRequest *req, void *arg)
 {
 	store_conn *c;
+	const char *who;
+
+	if (!dsh_guard(arg, call, AUTH_READ, req->prefix, true, &who)) {
+		return;
+	}
 
 	/* Up to max_page_size rows: the pool, never an nng thread. */
 	if (dsh_offload(arg, call, dsh_list_on, req)) {
@@ -855,13 +940,113 @@ dsh_watch(nrpc_call *call, const Datasync__V1__WatchRequest *req, void *arg)
 {
 	dsh_service *svc = arg;
 	store_conn *c;
+	const char *who;
+	bool one = req->key[0] != '\0';
 
+	/* a key, or every key the prefix can hold; authorized once, here:
+	 * a parked watch lasts at most DSH_WATCH_TIMEOUT_MAX_MS */
+	if (!dsh_guard(svc, call, AUTH_READ, one ? req->key : req->prefix,
+	        !one, &who)) {
+		return;
+	}
 	/* The first read is one indexed range of the log, at most limit
 	 * entries: inline, like a Get; the wait is the hub's. */
 	if ((c = dsh_read_conn(call)) == NULL) {
 		return;
 	}
 	dsh_watch_begin(svc->watch, call, req, c);
+}
+
+/* --- identity and tokens --- */
+
+static void
+dsh_who_am_i(nrpc_call *call, const Datasync__V1__WhoAmIRequest *req,
+    void *arg)
+{
+	dsh_service *svc = arg;
+	Datasync__V1__WhoAmIResponse resp = DATASYNC__V1__WHO_AM_IRESPONSE__INIT;
+	Datasync__V1__Token tok;
+	char **grants = NULL;
+	dsh_principal p;
+	nrpc_status st;
+
+	(void) req;
+	memset(&st, 0, sizeof(st));
+	memset(&p, 0, sizeof(p));
+	resp.auth_required = svc->auth != NULL;
+	/* No token is an answer (authenticated = false); a bad one is
+	 * UNAUTHENTICATED, so that the gateway can check a session's. */
+	if (dsh_auth_authenticate(svc->auth, call, true, &p, &st) != NRPC_OK) {
+		nrpc_call_finish(call, &st, NULL);
+		goto out;
+	}
+	if (p.name != NULL) {
+		if (dsh_auth_token_view(&p, &tok, &grants) != 0) {
+			nrpc_call_fail(call, NRPC_RESOURCE_EXHAUSTED,
+			    "RESOURCE_EXHAUSTED", NULL, "out of memory");
+			goto out;
+		}
+		resp.authenticated = true;
+		resp.token = &tok;
+	}
+	datasync_v1_data_sync_who_am_i_reply(call, &resp);
+out:
+	ds_free(grants);
+	dsh_principal_release(&p);
+	nrpc_status_fini(&st);
+}
+
+/* dsh_admin: may call manage tokens? False: answered. Token RPCs on a
+ * server without --auth are refused: a token made where nobody checks
+ * would silently become an admin's later. */
+static bool
+dsh_admin(dsh_service *svc, nrpc_call *call)
+{
+	const char *who;
+
+	if (svc->auth == NULL) {
+		nrpc_call_fail(call, NRPC_FAILED_PRECONDITION, "AUTH_DISABLED",
+		    NULL, "this server runs without --auth: tokens are managed "
+		    "with --auth, or offline with \"datasyncd token\"");
+		return false;
+	}
+	/* Token RPCs write on the token cache's own connection: rare admin
+	 * calls, answered where they arrive. */
+	return dsh_guard(svc, call, AUTH_ADMIN, "", false, &who);
+}
+
+static void
+dsh_create_token(nrpc_call *call, const Datasync__V1__CreateTokenRequest *req,
+    void *arg)
+{
+	dsh_service *svc = arg;
+
+	if (dsh_admin(svc, call)) {
+		dsh_auth_create_token(svc->auth, call, req);
+	}
+}
+
+static void
+dsh_list_tokens(nrpc_call *call, const Datasync__V1__ListTokensRequest *req,
+    void *arg)
+{
+	dsh_service *svc = arg;
+
+	(void) req;
+	if (dsh_admin(svc, call)) {
+		dsh_auth_list_tokens(svc->auth, call);
+	}
+}
+
+static void
+dsh_revoke_token(nrpc_call *call, const Datasync__V1__RevokeTokenRequest *req,
+    void *arg)
+{
+	dsh_service *svc = arg;
+
+	if (dsh_admin(svc, call)) {
+		dsh_auth_revoke_token(svc->auth, call, req);
+	}
 }
 
 static const datasync_v1_data_sync_handlers dsh_table = {
@@ -872,6 +1057,10 @@ static const datasync_v1_data_sync_handlers dsh_table = {
     .unlock = dsh_unlock,
     .list = dsh_list,
     .watch = dsh_watch,
+    .who_am_i = dsh_who_am_i,
+    .create_token = dsh_create_token,
+    .list_tokens = dsh_list_tokens,
+    .revoke_token = dsh_revoke_token,
 };
 
 /* --- lifecycle --- */
@@ -1014,6 +1203,10 @@ dsh_service_create(const dsh_config *cfg, dsh_service **out, nrpc_status *st)
 			dsh_headcache_fini(&svc->heads); /* off */
 		}
 	}
+	if (cfg->auth && dsh_auth_create(svc->store, &svc->auth, st) != NRPC_OK) {
+		dsh_service_destroy(svc);
+		return st->code;
+	}
 	if (dsh_watch_create(svc->store, svc, &svc->watch, st) != NRPC_OK) {
 		dsh_service_destroy(svc);
 		return st->code;
@@ -1112,6 +1305,7 @@ dsh_service_destroy(dsh_service *svc)
 	dsh_watch_destroy(svc->watch);
 	dsh_readers_destroy(svc->readers); /* answers what it queued */
 	store_conn_close(svc->wconn);
+	dsh_auth_destroy(svc->auth); /* names outlive every write: last */
 	dsh_headcache_fini(&svc->heads);
 	for (int i = 0; i < DSH_SLOTS; i++) {
 		ds_free(svc->slots[i].batch);

@@ -476,6 +476,11 @@ typedef struct nrpc_client_config {
 	                            * sending: RESOURCE_EXHAUSTED, reason
 	                            * "TOO_LARGE") and replies; 0 = default */
 	const char *client_name;   /* sent in every envelope; may be NULL */
+	const char *authorization; /* sent as metadata "authorization" with
+	                            * every call whose own metadata has none
+	                            * ("Bearer dst_..."); copied at open; at
+	                            * most NRPC_MAX_METADATA_BYTES; NULL =
+	                            * none */
 	bool dial_blocking;        /* true: fail open when no URL answers now */
 	/* TLS for tls+tcp:// URLs (PEM files; borrowed during
 	 * nrpc_client_open): the CAs trusted to sign the server's

@@ -79,6 +79,7 @@ struct nrpc_client {
 	                         * a new context inherits */
 	size_t max_msg;
 	char *client_name;      /* owned, or NULL */
+	char *authorization;    /* owned, or NULL: default metadata */
 	char id_prefix[17];     /* 16 hex digits, random per client */
 	atomic_uint_fast64_t id_seq;
 	const ds_clock *clock;  /* monotonic */
@@ -126,6 +127,11 @@ nrpc_cli_free(nrpc_client *c)
 		ds_free(cc);
 	}
 	ds_free(c->client_name);
+	if (c->authorization != NULL) {
+		/* a credential: not left behind in freed memory */
+		memset(c->authorization, 0, strlen(c->authorization));
+		ds_free(c->authorization);
+	}
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mtx);
 	ds_free(c);
@@ -224,6 +230,13 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 		    "max_client_name_bytes (%d)", NRPC_MAX_CLIENT_NAME_BYTES);
 		return NRPC_INVALID_ARGUMENT;
 	}
+	if (cfg->authorization != NULL &&
+	    strlen(cfg->authorization) > NRPC_MAX_METADATA_BYTES) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    "authorization", "authorization exceeds max_metadata_bytes "
+		    "(%d)", NRPC_MAX_METADATA_BYTES);
+		return NRPC_INVALID_ARGUMENT;
+	}
 	for (size_t i = 0; i < cfg->n_urls; i++) {
 		if (cfg->urls[i] == NULL) {
 			return nrpc_cli_bad(st, "INVALID_ARGUMENT", "urls",
@@ -238,8 +251,11 @@ nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
 	if ((c = ds_calloc(1, sizeof(*c))) == NULL) {
 		goto oom;
 	}
-	if (cfg->client_name != NULL &&
-	    (c->client_name = ds_strdup(cfg->client_name)) == NULL) {
+	if ((cfg->client_name != NULL &&
+	        (c->client_name = ds_strdup(cfg->client_name)) == NULL) ||
+	    (cfg->authorization != NULL &&
+	        (c->authorization = ds_strdup(cfg->authorization)) == NULL)) {
+		ds_free(c->client_name);
 		ds_free(c);
 		goto oom;
 	}
@@ -565,6 +581,9 @@ nrpc_cli_start(nrpc_client *c, const nrpc_method *m,
 	int64_t now;
 	int64_t deadline;
 	nrpc_request_plan plan; /* ~3.5 KiB: fine on nng's thread stacks */
+	const char *md_all[2 * NRPC_MAX_METADATA];
+	const char *const *md;
+	size_t n_md;
 	nng_msg *msg = NULL;
 	nrpc_cli_call *cc = NULL;
 	nrpc_code rc;
@@ -623,10 +642,30 @@ nrpc_cli_start(nrpc_client *c, const nrpc_method *m,
 		}
 		client_name = opts->caller;
 	}
+	md = opts != NULL ? opts->metadata : NULL;
+	n_md = opts != NULL ? opts->n_metadata : 0;
+	if (c->authorization != NULL && n_md < NRPC_MAX_METADATA &&
+	    (n_md == 0 || md != NULL)) {
+		bool own = false;
+
+		for (size_t i = 0; i < n_md; i++) {
+			own = own || (md[2 * i] != NULL &&
+			    strcmp(md[2 * i], "authorization") == 0);
+		}
+		if (!own) {
+			/* the call's pairs, then the client's credential */
+			for (size_t i = 0; i < 2 * n_md; i++) {
+				md_all[i] = md[i];
+			}
+			md_all[2 * n_md] = "authorization";
+			md_all[2 * n_md + 1] = c->authorization;
+			md = md_all;
+			n_md++;
+		}
+	}
 	if ((rc = nrpc_envelope_plan_request(&plan, m->full_name, req,
-	    (uint32_t) timeout, request_id, client_name,
-	    opts != NULL ? opts->metadata : NULL,
-	    opts != NULL ? opts->n_metadata : 0, st)) != NRPC_OK) {
+	    (uint32_t) timeout, request_id, client_name, md, n_md, st)) !=
+	    NRPC_OK) {
 		return rc;
 	}
 	if (plan.total > c->max_msg) {

@@ -66,6 +66,13 @@ typedef struct datasync_options {
 	const char *tls_ca_file;
 	const char *tls_cert_file;
 	const char *tls_key_file;
+	/* A bearer token ("dst_" and 64 hex digits) for a server run with
+	 * --auth: sent as metadata "authorization: Bearer <token>" with every
+	 * call (a call's own "authorization" metadata wins). NULL = none.
+	 * Without it such a server answers UNAUTHENTICATED, reason
+	 * TOKEN_MISSING. Over anything but ipc:// or loopback, use
+	 * tls+tcp:// so that the token does not cross the network in clear. */
+	const char *token;
 } datasync_options;
 
 /* datasync_options_default zeroes o. */
