@@ -148,7 +148,7 @@ test('the demo signs in with a token, shows who it is, and a revoked token retur
 
 		await page.getByTestId('field-title').fill('signed-in edit');
 		await page.getByTestId('btn-save').click();
-		await textOf(page.getByTestId('message'), /Saved as version 1\b/, 'the save to go through');
+		await textOf(page.getByTestId('message'), /Created the ticket \(version 1\)|Saved as version 1\b/, 'the save to go through');
 		const got = await admin('Get', { key: 'demo/ticket' });
 		assert.equal(got.record.updatedBy, 'alice', 'the write is the token\'s');
 		await shot(page, 'auth-02-signed-in');
@@ -281,7 +281,7 @@ test('over HTTPS the demo signs in and its session cookie is Secure', { timeout:
 		assert.equal(c.sameSite, 'Strict');
 		await page.getByTestId('field-title').fill('over tls');
 		await page.getByTestId('btn-save').click();
-		await textOf(page.getByTestId('message'), /Saved as version 1\b/, 'the save over HTTPS');
+		await textOf(page.getByTestId('message'), /Created the ticket \(version 1\)|Saved as version 1\b/, 'the save over HTTPS');
 		await shot(page, 'auth-05-https');
 		assert.deepEqual(problems, [], 'no script errors');
 		await context.close();
