@@ -55,6 +55,11 @@ static char fz_root[256];
 static char fz_root_real[4096];
 static gw_metrics fz_metrics;
 static auth_limiter *fz_limiter;
+/* The input being run, for fz_check's secret check (fz_check runs
+ * while a response may still borrow from the fake reply). */
+static const gw_request *fz_cur_req;
+static const uint8_t *fz_cur_data;
+static size_t fz_cur_size;
 static int fz_verbose;
 
 static void
@@ -269,6 +274,9 @@ fz_check(const gw_plan *p)
 	if (r->status == 401 &&
 	    gw_response_get_header(r, "WWW-Authenticate") == NULL) {
 		fz_fail("a 401 without WWW-Authenticate", r);
+	}
+	if (fz_cur_req != NULL) {
+		fz_check_secret(p, fz_cur_req, fz_cur_data, fz_cur_size);
 	}
 	if (ct != NULL && strcmp(ct, "application/json") == 0 &&
 	    (r->status >= 400 || json_route) && r->body_len > 0) {
@@ -598,6 +606,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	core.limiter = (flags & 32) ? fz_limiter : NULL;
 	core.tls = (flags & 64) != 0;
 	fz_req_parse(&q, reply + reply_len, size - 3 - reply_len);
+	fz_cur_req = &q.req;
+	fz_cur_data = data;
+	fz_cur_size = size;
 	if (flags & 32) {
 		static const char *const peers[] = {
 		    "10.0.0.1", "10.0.0.2", "::1", "192.0.2.255"};
@@ -642,9 +653,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!checked) {
 		fz_check(&p);
 	}
-	if (p.kind == GW_PLAN_RESPOND) {
-		fz_check_secret(&p, &q.req, data, size);
-	}
+	fz_cur_req = NULL;
 	gw_metrics_end(&fz_metrics, p.route, p.method, p.resp.status, 1,
 	    p.resp.events);
 	gw_plan_fini(&p);
