@@ -38,8 +38,8 @@ gw_auth_ows(char c)
 }
 
 bool
-gw_cookie_get(const char *header, const char *name, const char **value,
-    size_t *len)
+gw_cookie_get(
+    const char *header, const char *name, const char **value, size_t *len)
 {
 	size_t nlen = strlen(name);
 	const char *p = header;
@@ -78,7 +78,8 @@ gw_cookie_get(const char *header, const char *name, const char **value,
 				while (v < end && gw_auth_ows(*v)) {
 					v++;
 				}
-				if (end - v >= 2 && v[0] == '"' && end[-1] == '"') {
+				if (end - v >= 2 && v[0] == '"' &&
+				    end[-1] == '"') {
 					v++;
 					end--;
 				}
@@ -127,8 +128,8 @@ gw_auth_cred(const gw_request *req, gw_cred *c)
 		}
 		return;
 	}
-	if (gw_cookie_get(gw_request_header(req, "Cookie"), GW_SESSION_COOKIE,
-	        &v, &n) &&
+	if (gw_cookie_get(
+	        gw_request_header(req, "Cookie"), GW_SESSION_COOKIE, &v, &n) &&
 	    n > 0) {
 		c->from = GW_CRED_COOKIE;
 		c->value = v;
@@ -148,7 +149,8 @@ gw_auth_metadata(const gw_cred *c, char **out, nrpc_status *st)
 		return 0;
 	}
 	if (c->len > GW_MAX_AUTH_BYTES) {
-		return gw_status_set(st, 400, NRPC_INVALID_ARGUMENT, "TOO_LARGE",
+		return gw_status_set(st, 400, NRPC_INVALID_ARGUMENT,
+		    "TOO_LARGE",
 		    c->from == GW_CRED_COOKIE ? "Cookie"
 		    : c->from == GW_CRED_BODY ? "token"
 		                              : "Authorization",
@@ -173,8 +175,9 @@ const char *
 gw_auth_www_authenticate(bool had_credential)
 {
 	/* RFC 6750 §3.1: no error code when the request had none. */
-	return had_credential ? "Bearer realm=\"datasync\", error=\"invalid_token\""
-	                      : "Bearer realm=\"datasync\"";
+	return had_credential
+	           ? "Bearer realm=\"datasync\", error=\"invalid_token\""
+	           : "Bearer realm=\"datasync\"";
 }
 
 /* gw_cookie_octets: may s[0..n) stand in a cookie value unquoted (RFC
@@ -308,8 +311,8 @@ gw_auth_body_token(const gw_request *req, char **out, nrpc_status *st)
 }
 
 int
-gw_auth_session_plan(const gw_core *core, const gw_request *req,
-    gw_plan *p, nrpc_status *st)
+gw_auth_session_plan(
+    const gw_core *core, const gw_request *req, gw_plan *p, nrpc_status *st)
 {
 	char *token = NULL;
 	int http;
@@ -328,8 +331,8 @@ gw_auth_session_plan(const gw_core *core, const gw_request *req,
 		p->kind = GW_PLAN_RESPOND;
 		return 0;
 	}
-	p->session = p->method == GW_M_POST ? GW_SESSION_SIGNIN
-	                                    : GW_SESSION_GET;
+	p->session =
+	    p->method == GW_M_POST ? GW_SESSION_SIGNIN : GW_SESSION_GET;
 	if (p->session == GW_SESSION_SIGNIN) {
 		if ((http = gw_auth_body_token(req, &token, st)) != 0) {
 			return http;
@@ -378,15 +381,15 @@ gw_auth_session_json(const Datasync__V1__WhoAmIResponse *w)
 	json_t *o = json_object(), *tok = NULL, *grants;
 	bool ok = o != NULL;
 
-	ok = ok && json_object_set_new(o, "authRequired",
-	               json_boolean(w->auth_required)) == 0;
+	ok = ok && json_object_set_new(
+	               o, "authRequired", json_boolean(w->auth_required)) == 0;
 	ok = ok && json_object_set_new(o, "authenticated",
 	               json_boolean(w->authenticated)) == 0;
 	if (ok && w->authenticated && w->token != NULL) {
 		ok = (tok = json_object()) != NULL &&
 		     json_object_set_new(o, "token", tok) == 0;
-		ok = ok && json_object_set_new(tok, "name",
-		               json_string(w->token->name)) == 0;
+		ok = ok && json_object_set_new(
+		               tok, "name", json_string(w->token->name)) == 0;
 		ok = ok && (grants = json_array()) != NULL &&
 		     json_object_set_new(tok, "grants", grants) == 0;
 		for (size_t i = 0; ok && i < w->token->n_grants; i++) {
@@ -404,8 +407,8 @@ gw_auth_session_json(const Datasync__V1__WhoAmIResponse *w)
 }
 
 void
-gw_auth_session_render(const gw_core *core, gw_plan *p,
-    const Datasync__V1__WhoAmIResponse *w)
+gw_auth_session_render(
+    const gw_core *core, gw_plan *p, const Datasync__V1__WhoAmIResponse *w)
 {
 	json_t *o;
 	char *text;
@@ -460,7 +463,8 @@ gw_auth_session_render(const gw_core *core, gw_plan *p,
 		}
 		if (n == 0 || !gw_cookie_octets(secret, n)) {
 			return; /* the server accepted it, a cookie cannot
-			         * carry it: the caller keeps using its header */
+			         * carry it: the caller keeps using its header
+			         */
 		}
 		if ((c = gw_auth_session_cookie(secret, n, core->tls)) ==
 		    NULL) {

@@ -29,8 +29,12 @@ static ds_fake_clock fclock;
 static auth_limiter *limiter;
 static const nrpc_service_desc *services[] = {&datasync_v1_data_sync_service};
 
-#define SECRET  "dst_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-#define SECRET2 "dst_fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+#define SECRET                                                                \
+	"dst_"                                                                \
+	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define SECRET2                                                               \
+	"dst_"                                                                \
+	"fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
 static int
 setup(void **state)
@@ -55,12 +59,12 @@ teardown(void **state)
 	return 0;
 }
 
-#define H(...) ((const gw_header[]){__VA_ARGS__, {NULL, NULL}})
+#define H(...)     ((const gw_header[]){__VA_ARGS__, {NULL, NULL}})
 #define NO_HEADERS ((const gw_header[]){{NULL, NULL}})
 
 static void
-request(gw_request *req, const char *method, const char *uri,
-    const char *body, const gw_header *hs, const char *peer)
+request(gw_request *req, const char *method, const char *uri, const char *body,
+    const gw_header *hs, const char *peer)
 {
 	size_t n = 0;
 
@@ -91,8 +95,8 @@ run(gw_plan *p, const char *method, const char *uri, const char *body,
 
 /* answer feeds the planned call an error status. */
 static void
-answer_error(gw_plan *p, nrpc_code code, const char *reason,
-    uint32_t retry_after_ms)
+answer_error(
+    gw_plan *p, nrpc_code code, const char *reason, uint32_t retry_after_ms)
 {
 	nrpc_status st;
 
@@ -137,8 +141,8 @@ static json_t *
 body_json(const gw_plan *p)
 {
 	json_error_t e;
-	json_t *j = json_loadb(
-	    (const char *) p->resp.body, p->resp.body_len, 0, &e);
+	json_t *j =
+	    json_loadb((const char *) p->resp.body, p->resp.body_len, 0, &e);
 
 	if (j == NULL) {
 		fail_msg("body is not JSON: %.*s", (int) p->resp.body_len,
@@ -193,19 +197,19 @@ test_cookie_found_among_several(void **state)
 	assert_int_equal(n, 3);
 	assert_memory_equal(v, "yes", 3);
 	/* two Cookie headers, joined by gw_http.c with ", " */
-	assert_true(gw_cookie_get("a=1; b=2, ds_session=two", "ds_session",
-	    &v, &n));
+	assert_true(
+	    gw_cookie_get("a=1; b=2, ds_session=two", "ds_session", &v, &n));
 	assert_int_equal(n, 3);
 	assert_memory_equal(v, "two", 3);
 	/* quoted, loose whitespace, the first of repeated names */
-	assert_true(gw_cookie_get("  ds_session = \"q\" ;ds_session=r",
-	    "ds_session", &v, &n));
+	assert_true(gw_cookie_get(
+	    "  ds_session = \"q\" ;ds_session=r", "ds_session", &v, &n));
 	assert_int_equal(n, 1);
 	assert_memory_equal(v, "q", 1);
 	assert_true(gw_cookie_get("ds_session=", "ds_session", &v, &n));
 	assert_int_equal(n, 0);
-	assert_false(gw_cookie_get("session=x; ds_sessionx=y; =z; ds_session",
-	    "ds_session", &v, &n));
+	assert_false(gw_cookie_get(
+	    "session=x; ds_sessionx=y; =z; ds_session", "ds_session", &v, &n));
 	assert_false(gw_cookie_get("", "ds_session", &v, &n));
 	assert_false(gw_cookie_get(NULL, "ds_session", &v, &n));
 }
@@ -236,8 +240,8 @@ test_authorization_wins_over_the_cookie(void **state)
 	assert_int_equal(c.len, strlen(SECRET));
 
 	/* another scheme travels whole: datasyncd says it is malformed */
-	request(&req, "GET", "/", NULL, H({"Authorization", "Basic YTpi"}),
-	    NULL);
+	request(
+	    &req, "GET", "/", NULL, H({"Authorization", "Basic YTpi"}), NULL);
 	gw_auth_cred(&req, &c);
 	assert_int_equal(c.from, GW_CRED_HEADER);
 	assert_false(c.bearer);
@@ -309,8 +313,8 @@ test_unauthenticated_is_401_with_www_authenticate(void **state)
 	run(&p, "GET", "/v1/records/a", NULL, NO_HEADERS, "10.0.0.1");
 	answer_error(&p, NRPC_UNAUTHENTICATED, "TOKEN_MISSING", 0);
 	assert_reason(&p, 401, "TOKEN_MISSING");
-	assert_string_equal(header(&p, "WWW-Authenticate"),
-	    "Bearer realm=\"datasync\"");
+	assert_string_equal(
+	    header(&p, "WWW-Authenticate"), "Bearer realm=\"datasync\"");
 	assert_null(header(&p, "Set-Cookie"));
 	gw_plan_fini(&p);
 
@@ -380,8 +384,8 @@ test_repeated_401s_from_one_peer_are_429_before_any_call(void **state)
 	assert_reason(&p, 429, "TOO_MANY_AUTH_FAILURES");
 	assert_non_null(header(&p, "Retry-After"));
 	assert_true(atoi(header(&p, "Retry-After")) >= 1);
-	assert_true(atoi(header(&p, "Retry-After")) <=
-	            AUTH_LIMIT_BLOCK_MS / 1000);
+	assert_true(
+	    atoi(header(&p, "Retry-After")) <= AUTH_LIMIT_BLOCK_MS / 1000);
 	gw_plan_fini(&p);
 	run(&p, "POST", "/v1/session", "{\"token\":\"" SECRET2 "\"}",
 	    H({"Content-Type", "application/json"}), "192.0.2.7");
@@ -441,8 +445,8 @@ test_sign_in_sets_the_session_cookie(void **state)
 	assert_int_equal(p.resp.status, 200);
 	c = header(&p, "Set-Cookie");
 	assert_non_null(c);
-	assert_string_equal(c, "ds_session=" SECRET
-	    "; Path=/; HttpOnly; SameSite=Strict");
+	assert_string_equal(
+	    c, "ds_session=" SECRET "; Path=/; HttpOnly; SameSite=Strict");
 	assert_string_equal(header(&p, "Cache-Control"), "no-store");
 	j = body_json(&p);
 	assert_true(json_is_true(json_object_get(j, "authRequired")));
@@ -462,7 +466,8 @@ test_sign_in_sets_the_session_cookie(void **state)
 	run(&p, "POST", "/v1/session", NULL,
 	    H({"Authorization", "Bearer " SECRET}), "10.0.0.1");
 	answer_whoami(&p, true, true);
-	assert_string_equal(header(&p, "Set-Cookie"), "ds_session=" SECRET
+	assert_string_equal(header(&p, "Set-Cookie"),
+	    "ds_session=" SECRET
 	    "; Path=/; HttpOnly; SameSite=Strict; Secure");
 	gw_plan_fini(&p);
 	core.tls = false;
@@ -481,8 +486,8 @@ test_sign_in_refusals(void **state)
 	    "10.0.0.1");
 	assert_int_equal(p.kind, GW_PLAN_RESPOND);
 	assert_reason(&p, 401, "TOKEN_MISSING");
-	assert_string_equal(header(&p, "WWW-Authenticate"),
-	    "Bearer realm=\"datasync\"");
+	assert_string_equal(
+	    header(&p, "WWW-Authenticate"), "Bearer realm=\"datasync\"");
 	gw_plan_fini(&p);
 	/* an invalid token: the server's 401, no cookie set */
 	run(&p, "POST", "/v1/session", "{\"token\":\"dst_nope\"}",
@@ -490,8 +495,8 @@ test_sign_in_refusals(void **state)
 	answer_error(&p, NRPC_UNAUTHENTICATED, "TOKEN_MALFORMED", 0);
 	assert_reason(&p, 401, "TOKEN_MALFORMED");
 	assert_null(header(&p, "Set-Cookie"));
-	assert_non_null(strstr(header(&p, "WWW-Authenticate"),
-	    "invalid_token"));
+	assert_non_null(
+	    strstr(header(&p, "WWW-Authenticate"), "invalid_token"));
 	gw_plan_fini(&p);
 	/* a server without authentication has no session to give */
 	run(&p, "POST", "/v1/session", "{\"token\":\"" SECRET "\"}",
@@ -524,8 +529,9 @@ test_sign_in_refusals(void **state)
 	    H({"Content-Type", "application/json"}), "10.0.0.1");
 	assert_reason(&p, 400, "INVALID_ARGUMENT");
 	gw_plan_fini(&p);
-	run(&p, "POST", "/v1/session", "{\"token\":",
-	    H({"Content-Type", "application/json"}), "10.0.0.1");
+	run(&p, "POST", "/v1/session",
+	    "{\"token\":", H({"Content-Type", "application/json"}),
+	    "10.0.0.1");
 	assert_reason(&p, 400, "MALFORMED_JSON");
 	gw_plan_fini(&p);
 	run(&p, "PUT", "/v1/session", NULL, NO_HEADERS, "10.0.0.1");
