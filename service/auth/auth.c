@@ -105,11 +105,31 @@ auth_grant_cmp(const void *a, const void *b)
 	       (x->prefix_len < y->prefix_len);
 }
 
-/* auth_grant_spec reads one grant; on success *rights is its right (0 for
- * "admin") and *prefix / *plen its prefix (borrowed from spec). */
+/* auth_grant_show names grant number idx (from 0) for a message: its
+ * position, and its text when that is short printable ASCII (user text of
+ * any length and bytes must not reach a log line or a JSON error). */
+static void
+auth_grant_show(const char *spec, size_t idx, char out[64])
+{
+	size_t n = strnlen(spec, 41), i;
+	bool plain = n <= 40;
+
+	for (i = 0; i < n && plain; i++) {
+		plain = spec[i] >= 0x20 && spec[i] < 0x7f && spec[i] != '"' &&
+		        spec[i] != '\\';
+	}
+	if (plain) {
+		(void) snprintf(out, 64, "%zu \"%s\"", idx + 1, spec);
+	} else {
+		(void) snprintf(out, 64, "%zu", idx + 1);
+	}
+}
+
+/* auth_grant_spec reads grant number idx; on success *rights is its right
+ * (0 for "admin") and *prefix / *plen its prefix (borrowed from spec). */
 static int
-auth_grant_spec(const char *spec, unsigned *rights, const char **prefix,
-    size_t *plen, auth_error *err)
+auth_grant_spec(const char *spec, size_t idx, unsigned *rights,
+    const char **prefix, size_t *plen, auth_error *err)
 {
 	static const struct {
 		const char *name;
@@ -121,11 +141,14 @@ auth_grant_spec(const char *spec, unsigned *rights, const char **prefix,
 	};
 	const char *colon;
 	size_t wlen, i, n;
+	char shown[64];
 
 	if (spec == NULL) {
-		auth_fail(err, "grants", "a grant is missing (NULL)");
+		auth_fail(
+		    err, "grants", "grant %zu is missing (NULL)", idx + 1);
 		return -1;
 	}
+	auth_grant_show(spec, idx, shown);
 	if (strcmp(spec, "admin") == 0) {
 		*rights = 0;
 		*prefix = NULL;
@@ -141,36 +164,34 @@ auth_grant_spec(const char *spec, unsigned *rights, const char **prefix,
 		}
 	}
 	if (i == sizeof(names) / sizeof(names[0])) {
-		/* Do not echo the grant: it is user text of any length. */
 		auth_fail(err, "grants",
-		    "grant has an unknown right (want read:PREFIX, "
-		    "write:PREFIX, lock:PREFIX or admin)");
+		    "grant %s has an unknown right (want read:PREFIX, "
+		    "write:PREFIX, lock:PREFIX or admin)",
+		    shown);
 		return -1;
 	}
 	if (colon == NULL) {
 		auth_fail(err, "grants",
-		    "grant \"%s\" needs ':' and a prefix (\"%s:\" is every "
-		    "key)",
-		    names[i].name, names[i].name);
+		    "grant %s needs ':' and a prefix (\"%s:\" is every key)",
+		    shown, names[i].name);
 		return -1;
 	}
 	n = strlen(colon + 1);
 	if (n > AUTH_PREFIX_MAX) {
 		auth_fail(err, "grants",
-		    "%s grant's prefix is %zu bytes, over AUTH_PREFIX_MAX "
-		    "(%d)",
-		    names[i].name, n, AUTH_PREFIX_MAX);
+		    "grant %s: its prefix is %zu bytes, over "
+		    "AUTH_PREFIX_MAX (%d)",
+		    shown, n, AUTH_PREFIX_MAX);
 		return -1;
 	}
 	if (!ds_utf8_valid((const uint8_t *) colon + 1, n)) {
-		auth_fail(err, "grants", "%s grant's prefix is not UTF-8",
-		    names[i].name);
+		auth_fail(
+		    err, "grants", "grant %s: its prefix is not UTF-8", shown);
 		return -1;
 	}
 	if (ds_utf8_has_control((const uint8_t *) colon + 1, n)) {
 		auth_fail(err, "grants",
-		    "%s grant's prefix holds a control character",
-		    names[i].name);
+		    "grant %s: its prefix holds a control character", shown);
 		return -1;
 	}
 	*rights = names[i].right;
@@ -220,7 +241,7 @@ auth_grants_parse(
 	}
 	for (i = 0; i < n; i++) {
 		if ((rv = auth_grant_spec(
-		         specs[i], &rights, &prefix, &plen, err)) != 0) {
+		         specs[i], i, &rights, &prefix, &plen, err)) != 0) {
 			goto out;
 		}
 		if (rights == 0) {

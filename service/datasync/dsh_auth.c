@@ -868,12 +868,13 @@ dsh_bootstrap_read(const char *path, char secret[AUTH_SECRET_TEXT_LEN + 1],
  * file) holding a fresh secret. */
 static nrpc_code
 dsh_bootstrap_write(const char *path, char secret[AUTH_SECRET_TEXT_LEN + 1],
-    nrpc_status *st)
+    bool *raced, nrpc_status *st)
 {
 	char line[AUTH_SECRET_TEXT_LEN + 2];
 	int fd;
 	bool ok;
 
+	*raced = false;
 	if (auth_secret_new(secret) != 0) {
 		nrpc_status_set(st, NRPC_UNAVAILABLE, "NO_RANDOMNESS", NULL,
 		    "the system gave no randomness for a secret (getrandom)");
@@ -881,6 +882,7 @@ dsh_bootstrap_write(const char *path, char secret[AUTH_SECRET_TEXT_LEN + 1],
 	}
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) <
 	    0) {
+		*raced = errno == EEXIST;
 		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
 		    "bootstrap-token-file", "cannot create %s: %s", path,
 		    strerror(errno));
@@ -899,6 +901,25 @@ dsh_bootstrap_write(const char *path, char secret[AUTH_SECRET_TEXT_LEN + 1],
 		return st->code;
 	}
 	return NRPC_OK;
+}
+
+/* dsh_bootstrap_known: has a token the hash? (a revoked one is
+ * reported: it admits nobody) */
+static bool
+dsh_bootstrap_known(const store_auth_token *toks, size_t n,
+    const uint8_t hash[AUTH_HASH_BYTES], const char *path)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (auth_hash_equal(toks[i].hash, hash)) {
+			if (toks[i].revoked) {
+				ds_log(DS_LOG_WARN, "auth", "the token in %s "
+				    "(\"%s\") is revoked: it admits nobody",
+				    path, toks[i].name);
+			}
+			return true;
+		}
+	}
+	return false;
 }
 
 nrpc_code
@@ -920,10 +941,21 @@ dsh_token_bootstrap(store *s, const char *path, nrpc_status *st)
 		goto out;
 	}
 	if (!found) {
-		if ((rv = dsh_bootstrap_write(path, secret, st)) != NRPC_OK) {
+		bool raced;
+
+		rv = dsh_bootstrap_write(path, secret, &raced, st);
+		if (rv != NRPC_OK && raced) {
+			/* another node sharing the file made it just now */
+			rv = dsh_bootstrap_read(path, secret, &found, st);
+			if (rv == NRPC_OK && !found) {
+				rv = DSH_FAIL(st, NRPC_UNAVAILABLE, "IO_ERROR",
+				    "%s appeared and went away", path);
+			}
+		}
+		if (rv != NRPC_OK) {
 			goto out;
 		}
-		made = true;
+		made = !found;
 	}
 	auth_hash(secret, AUTH_SECRET_TEXT_LEN, hash);
 	if (store_conn_open(s, &c, &err) != STORE_OK ||
@@ -931,15 +963,8 @@ dsh_token_bootstrap(store *s, const char *path, nrpc_status *st)
 		rv = dsh_status_from_store(&err, NULL, st);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (auth_hash_equal(toks[i].hash, hash)) {
-			if (toks[i].revoked) {
-				ds_log(DS_LOG_WARN, "auth", "the token in %s "
-				    "(\"%s\") is revoked: it admits nobody",
-				    path, toks[i].name);
-			}
-			goto out; /* there already */
-		}
+	if (dsh_bootstrap_known(toks, n, hash, path)) {
+		goto out; /* there already */
 	}
 	for (int i = 0; i < DSH_BOOTSTRAP_TRIES; i++) {
 		char name[AUTH_NAME_MAX + 1];
@@ -964,6 +989,18 @@ dsh_token_bootstrap(store *s, const char *path, nrpc_status *st)
 		store_auth_token_fini(&t);
 		if (err.code != STORE_ECONFLICT) {
 			rv = dsh_status_from_store(&err, NULL, st);
+			goto out;
+		}
+		/* The name is taken, or the secret is: another node sharing
+		 * the database and the file may have just made it. */
+		store_auth_tokens_free(toks, n);
+		toks = NULL;
+		n = 0;
+		if (store_auth_list(c, &toks, &n, &gen, &err) != STORE_OK) {
+			rv = dsh_status_from_store(&err, NULL, st);
+			goto out;
+		}
+		if (dsh_bootstrap_known(toks, n, hash, path)) {
 			goto out;
 		}
 	}

@@ -645,6 +645,16 @@ dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
 	return ok;
 }
 
+bool
+dsh_still_allowed(dsh_service *svc, nrpc_call *call, const char *key,
+    bool prefix)
+{
+	const char *who;
+
+	return svc->auth == NULL ||
+	    dsh_guard(svc, call, AUTH_READ, key, prefix, &who);
+}
+
 /* dsh_as_author: with authentication on, a write's author (updated_by)
  * is the token's name whatever the request says. */
 static void

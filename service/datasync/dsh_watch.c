@@ -766,6 +766,13 @@ dsh_hub_read(dsh_watch_hub *h)
 				ww = &w->next;
 				continue;
 			}
+			if (!dsh_still_allowed(h->svc, w->call, w->key, w->prefix)) {
+				/* revoked while parked: answered with the
+				 * refusal, and no event leaves */
+				*ww = w->next;
+				dsh_watch_unpark(h, w);
+				continue;
+			}
 			if (w->with_values) {
 				uint64_t r = 0;
 

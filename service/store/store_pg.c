@@ -29,6 +29,8 @@
  *     entries older than request_id_ttl_ms through requests_created.
  *   - changes: one row per revision (its primary key is the log order),
  *     changes_key (key, revision) for one-key watches.
+ *   - v2: tokens (store_pg_auth.c), one row per token ever made, and
+ *     meta.auth_gen, moved by every create and revoke.
  * Integers are int8 throughout (one binary decoder), flags bool.
  *
  * Creating and migrating: store_open runs it in one transaction that
@@ -69,7 +71,7 @@
 #include "ds_text.h"
 #include "store_pg_int.h"
 
-#define STORE_PG_SCHEMA_VERSION 1
+#define STORE_PG_SCHEMA_VERSION 2
 
 /* How long a (re)connect may take, and how long sent data may stay
  * unacknowledged before the connection counts as lost (libpq strings). */
@@ -165,6 +167,18 @@ static const char store_pg_schema_v1[] =
     " lock_expires_at int8,"
     " lock_fencing int8);"
     "CREATE INDEX changes_key ON changes (key, revision);";
+
+/* 1 -> 2: tokens (store_pg_auth.c). A name is never reused; a hash names
+ * one token; auth_gen moves with every create and revoke. */
+static const char store_pg_schema_v2[] =
+    "CREATE TABLE tokens ("
+    " name text PRIMARY KEY,"
+    " hash bytea NOT NULL UNIQUE,"
+    " grants text NOT NULL,"
+    " created_at_ms int8 NOT NULL,"
+    " revoked_at_ms int8);"
+    "ALTER TABLE meta ADD COLUMN auth_gen int8 NOT NULL DEFAULT 0;"
+    "UPDATE meta SET schema_version = 2 WHERE id = 0;";
 
 #define STORE_PG_REQ_COLUMNS                                                  \
 	"q.hash, q.created_at, q.version, q.revision, q.rec_created_at,"      \
@@ -1071,9 +1085,12 @@ store_pg_schema(store_pg_conn *c, store_error *err)
 		goto out;
 	}
 	if (!has_meta) {
-		rv = store_pg_simple(c, store_pg_schema_v1, NULL, err,
-		    "creating the schema");
-		goto commit;
+		if ((rv = store_pg_simple(c, store_pg_schema_v1, NULL, err,
+		         "creating the schema")) != STORE_OK) {
+			goto out;
+		}
+		version = 1;
+		goto migrate;
 	}
 	if ((rv = store_pg_simple(c,
 	         "SELECT schema_version FROM meta WHERE id = 0", &res, err,
@@ -1093,9 +1110,14 @@ store_pg_schema(store_pg_conn *c, store_error *err)
 		    version, STORE_PG_SCHEMA_VERSION);
 		goto out;
 	}
-	/* Migrations from older versions go here, one step each, in this
+	/* Migrations from older versions, one step each, in this
 	 * transaction. Version 1 is the first. */
-commit:
+migrate:
+	if (version < 2 &&
+	    (rv = store_pg_simple(c, store_pg_schema_v2, NULL, err,
+	         "migrating the schema to version 2")) != STORE_OK) {
+		goto out;
+	}
 	if (rv == STORE_OK) {
 		rv = store_pg_simple(c, "COMMIT", NULL, err,
 		    "committing the schema");
@@ -1404,4 +1426,8 @@ const store_backend store_pg_backend = {
     .sweep_expired = store_pg_sweep_expired,
     .compact_changes = store_pg_compact_changes,
     .changes_wait = store_pg_changes_wait,
+    .auth_create = store_pg_auth_create,
+    .auth_revoke = store_pg_auth_revoke,
+    .auth_list = store_pg_auth_list,
+    .auth_generation = store_pg_auth_generation,
 };

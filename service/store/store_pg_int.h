@@ -9,6 +9,7 @@
  *                      changes_wait, the vtable
  *   store_pg_read.c    Get, List, the change log's reads
  *   store_pg_write.c   the write rules, batches, sweep, compaction
+ *   store_pg_auth.c    tokens
  *
  * Why the rules run in C (the brief allowed a PL/pgSQL function per op
  * instead): the lease decisions, preconditions and every error message
@@ -265,5 +266,16 @@ store_err store_pg_sweep_expired(store_conn *bc, size_t max, size_t *n,
     int64_t *next_expiry_ms, store_error *err);
 store_err store_pg_compact_changes(store_conn *bc, uint64_t retain_revisions,
     int64_t retain_ms, size_t max, size_t *n, store_error *err);
+
+/* Tokens (store_pg_auth.c). */
+store_err store_pg_auth_create(store_conn *bc, const char *name,
+    const uint8_t hash[32], const char *grants, store_auth_token *out,
+    store_error *err);
+store_err store_pg_auth_revoke(store_conn *bc, const char *name,
+    store_auth_token *out, store_error *err);
+store_err store_pg_auth_list(store_conn *bc, store_auth_token **out,
+    size_t *n, uint64_t *generation, store_error *err);
+store_err store_pg_auth_generation(store_conn *bc, uint64_t *generation,
+    store_error *err);
 
 #endif /* STORE_PG_INT_H */

@@ -146,7 +146,8 @@ RC=0; "$DATASYNCD" --auth --insecure-no-auth --http off >"$IT_DIR/p.log" 2>&1 ||
 expect_rc 2 "--auth with --insecure-no-auth"
 # with --insecure-no-auth it serves, and so does loopback only (above)
 it_start --http off --listen "tcp://0.0.0.0:$P" --insecure-no-auth
-ds --url "tcp://127.0.0.1:$P" whoami
+RC=0; OUT=$("$DATASYNC" --url "tcp://127.0.0.1:$P" whoami 2>"$IT_DIR/stderr") || RC=$?
+ERR=$(cat "$IT_DIR/stderr")
 expect_rc 0 "--insecure-no-auth serves"
 [[ $OUT == *"auth required: no"* ]] || it_fail "whoami says auth is not required"
 ds token list
@@ -155,6 +156,32 @@ it_stop
 it_start --http off
 ds put k --if-absent --value v
 expect_rc 0 "without --auth, loopback: everything as before"
+it_stop
+
+# the failure limiter over tls+tcp:// (the peer's address from the TLS
+# pipe): 10 unknown tokens, then 429 even for a good one
+bash "$(dirname "$0")/../support/mkcerts.sh" "$IT_DIR/certs" >/dev/null
+T=$(it_free_port)
+it_start --http off --bootstrap-token-file "$BOOT" --listen "tls+tcp://127.0.0.1:$T" \
+  --tls-cert "$IT_DIR/certs/server.pem" --tls-key "$IT_DIR/certs/server.key"
+# (not ds: it adds --url ipc://, and the client would spread its calls)
+dstls() {
+  RC=0
+  OUT=$("$DATASYNC" --url "tls+tcp://localhost:$T" --tls-ca "$IT_DIR/certs/ca.pem" \
+    "$@" 2>"$IT_DIR/stderr") || RC=$?
+  ERR=$(cat "$IT_DIR/stderr")
+}
+BAD=dst_$(printf '3%.0s' $(seq 1 64))
+dstls --token "$ADMIN" whoami
+expect_rc 0 "whoami over TLS"
+for i in $(seq 1 10); do
+  dstls --token "$BAD" whoami
+  expect_rc 6 "unknown token over TLS ($i)"; expect_err_has "TOKEN_UNKNOWN" "reason ($i)"
+done
+dstls --token "$ADMIN" whoami
+expect_rc 6 "the TLS peer is blocked"; expect_err_has "TOO_MANY_AUTH_FAILURES" "429 reason"
+ds --token "$ADMIN" whoami
+expect_rc 0 "ipc:// is not blocked"
 it_stop
 
 it_done

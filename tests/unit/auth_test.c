@@ -132,7 +132,7 @@ test_grants_refuse_each_malformed_form(void **state)
 
 	(void) state;
 	spec[0] = "delete:x";
-	parse_refused(spec, 1, "unknown right");
+	parse_refused(spec, 1, "grant 1 \"delete:x\" has an unknown right");
 	spec[0] = "read";
 	parse_refused(spec, 1, "needs ':'");
 	spec[0] = "admin:x";
@@ -140,11 +140,16 @@ test_grants_refuse_each_malformed_form(void **state)
 	spec[0] = "Read:x";
 	parse_refused(spec, 1, "unknown right");
 	spec[0] = "read:a\xff";
-	parse_refused(spec, 1, "not UTF-8");
+	parse_refused(spec, 1, "grant 1: its prefix is not UTF-8");
 	spec[0] = "read:a\tb";
 	parse_refused(spec, 1, "control character");
 	spec[0] = NULL;
 	parse_refused(spec, 1, "missing");
+	{
+		const char *two[] = {"read:a", "write"};
+
+		parse_refused(two, 2, "grant 2 \"write\" needs ':'");
+	}
 	parse_refused(spec, 0, "AUTH_GRANTS_MAX");
 
 	/* The prefix limit: AUTH_PREFIX_MAX bytes pass, one more does not. */
@@ -570,6 +575,25 @@ test_limiter_treats_long_peer_keys_by_their_first_bytes(void **state)
 	auth_limiter_free(NULL);
 }
 
+static void
+test_limiter_new_out_of_memory_is_null_and_leaks_nothing(void **state)
+{
+	auth_limiter *l;
+	long k;
+
+	(void) state;
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		l = auth_limiter_new(NULL);
+		ds_alloc_fail_reset();
+		if (l != NULL) {
+			break;
+		}
+	}
+	assert_int_equal(k, 3); /* the limiter, its peers, its buckets */
+	auth_limiter_free(l);
+}
+
 struct limiter_thread {
 	auth_limiter *l;
 	int id;
@@ -655,6 +679,8 @@ main(void)
 	    cmocka_unit_test(test_limiter_evicts_the_oldest_peer_when_full),
 	    cmocka_unit_test(
 	        test_limiter_treats_long_peer_keys_by_their_first_bytes),
+	    cmocka_unit_test(
+	        test_limiter_new_out_of_memory_is_null_and_leaks_nothing),
 	    cmocka_unit_test(test_limiter_is_safe_from_many_threads),
 	};
 

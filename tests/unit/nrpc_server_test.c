@@ -1458,6 +1458,62 @@ test_metadata_and_client_name_arrive(void **state)
 	protobuf_c_message_free_unpacked(&out->base, NULL);
 }
 
+static void
+test_client_authorization_goes_with_every_call_unless_the_call_has_one(
+    void **state)
+{
+	fx *f = *state;
+	const char *urls[1] = {f->url};
+	const char *own[] = {"authorization", "Bearer mine"};
+	const char *other[] = {"trace", "t-1"};
+	nrpc_client_config ccfg;
+	nrpc_client *c = NULL;
+	nrpc_call_opts opts = {0};
+	Nrpc__V1__Metadata *out = NULL;
+	nrpc_status st = {0};
+	char big[NRPC_MAX_METADATA_BYTES + 2];
+
+	fx_start(f, NULL, NULL);
+	nrpc_client_config_default(&ccfg);
+	ccfg.urls = urls;
+	ccfg.n_urls = 1;
+	ccfg.authorization = "Bearer default";
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "authorization", "",
+	    NULL, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "Bearer default");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	/* beside the call's own metadata */
+	opts.metadata = other;
+	opts.n_metadata = 1;
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "authorization", "",
+	    &opts, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "Bearer default");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "trace", "",
+	    &opts, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "t-1");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	/* a call's own authorization wins */
+	opts.metadata = own;
+	assert_int_equal(call_md(c, &test_methods[M_INFO], "authorization", "",
+	    &opts, &out, &st), NRPC_OK);
+	assert_string_equal(out->value, "Bearer mine");
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	nrpc_client_close(c);
+	/* the limit of one metadata value, and one past it */
+	memset(big, 'a', sizeof(big) - 1);
+	big[NRPC_MAX_METADATA_BYTES] = '\0';
+	ccfg.authorization = big;
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st), NRPC_OK);
+	nrpc_client_close(c);
+	big[NRPC_MAX_METADATA_BYTES] = 'a';
+	big[NRPC_MAX_METADATA_BYTES + 1] = '\0';
+	assert_int_equal(nrpc_client_open(&ccfg, &c, &st),
+	    NRPC_INVALID_ARGUMENT);
+	assert_string_equal(st.field, "authorization");
+}
+
 /* --- tests: overload and shutdown --- */
 
 static void
@@ -2090,6 +2146,7 @@ main(void)
 	    T(test_generated_request_ids_differ_per_call),
 	    T(test_given_request_id_arrives_unchanged),
 	    T(test_metadata_and_client_name_arrive),
+	    T(test_client_authorization_goes_with_every_call_unless_the_call_has_one),
 	    T(test_full_queue_returns_overloaded),
 	    T(test_stop_with_calls_in_flight_answers_them),
 	    T(test_requests_during_drain_get_shutting_down),

@@ -18,6 +18,8 @@
 #include "auth.h"
 #include "store_test_util.h"
 
+static const char *sat_psql(const stt_fx *fx, const char *sql);
+
 /* sat_hash: a recognisable 32-byte hash for token i. */
 static void
 sat_hash(unsigned i, uint8_t out[32])
@@ -213,9 +215,25 @@ test_token_limit_counts_revoked_tokens(void **state)
 	store_error err;
 	char name[32];
 	uint64_t gen = 0;
+	unsigned first = 0;
 	size_t n = 0;
 
-	for (unsigned i = 0; i < STORE_AUTH_TOKENS_MAX; i++) {
+	if (fx->pgdb[0] != '\0') {
+		/* 10000 transactions of five round trips each would take most
+		 * of a minute under ASan: all but the last 100 tokens go in
+		 * at once, the generation set as their creates would have. */
+		char sql[512];
+
+		first = STORE_AUTH_TOKENS_MAX - 100;
+		(void) snprintf(sql, sizeof(sql),
+		    "INSERT INTO tokens SELECT 't' || lpad(i::text, 5, '0'),"
+		    " sha256(i::text::bytea), 'read:', 0, NULL"
+		    " FROM generate_series(0, %u) i;"
+		    " UPDATE meta SET auth_gen = %u",
+		    first - 1, first);
+		(void) sat_psql(fx, sql);
+	}
+	for (unsigned i = first; i < STORE_AUTH_TOKENS_MAX; i++) {
 		(void) snprintf(name, sizeof(name), "t%05u", i);
 		if (sat_create(fx->c, name, i, "read:", &err) != STORE_OK) {
 			fail_msg("token %u: %s", i, err.message);
@@ -264,6 +282,65 @@ test_another_connection_sees_changes_through_the_generation(void **state)
 	assert_true(ts[0].revoked);
 	store_auth_tokens_free(ts, n);
 	store_conn_close(c2);
+}
+
+static void
+test_out_of_memory_changes_nothing_and_leaks_nothing(void **state)
+{
+	stt_fx *fx = *state;
+	store_auth_token t = {0};
+	store_auth_token *ts = NULL;
+	store_error err;
+	uint8_t h[32];
+	uint64_t gen = 0;
+	size_t n = 0;
+	long k;
+	store_err rv;
+
+	assert_int_equal(sat_create(fx->c, "a", 1, "read:", &err), STORE_OK);
+	assert_int_equal(sat_create(fx->c, "b", 2, "write:", &err), STORE_OK);
+	sat_hash(3, h);
+	/* The Nth allocation fails until none does: each failure leaves the
+	 * tokens and the generation as they were. */
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		rv = store_auth_create(fx->c, "c", h, "lock:", &t, &err);
+		ds_alloc_fail_reset();
+		if (rv == STORE_OK) {
+			break;
+		}
+		assert_int_equal(rv, STORE_ENOMEM);
+		assert_null(t.name);
+		assert_int_equal(sat_gen(fx->c), 2);
+	}
+	store_auth_token_fini(&t);
+	assert_int_equal(sat_gen(fx->c), 3);
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		rv = store_auth_revoke(fx->c, "c", &t, &err);
+		ds_alloc_fail_reset();
+		if (rv == STORE_OK) {
+			break;
+		}
+		assert_int_equal(rv, STORE_ENOMEM);
+		assert_int_equal(sat_gen(fx->c), 3);
+	}
+	assert_true(t.revoked);
+	store_auth_token_fini(&t);
+	for (k = 0;; k++) {
+		ds_alloc_fail_after(k);
+		rv = store_auth_list(fx->c, &ts, &n, &gen, &err);
+		ds_alloc_fail_reset();
+		if (rv == STORE_OK) {
+			break;
+		}
+		assert_int_equal(rv, STORE_ENOMEM);
+	}
+	assert_true(k > 3);
+	assert_int_equal(n, 3);
+	assert_int_equal(gen, 4);
+	assert_true(ts[2].revoked);
+	store_auth_tokens_free(ts, n);
 }
 
 /* --- SQLite files --- */
@@ -341,7 +418,11 @@ test_another_process_on_the_file_sees_changes(void **state)
 	store_conn *c2 = NULL;
 	store_error err;
 
-	/* A second store on the same file is what a second process has. */
+	if (strcmp(fx->path, ":memory:") == 0) {
+		skip(); /* private to its store: no second process */
+	}
+	/* A second store on the same file or database is what a second
+	 * process (another node, on PostgreSQL) has. */
 	assert_int_equal(store_open(&fx->cfg, &s2, &err), STORE_OK);
 	assert_int_equal(store_conn_open(s2, &c2, &err), STORE_OK);
 	assert_int_equal(sat_gen(c2), 0);
@@ -357,6 +438,70 @@ test_another_process_on_the_file_sees_changes(void **state)
 	/* Tokens and the generation survive a reopen. */
 	stt_fx_reopen(fx);
 	assert_int_equal(sat_gen(fx->c), 2);
+}
+
+/* --- PostgreSQL databases --- */
+
+/* sat_psql runs sql on fx's PostgreSQL database and returns its first
+ * output line (static). */
+static const char *
+sat_psql(const stt_fx *fx, const char *sql)
+{
+	static char line[256];
+	char cmd[2048];
+	FILE *p;
+
+	(void) snprintf(cmd, sizeof(cmd),
+	    "psql -X -q -t -A -h '%s' -U datasync -d %s -c \"%s\"",
+	    getenv("DATASYNC_TEST_PG_HOST"), fx->pgdb, sql);
+	assert_non_null(p = popen(cmd, "r"));
+	line[0] = '\0';
+	if (fgets(line, sizeof(line), p) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+	}
+	assert_int_equal(pclose(p), 0);
+	return line;
+}
+
+/* A schema 1 database (before tokens) migrates on open, under the
+ * schema lock, and then keeps tokens; the hash is stored, 32 bytes. */
+static void
+test_a_pg_schema1_database_migrates_to_tokens(void **state)
+{
+	stt_fx *fx = *state;
+	char secret[AUTH_SECRET_TEXT_LEN + 1];
+	uint8_t h[AUTH_HASH_BYTES];
+	char sql[512];
+
+	if (fx->pgdb[0] == '\0') {
+		skip(); /* PostgreSQL only: store_auth_test_pg */
+	}
+	assert_int_equal(stt_put(fx->c, "doc", "kept"), 1);
+	store_conn_close(fx->c);
+	fx->c = NULL;
+	store_close(fx->s);
+	fx->s = NULL;
+	(void) sat_psql(fx, "DROP TABLE tokens;"
+	                    " ALTER TABLE meta DROP COLUMN auth_gen;"
+	                    " UPDATE meta SET schema_version = 1");
+	stt_fx_reopen(fx);
+	assert_string_equal(
+	    sat_psql(fx, "SELECT schema_version FROM meta"), "2");
+	assert_int_equal(store_integrity_check(fx->c, NULL), STORE_OK);
+	assert_int_equal(stt_version(fx->c, "doc"), 1);
+	assert_int_equal(sat_gen(fx->c), 0);
+	assert_int_equal(auth_secret_new(secret), 0);
+	auth_hash(secret, strlen(secret), h);
+	assert_int_equal(
+	    store_auth_create(fx->c, "ci", h, "read:", NULL, NULL), STORE_OK);
+	assert_int_equal(sat_gen(fx->c), 1);
+	assert_string_equal(
+	    sat_psql(fx, "SELECT octet_length(hash) FROM tokens"), "32");
+	(void) snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM tokens WHERE name LIKE '%%%s%%'"
+	    " OR grants LIKE '%%%s%%' OR encode(hash, 'escape') LIKE '%%%s%%'",
+	    secret + 4, secret + 4, secret + 4);
+	assert_string_equal(sat_psql(fx, sql), "0");
 }
 
 int
@@ -382,13 +527,22 @@ main(void)
 	        test_another_connection_sees_changes_through_the_generation,
 	        stt_setup_mem, stt_teardown),
 	    cmocka_unit_test_setup_teardown(
+	        test_out_of_memory_changes_nothing_and_leaks_nothing,
+	        stt_setup_mem, stt_teardown),
+	    cmocka_unit_test_setup_teardown(
 	        test_another_connection_sees_changes_through_the_generation,
 	        stt_setup_file, stt_teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_only_the_hash_of_a_secret_is_stored, stt_setup_file,
 	        stt_teardown),
 	    cmocka_unit_test_setup_teardown(
+	        test_a_pg_schema1_database_migrates_to_tokens, stt_setup_mem,
+	        stt_teardown),
+	    cmocka_unit_test_setup_teardown(
 	        test_another_process_on_the_file_sees_changes, stt_setup_file,
+	        stt_teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_another_process_on_the_file_sees_changes, stt_setup_mem,
 	        stt_teardown),
 	};
 

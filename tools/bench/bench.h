@@ -91,6 +91,8 @@ typedef struct bench_opts {
 	bool preload;            /* false: --no-preload */
 	bool preload_only;
 	bool json;
+	const char *token;       /* --token or $DATASYNC_TOKEN; NULL = none */
+	const char *tls_ca;      /* --tls-ca or $DATASYNC_TLS_CA */
 } bench_opts;
 
 #define BENCH_N_OPS 5

@@ -113,6 +113,10 @@ static const char bench_usage[] =
     "  --key-prefix P      instead of 'bench-'\n"
     "  --value-bytes N     value size, 0..1048576 (default 100)\n"
     "  --timeout DUR       per-call deadline (default 10s)\n"
+    "  --token T           bearer token for a server run with --auth\n"
+    "                      (default $DATASYNC_TOKEN)\n"
+    "  --tls-ca FILE       CA of the server's certificate, for tls+tcp://\n"
+    "                      (default $DATASYNC_TLS_CA)\n"
     "  --no-preload        skip the preload (keys exist; versions are\n"
     "                      learnt from conflicts)\n"
     "  --preload-only      create the keys and exit\n"
@@ -202,7 +206,7 @@ bench_parse(int argc, char **argv, bench_opts *o, bool *help)
 	enum { O_URL = 1, O_OP, O_CONC, O_DURATION, O_WARMUP, O_KEYS,
 		O_VALUE_BYTES, O_JSON, O_BASELINE, O_ECHO_SERVER, O_HTTP_STATIC,
 		O_DB, O_DURABILITY, O_BATCH, O_CONTEXTS, O_TIMEOUT, O_PREFIX,
-		O_NO_PRELOAD, O_PRELOAD_ONLY, O_HELP };
+		O_NO_PRELOAD, O_PRELOAD_ONLY, O_TOKEN, O_TLS_CA, O_HELP };
 	static const struct option longopts[] = {
 	    {"url", required_argument, NULL, O_URL},
 	    {"op", required_argument, NULL, O_OP},
@@ -223,6 +227,8 @@ bench_parse(int argc, char **argv, bench_opts *o, bool *help)
 	    {"key-prefix", required_argument, NULL, O_PREFIX},
 	    {"no-preload", no_argument, NULL, O_NO_PRELOAD},
 	    {"preload-only", no_argument, NULL, O_PRELOAD_ONLY},
+	    {"token", required_argument, NULL, O_TOKEN},
+	    {"tls-ca", required_argument, NULL, O_TLS_CA},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -246,6 +252,14 @@ bench_parse(int argc, char **argv, bench_opts *o, bool *help)
 	o->value_bytes = 100;
 	o->prefix = "bench-";
 	o->preload = true;
+	o->token = getenv("DATASYNC_TOKEN");
+	if (o->token != NULL && o->token[0] == '\0') {
+		o->token = NULL;
+	}
+	o->tls_ca = getenv("DATASYNC_TLS_CA");
+	if (o->tls_ca != NULL && o->tls_ca[0] == '\0') {
+		o->tls_ca = NULL;
+	}
 	*help = false;
 	opterr = 0;
 	optind = 1;
@@ -254,6 +268,12 @@ bench_parse(int argc, char **argv, bench_opts *o, bool *help)
 		switch (c) {
 		case O_URL:
 			o->url = optarg;
+			break;
+		case O_TOKEN:
+			o->token = optarg[0] != '\0' ? optarg : NULL;
+			break;
+		case O_TLS_CA:
+			o->tls_ca = optarg;
 			break;
 		case O_OP:
 			op_set = true;

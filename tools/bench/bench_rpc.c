@@ -859,12 +859,22 @@ bench_service(const bench_opts *o)
 	if ((rc = bench_run_init(&r, o)) != BENCH_EXIT_OK) {
 		goto out;
 	}
-	if (datasync_connect(urls, 1, o->timeout_ms, BENCH_OWNER, &r.ds,
-	    &st) != NRPC_OK) {
-		fprintf(stderr, "datasync bench: cannot connect to %s: %s\n",
-		    o->url, st.message);
-		rc = BENCH_EXIT_ERROR;
-		goto out;
+	{
+		datasync_options dop;
+
+		datasync_options_default(&dop);
+		dop.urls = urls;
+		dop.n_urls = 1;
+		dop.timeout_ms = o->timeout_ms;
+		dop.client_name = BENCH_OWNER;
+		dop.token = o->token;
+		dop.tls_ca_file = o->tls_ca;
+		if (datasync_connect_opts(&dop, &r.ds, &st) != NRPC_OK) {
+			fprintf(stderr, "datasync bench: cannot connect to %s: "
+			    "%s\n", o->url, st.message);
+			rc = BENCH_EXIT_ERROR;
+			goto out;
+		}
 	}
 	r.rpc = datasync_rpc(r.ds);
 	if (o->preload || o->preload_only) {
