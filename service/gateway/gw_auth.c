@@ -452,14 +452,17 @@ gw_auth_session_render(
 		gw_response_body_take(&p->resp, body, n);
 	}
 	if (p->session == GW_SESSION_SIGNIN) {
-		const char *secret = p->authorization + strlen(GW_BEARER);
-		size_t n = strlen(secret);
+		const size_t pre = strlen(GW_BEARER);
+		const char *secret = "";
+		size_t n = 0;
 		char *c;
 
-		if (p->cred_from == GW_CRED_HEADER &&
-		    strncmp(p->authorization, GW_BEARER, strlen(GW_BEARER)) !=
-		        0) {
-			n = 0; /* not a Bearer header: nothing to keep */
+		/* Only a Bearer secret becomes a cookie: another scheme's
+		 * header (which the server accepted only if it checks none)
+		 * has nothing to keep. */
+		if (strncmp(p->authorization, GW_BEARER, pre) == 0) {
+			secret = p->authorization + pre;
+			n = strlen(secret);
 		}
 		if (n == 0 || !gw_cookie_octets(secret, n)) {
 			return; /* the server accepted it, a cookie cannot

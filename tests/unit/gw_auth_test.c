@@ -471,6 +471,20 @@ test_sign_in_sets_the_session_cookie(void **state)
 	    "; Path=/; HttpOnly; SameSite=Strict; Secure");
 	gw_plan_fini(&p);
 	core.tls = false;
+
+	/* another scheme, even one the server took: no cookie from it */
+	run(&p, "POST", "/v1/session", NULL, H({"Authorization", "x"}),
+	    "10.0.0.1");
+	answer_whoami(&p, true, true);
+	assert_int_equal(p.resp.status, 200);
+	assert_null(header(&p, "Set-Cookie"));
+	gw_plan_fini(&p);
+	/* a token a cookie cannot carry unquoted is not made into one */
+	run(&p, "POST", "/v1/session", "{\"token\": \"a;b=c\"}",
+	    H({"Content-Type", "application/json"}), "10.0.0.1");
+	answer_whoami(&p, true, true);
+	assert_null(header(&p, "Set-Cookie"));
+	gw_plan_fini(&p);
 }
 
 static void
