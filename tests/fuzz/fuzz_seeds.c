@@ -547,6 +547,8 @@ sd_http_auth(void)
 	sd_http("session_sign_in_header", O_OK, 32, &who.base,
 	    "POST /v1/session HTTP/1.1\r\nAuthorization: Bearer " SD_SECRET
 	    "\r\n\r\n");
+	sd_http("session_sign_in_other_scheme", O_OK, 0, &who.base,
+	    "POST /v1/session HTTP/1.1\r\nAuthorization: x\r\n\r\n");
 	sd_http("session_sign_in_refused", O_TOKEN_UNKNOWN, 32, NULL,
 	    "POST /v1/session HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
 	    "{\"token\":\"dst_nope\"}");
