@@ -5,7 +5,8 @@
 # wrong right, wrong prefix, right} with its status; 401 carries
 # WWW-Authenticate; the session cookie's flow and attributes; the
 # per-peer 429 with Retry-After; a watch or list wider than the read
-# right is 403; no secret is ever echoed in a body; datasync-gateway (the
+# right is 403; revoking a session's token ends its open event stream
+# with no event after; no secret is ever echoed in a body; datasync-gateway (the
 # standalone one, over ipc://) answers the same. Each route's refused
 # credentials come from their own loopback address (curl --interface
 # 127.0.0.N), so the failure limiter only trips where it is tested.
@@ -276,6 +277,44 @@ done
 expect_code 401 "a revoked session"
 expect_reason TOKEN_REVOKED "a revoked session"
 [[ $(hdr Set-Cookie) == *'Max-Age=0'* ]] || hfail "a revoked session's cookie is cleared"
+
+# --- revocation ends an open event stream -----------------------------------
+
+STREAMER=$(mint streamer read:docs/)
+SECRETS+=("$STREAMER")
+SSE_RC=0
+curl -sS -N --max-time 20 -H "Cookie: ds_session=$STREAMER" \
+  "$IT_HTTP/v1/events?prefix=docs/" >"$IT_DIR/sse.out" 2>/dev/null &
+SSE_PID=$!
+for _ in $(seq 1 100); do
+  grep -q '^retry:' "$IT_DIR/sse.out" 2>/dev/null && break
+  sleep 0.05
+done
+grep -q '^retry:' "$IT_DIR/sse.out" || it_fail "the cookie's event stream opened"
+rpc_admin RevokeToken '{"name":"streamer"}'
+for _ in $(seq 1 50); do  # until the node's token cache has it (< 1 s)
+  http GET /v1/records/docs%2Fa -H "$(bearer "$STREAMER")"
+  [[ $CODE == 401 ]] && break
+  sleep 0.05
+done
+expect_code 401 "the streamer's token is revoked"
+# The stream's parked Watch is checked again when an event comes: make
+# some until the stream ends (bounded; the stream's heartbeat is 15 s).
+for i in $(seq 1 40); do
+  kill -0 "$SSE_PID" 2>/dev/null || break
+  http PUT "/v1/records/docs%2Fe$i" -H "$(bearer "$ADMIN")" -H 'If-None-Match: *' \
+    --data-binary e
+  sleep 0.25
+done
+wait "$SSE_PID" || SSE_RC=$?
+[[ $SSE_RC == 0 ]] ||
+  it_fail "a revoked session's event stream ends (curl exit $SSE_RC, 28 = still open at 20 s)"
+grep -q 'TOKEN_REVOKED' "$IT_DIR/sse.out" ||
+  { OUT=$(cat "$IT_DIR/sse.out"); it_fail "the stream's last comment names TOKEN_REVOKED"; }
+if grep -q '"key":"docs/e' "$IT_DIR/sse.out"; then
+  OUT=$(cat "$IT_DIR/sse.out")
+  it_fail "no event reaches a revoked session"
+fi
 
 # --- the failure limiter ----------------------------------------------------
 
