@@ -396,9 +396,9 @@ dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
 		    revoked ? "this token was revoked" :
 		              "no such token (unknown secret)");
 	}
-	if (kind == NRPC_PEER_NET) {
-		auth_limiter_ok(a->limiter, peer);
-	}
+	/* No auth_limiter_ok here: a peer holding one valid token must not
+	 * wipe its record of bad guesses by interleaving good calls; the
+	 * failures age out of the window on their own. */
 	p->set = s;
 	p->tok = t;
 	p->name = t->name;

@@ -646,13 +646,13 @@ dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
 }
 
 bool
-dsh_still_allowed(dsh_service *svc, nrpc_call *call, const char *key,
-    bool prefix)
+dsh_still_allowed(dsh_service *svc, nrpc_call *call, auth_right right,
+    const char *key, bool prefix)
 {
 	const char *who;
 
 	return svc->auth == NULL ||
-	    dsh_guard(svc, call, AUTH_READ, key, prefix, &who);
+	    dsh_guard(svc, call, right, key, prefix, &who);
 }
 
 /* dsh_as_author: with authentication on, a write's author (updated_by)

@@ -158,13 +158,14 @@ typedef struct dsh_pending {
 	struct dsh_pending *wnext; /* the hub's queue of one key's waiters */
 } dsh_pending;
 
-/* dsh_still_allowed: may call, parked since it was authorized, still
- * read key (prefix: every key under it)? Its token is checked again
- * against the current token set (revoked, rights changed). False: call
- * has been answered (UNAUTHENTICATED, PERMISSION_DENIED) and is gone.
- * Always true without authentication. Any thread. */
-bool dsh_still_allowed(dsh_service *svc, nrpc_call *call, const char *key,
-    bool prefix);
+/* dsh_still_allowed: may call, parked since it was authorized (a watch,
+ * a lock wait), still exercise right on key (prefix: on every key under
+ * it)? Its token is checked again against the current token set
+ * (revoked, rights changed). False: call has been answered
+ * (UNAUTHENTICATED, PERMISSION_DENIED) and is gone. Always true without
+ * authentication. Any thread. */
+bool dsh_still_allowed(dsh_service *svc, nrpc_call *call, auth_right right,
+    const char *key, bool prefix);
 
 /* dsh_requeue hands p (owned by the caller until now) back to the writer,
  * at the tail of its queue; the writer then owns it. When the service is

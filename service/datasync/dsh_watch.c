@@ -649,6 +649,13 @@ dsh_hub_grant(dsh_watch_hub *h)
 				ds_free(p);
 				continue;
 			}
+			/* Nor to one whose token was revoked meanwhile. */
+			if (!dsh_still_allowed(h->svc, p->call, AUTH_LOCK, p->w.key,
+			        false)) {
+				atomic_fetch_sub(&h->n_waiters, 1);
+				ds_free(p);
+				continue;
+			}
 			p->wait_attempt = true;
 			q->attempt = p;
 			dsh_requeue(h->svc, p);
@@ -687,7 +694,12 @@ dsh_hub_expire_waiters(dsh_watch_hub *h, int64_t now, bool poll)
 				dsh_waitq_unlink(q, p);
 				atomic_fetch_sub(&h->n_waiters, 1);
 				p->wait_until_ms = 0;
-				dsh_requeue(h->svc, p);
+				if (dsh_still_allowed(h->svc, p->call, AUTH_LOCK,
+				        p->w.key, false)) {
+					dsh_requeue(h->svc, p);
+				} else {
+					ds_free(p); /* answered: revoked meanwhile */
+				}
 			}
 			p = next;
 		}
@@ -766,7 +778,8 @@ dsh_hub_read(dsh_watch_hub *h)
 				ww = &w->next;
 				continue;
 			}
-			if (!dsh_still_allowed(h->svc, w->call, w->key, w->prefix)) {
+			if (!dsh_still_allowed(h->svc, w->call, AUTH_READ, w->key,
+			        w->prefix)) {
 				/* revoked while parked: answered with the
 				 * refusal, and no event leaves */
 				*ww = w->next;
