@@ -81,6 +81,14 @@
  */
 
 /**
+ * Who the caller is, as GET /v1/session (WhoAmI) says.
+ * @typedef {object} SessionInfo
+ * @property {boolean} authRequired  the server requires tokens
+ * @property {boolean} authenticated the request carried a valid token
+ * @property {{name: string, grants: string[]}|null} token when authenticated
+ */
+
+/**
  * A precondition for put() and del(): exactly one of ifMatch / ifAbsent.
  * @typedef {object} WriteOptions
  * @property {number|string} [ifMatch]  the version the write expects, or
@@ -98,6 +106,14 @@
  *   the page's own origin
  * @property {string} [author]    sent as Author on writes (stored as
  *   updatedBy); any text of at most 128 UTF-8 bytes
+ * @property {string|null} [token] a token secret ("dst_..."): sent as
+ *   `Authorization: Bearer` on every request, for callers outside a
+ *   browser (Node, scripts). In a page prefer signIn(), whose HttpOnly
+ *   cookie script cannot read. With a token, watch() uses long polls
+ *   (EventSource cannot send a header)
+ * @property {(err: DataSyncError) => void} [onUnauthenticated] called
+ *   when a request is answered 401 (no token, or one refused or revoked):
+ *   where a page shows its sign-in form again
  * @property {typeof fetch} [fetch] a fetch implementation (tests, Node)
  * @property {EventTarget|null} [window] where to listen for pagehide;
  *   default globalThis when it has addEventListener
@@ -255,6 +271,47 @@ export class TooLargeError extends DataSyncError {
 		super(message, init);
 		this.name = 'TooLargeError';
 	}
+}
+
+/**
+ * UnauthenticatedError: no token, or one the server refused (HTTP 401,
+ * reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN or TOKEN_REVOKED):
+ * sign in (again).
+ */
+export class UnauthenticatedError extends DataSyncError {
+	/** @param {string} message @param {ConstructorParameters<typeof DataSyncError>[1]} [init] */
+	constructor(message, init) {
+		super(message, init);
+		this.name = 'UnauthenticatedError';
+	}
+}
+
+/**
+ * PermissionDeniedError: the token is valid but lacks the right (HTTP 403,
+ * reason PERMISSION_DENIED); the message names the right and the prefix.
+ */
+export class PermissionDeniedError extends DataSyncError {
+	/** @param {string} message @param {ConstructorParameters<typeof DataSyncError>[1]} [init] */
+	constructor(message, init) {
+		super(message, init);
+		this.name = 'PermissionDeniedError';
+	}
+}
+
+/**
+ * decodeSession reads a /v1/session body into a SessionInfo.
+ * @param {any} j
+ * @returns {SessionInfo}
+ */
+export function decodeSession(j) {
+	const t = j && typeof j.token === 'object' && j.token !== null ? j.token : null;
+	return {
+		authRequired: !!(j && j.authRequired === true),
+		authenticated: !!(j && j.authenticated === true),
+		token: t && typeof t.name === 'string'
+			? { name: t.name, grants: Array.isArray(t.grants) ? t.grants.filter((/** @type {any} */ g) => typeof g === 'string') : [] }
+			: null,
+	};
 }
 
 /* --- small pure helpers (exported for tests and advanced callers) ----- */
@@ -507,10 +564,13 @@ export async function errorFromResponse(res) {
 		VERSION_CONFLICT: 'conflict', LOCK_EXPIRED: 'expired', LOCKED: 'locked',
 		PRECONDITION_REQUIRED: 'required', VERSION_COMPACTED: 'compacted', NOT_FOUND: 'notfound',
 		REVISION_COMPACTED: 'revcompacted',
+		TOKEN_MISSING: 'unauth', TOKEN_MALFORMED: 'unauth', TOKEN_UNKNOWN: 'unauth',
+		TOKEN_REVOKED: 'unauth', AUTH_DISABLED: 'unauth', PERMISSION_DENIED: 'denied',
 	};
 	/** @type {Record<number, string>} */
 	const byStatus = {
 		412: 'conflict', 423: 'locked', 428: 'required', 410: 'compacted', 404: 'notfound', 413: 'toolarge',
+		401: 'unauth',
 	};
 	const kind = byReason[reason] ?? byStatus[status];
 	switch (kind) {
@@ -550,6 +610,10 @@ export async function errorFromResponse(res) {
 		return new NotFoundError(message, init);
 	case 'toolarge':
 		return new TooLargeError(message, init);
+	case 'unauth':
+		return new UnauthenticatedError(message, init);
+	case 'denied':
+		return new PermissionDeniedError(message, init);
 	default:
 		return new DataSyncError(message, init);
 	}
@@ -1066,7 +1130,9 @@ export class WatchHandle {
 		this.cursor = new WatchCursor(opts.after ?? 0);
 		const ES = client._EventSource;
 		/** @type {'sse'|'poll'} the transport in use */
-		this.transport = opts.transport === 'poll' || (opts.transport !== 'sse' && !ES) ? 'poll' : 'sse';
+		// EventSource cannot send Authorization: a client with a token
+		// polls (a signed-in page's cookie rides on EventSource).
+		this.transport = opts.transport === 'poll' || (opts.transport !== 'sse' && (!ES || client._token)) ? 'poll' : 'sse';
 		/** @type {boolean} */
 		this.stopped = false;
 		this._failures = 0;      // in a row, since the last open
@@ -1418,6 +1484,78 @@ export class DataSyncClient {
 		/** @type {EventTarget|null} */
 		this._window = options.window !== undefined ? options.window
 			: (typeof globalThis.addEventListener === 'function' ? globalThis : null);
+		/** @type {string|null} sent as Authorization: Bearer; null = none */
+		this._token = null;
+		this.setToken(options.token ?? null);
+		/** @type {((err: DataSyncError) => void)|null} */
+		this.onUnauthenticated = options.onUnauthenticated ?? null;
+	}
+
+	/**
+	 * setToken sets (or, with null, drops) the secret sent as
+	 * `Authorization: Bearer` on every request.
+	 * @param {string|null} token
+	 */
+	setToken(token) {
+		if (token !== null && (typeof token !== 'string' || token === '' || /[^\x21-\x7e]/.test(token))) {
+			throw new TypeError('datasync: token: a non-empty string of printable ASCII ("dst_...")');
+		}
+		this._token = token;
+	}
+
+	/**
+	 * _authHeaders: Authorization for a client holding a token.
+	 * @returns {Record<string, string>}
+	 */
+	_authHeaders() {
+		return this._token ? { Authorization: `Bearer ${this._token}` } : {};
+	}
+
+	/**
+	 * whoami asks who the caller is (GET /v1/session): with a token, the
+	 * session cookie, or neither. A refused or revoked token is not an
+	 * error here: it answers authenticated: false.
+	 * @param {{signal?: AbortSignal}} [opts]
+	 * @returns {Promise<SessionInfo>}
+	 */
+	async whoami(opts = {}) {
+		const res = await this._request('/v1/session', { method: 'GET', signal: opts.signal }, [401]);
+		if (res.status === 401) {
+			await res.text().catch(() => '');
+			return { authRequired: true, authenticated: false, token: null };
+		}
+		return decodeSession(await res.json().catch(() => null));
+	}
+
+	/**
+	 * signIn starts a browser session with a token (POST /v1/session): the
+	 * gateway checks it and sets the HttpOnly ds_session cookie, which
+	 * every later request of this page (fetch and EventSource) carries, so
+	 * the secret need not stay in script. Throws UnauthenticatedError for
+	 * a token the server refuses.
+	 * @param {string} token
+	 * @param {{signal?: AbortSignal}} [opts]
+	 * @returns {Promise<SessionInfo>}
+	 */
+	async signIn(token, opts = {}) {
+		if (typeof token !== 'string' || token.trim() === '') {
+			throw new TypeError('datasync: signIn: token must be a non-empty string');
+		}
+		const res = await this._request('/v1/session', {
+			method: 'POST', headers: { 'Content-Type': 'application/json' },
+			body: JSON.stringify({ token: token.trim() }), signal: opts.signal,
+		}, [], false);
+		return decodeSession(await res.json().catch(() => null));
+	}
+
+	/**
+	 * signOut ends the browser session (DELETE /v1/session clears the
+	 * cookie) and forgets a token given to this client.
+	 * @param {{signal?: AbortSignal}} [opts]
+	 */
+	async signOut(opts = {}) {
+		this._token = null;
+		await this._request('/v1/session', { method: 'DELETE', signal: opts.signal });
 	}
 
 	/**
@@ -1444,11 +1582,16 @@ export class DataSyncClient {
 	 * @param {string} path
 	 * @param {RequestInit} init
 	 * @param {number[]} [accept] non-2xx statuses to return, not throw
+	 * @param {boolean} [notify] call onUnauthenticated on a 401
 	 * @returns {Promise<Response>}
 	 */
-	async _request(path, init, accept = []) {
+	async _request(path, init, accept = [], notify = true) {
 		/** @type {Response} */
 		let res;
+		const auth = this._authHeaders();
+		if (auth.Authorization) {
+			init = { ...init, headers: { ...(/** @type {Record<string, string>} */ (init.headers ?? {})), ...auth } };
+		}
 		try {
 			res = await this._fetch(this.url(path), { cache: 'no-store', credentials: 'same-origin', ...init });
 		} catch (e) {
@@ -1462,7 +1605,15 @@ export class DataSyncClient {
 		if (res.ok || accept.includes(res.status)) {
 			return res;
 		}
-		throw await errorFromResponse(res);
+		const err = await errorFromResponse(res);
+		if (notify && err instanceof UnauthenticatedError && this.onUnauthenticated) {
+			try {
+				this.onUnauthenticated(err);
+			} catch (e) {
+				setTimeout(() => { throw e; });
+			}
+		}
+		throw err;
 	}
 
 	/**
@@ -1662,7 +1813,7 @@ export class DataSyncClient {
 		try {
 			this._fetch(url, {
 				method: 'POST', keepalive: true, cache: 'no-store', credentials: 'same-origin',
-				headers: { 'Content-Type': type }, body,
+				headers: { 'Content-Type': type, ...this._authHeaders() }, body,
 			}).catch(() => { /* the page is gone; the lease runs out anyway */ });
 		} catch {
 			if (typeof navigator !== 'undefined' && typeof navigator.sendBeacon === 'function') {

@@ -18,6 +18,13 @@
 // ?watch=auto|sse|poll|off (default auto: SSE, long polls where SSE
 // fails; off = poll only), ?wait=MS how long "Edit with lock" waits for
 // another holder (0..60000, default 30000).
+//
+// Authentication: when GET /v1/session says the server requires tokens and
+// this browser has no session, the page shows a sign-in form; the token
+// goes to POST /v1/session, which sets an HttpOnly cookie that every later
+// request (fetch and EventSource) carries, so script never keeps the
+// secret. A 401 during use (a revoked token) stops reads, the watch and the
+// lock, and shows the form again.
 import {
 	DataSyncClient, DataSyncError, ConflictError, LockedError, LockExpiredError,
 	NotFoundError, RevisionCompactedError, merge3, resolveMerge,
@@ -99,6 +106,16 @@ const el = {
 	applyMerge: /** @type {HTMLButtonElement} */ ($('btn-apply-merge')),
 	overwrite: /** @type {HTMLButtonElement} */ ($('btn-overwrite')),
 	conflictCancel: /** @type {HTMLButtonElement} */ ($('btn-conflict-cancel')),
+	main: $('app-main'),
+	signin: $('signin'),
+	signinForm: /** @type {HTMLFormElement} */ ($('signin-form')),
+	signinToken: /** @type {HTMLInputElement} */ ($('signin-token')),
+	signinButton: /** @type {HTMLButtonElement} */ ($('btn-signin')),
+	signinError: $('signin-error'),
+	session: $('session'),
+	sessionName: $('session-name'),
+	sessionGrants: $('session-grants'),
+	signout: /** @type {HTMLButtonElement} */ ($('btn-signout')),
 };
 
 /** @type {Record<keyof TicketFields, HTMLInputElement|HTMLSelectElement|HTMLTextAreaElement>} */
@@ -155,6 +172,8 @@ const state = {
 	watchLive: false,
 	/** @type {string} whose lock "Edit with lock" is waiting for ('' = not waiting) */
 	waitingFor: '',
+	/** reads and the watch run (false while signed out) */
+	active: false,
 };
 
 /* --- helpers -------------------------------------------------------------- */
@@ -406,6 +425,9 @@ function applyAbsent() {
 
 async function poll() {
 	clearTimeout(state.pollTimer);
+	if (!state.active) {
+		return; // signed out: nothing to read until signed in again
+	}
 	if (state.polling) {
 		state.pollAgain = true; // one read at a time, so answers stay in order
 		return;
@@ -441,7 +463,7 @@ async function poll() {
 	if (state.pollAgain) {
 		state.pollAgain = false;
 		void poll();
-	} else if (!state.watchLive && POLL_MS > 0) {
+	} else if (state.active && !state.watchLive && POLL_MS > 0) {
 		// The fallback: only while the watch is not delivering.
 		state.pollTimer = setTimeout(() => { void poll(); }, POLL_MS);
 	}
@@ -505,7 +527,7 @@ function asJson(r) {
 }
 
 function startWatch() {
-	if (WATCH_MODE === 'off') {
+	if (WATCH_MODE === 'off' || !state.active) {
 		return;
 	}
 	// The prefix, not {key}: the key form of /v1/events is not promised
@@ -964,8 +986,116 @@ function onNameInput() {
 	render();
 }
 
+/* --- signing in ----------------------------------------------------------- */
+
+/**
+ * showSignIn stops reading and watching and shows the sign-in form.
+ * @param {string} why shown above the form ('' = nothing)
+ */
+function showSignIn(why) {
+	state.active = false;
+	clearTimeout(state.pollTimer);
+	if (state.watch) {
+		state.watch.close();
+		state.watch = null;
+	}
+	state.watchLive = false;
+	if (state.myLock) {
+		dropMyLock(); // its renewals would only meet 401s
+	}
+	el.main.hidden = true;
+	el.session.hidden = true;
+	el.signin.hidden = false;
+	el.signinError.textContent = why;
+	el.signinButton.disabled = false;
+	el.signinToken.focus();
+}
+
+/**
+ * begin shows the ticket and starts reading and watching.
+ * @param {import('/datasync.js').SessionInfo|null} who null: no session API
+ */
+function begin(who) {
+	el.signin.hidden = true;
+	el.main.hidden = false;
+	if (who && who.authenticated && who.token) {
+		el.sessionName.textContent = who.token.name;
+		el.sessionGrants.textContent = who.token.grants.join(', ') || 'no grants';
+		el.session.hidden = false;
+		// With authentication the server names writes and locks after the
+		// token, whatever Author says: show that name.
+		el.you.value = who.token.name;
+		el.you.readOnly = true;
+		client.setAuthor(who.token.name);
+	} else {
+		el.session.hidden = true;
+		el.you.readOnly = false;
+	}
+	state.active = true;
+	render();
+	void poll();
+	startWatch();
+}
+
+async function start() {
+	/** @type {import('/datasync.js').SessionInfo|null} */
+	let who = null;
+	try {
+		who = await client.whoami();
+	} catch (e) {
+		// 404, 501: a gateway or server older than /v1/session and WhoAmI.
+		if (!(e instanceof DataSyncError && [404, 501].includes(e.status))) {
+			say(`Cannot ask who you are: ${errText(e)}`, 'error');
+		}
+		who = null; // a gateway without /v1/session: no authentication
+	}
+	if (who && who.authRequired && !who.authenticated) {
+		showSignIn('');
+		return;
+	}
+	begin(who);
+}
+
+async function onSignIn() {
+	const token = el.signinToken.value.trim();
+	if (!token) {
+		el.signinError.textContent = 'Paste a token first.';
+		return;
+	}
+	el.signinButton.disabled = true;
+	try {
+		const who = await client.signIn(token);
+		el.signinToken.value = '';
+		say('');
+		begin(who);
+	} catch (e) {
+		el.signinError.textContent = `Not signed in: ${errText(e)}`;
+	} finally {
+		el.signinButton.disabled = false;
+	}
+}
+
+async function onSignOut() {
+	if (state.myLock) {
+		await releaseLock();
+	}
+	try {
+		await client.signOut();
+		showSignIn('Signed out.');
+	} catch (e) {
+		say(`Sign-out failed: ${errText(e)}`, 'error');
+	}
+}
+
 initName();
-const client = new DataSyncClient({ author: validName(el.you.value) ? el.you.value : '' });
+const client = new DataSyncClient({
+	author: validName(el.you.value) ? el.you.value : '',
+	onUnauthenticated: (err) => {
+		if (state.active) {
+			showSignIn(`Your session ended: ${errText(err)}. Sign in again.`);
+		}
+	},
+});
 
 el.key.textContent = KEY;
 document.title = `${KEY} · datasync demo`;
@@ -1002,6 +1132,10 @@ el.conflictCancel.addEventListener('click', () => {
 el.dialog.addEventListener('cancel', () => { state.conflict = null; render(); });
 // Countdowns, and locks whose lease ran out, without waiting for a poll.
 setInterval(render, 250);
+el.signinForm.addEventListener('submit', (ev) => {
+	ev.preventDefault();
+	void onSignIn();
+});
+el.signout.addEventListener('click', () => { void onSignOut(); });
 render();
-void poll();
-startWatch();
+void start();

@@ -16,11 +16,12 @@
 #define GW_CORS_ALLOW_HEADERS                                                 \
 	"Content-Type, If-Match, If-None-Match, Lock-Token, "                 \
 	"Idempotency-Key, "                                                   \
-	"Author, Last-Event-ID"
+	"Author, Last-Event-ID, Authorization"
 #define GW_CORS_EXPOSE_HEADERS                                                \
 	"ETag, Lock-Token, Lock-Owner, Lock-Expires-At, "                     \
 	"Lock-Fencing-Token, Record-Revision, Record-Updated-At, "            \
-	"Record-Updated-By, Record-Created-At, Retry-After"
+	"Record-Updated-By, Record-Created-At, Retry-After, "                 \
+	"WWW-Authenticate"
 
 static bool
 gw_cors_scheme_char(char c, bool first)

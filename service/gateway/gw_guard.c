@@ -224,7 +224,9 @@ gw_guard_check(const gw_core *core, const gw_request *req, gw_route route,
 		    "may",
 		    origin);
 	}
-	if (unsafe && (route == GW_ROUTE_RPC || route == GW_ROUTE_LOCK) &&
+	if (unsafe &&
+	    (route == GW_ROUTE_RPC || route == GW_ROUTE_LOCK ||
+	        route == GW_ROUTE_SESSION) &&
 	    gw_guard_has_body(req) &&
 	    !gw_guard_json_type(gw_request_header(req, "Content-Type"))) {
 		const char *ct = gw_request_header(req, "Content-Type");

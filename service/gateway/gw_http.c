@@ -57,6 +57,7 @@
 #include <microhttpd.h>
 
 #include "datasync/v1/datasync.nrpc.h"
+#include "auth.h"
 #include "ds_alloc.h"
 #include "ds_log.h"
 #include "gateway.h"
@@ -72,6 +73,7 @@
 struct gw_server {
 	gw_core core;
 	gw_metrics metrics;
+	auth_limiter *limiter; /* owned: failed authentications per peer */
 	nrpc_client *client;
 	const char **dial;         /* owned array (strings borrowed from the
 	                            * config): each upstream, once per pipe */
@@ -158,6 +160,8 @@ typedef struct gw_stream {
 	uint32_t limit;
 	bool with_values;
 	char *caller; /* owned; NULL = the gateway's client name */
+	char *authorization; /* owned; the credential each Watch forwards
+	                      * (so a revoked token ends the stream) */
 } gw_stream;
 
 static int64_t
@@ -381,6 +385,16 @@ gw_stream_reserve(gw_exchange *ex)
 	return false;
 }
 
+/* gw_http_wipe_free frees a copy of a secret after zeroing it. */
+static void
+gw_http_wipe_free(char *s)
+{
+	if (s != NULL) {
+		memset(s, 0, strlen(s));
+		ds_free(s);
+	}
+}
+
 /* gw_stream_free: nothing refers to s any more. */
 static void
 gw_stream_free(gw_stream *s)
@@ -391,6 +405,7 @@ gw_stream_free(gw_stream *s)
 	ds_free(s->key);
 	ds_free(s->prefix);
 	ds_free(s->caller);
+	gw_http_wipe_free(s->authorization);
 	ds_free(s);
 	atomic_fetch_sub_explicit(
 	    &gw->metrics.sse_streams, 1, memory_order_relaxed);
@@ -482,6 +497,7 @@ gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	Datasync__V1__WatchRequest w = DATASYNC__V1__WATCH_REQUEST__INIT;
 	nrpc_call_opts opts;
 	nrpc_status st;
+	const char *md[2] = {GW_AUTH_METADATA, NULL};
 	size_t n;
 
 	(void) pos;
@@ -523,6 +539,11 @@ gw_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	memset(&opts, 0, sizeof(opts));
 	opts.timeout_ms = gw_wait_deadline_ms(gw->heartbeat_ms, gw->timeout_ms);
 	opts.caller = s->caller;
+	if (s->authorization != NULL) {
+		md[1] = s->authorization;
+		opts.metadata = md;
+		opts.n_metadata = 1;
+	}
 	memset(&st, 0, sizeof(st));
 	if (nrpc_client_call_async(gw->client, gw->core.ops[GW_OP_WATCH],
 	        &w.base, &opts, gw_stream_done, NULL, s, &st) != NRPC_OK) {
@@ -588,6 +609,8 @@ gw_stream_response(gw_exchange *ex)
 	    (w->prefix[0] != '\0' &&
 	        (s->prefix = gw_stream_dup(w->prefix)) == NULL) ||
 	    (p->caller != NULL && (s->caller = ds_strdup(p->caller)) == NULL) ||
+	    (p->authorization != NULL &&
+	        (s->authorization = ds_strdup(p->authorization)) == NULL) ||
 	    ds_buf_append(&s->out, p->resp.body, p->resp.body_len) != DS_OK) {
 		goto fail;
 	}
@@ -608,6 +631,7 @@ fail:
 	ds_free(s->key);
 	ds_free(s->prefix);
 	ds_free(s->caller);
+	gw_http_wipe_free(s->authorization);
 	ds_free(s);
 	return NULL;
 }
@@ -700,6 +724,7 @@ gw_http_call(gw_exchange *ex)
 	gw_server *gw = ex->gw;
 	nrpc_status st;
 	nrpc_call_opts opts;
+	const char *md[2] = {GW_AUTH_METADATA, ex->plan.authorization};
 
 	memset(&st, 0, sizeof(st));
 	memset(&opts, 0, sizeof(opts));
@@ -720,6 +745,11 @@ gw_http_call(gw_exchange *ex)
 	opts.timeout_ms = gw_plan_deadline_ms(&ex->plan, gw->timeout_ms);
 	opts.request_id = ex->plan.call_request_id;
 	opts.caller = ex->plan.caller;
+	if (ex->plan.authorization != NULL) {
+		/* Forwarded as sent: datasyncd decides (DESIGN §11). */
+		opts.metadata = md;
+		opts.n_metadata = 1;
+	}
 	if (nrpc_client_call_async(gw->client, ex->plan.rpc, ex->plan.req,
 	        &opts, gw_http_rpc_done, NULL, ex, &st) != NRPC_OK) {
 		gw_plan_fail(&gw->core, &ex->plan, &st);
@@ -1352,6 +1382,12 @@ gw_start(const gw_config *cfg, gw_server **out, nrpc_status *st)
 	gw_core_set_hosts(&gw->core, cfg->http,
 	    (const char *const *) gw->allow_hosts, gw->n_allow_hosts);
 	gw->core.tls = cfg->tls_cert_file != NULL;
+	if ((gw->limiter = auth_limiter_new(NULL)) == NULL) {
+		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED,
+		    "RESOURCE_EXHAUSTED", NULL, "out of memory");
+		goto fail;
+	}
+	gw->core.limiter = gw->limiter;
 	/* The budget must admit the largest body one request may send
 	 * (/rpc/'s), or that request could never be served. */
 	if (cfg->body_budget != 0) {
@@ -1453,6 +1489,7 @@ gw_free(gw_server *gw)
 	free(gw->web_root); /* from realpath */
 	ds_free(gw->js_path);
 	ds_free(gw->dial);
+	auth_limiter_free(gw->limiter);
 	if (gw->tls_key.ptr != NULL) {
 		memset(gw->tls_key.ptr, 0, gw->tls_key.len);
 	}

@@ -58,7 +58,7 @@ typedef struct gw_request {
 
 /* The request headers the gateway reads: gw_http.c copies exactly these
  * (repeated ones joined); a header not listed is ignored. */
-#define GW_N_REQUEST_HEADERS 13
+#define GW_N_REQUEST_HEADERS 15
 extern const char *const gw_request_header_names[GW_N_REQUEST_HEADERS];
 
 /* gw_request_header returns the value of name (case-insensitive), or
@@ -134,6 +134,7 @@ typedef enum gw_route {
 	GW_ROUTE_WATCH,  /* /v1/watch: long poll */
 	GW_ROUTE_EVENTS, /* /v1/events: Server-Sent Events */
 	GW_ROUTE_STATIC, /* everything else */
+	GW_ROUTE_SESSION, /* /v1/session: sign in, who am I, sign out */
 	GW_ROUTE_COUNT,
 } gw_route;
 
@@ -324,11 +325,13 @@ typedef enum gw_op {
 	GW_OP_UNLOCK,
 	GW_OP_LIST,
 	GW_OP_WATCH,
+	GW_OP_WHOAMI,
 	GW_OP_COUNT,
 	GW_OP_RPC = GW_OP_COUNT, /* /rpc/: any method */
 } gw_op;
 
 typedef struct gw_metrics gw_metrics;
+typedef struct auth_limiter auth_limiter;
 
 typedef struct gw_core {
 	const nrpc_service_desc *const *services; /* borrowed */
@@ -349,7 +352,10 @@ typedef struct gw_core {
 	const char *const *allow_hosts;          /* borrowed; --allow-host */
 	size_t n_allow_hosts;
 	bool allow_any_host; /* "*" is among them */
-	bool tls;            /* served over HTTPS: the own origin is https:// */
+	bool tls;            /* served over HTTPS: the own origin is https://,
+	                      * and the session cookie is Secure */
+	auth_limiter *limiter; /* borrowed; failed authentications per HTTP
+	                        * peer (gw_auth.c); NULL: none */
 } gw_core;
 
 /* gw_core_init fills core; everything passed is borrowed for core's
@@ -527,6 +533,13 @@ typedef struct gw_plan {
 	bool stream;            /* GET /v1/events: the RPC is the stream's
 	                         * first Watch (GW_SSE_PROBE_WAIT_MS) */
 	uint64_t stream_after;  /* GW_PLAN_STREAM: the cursor to go on from */
+	/* Authentication (gw_auth.c). */
+	int cred_from;       /* gw_cred_from of the credential forwarded */
+	char *authorization; /* owned: the metadata value forwarded on the
+	                      * call, "Bearer <secret>" (or another scheme's
+	                      * header as sent); NULL: none. Never logged */
+	int session;         /* gw_session_op of a /v1/session request */
+	char peer[GW_MAX_PEER_BYTES + 1]; /* the limiter's key; "" unknown */
 	char *caller;           /* owned: "http:" and the peer, sent as the
 	                         * call's client name (nrpc_call_opts.caller)
 	                         * so that the service scopes Idempotency-Key
@@ -544,6 +557,7 @@ typedef struct gw_plan {
 		Datasync__V1__UnlockRequest unlock;
 		Datasync__V1__ListRequest list;
 		Datasync__V1__WatchRequest watch;
+		Datasync__V1__WhoAmIRequest whoami;
 	} m;
 	Datasync__V1__GetRequest current; /* read_current */
 	Datasync__V1__Precondition precond;
@@ -607,6 +621,95 @@ int64_t gw_plan_deadline_ms(const gw_plan *p, int64_t rpc_timeout_ms);
 /* gw_wait_deadline_ms is the same for a call that waits wait_ms (0: it
  * does not wait). */
 int64_t gw_wait_deadline_ms(uint32_t wait_ms, int64_t rpc_timeout_ms);
+
+/* --- authentication (gw_auth.c) --- */
+
+/* The HttpOnly cookie a browser session rides on (DESIGN §11). */
+#define GW_SESSION_COOKIE "ds_session"
+/* The metadata key the credential travels under on the RPC. */
+#define GW_AUTH_METADATA "authorization"
+
+typedef enum gw_cred_from {
+	GW_CRED_NONE = 0,
+	GW_CRED_HEADER, /* Authorization (wins over the cookie) */
+	GW_CRED_COOKIE, /* Cookie: ds_session=... */
+	GW_CRED_BODY,   /* POST /v1/session {"token": ...} */
+} gw_cred_from;
+
+typedef enum gw_session_op {
+	GW_SESSION_NONE = 0,
+	GW_SESSION_GET,    /* GET /v1/session: WhoAmI */
+	GW_SESSION_SIGNIN, /* POST: WhoAmI with the token, then the cookie */
+} gw_session_op;
+
+/* gw_cred: the credential of a request, borrowed from it. */
+typedef struct gw_cred {
+	gw_cred_from from;
+	const char *value; /* the secret (Bearer, cookie), or the whole
+	                    * Authorization value of another scheme */
+	size_t len;
+	bool bearer; /* value is a Bearer secret (or a cookie's) */
+} gw_cred;
+
+/* gw_cookie_get finds the first cookie called name in a Cookie header
+ * value ("a=1; ds_session=x"; several Cookie headers joined by ", " as
+ * gw_http.c joins them): *value, *len borrowed from header (DQUOTEs
+ * around the value dropped). false when there is none. */
+bool gw_cookie_get(const char *header, const char *name, const char **value,
+    size_t *len);
+
+/* gw_auth_cred reads req's credential: Authorization wins over the
+ * ds_session cookie. A "Bearer <secret>" header gives the secret; a
+ * header of another scheme is forwarded whole (datasyncd refuses it as
+ * TOKEN_MALFORMED), so the gateway never decides who is authenticated. */
+void gw_auth_cred(const gw_request *req, gw_cred *c);
+
+/* gw_auth_metadata turns c into the value forwarded as the RPC metadata
+ * "authorization": "Bearer <secret>" (owned; ds_free), NULL for none.
+ * Returns 0, 400 when it exceeds GW_MAX_AUTH_BYTES, 500 out of memory. */
+int gw_auth_metadata(const gw_cred *c, char **out, nrpc_status *st);
+
+/* gw_auth_www_authenticate: the WWW-Authenticate of a 401 (RFC 6750 §3):
+ * with error="invalid_token" when a credential was sent. Static. */
+const char *gw_auth_www_authenticate(bool had_credential);
+
+/* gw_auth_session_cookie writes the Set-Cookie value that starts a
+ * session with secret (HttpOnly; SameSite=Strict; Path=/; Secure when
+ * tls), or, with secret NULL, the one that ends it (Max-Age=0). Owned
+ * (ds_free); NULL out of memory. */
+char *gw_auth_session_cookie(const char *secret, size_t len, bool tls);
+
+/* gw_auth_blocked: is the peer of p over the failure limit (core's
+ * limiter)? Only requests that carry a credential are held back (one
+ * without cannot guess); *retry_after_ms how long still. */
+bool gw_auth_blocked(const gw_core *core, const gw_plan *p,
+    int64_t *retry_after_ms);
+
+/* gw_auth_outcome feeds the limiter with the outcome of p's call: an
+ * UNAUTHENTICATED answer to a request that carried a credential counts
+ * as one failure of its peer. */
+void gw_auth_outcome(const gw_core *core, const gw_plan *p,
+    const nrpc_status *st);
+
+/* gw_auth_decorate adds what a response about authentication needs:
+ * WWW-Authenticate on a 401; on a 401 for a ds_session cookie, the
+ * Set-Cookie that drops it (a revoked session does not linger). */
+void gw_auth_decorate(const gw_core *core, gw_plan *p);
+
+/* gw_auth_session_plan plans /v1/session (p->method GET, POST, DELETE):
+ * GET and POST become a WhoAmI (POST with the token of its JSON body
+ * {"token": "..."} when it has one, else its Authorization), DELETE
+ * answers 204 with the cookie cleared. Returns 0 or an HTTP status with
+ * st filled. */
+int gw_auth_session_plan(const gw_core *core, const gw_request *req,
+    gw_plan *p, nrpc_status *st);
+
+/* gw_auth_session_render renders the WhoAmI reply w of a /v1/session
+ * plan: 200 {"authRequired","authenticated","token"}, and for a sign-in
+ * with a token the server accepted the session cookie; a sign-in the
+ * server did not authenticate is 401. */
+void gw_auth_session_render(const gw_core *core, gw_plan *p,
+    const Datasync__V1__WhoAmIResponse *w);
 
 /* --- watch over HTTP (gw_watch.c) --- */
 

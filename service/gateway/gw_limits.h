@@ -35,6 +35,14 @@
  * store's own limits are smaller; this one keeps copies cheap. */
 #define GW_MAX_HEADER_VALUE_BYTES 4096
 
+/* The credential forwarded upstream (Authorization, the session cookie,
+ * a sign-in's token): a token is 68 bytes; this leaves room for another
+ * scheme's header while staying far below NRPC_MAX_METADATA_BYTES. */
+#define GW_MAX_AUTH_BYTES 1024
+
+/* POST /v1/session's body: {"token": "dst_..."}. */
+#define GW_MAX_SESSION_BODY_BYTES 4096
+
 /* GW_MAX_SMALL_BODY_BYTES is the body cap of routes that take no value:
  * /healthz, /metrics, static files (they ignore a body). */
 #define GW_MAX_SMALL_BODY_BYTES (64 * 1024)

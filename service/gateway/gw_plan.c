@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "auth.h"
 #include "ds_alloc.h"
 #include "gw_int.h"
 
@@ -37,6 +38,9 @@ static const struct {
     {GW_OP_WATCH, "/datasync.v1.DataSync/Watch",
         &datasync__v1__watch_request__descriptor,
         &datasync__v1__watch_response__descriptor},
+    {GW_OP_WHOAMI, "/datasync.v1.DataSync/WhoAmI",
+        &datasync__v1__who_am_irequest__descriptor,
+        &datasync__v1__who_am_iresponse__descriptor},
 };
 
 void
@@ -146,6 +150,11 @@ gw_plan_fini(gw_plan *p)
 	ds_free(p->origin);
 	ds_free(p->call_request_id);
 	ds_free(p->caller);
+	if (p->authorization != NULL) {
+		/* The secret does not outlive the request in freed memory. */
+		memset(p->authorization, 0, strlen(p->authorization));
+		ds_free(p->authorization);
+	}
 	ds_free(p->static_rel);
 	for (size_t i = 0; i < p->n_strs; i++) {
 		ds_free(p->strs[i]);
@@ -160,6 +169,7 @@ gw_plan_fini(gw_plan *p)
 void
 gw_plan_decorate(const gw_core *core, gw_plan *p)
 {
+	gw_auth_decorate(core, p);
 	gw_cors_decorate(core, p->cors, p->origin, &p->resp);
 	gw_response_seal(&p->resp);
 }
@@ -844,6 +854,8 @@ gw_plan_route(const gw_core *core, const gw_request *req, const gw_target *t,
 	case GW_ROUTE_WATCH:
 	case GW_ROUTE_EVENTS:
 		return gw_plan_watch(core, req, t, p, st);
+	case GW_ROUTE_SESSION:
+		return gw_auth_session_plan(core, req, p, st);
 	case GW_ROUTE_STATIC: {
 		int http = gw_static_sanitize(
 		    t->path, t->path_len, &p->static_rel, st);
@@ -905,6 +917,50 @@ gw_plan_caller(const gw_request *req, gw_plan *p, nrpc_status *st)
 	return 0;
 }
 
+/* gw_plan_auth takes the request's credential (gw_auth.c) for the call
+ * and its peer for the limiter. Returns 0 or an HTTP status. */
+static int
+gw_plan_auth(const gw_request *req, gw_plan *p, nrpc_status *st)
+{
+	gw_cred c;
+
+	if (req->peer != NULL) {
+		size_t n = strnlen(req->peer, GW_MAX_PEER_BYTES);
+
+		memcpy(p->peer, req->peer, n);
+		p->peer[n] = '\0';
+	}
+	gw_auth_cred(req, &c);
+	p->cred_from = c.from;
+	return gw_auth_metadata(&c, &p->authorization, st);
+}
+
+/* gw_plan_auth_limit: a peer over the failure limit gets 429 before any
+ * call is made for it. */
+static void
+gw_plan_auth_limit(const gw_core *core, gw_plan *p)
+{
+	int64_t retry_ms;
+	nrpc_status st;
+
+	if (p->kind != GW_PLAN_RPC || !gw_auth_blocked(core, p, &retry_ms)) {
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	(void) gw_status_set(&st, 429, NRPC_RESOURCE_EXHAUSTED,
+	    "TOO_MANY_AUTH_FAILURES", "authorization",
+	    "%d failed authentications from this address within %d s: "
+	    "refused for %d s",
+	    AUTH_LIMIT_FAILURES, AUTH_LIMIT_WINDOW_MS / 1000,
+	    AUTH_LIMIT_BLOCK_MS / 1000);
+	st.retry_after_ms = retry_ms > 0 && retry_ms < UINT32_MAX
+	                        ? (uint32_t) retry_ms
+	                        : 1000;
+	p->read_current = false;
+	gw_plan_error(core, p, 429, &st);
+	nrpc_status_fini(&st);
+}
+
 void
 gw_plan_make(const gw_core *core, const gw_request *req, gw_plan *p)
 {
@@ -952,9 +1008,14 @@ gw_plan_make(const gw_core *core, const gw_request *req, gw_plan *p)
 		gw_response_header(&p->resp, "Allow", gw_route_allow(t.route));
 		goto out;
 	}
+	if ((http = gw_plan_auth(req, p, &st)) != 0) {
+		gw_plan_error(core, p, http, &st);
+		goto out;
+	}
 	if ((http = gw_plan_route(core, req, &t, p, &st)) > 0) {
 		gw_plan_error(core, p, http, &st);
 	}
+	gw_plan_auth_limit(core, p);
 out:
 	if (p->kind == GW_PLAN_RESPOND) {
 		gw_plan_decorate(core, p);
@@ -1206,6 +1267,7 @@ gw_plan_kind
 gw_plan_step(const gw_core *core, gw_plan *p, const ProtobufCMessage *resp,
     const nrpc_status *st)
 {
+	gw_auth_outcome(core, p, st);
 	if (p->read_current) {
 		gw_plan_after_current(core, p, resp, st);
 	} else if (st->code != NRPC_OK || resp == NULL) {
@@ -1247,6 +1309,10 @@ gw_plan_step(const gw_core *core, gw_plan *p, const ProtobufCMessage *resp,
 			gw_render_json(&p->resp, 200, resp);
 			/* Events are news: no cache may answer a later poll. */
 			gw_response_header(&p->resp, "Cache-Control", "no-store");
+			break;
+		case GW_OP_WHOAMI:
+			gw_auth_session_render(core, p,
+			    (const Datasync__V1__WhoAmIResponse *) resp);
 			break;
 		case GW_OP_LIST:
 		case GW_OP_RPC:

@@ -349,6 +349,12 @@ gw_render_error(const gw_core *core, gw_response *r, int http,
 			    gw_retry_after_s(rec->lock->expires_at_ms, now));
 		}
 	}
+	if (st->retry_after_ms > 0 &&
+	    gw_response_get_header(r, "Retry-After") == NULL) {
+		/* Whole seconds, rounded up: never earlier than asked. */
+		gw_response_headerf(r, "Retry-After", "%u",
+		    (st->retry_after_ms + 999) / 1000);
+	}
 	if ((http == 423 || http == 429 || http == 503) &&
 	    gw_response_get_header(r, "Retry-After") == NULL) {
 		gw_response_headerf(r, "Retry-After", "%d", GW_RETRY_AFTER_S);

@@ -26,6 +26,8 @@ const char *const gw_request_header_names[GW_N_REQUEST_HEADERS] = {
     "Access-Control-Request-Headers",
     "Host",
     "Last-Event-ID",
+    "Authorization",
+    "Cookie",
 };
 
 const char *
@@ -55,6 +57,7 @@ static const char *const gw_route_names[GW_ROUTE_COUNT] = {
     [GW_ROUTE_WATCH] = "watch",
     [GW_ROUTE_EVENTS] = "events",
     [GW_ROUTE_STATIC] = "static",
+    [GW_ROUTE_SESSION] = "session",
 };
 
 const char *
@@ -130,6 +133,9 @@ static const struct {
     [GW_ROUTE_STATIC] = {GW_BIT(GW_M_GET) | GW_BIT(GW_M_HEAD) |
                              GW_BIT(GW_M_OPTIONS),
         "GET, HEAD, OPTIONS"},
+    [GW_ROUTE_SESSION] = {GW_BIT(GW_M_GET) | GW_BIT(GW_M_POST) |
+                              GW_BIT(GW_M_DELETE) | GW_BIT(GW_M_OPTIONS),
+        "GET, POST, DELETE, OPTIONS"},
 };
 
 const char *
@@ -252,6 +258,8 @@ gw_target_parse(const char *uri, gw_target *t, nrpc_status *st)
 		t->route = GW_ROUTE_WATCH;
 	} else if (gw_equals(t->path, t->path_len, "/v1/events")) {
 		t->route = GW_ROUTE_EVENTS;
+	} else if (gw_equals(t->path, t->path_len, "/v1/session")) {
+		t->route = GW_ROUTE_SESSION;
 	} else if (gw_equals(t->path, t->path_len, "/v1") ||
 	           gw_has_prefix(t->path, t->path_len, "/v1/")) {
 		t->route = GW_ROUTE_OTHER; /* API space: never a file */
@@ -526,6 +534,9 @@ gw_body_limit(const gw_core *core, gw_route r, const char **name)
 	case GW_ROUTE_RPC:
 		*name = "max_rpc_body_bytes";
 		return core->max_rpc_body_bytes;
+	case GW_ROUTE_SESSION:
+		*name = "max_session_body_bytes";
+		return GW_MAX_SESSION_BODY_BYTES;
 	default:
 		*name = "max_small_body_bytes";
 		return GW_MAX_SMALL_BODY_BYTES;

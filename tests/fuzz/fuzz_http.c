@@ -13,14 +13,22 @@
  *   - an event stream (GET /v1/events) is 200 text/event-stream, and its
  *     bytes, and those gw_sse_step frames for three more fake Watch
  *     outcomes, are well-formed SSE: every line a field we send (retry,
- *     id, event, data) or a comment, every data line one JSON value.
+ *     id, event, data) or a comment, every data line one JSON value;
+ *   - a 401 carries WWW-Authenticate;
+ *   - a secret-like credential ("dst_..." of the secret alphabet) of
+ *     Authorization or the ds_session cookie, when the input holds it
+ *     only once, never shows in the response's body or a
+ *     header other than Set-Cookie (a sign-in's cookie is the one place
+ *     a secret may go back).
  *
  * Input layout: byte 0 picks the fake RPC outcome of each step (a status
  * from a table of the ones the service gives, with the reply bytes as
  * the response message or as the status detail); byte 1 holds flags
  * (bit 0: CORS origin https://app.example; bit 1: CORS "*"; bit 2: a
  * 16-byte max_value_bytes; bit 3: no metrics; bit 4: the first RPC fails
- * to start, gw_plan_fail); byte 2 is the length of the reply bytes that
+ * to start, gw_plan_fail; bit 5: the failure limiter, the peer one of
+ * four addresses picked by byte 0; bit 6: HTTPS, Secure cookies); byte 2
+ * is the length of the reply bytes that
  * follow; then the request as text: "METHOD TARGET\r\n", header lines
  * "Name: value\r\n", an empty line, the body. FUZZ_VERBOSE=1 prints
  * every response's status, headers and the start of its body.
@@ -35,6 +43,7 @@
 
 #include <jansson.h>
 
+#include "auth.h"
 #include "datasync/v1/datasync.nrpc.h"
 #include "ds_alloc.h"
 #include "gw_int.h"
@@ -45,6 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char fz_root[256];
 static char fz_root_real[4096];
 static gw_metrics fz_metrics;
+static auth_limiter *fz_limiter;
+/* The input being run, for fz_check's secret check (fz_check runs
+ * while a response may still borrow from the fake reply). */
+static const gw_request *fz_cur_req;
+static const uint8_t *fz_cur_data;
+static size_t fz_cur_size;
 static int fz_verbose;
 
 static void
@@ -57,6 +72,8 @@ fz_cleanup(void)
 	(void) snprintf(path, sizeof(path), "%s/app.js", fz_root);
 	(void) unlink(path);
 	(void) rmdir(fz_root);
+	auth_limiter_free(fz_limiter);
+	fz_limiter = NULL;
 }
 
 static void
@@ -90,6 +107,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	fz_write("app.js", "export const x = 1;\n");
 	atexit(fz_cleanup);
 	gw_metrics_init(&fz_metrics);
+	/* One for the whole run: a peer's failures add up across inputs as
+	 * they do across requests. */
+	if ((fz_limiter = auth_limiter_new(NULL)) == NULL) {
+		abort();
+	}
 	return 0;
 }
 
@@ -126,6 +148,12 @@ static const fz_outcome fz_outcomes[] = {
     {NRPC_UNAUTHENTICATED, "UNAUTHENTICATED", NULL, false},
     {NRPC_UNKNOWN, "\xff\xfe not utf-8", NULL, true},
     {NRPC_OUT_OF_RANGE, "REVISION_COMPACTED", "after_revision", true},
+    {NRPC_UNAUTHENTICATED, "TOKEN_MISSING", "authorization", false},
+    {NRPC_UNAUTHENTICATED, "TOKEN_UNKNOWN", "authorization", false},
+    {NRPC_UNAUTHENTICATED, "TOKEN_REVOKED", "authorization", false},
+    {NRPC_PERMISSION_DENIED, "PERMISSION_DENIED", "key", false},
+    {NRPC_RESOURCE_EXHAUSTED, "TOO_MANY_AUTH_FAILURES", "authorization",
+        false},
 };
 #define FZ_N_OUTCOMES (sizeof(fz_outcomes) / sizeof(fz_outcomes[0]))
 
@@ -146,6 +174,59 @@ fz_fail(const char *what, const gw_response *r)
 {
 	fprintf(stderr, "fuzz_http: %s (status %d)\n", what, r->status);
 	abort();
+}
+
+/* fz_count: how often needle occurs in s[0..n). */
+static size_t
+fz_count(const uint8_t *s, size_t n, const char *needle, size_t len)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; len > 0 && i + len <= n; i++) {
+		if (memcmp(s + i, needle, len) == 0) {
+			c++;
+		}
+	}
+	return c;
+}
+
+/* fz_check_secret: a credential the input holds once (in its header) is
+ * not echoed: not in the body, not in a header but Set-Cookie. */
+static void
+fz_check_secret(const gw_plan *p, const gw_request *req, const uint8_t *data,
+    size_t size)
+{
+	const gw_response *r = &p->resp;
+	gw_cred c;
+
+	gw_auth_cred(req, &c);
+	/* Only a secret-like value ("dst_" and at least 16 more bytes of the
+	 * secret alphabet) is checked: a shorter or wordier one may be text
+	 * the gateway writes anyway ("METHOD_NOT_ALLOWED"). */
+	if (c.from == GW_CRED_NONE || c.len < 20 ||
+	    memcmp(c.value, AUTH_SECRET_PREFIX, 4) != 0 ||
+	    fz_count(data, size, c.value, c.len) != 1) {
+		return;
+	}
+	for (size_t i = 0; i < c.len; i++) {
+		char ch = c.value[i];
+
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+		        (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '-')) {
+			return;
+		}
+	}
+	if (r->body != NULL &&
+	    fz_count(r->body, r->body_len, c.value, c.len) > 0) {
+		fz_fail("the credential is echoed in the body", r);
+	}
+	for (size_t i = 0; i < r->n_headers; i++) {
+		if (strcmp(r->headers[i].name, "Set-Cookie") != 0 &&
+		    fz_count((const uint8_t *) r->headers[i].value,
+		        strlen(r->headers[i].value), c.value, c.len) > 0) {
+			fz_fail("the credential is echoed in a header", r);
+		}
+	}
 }
 
 static void
@@ -189,6 +270,13 @@ fz_check(const gw_plan *p)
 	if ((r->status == 423 || r->status == 429 || r->status == 503) &&
 	    gw_response_get_header(r, "Retry-After") == NULL) {
 		fz_fail("no Retry-After", r);
+	}
+	if (r->status == 401 &&
+	    gw_response_get_header(r, "WWW-Authenticate") == NULL) {
+		fz_fail("a 401 without WWW-Authenticate", r);
+	}
+	if (fz_cur_req != NULL) {
+		fz_check_secret(p, fz_cur_req, fz_cur_data, fz_cur_size);
 	}
 	if (ct != NULL && strcmp(ct, "application/json") == 0 &&
 	    (r->status >= 400 || json_route) && r->body_len > 0) {
@@ -463,6 +551,9 @@ fz_step(const gw_core *core, gw_plan *p, unsigned sel, const uint8_t *reply,
 	} else {
 		nrpc_status_set(&st, oc->code, oc->reason, oc->field,
 		    "fake %s from the fuzzer", oc->reason);
+		if (oc->code == NRPC_RESOURCE_EXHAUSTED) {
+			st.retry_after_ms = (uint32_t) reply_len * 997;
+		}
 		if (oc->detail) {
 			(void) nrpc_status_set_detail_bytes(&st,
 			    fz_detail_types[(sel / FZ_N_OUTCOMES) %
@@ -512,7 +603,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (flags & 2) ? any : (flags & 1) ? one : NULL,
 	    (flags & 2) ? 2 : (flags & 1) ? 1 : 0, (flags & 4) ? 16 : 0,
 	    ds_clock_wall(), (flags & 8) ? NULL : &fz_metrics);
+	core.limiter = (flags & 32) ? fz_limiter : NULL;
+	core.tls = (flags & 64) != 0;
 	fz_req_parse(&q, reply + reply_len, size - 3 - reply_len);
+	fz_cur_req = &q.req;
+	fz_cur_data = data;
+	fz_cur_size = size;
+	if (flags & 32) {
+		static const char *const peers[] = {
+		    "10.0.0.1", "10.0.0.2", "::1", "192.0.2.255"};
+
+		q.req.peer = peers[sel & 3];
+	}
 
 	gw_plan_init(&p);
 	gw_plan_request(&core, &q.req, &p);
@@ -551,6 +653,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!checked) {
 		fz_check(&p);
 	}
+	fz_cur_req = NULL;
 	gw_metrics_end(&fz_metrics, p.route, p.method, p.resp.status, 1,
 	    p.resp.events);
 	gw_plan_fini(&p);

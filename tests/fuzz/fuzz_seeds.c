@@ -493,8 +493,70 @@ enum { O_OK = 0, O_CONFLICT = 2, O_LOCKED = 3, O_NOT_FOUND = 4,
 	O_DEADLINE = 10, O_MISMATCH = 11, O_COMPACTED = 14,
 	O_BAD_UTF8 = 21,
 	/* REVISION_COMPACTED (22) with the detail read as the 7th detail
-	 * type, datasync.v1.WatchResponse: 22 + 23 * 6. */
-	O_REV_COMPACTED = 160 };
+	 * type, datasync.v1.WatchResponse: 22 + 28 * 6. */
+	O_REV_COMPACTED = 190,
+	O_TOKEN_MISSING = 23, O_TOKEN_UNKNOWN = 24, O_TOKEN_REVOKED = 25,
+	O_DENIED = 26, O_AUTH_FAILURES = 27 };
+
+#define SD_SECRET "dst_5e5e5e5e0123456789abcdef0123456789abcdef0123456789abcdef01234567"
+
+/* Authentication: Authorization, the ds_session cookie among others, the
+ * /v1/session routes; flags 32 = the limiter, 64 = HTTPS. */
+static void
+sd_http_auth(void)
+{
+	Datasync__V1__WhoAmIResponse who = DATASYNC__V1__WHO_AM_IRESPONSE__INIT;
+	Datasync__V1__WhoAmIResponse anon = DATASYNC__V1__WHO_AM_IRESPONSE__INIT;
+	Datasync__V1__Token tok = DATASYNC__V1__TOKEN__INIT;
+	char *grants[] = {"read:docs/", "write:docs/"};
+
+	tok.name = "ci";
+	tok.grants = grants;
+	tok.n_grants = 2;
+	who.auth_required = true;
+	who.authenticated = true;
+	who.token = &tok;
+	anon.auth_required = true;
+	sd_http("auth_bearer", O_OK, 32, NULL,
+	    "GET /v1/records/docs%2Fa HTTP/1.1\r\nAuthorization: Bearer " SD_SECRET
+	    "\r\n\r\n");
+	sd_http("auth_bearer_unknown", O_TOKEN_UNKNOWN, 32, NULL,
+	    "GET /v1/records/docs%2Fa HTTP/1.1\r\nAuthorization: bearer  " SD_SECRET
+	    "\r\n\r\n");
+	sd_http("auth_basic", O_TOKEN_MISSING, 32, NULL,
+	    "GET /v1/records HTTP/1.1\r\nAuthorization: Basic YWxhZGRpbjpvcGVu\r\n\r\n");
+	sd_http("auth_cookie", O_TOKEN_REVOKED, 32, NULL,
+	    "PUT /v1/records/docs%2Fa HTTP/1.1\r\nIf-Match: *\r\n"
+	    "Cookie: theme=dark; ds_session=" SD_SECRET "; lang=en\r\n"
+	    "Cookie: other=1\r\n\r\nvalue");
+	sd_http("auth_cookie_quoted", O_DENIED, 0, NULL,
+	    "DELETE /v1/records/docs%2Fa HTTP/1.1\r\nIf-Match: *\r\n"
+	    "Cookie: ds_session=\"" SD_SECRET "\"\r\n\r\n");
+	sd_http("auth_header_and_cookie", O_AUTH_FAILURES, 32, NULL,
+	    "GET /v1/watch?prefix=docs/ HTTP/1.1\r\nAuthorization: Bearer " SD_SECRET
+	    "\r\nCookie: ds_session=dst_other\r\n\r\n");
+	sd_http("auth_events_cookie", O_OK, 0, NULL,
+	    "GET /v1/events?prefix=docs/ HTTP/1.1\r\nCookie: ds_session=" SD_SECRET
+	    "\r\n\r\n");
+	sd_http("session_get", O_OK, 0, &anon.base,
+	    "GET /v1/session HTTP/1.1\r\nCookie: ds_session=" SD_SECRET "\r\n\r\n");
+	sd_http("session_sign_in", O_OK, 64, &who.base,
+	    "POST /v1/session HTTP/1.1\r\nContent-Type: application/json\r\n"
+	    "Origin: https://127.0.0.1:8080\r\nHost: 127.0.0.1:8080\r\n\r\n"
+	    "{\"token\": \"" SD_SECRET "\"}");
+	sd_http("session_sign_in_header", O_OK, 32, &who.base,
+	    "POST /v1/session HTTP/1.1\r\nAuthorization: Bearer " SD_SECRET
+	    "\r\n\r\n");
+	sd_http("session_sign_in_other_scheme", O_OK, 0, &who.base,
+	    "POST /v1/session HTTP/1.1\r\nAuthorization: x\r\n\r\n");
+	sd_http("session_sign_in_refused", O_TOKEN_UNKNOWN, 32, NULL,
+	    "POST /v1/session HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+	    "{\"token\":\"dst_nope\"}");
+	sd_http("session_sign_in_no_token", O_OK, 0, NULL,
+	    "POST /v1/session HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{}");
+	sd_http("session_sign_out", O_OK, 64, NULL,
+	    "DELETE /v1/session HTTP/1.1\r\nCookie: ds_session=" SD_SECRET "\r\n\r\n");
+}
 
 /* Watch over HTTP: long poll, event stream, Lock waitMs. */
 static void
@@ -709,6 +771,7 @@ sd_http_all(void)
 	sd_http("fail_to_start", O_OK, 16, NULL,
 	    "GET /v1/records/k HTTP/1.1\r\n\r\n");
 	sd_http_watch();
+	sd_http_auth();
 }
 
 int

@@ -354,7 +354,7 @@ expect_code 204 "preflight from an allowed origin"
 expect_hdr Access-Control-Allow-Origin https://app.example "preflight ACAO"
 expect_hdr Access-Control-Allow-Methods "GET, HEAD, PUT, DELETE, OPTIONS" "preflight methods"
 expect_hdr Access-Control-Allow-Headers \
-  "Content-Type, If-Match, If-None-Match, Lock-Token, Idempotency-Key, Author, Last-Event-ID" \
+  "Content-Type, If-Match, If-None-Match, Lock-Token, Idempotency-Key, Author, Last-Event-ID, Authorization" \
   "preflight headers"
 expect_hdr Access-Control-Max-Age 600 "preflight max age"
 http OPTIONS $R/doc -H 'Origin: https://evil.example' \
@@ -364,7 +364,7 @@ expect_no_hdr Access-Control-Allow-Origin "denied preflight has no ACAO"
 http GET $R/doc -H 'Origin: https://app.example'
 expect_hdr Access-Control-Allow-Origin https://app.example "actual request ACAO"
 expect_hdr Vary Origin "Vary: Origin"
-[[ $(hdr Access-Control-Expose-Headers) == *"ETag, Lock-Token"*"Retry-After" ]] \
+[[ $(hdr Access-Control-Expose-Headers) == *"ETag, Lock-Token"*"Retry-After, WWW-Authenticate" ]] \
   || hfail "Expose-Headers lists ETag .. Retry-After"
 http GET $R/doc -H 'Origin: https://evil.example'
 expect_code 200 "a denied origin is still served"

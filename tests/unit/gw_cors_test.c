@@ -81,7 +81,8 @@ test_decorate_allowed_exposes_headers_and_varies(void **state)
 	    gw_response_get_header(&r, "Access-Control-Expose-Headers"),
 	    "ETag, Lock-Token, Lock-Owner, Lock-Expires-At, "
 	    "Lock-Fencing-Token, Record-Revision, Record-Updated-At, "
-	    "Record-Updated-By, Record-Created-At, Retry-After");
+	    "Record-Updated-By, Record-Created-At, Retry-After, "
+	    "WWW-Authenticate");
 	gw_response_fini(&r);
 }
 
@@ -151,7 +152,7 @@ test_preflight_from_allowed_origin(void **state)
 	assert_string_equal(
 	    gw_response_get_header(&r, "Access-Control-Allow-Headers"),
 	    "Content-Type, If-Match, If-None-Match, Lock-Token, "
-	    "Idempotency-Key, Author, Last-Event-ID");
+	    "Idempotency-Key, Author, Last-Event-ID, Authorization");
 	assert_string_equal(
 	    gw_response_get_header(&r, "Access-Control-Max-Age"), "600");
 	assert_non_null(strstr(gw_response_get_header(&r, "Vary"), "Origin"));

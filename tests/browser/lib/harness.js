@@ -12,6 +12,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -88,9 +89,12 @@ export async function until(what, probe, accept = (v) => Boolean(v), opts = {}) 
  * startDaemon runs datasyncd on a temp database, a temp ipc:// path and a
  * free HTTP port, and resolves once /healthz answers 200.
  * @param {string[]} [extraArgs]
+ * @param {{caPem?: string}} [opts] caPem: the gateway serves HTTPS
+ *   (extraArgs hold --tls-cert and --tls-key) with a certificate this CA
+ *   signed; url is then https://
  * @returns {Promise<Daemon>}
  */
-export async function startDaemon(extraArgs = []) {
+export async function startDaemon(extraArgs = [], opts = {}) {
 	const bin = path.resolve(repoRoot, process.env.DATASYNCD || 'build/datasyncd');
 	if (!existsSync(bin)) {
 		throw new Error(`datasyncd not found at ${bin}: build it (cmake --build build) or set DATASYNCD`);
@@ -118,11 +122,14 @@ export async function startDaemon(extraArgs = []) {
 			exited = { code, signal };
 			resolve(exited);
 		}));
-		const url = `http://127.0.0.1:${port}`;
+		const url = `${opts.caPem ? 'https' : 'http'}://127.0.0.1:${port}`;
 		try {
 			await until(`${bin} to answer ${url}/healthz`, async () => {
 				if (exited) {
 					throw new Error(`exited early (${JSON.stringify(exited)})`);
+				}
+				if (opts.caPem) {
+					return httpsStatus(`${url}/healthz`, opts.caPem);
 				}
 				const res = await fetch(`${url}/healthz`);
 				return res.status;
@@ -158,6 +165,22 @@ export async function startDaemon(extraArgs = []) {
 	const log = await readFile(logPath, 'utf8').catch(() => '');
 	await logFile.close();
 	throw new Error(`datasyncd did not start: ${lastErr?.message}\n--- its output ---\n${log}`);
+}
+
+/**
+ * httpsStatus GETs url trusting only caPem; resolves with the status.
+ * @param {string} url
+ * @param {string} caPem
+ * @returns {Promise<number>}
+ */
+export function httpsStatus(url, caPem) {
+	return new Promise((resolve, reject) => {
+		const req = https.get(url, { ca: caPem }, (res) => {
+			res.resume();
+			res.on('end', () => resolve(res.statusCode ?? 0));
+		});
+		req.on('error', reject);
+	});
 }
 
 /**
