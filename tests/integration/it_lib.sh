@@ -14,6 +14,11 @@ it_cleanup() {
     kill -TERM "$IT_PID" 2>/dev/null || true
     wait "$IT_PID" 2>/dev/null || true
   fi
+  # A failed test shows what the daemon said: CI keeps no temp dir.
+  if (( IT_FAILS > 0 )) && [[ -s $IT_DIR/datasyncd.log ]]; then
+    echo "--- last lines of datasyncd's log:" >&2
+    tail -n 40 "$IT_DIR/datasyncd.log" >&2 || true
+  fi
   [[ -n ${DS_KEEP_TMP:-} ]] || rm -rf "$IT_DIR"
 }
 trap it_cleanup EXIT
@@ -100,9 +105,9 @@ ds() {
 
 it_fail() {
   echo "FAIL: $*" >&2
-  echo "  stdout: $OUT" >&2
-  echo "  stderr: $ERR" >&2
-  echo "  exit:   $RC" >&2
+  echo "  stdout: ${OUT:-}" >&2
+  echo "  stderr: ${ERR:-}" >&2
+  echo "  exit:   ${RC:-}" >&2
   IT_FAILS=$((IT_FAILS + 1))
 }
 

@@ -164,7 +164,8 @@ it_stop || it_fail "datasyncd exits 0 on SIGTERM"
 # saying what to do. The log compacts as writes go on (at most once a
 # second): each round writes and tries again; a watch that is not refused
 # keeps running and is interrupted.
-if "$DATASYNCD" --help 2>&1 | grep -q -- '--watch-retain-time'; then
+DSD_HELP=$("$DATASYNCD" --help 2>&1 || true)   # not a pipe: see it_watch_http.sh
+if grep -q -- '--watch-retain-time' <<<"$DSD_HELP"; then
   it_start --http off --watch-retain 5 --watch-retain-time 0
   for i in $(seq 1 20); do ds put old/k --force --value "v$i"; done
   RC=running

@@ -11,9 +11,13 @@ source "$(dirname "$0")/it_lib.sh"
 
 # datasyncd: RPC only; a short change log when it can be configured.
 RETAIN=()
-if "$DATASYNCD" --help 2>&1 | grep -q -- '--watch-retain '; then
+# The help is read once into a variable: `datasyncd --help | grep -q`
+# under pipefail fails whenever grep exits before datasyncd has written
+# all of it (SIGPIPE), which turned this check into a coin toss.
+DSD_HELP=$("$DATASYNCD" --help 2>&1 || true)
+if grep -q -- '--watch-retain ' <<<"$DSD_HELP"; then
   RETAIN=(--watch-retain 5)
-  if "$DATASYNCD" --help 2>&1 | grep -q -- '--watch-retain-time'; then
+  if grep -q -- '--watch-retain-time' <<<"$DSD_HELP"; then
     RETAIN+=(--watch-retain-time 0)
   fi
 fi
