@@ -323,13 +323,13 @@ dsh_auth_destroy(dsh_auth *a)
 
 /* --- authentication --- */
 
-/* dsh_auth_unauthenticated fails st with UNAUTHENTICATED and counts a
- * failure against a network peer. */
+/* dsh_auth_unauthenticated fails st with UNAUTHENTICATED and, when
+ * count, counts a failure against a network peer. */
 static nrpc_code
 dsh_auth_unauthenticated(dsh_auth *a, nrpc_peer_kind kind, const char *peer,
-    nrpc_status *st, const char *reason, const char *msg)
+    bool count, nrpc_status *st, const char *reason, const char *msg)
 {
-	if (kind == NRPC_PEER_NET) {
+	if (count && kind == NRPC_PEER_NET) {
 		(void) auth_limiter_fail(a->limiter, peer); /* the next call
 		                                              * sees the block */
 	}
@@ -339,9 +339,11 @@ dsh_auth_unauthenticated(dsh_auth *a, nrpc_peer_kind kind, const char *peer,
 }
 
 nrpc_code
-dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
+dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, unsigned flags,
     dsh_principal *p, nrpc_status *st)
 {
+	bool optional = (flags & DSH_AUTHN_OPTIONAL) != 0;
+	bool recheck = (flags & DSH_AUTHN_RECHECK) != 0;
 	char peer[NRPC_PEER_MAX];
 	nrpc_peer_kind kind;
 	const char *value;
@@ -359,7 +361,7 @@ dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
 	/* inproc:// and ipc:// are exempt: the embedded gateway (which
 	 * limits each HTTP peer itself) and local tools speak for many. */
 	kind = nrpc_call_peer(call, peer, sizeof(peer));
-	if (kind == NRPC_PEER_NET &&
+	if (!recheck && kind == NRPC_PEER_NET &&
 	    auth_limiter_blocked(a->limiter, peer, &retry)) {
 		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED,
 		    "TOO_MANY_AUTH_FAILURES", DSH_AUTH_METADATA,
@@ -380,7 +382,7 @@ dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
 	}
 	if (!auth_bearer(value, &secret, &len) ||
 	    !auth_secret_well_formed(secret, len)) {
-		return dsh_auth_unauthenticated(a, kind, peer, st,
+		return dsh_auth_unauthenticated(a, kind, peer, !recheck, st,
 		    "TOKEN_MALFORMED", "authorization is not \"Bearer \" and "
 		    "a token (\"dst_\" and 64 lowercase hex digits)");
 	}
@@ -391,8 +393,10 @@ dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
 		bool revoked = t != NULL;
 
 		dsh_auth_set_unref(s);
-		return dsh_auth_unauthenticated(a, kind, peer, st,
-		    revoked ? "TOKEN_REVOKED" : "TOKEN_UNKNOWN",
+		/* A revoked token is a real token's secret, not brute
+		 * force: refusing it costs the peer nothing more. */
+		return dsh_auth_unauthenticated(a, kind, peer,
+		    !recheck && !revoked, st, revoked ? "TOKEN_REVOKED" : "TOKEN_UNKNOWN",
 		    revoked ? "this token was revoked" :
 		              "no such token (unknown secret)");
 	}
