@@ -689,15 +689,24 @@ auth_forget(auth_limiter *l, int32_t i)
 }
 
 /* auth_take returns an entry for key: a never-used one, one forgotten,
- * or the least recently failed peer's (evicted). */
+ * or the least recently failed peer's whose block (if any) is over
+ * (evicted); -1 when every entry is a peer blocked now. A running block
+ * is never evicted: else a flood of one-off failures from fresh
+ * addresses would lift it. */
 static int32_t
-auth_take(auth_limiter *l, const char *key, size_t n)
+auth_take(auth_limiter *l, const char *key, size_t n, int64_t now)
 {
 	int32_t i;
 	size_t b;
 
 	if (l->free_head < 0 && l->nfree == AUTH_LIMIT_PEERS) {
-		auth_forget(l, l->oldest);
+		for (i = l->oldest; i >= 0 && l->peers[i].blocked_until > now;
+		     i = l->peers[i].next) {
+		}
+		if (i < 0) {
+			return -1;
+		}
+		auth_forget(l, i);
 	}
 	if (l->free_head >= 0) {
 		i = l->free_head;
@@ -751,7 +760,10 @@ auth_limiter_fail(auth_limiter *l, const char *peer)
 	pthread_mutex_lock(&l->mu);
 	now = ds_clock_now_ms(l->clock);
 	if ((i = auth_find(l, key, n)) < 0) {
-		i = auth_take(l, key, n);
+		if ((i = auth_take(l, key, n, now)) < 0) {
+			/* the table is all running blocks: not remembered */
+			goto out;
+		}
 	} else {
 		auth_unlink(l, i);
 		auth_push_newest(l, i);

@@ -138,7 +138,7 @@ bool auth_bearer(const char *value, const char **secret, size_t *len);
 #define AUTH_LIMIT_FAILURES 10      /* failures within the window ... */
 #define AUTH_LIMIT_WINDOW_MS 10000  /* ... block the peer ... */
 #define AUTH_LIMIT_BLOCK_MS 30000   /* ... for this long */
-#define AUTH_LIMIT_PEERS 4096       /* peers remembered (oldest evicted) */
+#define AUTH_LIMIT_PEERS 4096       /* peers remembered (see below) */
 #define AUTH_PEER_MAX 64            /* peer key bytes ("10.1.2.3") */
 
 typedef struct auth_limiter auth_limiter;
@@ -155,7 +155,12 @@ bool auth_limiter_blocked(auth_limiter *l, const char *peer,
 
 /* auth_limiter_fail records a failed authentication from peer; true when
  * it has now reached AUTH_LIMIT_FAILURES within the window (blocked from
- * now on). auth_limiter_ok forgets peer's failures. Thread-safe. */
+ * now on). auth_limiter_ok forgets peer's failures. Thread-safe.
+ * At most AUTH_LIMIT_PEERS peers are remembered: a new one evicts the
+ * least recently failed peer that is not blocked now (a running block is
+ * never evicted, so fresh addresses cannot flush it); when every one
+ * remembered is blocked, the new peer's failure is not remembered (false)
+ * until a block ends. */
 bool auth_limiter_fail(auth_limiter *l, const char *peer);
 void auth_limiter_ok(auth_limiter *l, const char *peer);
 

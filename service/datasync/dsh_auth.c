@@ -323,13 +323,13 @@ dsh_auth_destroy(dsh_auth *a)
 
 /* --- authentication --- */
 
-/* dsh_auth_unauthenticated fails st with UNAUTHENTICATED and counts a
- * failure against a network peer. */
+/* dsh_auth_unauthenticated fails st with UNAUTHENTICATED and, when
+ * count, counts a failure against a network peer. */
 static nrpc_code
 dsh_auth_unauthenticated(dsh_auth *a, nrpc_peer_kind kind, const char *peer,
-    nrpc_status *st, const char *reason, const char *msg)
+    bool count, nrpc_status *st, const char *reason, const char *msg)
 {
-	if (kind == NRPC_PEER_NET) {
+	if (count && kind == NRPC_PEER_NET) {
 		(void) auth_limiter_fail(a->limiter, peer); /* the next call
 		                                              * sees the block */
 	}
@@ -339,9 +339,11 @@ dsh_auth_unauthenticated(dsh_auth *a, nrpc_peer_kind kind, const char *peer,
 }
 
 nrpc_code
-dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
+dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, unsigned flags,
     dsh_principal *p, nrpc_status *st)
 {
+	bool optional = (flags & DSH_AUTHN_OPTIONAL) != 0;
+	bool recheck = (flags & DSH_AUTHN_RECHECK) != 0;
 	char peer[NRPC_PEER_MAX];
 	nrpc_peer_kind kind;
 	const char *value;
@@ -359,7 +361,7 @@ dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
 	/* inproc:// and ipc:// are exempt: the embedded gateway (which
 	 * limits each HTTP peer itself) and local tools speak for many. */
 	kind = nrpc_call_peer(call, peer, sizeof(peer));
-	if (kind == NRPC_PEER_NET &&
+	if (!recheck && kind == NRPC_PEER_NET &&
 	    auth_limiter_blocked(a->limiter, peer, &retry)) {
 		nrpc_status_set(st, NRPC_RESOURCE_EXHAUSTED,
 		    "TOO_MANY_AUTH_FAILURES", DSH_AUTH_METADATA,
@@ -380,7 +382,7 @@ dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
 	}
 	if (!auth_bearer(value, &secret, &len) ||
 	    !auth_secret_well_formed(secret, len)) {
-		return dsh_auth_unauthenticated(a, kind, peer, st,
+		return dsh_auth_unauthenticated(a, kind, peer, !recheck, st,
 		    "TOKEN_MALFORMED", "authorization is not \"Bearer \" and "
 		    "a token (\"dst_\" and 64 lowercase hex digits)");
 	}
@@ -391,8 +393,10 @@ dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
 		bool revoked = t != NULL;
 
 		dsh_auth_set_unref(s);
-		return dsh_auth_unauthenticated(a, kind, peer, st,
-		    revoked ? "TOKEN_REVOKED" : "TOKEN_UNKNOWN",
+		/* A revoked token is a real token's secret, not brute
+		 * force: refusing it costs the peer nothing more. */
+		return dsh_auth_unauthenticated(a, kind, peer,
+		    !recheck && !revoked, st, revoked ? "TOKEN_REVOKED" : "TOKEN_UNKNOWN",
 		    revoked ? "this token was revoked" :
 		              "no such token (unknown secret)");
 	}
@@ -825,18 +829,26 @@ out:
 /* Names tried when "bootstrap" is taken by another secret. */
 #define DSH_BOOTSTRAP_TRIES 100
 
+/* Permission bits a file holding an admin secret must not have: any
+ * access for group or other. */
+#define DSH_BOOTSTRAP_OPEN_BITS ((mode_t) (S_IRWXG | S_IRWXO))
+
 /* dsh_bootstrap_read reads the secret from path: *found false when the
- * file does not exist. */
+ * file does not exist. A file that group or other may read or write is
+ * refused (INVALID_ARGUMENT): the secret is an admin's, and anyone who
+ * may write it chooses the admin's secret. */
 static nrpc_code
 dsh_bootstrap_read(const char *path, char secret[AUTH_SECRET_TEXT_LEN + 1],
     bool *found, nrpc_status *st)
 {
 	char buf[AUTH_SECRET_TEXT_LEN + 4];
-	size_t n;
-	FILE *f;
+	size_t n = 0;
+	ssize_t got;
+	struct stat sb;
+	int fd;
 
 	*found = false;
-	if ((f = fopen(path, "r")) == NULL) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
 		if (errno == ENOENT) {
 			return NRPC_OK;
 		}
@@ -845,8 +857,43 @@ dsh_bootstrap_read(const char *path, char secret[AUTH_SECRET_TEXT_LEN + 1],
 		    strerror(errno));
 		return st->code;
 	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	(void) fclose(f); /* read-only */
+	/* fstat on the open file: no window for a swap after the check */
+	if (fstat(fd, &sb) != 0) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    "bootstrap-token-file", "cannot stat %s: %s", path,
+		    strerror(errno));
+		(void) close(fd);
+		return st->code;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    "bootstrap-token-file", "%s is not a regular file", path);
+		(void) close(fd);
+		return st->code;
+	}
+	if ((sb.st_mode & DSH_BOOTSTRAP_OPEN_BITS) != 0) {
+		nrpc_status_set(st, NRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT",
+		    "bootstrap-token-file", "%s has mode %04o: group or other "
+		    "may read or write the admin secret; chmod 600 %s", path,
+		    (unsigned) (sb.st_mode & 07777), path);
+		(void) close(fd);
+		return st->code;
+	}
+	while (n < sizeof(buf) - 1 &&
+	    (got = read(fd, buf + n, sizeof(buf) - 1 - n)) != 0) {
+		if (got < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			nrpc_status_set(st, NRPC_INVALID_ARGUMENT,
+			    "INVALID_ARGUMENT", "bootstrap-token-file",
+			    "cannot read %s: %s", path, strerror(errno));
+			(void) close(fd);
+			return st->code;
+		}
+		n += (size_t) got;
+	}
+	(void) close(fd); /* read-only */
 	buf[n] = '\0';
 	if (n > 0 && buf[n - 1] == '\n') {
 		buf[--n] = '\0';

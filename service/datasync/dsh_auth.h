@@ -52,15 +52,27 @@ typedef struct dsh_principal {
 	const char *name;        /* interned; NULL when auth is off */
 } dsh_principal;
 
+/* Flags of dsh_auth_authenticate. */
+enum {
+	/* A call without any authorization metadata is NRPC_OK with
+	 * p->name NULL (WhoAmI). */
+	DSH_AUTHN_OPTIONAL = 1u << 0,
+	/* The server checks again a call it authenticated before (a parked
+	 * watch, a lock wait): the peer guessed nothing new, so the limiter
+	 * is neither consulted nor fed (else one revoked token's parked
+	 * calls would block its whole address). */
+	DSH_AUTHN_RECHECK = 1u << 1,
+};
+
 /* dsh_auth_authenticate: who sent call? NRPC_OK with *p filled (release
  * with dsh_principal_release), or the status (UNAUTHENTICATED with
  * TOKEN_MISSING / TOKEN_MALFORMED / TOKEN_UNKNOWN / TOKEN_REVOKED;
  * RESOURCE_EXHAUSTED TOO_MANY_AUTH_FAILURES with retry_after_ms when the
  * call's tcp/tls peer failed AUTH_LIMIT_FAILURES times) in st and *p
- * zeroed. a == NULL (auth off): NRPC_OK, p->name NULL. optional: a call
- * without any authorization metadata is NRPC_OK with p->name NULL
- * (WhoAmI). */
-nrpc_code dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, bool optional,
+ * zeroed. Only TOKEN_MALFORMED and TOKEN_UNKNOWN count as failures: a
+ * revoked token is a real token's secret, not a guess. a == NULL (auth
+ * off): NRPC_OK, p->name NULL. flags: DSH_AUTHN_*. */
+nrpc_code dsh_auth_authenticate(dsh_auth *a, nrpc_call *call, unsigned flags,
     dsh_principal *p, nrpc_status *st);
 
 void dsh_principal_release(dsh_principal *p);

@@ -617,10 +617,10 @@ dsh_ids_of(nrpc_call *call, const char *who)
  * key that starts with it; AUTH_ADMIN: token management). False: the
  * call was answered (UNAUTHENTICATED, PERMISSION_DENIED, 429). *who is
  * the token's name (interned: valid as long as the service), NULL when
- * authentication is off. */
+ * authentication is off. authn_flags: DSH_AUTHN_*. */
 static bool
-dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
-    const char *key, bool range, const char **who)
+dsh_guard_as(dsh_service *svc, nrpc_call *call, unsigned authn_flags,
+    auth_right right, const char *key, bool range, const char **who)
 {
 	dsh_principal p;
 	nrpc_status st;
@@ -631,7 +631,8 @@ dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
 		return true;
 	}
 	memset(&st, 0, sizeof(st));
-	if (dsh_auth_authenticate(svc->auth, call, false, &p, &st) == NRPC_OK) {
+	if (dsh_auth_authenticate(svc->auth, call, authn_flags, &p, &st) ==
+	    NRPC_OK) {
 		ok = dsh_auth_authorize(&p, right, key, strlen(key), range,
 		    &st) == NRPC_OK;
 		*who = p.name;
@@ -645,6 +646,13 @@ dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
 	return ok;
 }
 
+static bool
+dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
+    const char *key, bool range, const char **who)
+{
+	return dsh_guard_as(svc, call, 0, right, key, range, who);
+}
+
 bool
 dsh_still_allowed(dsh_service *svc, nrpc_call *call, auth_right right,
     const char *key, bool prefix)
@@ -652,7 +660,8 @@ dsh_still_allowed(dsh_service *svc, nrpc_call *call, auth_right right,
 	const char *who;
 
 	return svc->auth == NULL ||
-	    dsh_guard(svc, call, right, key, prefix, &who);
+	    dsh_guard_as(svc, call, DSH_AUTHN_RECHECK, right, key, prefix,
+	        &who);
 }
 
 /* dsh_as_author: with authentication on, a write's author (updated_by)
@@ -986,7 +995,7 @@ dsh_who_am_i(nrpc_call *call, const Datasync__V1__WhoAmIRequest *req,
 	resp.auth_required = svc->auth != NULL;
 	/* No token is an answer (authenticated = false); a bad one is
 	 * UNAUTHENTICATED, so that the gateway can check a session's. */
-	if (dsh_auth_authenticate(svc->auth, call, true, &p, &st) != NRPC_OK) {
+	if (dsh_auth_authenticate(svc->auth, call, DSH_AUTHN_OPTIONAL, &p, &st) != NRPC_OK) {
 		nrpc_call_finish(call, &st, NULL);
 		goto out;
 	}

@@ -243,9 +243,12 @@ void
 gw_auth_outcome(const gw_core *core, const gw_plan *p, const nrpc_status *st)
 {
 	/* A missing token (TOKEN_MISSING) guesses nothing: only a presented
-	 * credential that was refused counts. */
+	 * credential that was refused counts. Nor does a revoked one: it is
+	 * a real token's secret (a parked watch ended by its revocation),
+	 * not brute force. */
 	if (core->limiter != NULL && p->authorization != NULL &&
-	    p->peer[0] != '\0' && st->code == NRPC_UNAUTHENTICATED) {
+	    p->peer[0] != '\0' && st->code == NRPC_UNAUTHENTICATED &&
+	    strcmp(st->reason, "TOKEN_REVOKED") != 0) {
 		(void) auth_limiter_fail(core->limiter, p->peer);
 	}
 }

@@ -686,8 +686,8 @@ bool gw_auth_blocked(const gw_core *core, const gw_plan *p,
     int64_t *retry_after_ms);
 
 /* gw_auth_outcome feeds the limiter with the outcome of p's call: an
- * UNAUTHENTICATED answer to a request that carried a credential counts
- * as one failure of its peer. */
+ * UNAUTHENTICATED answer (other than TOKEN_REVOKED) to a request that
+ * carried a credential counts as one failure of its peer. */
 void gw_auth_outcome(const gw_core *core, const gw_plan *p,
     const nrpc_status *st);
 

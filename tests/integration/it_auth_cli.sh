@@ -121,10 +121,26 @@ done
 
 # a file that is not one secret
 echo "hello" >"$IT_DIR/bad.token"
+chmod 600 "$IT_DIR/bad.token"
 RC=0; "$DATASYNCD" --db "$IT_DB" --listen "ipc://$IT_DIR/b.sock" --http off \
   --bootstrap-token-file "$IT_DIR/bad.token" >"$IT_DIR/bad.log" 2>&1 || RC=$?
 OUT=""; ERR=$(cat "$IT_DIR/bad.log")
 expect_rc 2 "a malformed bootstrap file"; expect_err_has "bootstrap-token-file" "names the flag"
+
+# a bootstrap file that group or other may read or write: refused at
+# start (exit 2), one line naming the file, its mode and the fix
+for mode in 644 620 604 640; do
+  cp "$BOOT" "$IT_DIR/open.token"
+  chmod "$mode" "$IT_DIR/open.token"
+  RC=0; "$DATASYNCD" --db "$IT_DB" --listen "ipc://$IT_DIR/o.sock" --http off \
+    --bootstrap-token-file "$IT_DIR/open.token" >"$IT_DIR/open.log" 2>&1 || RC=$?
+  OUT=""; ERR=$(cat "$IT_DIR/open.log")
+  expect_rc 2 "a bootstrap file of mode $mode"
+  expect_err_has "$IT_DIR/open.token has mode 0$mode" "names the file and its mode"
+  expect_err_has "chmod 600" "says chmod 600"
+  [[ $(grep -c . "$IT_DIR/open.log") -eq 1 ]] || it_fail "mode $mode: one line"
+  rm -f "$IT_DIR/open.token"
+done
 
 # protected mode
 P=$(it_free_port)

@@ -335,6 +335,16 @@ expect_code 200 "a blocked address still gets what needs no token"
 SRC=127.0.0.201
 http GET /v1/records/docs%2Fa -H "$(bearer "$WRITER")"
 expect_code 200 "another address is not blocked"
+# A revoked token is a real token's secret, not a guess: it never blocks
+# its address (else a revoked session's retries lock out everyone there).
+SRC=127.0.0.202
+for i in $(seq 1 11); do
+  http GET /v1/records/docs%2Fa -H "$(bearer "$REVOKED")"
+  expect_code 401 "revoked $i"
+  expect_reason TOKEN_REVOKED "revoked $i"
+done
+http GET /v1/records/docs%2Fa -H "$(bearer "$WRITER")"
+expect_code 200 "11 revoked-token requests do not block their address"
 SRC=127.0.0.1
 
 # --- the standalone gateway -------------------------------------------------

@@ -5,9 +5,10 @@
  * unknown, revoked, the right prefix without the right, another prefix,
  * the right one) with the exact code and reason; ranges wider than a
  * read grant; the token as author, lock owner and request-id scope; the
- * failure limiter per tcp peer; and, with the ctest fixture "pg", a
- * revocation on one node seen by a second node of the same PostgreSQL
- * database within a second.
+ * failure limiter per tcp peer (a revoked token, even many parked
+ * watches of it ended by the revocation, never blocks its address); and,
+ * with the ctest fixture "pg", a revocation on one node seen by a second
+ * node of the same PostgreSQL database within a second.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -87,7 +88,8 @@ tok_set(tok *t, const char *name, const char *secret)
 }
 
 static void
-make_token(tok *t, const char *name, const char *const *grants, size_t n)
+make_token_on(datasync_client *c, const tok *admin, tok *t, const char *name,
+    const char *const *grants, size_t n)
 {
 	Datasync__V1__CreateTokenRequest req =
 	    DATASYNC__V1__CREATE_TOKEN_REQUEST__INIT;
@@ -97,7 +99,7 @@ make_token(tok *t, const char *name, const char *const *grants, size_t n)
 	req.name = (char *) name;
 	req.grants = (char **) grants;
 	req.n_grants = n;
-	if (call(it_c, M(CREATE_TOKEN), &req.base, t_admin.bearer, NULL,
+	if (call(c, M(CREATE_TOKEN), &req.base, admin->bearer, NULL,
 	        (ProtobufCMessage **) &resp, &st) != NRPC_OK) {
 		fail_msg("CreateToken %s: %s %s", name, st.reason, st.message);
 	}
@@ -106,6 +108,12 @@ make_token(tok *t, const char *name, const char *const *grants, size_t n)
 	tok_set(t, name, resp->secret);
 	datasync__v1__create_token_response__free_unpacked(resp, NULL);
 	nrpc_status_fini(&st);
+}
+
+static void
+make_token(tok *t, const char *name, const char *const *grants, size_t n)
+{
+	make_token_on(it_c, &t_admin, t, name, grants, n);
 }
 
 static void
@@ -844,6 +852,139 @@ test_lock_waiter_whose_token_is_revoked_is_not_granted(void **state)
 	nrpc_status_fini(&st);
 }
 
+/* --- a revoked token does not block its address --- */
+
+#define N_PARKED (LIMIT_FAILURES + 2)
+
+typedef struct tcp_watch {
+	datasync_client *c;
+	const char *bearer;
+	nrpc_code rc;
+	char reason[64];
+} tcp_watch;
+
+static void *
+tcp_watch_main(void *arg)
+{
+	tcp_watch *tw = arg;
+	Datasync__V1__WatchRequest wa = DATASYNC__V1__WATCH_REQUEST__INIT;
+	nrpc_status st = {0};
+
+	wa.prefix = "docs/rv/";
+	wa.from_now = true;
+	wa.timeout_ms = 20000;
+	tw->rc = call(tw->c, M(WATCH), &wa.base, tw->bearer, NULL, NULL, &st);
+	(void) snprintf(tw->reason, sizeof(tw->reason), "%s", st.reason);
+	nrpc_status_fini(&st);
+	return NULL;
+}
+
+/* whoami_over calls WhoAmI with bearer over c: the code, reason in st. */
+static nrpc_code
+whoami_over(datasync_client *c, const char *bearer, nrpc_status *st)
+{
+	Datasync__V1__WhoAmIRequest req = DATASYNC__V1__WHO_AM_IREQUEST__INIT;
+
+	return call(c, M(WHO_AM_I), &req.base, bearer, NULL, NULL, st);
+}
+
+static void
+test_revoked_token_does_not_block_its_tcp_peer(void **state)
+{
+	static const char *const g[] = {"read:docs/", "write:docs/"};
+	static const char unknown[] = "Bearer dst_"
+	    "3333333333333333333333333333333333333333333333333333333333333333";
+	char dir[256];
+	char file[300];
+	const char *extra[] = {"--bootstrap-token-file", file, NULL};
+	ds_daemon d;
+	datasync_client *ipc = NULL;
+	datasync_client *tcp = NULL;
+	tok admin, doomed, fine;
+	tcp_watch tw[N_PARKED];
+	pthread_t th[N_PARKED];
+	Datasync__V1__RevokeTokenRequest rt =
+	    DATASYNC__V1__REVOKE_TOKEN_REQUEST__INIT;
+	Datasync__V1__UpdateRequest up = DATASYNC__V1__UPDATE_REQUEST__INIT;
+	Datasync__V1__Precondition pre = DATASYNC__V1__PRECONDITION__INIT;
+	char secret[SECRET_LEN + 1];
+	nrpc_status st = {0};
+
+	(void) state;
+	/* A daemon of its own: the group's has its 127.0.0.1 blocked by
+	 * the test above. */
+	assert_int_equal(ds_test_tmpdir(dir, sizeof(dir)), 0);
+	(void) snprintf(file, sizeof(file), "%s/bootstrap.token", dir);
+	assert_int_equal(ds_daemon_start(&d, false, extra), 0);
+	read_secret(file, secret);
+	tok_set(&admin, "bootstrap", secret);
+	assert_int_equal(datasync_connect((const char *const[]){d.ipc_url}, 1,
+	    5000, "rv-ipc", &ipc, &st), NRPC_OK);
+	assert_int_equal(datasync_connect((const char *const[]){d.tcp_url}, 1,
+	    5000, "rv-tcp", &tcp, &st), NRPC_OK);
+	make_token_on(ipc, &admin, &doomed, "doomed", g, 2);
+	make_token_on(ipc, &admin, &fine, "fine", g, 2);
+
+	/* More watches of one token than the limiter's failures, parked
+	 * from one tcp address, all ended by its revocation. */
+	for (int i = 0; i < N_PARKED; i++) {
+		memset(&tw[i], 0, sizeof(tw[i]));
+		tw[i].c = tcp;
+		tw[i].bearer = doomed.bearer;
+		assert_int_equal(pthread_create(&th[i], NULL, tcp_watch_main,
+		    &tw[i]), 0);
+	}
+	/* Time to park (a watch that has not is refused on arrival with
+	 * TOKEN_REVOKED instead: that must not count either). */
+	ds_test_sleep_ms(300);
+	rt.name = "doomed";
+	assert_int_equal(call(ipc, M(REVOKE_TOKEN), &rt.base, admin.bearer,
+	    NULL, NULL, &st), NRPC_OK);
+	pre.kind_case = DATASYNC__V1__PRECONDITION__KIND_UNCONDITIONAL;
+	pre.unconditional = true;
+	up.key = "docs/rv/x";
+	up.value.data = (uint8_t *) "news";
+	up.value.len = 4;
+	up.precondition = &pre;
+	assert_int_equal(call(ipc, M(UPDATE), &up.base, admin.bearer, NULL,
+	    NULL, &st), NRPC_OK);
+	for (int i = 0; i < N_PARKED; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(tw[i].rc, NRPC_UNAUTHENTICATED);
+		assert_string_equal(tw[i].reason, "TOKEN_REVOKED");
+	}
+	/* the address's other token still works */
+	if (whoami_over(tcp, fine.bearer, &st) != NRPC_OK) {
+		fail_msg("after %d parked watches of a revoked token: %s %s",
+		    N_PARKED, st.reason, st.message);
+	}
+
+	/* Calls with the revoked token: refused, never blocking. */
+	for (int i = 0; i < LIMIT_FAILURES + 1; i++) {
+		assert_int_equal(whoami_over(tcp, doomed.bearer, &st),
+		    NRPC_UNAUTHENTICATED);
+		assert_string_equal(st.reason, "TOKEN_REVOKED");
+	}
+	if (whoami_over(tcp, fine.bearer, &st) != NRPC_OK) {
+		fail_msg("after %d calls with a revoked token: %s %s",
+		    LIMIT_FAILURES + 1, st.reason, st.message);
+	}
+	/* Unknown secrets are guesses: the address is blocked. */
+	for (int i = 0; i < LIMIT_FAILURES + 1; i++) {
+		(void) whoami_over(tcp, unknown, &st);
+	}
+	assert_int_equal(whoami_over(tcp, fine.bearer, &st),
+	    NRPC_RESOURCE_EXHAUSTED);
+	assert_string_equal(st.reason, "TOO_MANY_AUTH_FAILURES");
+
+	datasync_close(tcp);
+	datasync_close(ipc);
+	assert_int_equal(ds_daemon_stop(&d), 0);
+	ds_daemon_fini(&d);
+	ds_test_rmdir(dir);
+	nrpc_status_fini(&st);
+}
+
 /* --- two nodes on one PostgreSQL database --- */
 
 static void
@@ -1027,6 +1168,7 @@ main(void)
 	        test_watch_parked_when_its_token_is_revoked_gets_no_event),
 	    cmocka_unit_test(
 	        test_lock_waiter_whose_token_is_revoked_is_not_granted),
+	    cmocka_unit_test(test_revoked_token_does_not_block_its_tcp_peer),
 	    cmocka_unit_test(
 	        test_revocation_reaches_a_second_process_on_sqlite_within_a_second),
 	    cmocka_unit_test(

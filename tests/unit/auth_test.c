@@ -542,15 +542,75 @@ test_limiter_evicts_the_oldest_peer_when_full(void **state)
 		assert_false(auth_limiter_fail(l, peer));
 	}
 	assert_true(auth_limiter_blocked(l, "first", NULL));
-	/* Touching "first" again makes "second" the oldest. */
+	/* Touching "first" again makes "second" the oldest; blocked, it is
+	 * passed over: the oldest peer not blocked (10.9.0.0) goes. */
 	assert_true(auth_limiter_fail(l, "first"));
 	assert_false(auth_limiter_fail(l, "one-more"));
-	assert_false(auth_limiter_blocked(l, "second", NULL));
+	assert_true(auth_limiter_blocked(l, "second", NULL));
 	assert_true(auth_limiter_blocked(l, "first", NULL));
+	for (i = 0; i < AUTH_LIMIT_FAILURES - 2; i++) {
+		assert_false(auth_limiter_fail(l, "one-more"));
+	}
+	assert_true(auth_limiter_fail(l, "one-more")); /* remembered */
 	/* Forgotten entries are re-used without evicting anyone. */
 	auth_limiter_ok(l, "10.9.0.5");
 	assert_false(auth_limiter_fail(l, "and-another"));
 	assert_true(auth_limiter_blocked(l, "first", NULL));
+	/* Once "second"'s block is over it is evicted like anyone. */
+	ds_fake_clock_advance(&fc, AUTH_LIMIT_BLOCK_MS);
+	assert_false(auth_limiter_blocked(l, "second", NULL));
+	assert_false(auth_limiter_fail(l, "after"));
+	auth_limiter_free(l);
+}
+
+static void
+test_limiter_one_off_failures_do_not_flush_a_block(void **state)
+{
+	ds_fake_clock fc;
+	auth_limiter *l;
+	char peer[32];
+	int i, k;
+
+	(void) state;
+	ds_fake_clock_init(&fc, 0);
+	assert_non_null(l = auth_limiter_new(&fc.base));
+	for (i = 0; i < AUTH_LIMIT_FAILURES; i++) {
+		(void) auth_limiter_fail(l, "attacker");
+	}
+	assert_true(auth_limiter_blocked(l, "attacker", NULL));
+	/* Twice the table's size of one-off failures from fresh addresses
+	 * (the attacker's other addresses, trying to make it forget). */
+	for (i = 0; i < 2 * AUTH_LIMIT_PEERS; i++) {
+		(void) snprintf(peer, sizeof(peer), "f%d", i);
+		assert_false(auth_limiter_fail(l, peer));
+	}
+	assert_true(auth_limiter_blocked(l, "attacker", NULL));
+
+	/* A table of running blocks only: a new peer is not remembered,
+	 * and no block is lifted. */
+	for (k = 0; k < AUTH_LIMIT_PEERS - 1; k++) {
+		(void) snprintf(peer, sizeof(peer), "b%d", k);
+		for (i = 0; i < AUTH_LIMIT_FAILURES; i++) {
+			(void) auth_limiter_fail(l, peer);
+		}
+		assert_true(auth_limiter_blocked(l, peer, NULL));
+	}
+	for (i = 0; i < AUTH_LIMIT_FAILURES + 1; i++) {
+		assert_false(auth_limiter_fail(l, "newcomer"));
+	}
+	assert_false(auth_limiter_blocked(l, "newcomer", NULL));
+	assert_true(auth_limiter_blocked(l, "attacker", NULL));
+	for (k = 0; k < AUTH_LIMIT_PEERS - 1; k++) {
+		(void) snprintf(peer, sizeof(peer), "b%d", k);
+		assert_true(auth_limiter_blocked(l, peer, NULL));
+	}
+	/* When the blocks end, new peers are remembered again. */
+	ds_fake_clock_advance(&fc, AUTH_LIMIT_BLOCK_MS);
+	for (i = 0; i < AUTH_LIMIT_FAILURES - 1; i++) {
+		assert_false(auth_limiter_fail(l, "newcomer"));
+	}
+	assert_true(auth_limiter_fail(l, "newcomer"));
+	assert_true(auth_limiter_blocked(l, "newcomer", NULL));
 	auth_limiter_free(l);
 }
 
@@ -677,6 +737,7 @@ main(void)
 	        test_limiter_counts_only_failures_within_the_window),
 	    cmocka_unit_test(test_limiter_ok_forgets_failures_but_not_a_block),
 	    cmocka_unit_test(test_limiter_evicts_the_oldest_peer_when_full),
+	    cmocka_unit_test(test_limiter_one_off_failures_do_not_flush_a_block),
 	    cmocka_unit_test(
 	        test_limiter_treats_long_peer_keys_by_their_first_bytes),
 	    cmocka_unit_test(
