@@ -213,9 +213,13 @@ nrpc_code dsh_token_bootstrap(store *s, const char *path, nrpc_status *st);
 /* dsh_status_from_store maps a store error to an nrpc status (code and
  * reason per DESIGN §4) with err's message and field. rec (may be NULL)
  * becomes the detail (a packed datasync.v1.Record) for VERSION_CONFLICT
- * and LOCKED. Returns st->code. */
+ * and LOCKED. reader: the caller may read rec's key; only then does the
+ * detail carry what a Get would show (a conflict's value, content type,
+ * author, times). Without it the detail keeps what a writer needs to
+ * retry its CAS (key, version, revision, deleted) and the lock, which any
+ * caller may see. Returns st->code. */
 nrpc_code dsh_status_from_store(const store_error *err,
-    const store_record *rec, nrpc_status *st);
+    const store_record *rec, bool reader, nrpc_status *st);
 
 /* dsh_record_view fills *out (and *lock, which out->lock may point to) to
  * describe rec without copying: every pointer in *out borrows from rec,

@@ -599,7 +599,7 @@ dsh_token_store_status(const store_error *err, const char *name,
 		    "no token named \"%s\"", name);
 		return st->code;
 	default:
-		return dsh_status_from_store(err, NULL, st);
+		return dsh_status_from_store(err, NULL, false, st);
 	}
 }
 
@@ -1007,7 +1007,7 @@ dsh_token_bootstrap(store *s, const char *path, nrpc_status *st)
 	auth_hash(secret, AUTH_SECRET_TEXT_LEN, hash);
 	if (store_conn_open(s, &c, &err) != STORE_OK ||
 	    store_auth_list(c, &toks, &n, &gen, &err) != STORE_OK) {
-		rv = dsh_status_from_store(&err, NULL, st);
+		rv = dsh_status_from_store(&err, NULL, false, st);
 		goto out;
 	}
 	if (dsh_bootstrap_known(toks, n, hash, path)) {
@@ -1035,7 +1035,7 @@ dsh_token_bootstrap(store *s, const char *path, nrpc_status *st)
 		}
 		store_auth_token_fini(&t);
 		if (err.code != STORE_ECONFLICT) {
-			rv = dsh_status_from_store(&err, NULL, st);
+			rv = dsh_status_from_store(&err, NULL, false, st);
 			goto out;
 		}
 		/* The name is taken, or the secret is: another node sharing
@@ -1044,7 +1044,7 @@ dsh_token_bootstrap(store *s, const char *path, nrpc_status *st)
 		toks = NULL;
 		n = 0;
 		if (store_auth_list(c, &toks, &n, &gen, &err) != STORE_OK) {
-			rv = dsh_status_from_store(&err, NULL, st);
+			rv = dsh_status_from_store(&err, NULL, false, st);
 			goto out;
 		}
 		if (dsh_bootstrap_known(toks, n, hash, path)) {

@@ -76,12 +76,12 @@ struct dsh_service {
 
 void
 dsh_fail_store(nrpc_call *call, const store_error *err,
-    const store_record *rec)
+    const store_record *rec, bool reader)
 {
 	nrpc_status st;
 
 	memset(&st, 0, sizeof(st));
-	(void) dsh_status_from_store(err, rec, &st);
+	(void) dsh_status_from_store(err, rec, reader, &st);
 	nrpc_call_finish(call, &st, NULL);
 	nrpc_status_fini(&st);
 }
@@ -116,7 +116,7 @@ dsh_reply_write(dsh_service *svc, dsh_pending *p, const store_write *w,
 		} else if (r->error.code == STORE_ELOCKED) {
 			atomic_fetch_add(&svc->n_lock_refused, 1);
 		}
-		dsh_fail_store(call, &r->error, &r->record);
+		dsh_fail_store(call, &r->error, &r->record, p->may_read);
 		return false;
 	}
 	switch (w->op) {
@@ -219,7 +219,7 @@ dsh_writer_cached_conflict(dsh_service *svc, dsh_pending *p,
 	(void) store_conflict_error(&err, cur->version);
 	atomic_fetch_add(&svc->n_conflicts, 1);
 	atomic_fetch_add(&svc->n_cached_conflicts, 1);
-	dsh_fail_store(p->call, &err, cur);
+	dsh_fail_store(p->call, &err, cur, p->may_read);
 	ds_free(p);
 }
 
@@ -572,11 +572,12 @@ dsh_requeue(dsh_service *svc, dsh_pending *p)
 }
 
 /* dsh_enqueue hands a validated write to the writer; return_value: the
- * reply carries an Update's value; wait_ms: a Lock that waits in line
- * this long when the key is locked. */
+ * reply carries an Update's value; may_read: the caller may read the key
+ * (a refusal's detail shows the record); wait_ms: a Lock that waits in
+ * line this long when the key is locked. */
 static void
 dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
-    bool return_value, uint32_t wait_ms)
+    bool return_value, bool may_read, uint32_t wait_ms)
 {
 	dsh_pending *p;
 
@@ -588,6 +589,7 @@ dsh_enqueue(dsh_service *svc, nrpc_call *call, const store_write *w,
 	p->call = call;
 	p->w = *w;
 	p->return_value = return_value;
+	p->may_read = may_read;
 	if (wait_ms > 0) {
 		p->wait_until_ms =
 		    ds_clock_now_ms(ds_clock_monotonic()) + (int64_t) wait_ms;
@@ -613,20 +615,41 @@ dsh_ids_of(nrpc_call *call, const char *who)
 	return ids;
 }
 
-/* dsh_guard authenticates call and checks right on key (range: on every
- * key that starts with it; AUTH_ADMIN: token management). False: the
- * call was answered (UNAUTHENTICATED, PERMISSION_DENIED, 429). *who is
- * the token's name (interned: valid as long as the service), NULL when
- * authentication is off. authn_flags: DSH_AUTHN_*. */
+/* dsh_guard_read: may p also read key? A write's refusal shows the
+ * record only to a caller a Get would answer. */
+static bool
+dsh_guard_read(const dsh_principal *p, const char *key)
+{
+	nrpc_status st;
+	bool ok;
+
+	memset(&st, 0, sizeof(st));
+	ok = dsh_auth_authorize(p, AUTH_READ, key, strlen(key), false, &st) ==
+	    NRPC_OK;
+	nrpc_status_fini(&st);
+	return ok;
+}
+
+/* dsh_guard_as authenticates call and checks right on key (range: on
+ * every key that starts with it; AUTH_ADMIN: token management). False:
+ * the call was answered (UNAUTHENTICATED, PERMISSION_DENIED, 429). *who
+ * is the token's name (interned: valid as long as the service), NULL when
+ * authentication is off. authn_flags: DSH_AUTHN_*. may_read (may be
+ * NULL): whether the token may also read key; true without
+ * authentication. */
 static bool
 dsh_guard_as(dsh_service *svc, nrpc_call *call, unsigned authn_flags,
-    auth_right right, const char *key, bool range, const char **who)
+    auth_right right, const char *key, bool range, const char **who,
+    bool *may_read)
 {
 	dsh_principal p;
 	nrpc_status st;
 	bool ok = false;
 
 	*who = NULL;
+	if (may_read != NULL) {
+		*may_read = svc->auth == NULL;
+	}
 	if (svc->auth == NULL) {
 		return true;
 	}
@@ -635,6 +658,9 @@ dsh_guard_as(dsh_service *svc, nrpc_call *call, unsigned authn_flags,
 	    NRPC_OK) {
 		ok = dsh_auth_authorize(&p, right, key, strlen(key), range,
 		    &st) == NRPC_OK;
+		if (ok && may_read != NULL) {
+			*may_read = dsh_guard_read(&p, key);
+		}
 		*who = p.name;
 		dsh_principal_release(&p);
 	}
@@ -650,7 +676,7 @@ static bool
 dsh_guard(dsh_service *svc, nrpc_call *call, auth_right right,
     const char *key, bool range, const char **who)
 {
-	return dsh_guard_as(svc, call, 0, right, key, range, who);
+	return dsh_guard_as(svc, call, 0, right, key, range, who, NULL);
 }
 
 bool
@@ -661,7 +687,7 @@ dsh_still_allowed(dsh_service *svc, nrpc_call *call, auth_right right,
 
 	return svc->auth == NULL ||
 	    dsh_guard_as(svc, call, DSH_AUTHN_RECHECK, right, key, prefix,
-	        &who);
+	        &who, NULL);
 }
 
 /* dsh_as_author: with authentication on, a write's author (updated_by)
@@ -681,20 +707,20 @@ dsh_as_author(store_write *w, const char *who)
 static void
 dsh_submit(dsh_service *svc, nrpc_call *call, store_err conv,
     store_write *w, const store_error *conv_err, bool return_value,
-    uint32_t wait_ms)
+    bool may_read, uint32_t wait_ms)
 {
 	store_error err;
 
 	memset(&err, 0, sizeof(err));
 	if (conv != STORE_OK) {
-		dsh_fail_store(call, conv_err, NULL);
+		dsh_fail_store(call, conv_err, NULL, false);
 		return;
 	}
 	if (store_prepare(store_limits_of(svc->store), w, &err) != STORE_OK) {
-		dsh_fail_store(call, &err, NULL);
+		dsh_fail_store(call, &err, NULL, false);
 		return;
 	}
-	dsh_enqueue(svc, call, w, return_value, wait_ms);
+	dsh_enqueue(svc, call, w, return_value, may_read, wait_ms);
 }
 
 static void
@@ -702,18 +728,20 @@ dsh_update(nrpc_call *call, const Datasync__V1__UpdateRequest *req, void *arg)
 {
 	dsh_call_ids ids;
 	const char *who;
+	bool may_read;
 	store_write w;
 	store_error err;
 	store_err rv;
 
-	if (!dsh_guard(arg, call, AUTH_WRITE, req->key, false, &who)) {
+	if (!dsh_guard_as(arg, call, 0, AUTH_WRITE, req->key, false, &who,
+	        &may_read)) {
 		return;
 	}
 	ids = dsh_ids_of(call, who);
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_update(req, &ids, &w, &err);
 	dsh_as_author(&w, who);
-	dsh_submit(arg, call, rv, &w, &err, req->return_value, 0);
+	dsh_submit(arg, call, rv, &w, &err, req->return_value, may_read, 0);
 }
 
 static void
@@ -721,18 +749,20 @@ dsh_delete(nrpc_call *call, const Datasync__V1__DeleteRequest *req, void *arg)
 {
 	dsh_call_ids ids;
 	const char *who;
+	bool may_read;
 	store_write w;
 	store_error err;
 	store_err rv;
 
-	if (!dsh_guard(arg, call, AUTH_WRITE, req->key, false, &who)) {
+	if (!dsh_guard_as(arg, call, 0, AUTH_WRITE, req->key, false, &who,
+	        &may_read)) {
 		return;
 	}
 	ids = dsh_ids_of(call, who);
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_delete(req, &ids, &w, &err);
 	dsh_as_author(&w, who);
-	dsh_submit(arg, call, rv, &w, &err, false, 0);
+	dsh_submit(arg, call, rv, &w, &err, false, may_read, 0);
 }
 
 static void
@@ -740,11 +770,13 @@ dsh_lock(nrpc_call *call, const Datasync__V1__LockRequest *req, void *arg)
 {
 	dsh_call_ids ids;
 	const char *who;
+	bool may_read;
 	store_write w;
 	store_error err;
 	store_err rv;
 
-	if (!dsh_guard(arg, call, AUTH_LOCK, req->key, false, &who)) {
+	if (!dsh_guard_as(arg, call, 0, AUTH_LOCK, req->key, false, &who,
+	        &may_read)) {
 		return;
 	}
 	ids = dsh_ids_of(call, who);
@@ -761,7 +793,7 @@ dsh_lock(nrpc_call *call, const Datasync__V1__LockRequest *req, void *arg)
 		w.owner = who;
 		w.owner_len = strlen(who);
 	}
-	dsh_submit(arg, call, rv, &w, &err, false, req->wait_ms);
+	dsh_submit(arg, call, rv, &w, &err, false, may_read, req->wait_ms);
 }
 
 static void
@@ -769,17 +801,19 @@ dsh_unlock(nrpc_call *call, const Datasync__V1__UnlockRequest *req, void *arg)
 {
 	dsh_call_ids ids;
 	const char *who;
+	bool may_read;
 	store_write w;
 	store_error err;
 	store_err rv;
 
-	if (!dsh_guard(arg, call, AUTH_LOCK, req->key, false, &who)) {
+	if (!dsh_guard_as(arg, call, 0, AUTH_LOCK, req->key, false, &who,
+	        &may_read)) {
 		return;
 	}
 	ids = dsh_ids_of(call, who);
 	memset(&err, 0, sizeof(err));
 	rv = dsh_write_from_unlock(req, &ids, &w, &err);
-	dsh_submit(arg, call, rv, &w, &err, false, 0);
+	dsh_submit(arg, call, rv, &w, &err, false, may_read, 0);
 }
 
 /* dsh_read_conn returns the worker's read connection, or fails the call
@@ -815,7 +849,7 @@ dsh_get_on(void *a, const void *b, store_conn *c)
 	 * (DESIGN §9, re-reading after REVISION_COMPACTED). */
 	if (store_get_rev(c, req->key, strlen(req->key), req->version, &rec,
 	        &resp.revision, &err) != STORE_OK) {
-		dsh_fail_store(call, &err, NULL);
+		dsh_fail_store(call, &err, NULL, false);
 		return;
 	}
 	dsh_record_view(&rec, true, &view, &lock);
@@ -906,7 +940,7 @@ dsh_list_on(void *a, const void *b, store_conn *c)
 	lr.page_token = req->page_token;
 	lr.page_token_len = strlen(req->page_token);
 	if (store_list(c, &lr, &page, &err) != STORE_OK) {
-		dsh_fail_store(call, &err, NULL);
+		dsh_fail_store(call, &err, NULL, false);
 		return;
 	}
 	if (page.n > 0 &&

@@ -135,9 +135,10 @@ void dsh_headcache_learn(dsh_headcache *hc, const store_write *w,
     const store_write_result *r);
 
 /* dsh_fail_store finishes call with the status of a store error; rec
- * (may be NULL) is the conflict's or refusal's record detail. */
+ * (may be NULL) is the conflict's or refusal's record detail, in full
+ * only when reader (dsh_status_from_store). */
 void dsh_fail_store(nrpc_call *call, const store_error *err,
-    const store_record *rec);
+    const store_record *rec, bool reader);
 
 /* --- the write queue (dsh_handlers.c) --- */
 
@@ -148,6 +149,10 @@ typedef struct dsh_pending {
 	nrpc_call *call;
 	store_write w;
 	bool return_value;  /* UpdateRequest.return_value: echo the value */
+	/* The caller may also read the key (always, without auth): decided
+	 * when the call was authorized, it lets a refusal's detail carry the
+	 * record's value (dsh_status_from_store). */
+	bool may_read;
 	bool held;          /* held back once already (dsh_writer_from_cache) */
 	/* Lock waits (dsh_watch.c): a Lock with wait_ms that meets LOCKED
 	 * before wait_until_ms (monotonic) is handed to the watch hub

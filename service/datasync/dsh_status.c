@@ -52,7 +52,7 @@ dsh_code_of(store_err e)
 
 nrpc_code
 dsh_status_from_store(const store_error *err, const store_record *rec,
-    nrpc_status *st)
+    bool reader, nrpc_status *st)
 {
 	nrpc_code code = dsh_code_of(err->code);
 
@@ -69,7 +69,16 @@ dsh_status_from_store(const store_error *err, const store_record *rec,
 		size_t n;
 		uint8_t *buf;
 
-		dsh_record_view(rec, err->code == STORE_ECONFLICT, &view, &lock);
+		dsh_record_view(rec, reader && err->code == STORE_ECONFLICT,
+		    &view, &lock);
+		if (!reader) {
+			/* A write-only token learns no more than a CAS retry
+			 * needs: a Get would be refused to it. */
+			view.content_type = (char *) "";
+			view.updated_by = (char *) "";
+			view.created_at_ms = 0;
+			view.updated_at_ms = 0;
+		}
 		n = datasync__v1__record__get_packed_size(&view);
 		/* Without memory for the detail the status still says what
 		 * happened; the client can Get the record itself. */

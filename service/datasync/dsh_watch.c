@@ -255,7 +255,7 @@ dsh_watch_read(store_conn *c, dsh_watch *w, uint64_t *revision)
 		dsh_fail_compacted(w->call, &err, page.revision,
 		    page.compact_revision);
 	} else if (rv != STORE_OK) {
-		dsh_fail_store(w->call, &err, NULL);
+		dsh_fail_store(w->call, &err, NULL, false);
 	} else if (page.n > 0) {
 		dsh_events_reply(w->call, page.events, page.n, w->with_values,
 		    page.events[page.n - 1].revision, page.compact_revision);
@@ -338,7 +338,7 @@ dsh_watch_begin(dsh_watch_hub *h, nrpc_call *call,
 		/* From now: nothing old, whatever the log holds. */
 		memset(&err, 0, sizeof(err));
 		if (store_revision(c, &w->after, &err) != STORE_OK) {
-			dsh_fail_store(call, &err, NULL);
+			dsh_fail_store(call, &err, NULL, false);
 			ds_free(w);
 			return;
 		}
@@ -738,6 +738,15 @@ dsh_hub_read(dsh_watch_hub *h)
 				dsh_watch *w = *ww;
 				uint64_t r = 0;
 
+				/* the read answers with events: only to a
+				 * token that may still read them (else it is
+				 * answered with the refusal) */
+				if (!dsh_still_allowed(h->svc, w->call,
+				        AUTH_READ, w->key, w->prefix)) {
+					*ww = w->next;
+					dsh_watch_unpark(h, w);
+					continue;
+				}
 				if (dsh_watch_read(h->conn, w, &r)) {
 					*ww = w->next;
 					atomic_fetch_add(&h->n_delivered, 1);
@@ -846,6 +855,13 @@ dsh_hub_park(dsh_watch_hub *h, dsh_watch *in)
 
 		in = w->next;
 		if (w->after < h->seen) {
+			/* as in dsh_hub_read: a token revoked since the
+			 * Watch began reads nothing (answered refused) */
+			if (!dsh_still_allowed(h->svc, w->call, AUTH_READ,
+			        w->key, w->prefix)) {
+				dsh_watch_unpark(h, w);
+				continue;
+			}
 			if (dsh_watch_read(h->conn, w, &r)) {
 				atomic_fetch_add(&h->n_delivered, 1);
 				dsh_watch_unpark(h, w);

@@ -198,6 +198,32 @@ done
 http GET '/v1/watch?prefix=docs/sub/&timeout=1' -H "$(bearer "$READER")"
 expect_code 200 "a watch on a narrower prefix"
 
+# A conflict's 412 shows the current record only as far as the caller may
+# read it: a write-only token gets the version to retry with, not the
+# value it may not GET.
+SECRET_VALUE=conflict-detail-secret
+SECRET_B64=$(printf '%s' "$SECRET_VALUE" | base64)
+http PUT /v1/records/docs%2Fsecret -H "$(bearer "$ADMIN")" -H 'If-None-Match: *' \
+  --data-binary "$SECRET_VALUE"
+expect_code 201 "admin creates docs/secret"
+http PUT /v1/records/docs%2Fsecret -H "$(bearer "$WONLY")" -H 'If-None-Match: *' \
+  --data-binary 'mine'
+expect_code 412 "a write-only token's create of an existing record"
+expect_reason VERSION_CONFLICT "a write-only token's create of an existing record"
+[[ $BODY != *"$SECRET_VALUE"* && $BODY != *"$SECRET_B64"* ]] ||
+  hfail "a write-only token's 412 carries the record's value"
+[[ $(jq -r '.current.version // empty' <<<"$BODY") =~ ^[1-9][0-9]*$ ]] ||
+  hfail "a write-only token's 412 carries the version to retry with"
+http DELETE /v1/records/docs%2Fsecret -H "$(bearer "$WONLY")" -H 'If-Match: "99"'
+expect_code 412 "a write-only token's delete at a wrong version"
+[[ $BODY != *"$SECRET_VALUE"* && $BODY != *"$SECRET_B64"* ]] ||
+  hfail "a write-only token's 412 (delete) carries the record's value"
+http PUT /v1/records/docs%2Fsecret -H "$(bearer "$WRITER")" -H 'If-None-Match: *' \
+  --data-binary 'mine'
+expect_code 412 "a read+write token's create of an existing record"
+[[ $BODY == *"$SECRET_VALUE"* || $BODY == *"$SECRET_B64"* ]] ||
+  hfail "a read+write token's 412 carries the record's value"
+
 # Token management needs admin.
 http POST /rpc/datasync.v1.DataSync/ListTokens -H "$(bearer "$WRITER")" \
   -H 'Content-Type: application/json' --data-binary '{}'

@@ -1151,6 +1151,85 @@ test_revocation_reaches_a_second_node_on_postgresql_within_a_second(
 	pg_exec(base, sql);
 }
 
+/* --- a refusal's detail --- */
+
+/* conflict sends a CAS that must fail on key as bearer (del: a Delete
+ * with a wrong if_version, else an Update if_absent) and returns the
+ * detail's record (free it). */
+static Datasync__V1__Record *
+conflict(const char *key, const char *bearer, bool del)
+{
+	Datasync__V1__Precondition pre = DATASYNC__V1__PRECONDITION__INIT;
+	nrpc_status st = {0};
+	nrpc_code rc;
+	Datasync__V1__Record *rec;
+
+	if (del) {
+		Datasync__V1__DeleteRequest req =
+		    DATASYNC__V1__DELETE_REQUEST__INIT;
+
+		pre.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_VERSION;
+		pre.if_version = 999;
+		req.key = (char *) key;
+		req.precondition = &pre;
+		rc = call(it_c, M(DELETE), &req.base, bearer, NULL, NULL, &st);
+	} else {
+		Datasync__V1__UpdateRequest req =
+		    DATASYNC__V1__UPDATE_REQUEST__INIT;
+
+		pre.kind_case = DATASYNC__V1__PRECONDITION__KIND_IF_ABSENT;
+		pre.if_absent = true;
+		req.key = (char *) key;
+		req.value.data = (uint8_t *) "mine";
+		req.value.len = 4;
+		req.precondition = &pre;
+		rc = call(it_c, M(UPDATE), &req.base, bearer, NULL, NULL, &st);
+	}
+	if (rc != NRPC_ABORTED) {
+		fail_msg("%s %s: got %s %s (%s), want ABORTED",
+		    del ? "Delete" : "Update", key, nrpc_code_name(rc), st.reason,
+		    st.message);
+	}
+	assert_string_equal(st.detail_type, "datasync.v1.Record");
+	rec = datasync__v1__record__unpack(NULL, st.detail_len, st.detail);
+	assert_non_null(rec);
+	nrpc_status_fini(&st);
+	return rec;
+}
+
+/* A write-only token may not Get the key, so the conflict it provokes
+ * must not show it the value either: only what a CAS retry needs. Each
+ * CAS is sent three times, so that both the store's refusal and the
+ * writer's head cache (which answers a known conflict without SQL) are
+ * asked. */
+static void
+test_conflict_detail_shows_the_value_only_to_a_reader(void **state)
+{
+	static const char key[] = "docs/conflict-secret";
+	static const char value[] = "the-secret-value";
+
+	(void) state;
+	put(key, value);
+	for (int i = 0; i < 6; i++) {
+		Datasync__V1__Record *r = conflict(key, t_wo.bearer, i % 2 == 1);
+
+		assert_string_equal(r->key, key);
+		assert_true(r->version >= 1);
+		assert_true(r->revision >= 1);
+		assert_int_equal(r->value.len, 0);
+		assert_string_equal(r->content_type, "");
+		assert_string_equal(r->updated_by, "");
+		datasync__v1__record__free_unpacked(r, NULL);
+
+		r = conflict(key, t_rw.bearer, i % 2 == 1);
+		assert_true(r->version >= 1);
+		assert_int_equal(r->value.len, strlen(value));
+		assert_memory_equal(r->value.data, value, strlen(value));
+		assert_string_equal(r->updated_by, "bootstrap");
+		datasync__v1__record__free_unpacked(r, NULL);
+	}
+}
+
 int
 main(void)
 {
@@ -1161,6 +1240,8 @@ main(void)
 	        test_list_or_watch_wider_than_the_read_grant_is_refused),
 	    cmocka_unit_test(test_author_and_lock_owner_are_the_token_name),
 	    cmocka_unit_test(test_request_ids_are_scoped_per_token),
+	    cmocka_unit_test(
+	        test_conflict_detail_shows_the_value_only_to_a_reader),
 	    cmocka_unit_test(
 	        test_tcp_peer_blocked_after_failures_others_unaffected),
 	    cmocka_unit_test(test_other_tcp_address_is_not_blocked),

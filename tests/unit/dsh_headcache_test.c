@@ -253,7 +253,7 @@ test_a_hopeless_cas_on_a_cached_key_gets_the_current_record_without_sql(
 		w.precond.version = 1;
 		assert_int_equal(store_apply(c, &w, &r), STORE_ECONFLICT);
 		assert_string_equal(r.error.field, "precondition");
-		(void) dsh_status_from_store(&r.error, &r.record, &st);
+		(void) dsh_status_from_store(&r.error, &r.record, true, &st);
 		assert_string_equal(st.message, fast.message);
 		assert_string_equal(st.reason, fast.reason);
 		assert_int_equal(st.code, fast.code);

@@ -295,7 +295,7 @@ test_db_busy_is_unavailable_with_its_reason(void **state)
 	err.code = STORE_EBUSY;
 	(void) snprintf(err.message, sizeof(err.message),
 	    "beginning a write: gave up after busy_timeout_ms (5000)");
-	assert_int_equal(dsh_status_from_store(&err, NULL, &st),
+	assert_int_equal(dsh_status_from_store(&err, NULL, false, &st),
 	    NRPC_UNAVAILABLE);
 	assert_string_equal(st.reason, "DB_BUSY");
 	assert_non_null(strstr(st.message, "busy_timeout_ms (5000)"));
