@@ -197,67 +197,6 @@ dsd_parse_duration(const char *flag, const char *s, int64_t min, int64_t max,
 
 /* --- protected mode (DESIGN §11) --- */
 
-/* dsd_loopback_host: is host (of a URL or HOST:PORT, brackets allowed)
- * reachable from this machine only? An empty host or a wildcard is every
- * interface. */
-static bool
-dsd_loopback_host(const char *host, size_t len)
-{
-	static const char *const loop[] = {"127.0.0.1", "localhost", "::1",
-	    "[::1]"};
-
-	for (size_t i = 0; i < sizeof(loop) / sizeof(loop[0]); i++) {
-		if (len == strlen(loop[i]) && memcmp(host, loop[i], len) == 0) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* dsd_hostport_loopback: is "HOST:PORT" a loopback address? */
-static bool
-dsd_hostport_loopback(const char *hp)
-{
-	const char *colon = strrchr(hp, ':');
-
-	return dsd_loopback_host(hp, colon != NULL ? (size_t) (colon - hp) :
-	                                             strlen(hp));
-}
-
-/* dsd_url_local: does an RPC URL stay on this machine? ipc://, inproc://
- * and abstract:// always do; anything else (tcp://, tls+tcp://, ws://)
- * only on a loopback host. */
-static bool
-dsd_url_local(const char *url)
-{
-	const char *sep = strstr(url, "://");
-	const char *host;
-	const char *end;
-
-	if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0 ||
-	    strncmp(url, "abstract://", 11) == 0) {
-		return true;
-	}
-	if (sep == NULL) {
-		return false;
-	}
-	host = sep + 3;
-	if ((end = strchr(host, '/')) == NULL) {
-		end = host + strlen(host);
-	}
-	{
-		char hp[256];
-		size_t n = (size_t) (end - host);
-
-		if (n >= sizeof(hp)) {
-			return false;
-		}
-		memcpy(hp, host, n);
-		hp[n] = '\0';
-		return dsd_hostport_loopback(hp);
-	}
-}
-
 /* dsd_protected refuses (2) a listener beyond loopback without
  * authentication, unless --insecure-no-auth says so. */
 static int
@@ -269,12 +208,12 @@ dsd_protected(const dsd_opts *o)
 		return 0;
 	}
 	for (size_t i = 0; i < o->n_listen && open == NULL; i++) {
-		if (!dsd_url_local(o->listen[i])) {
+		if (!ds_url_local(o->listen[i])) {
 			open = o->listen[i];
 		}
 	}
 	if (open == NULL && strcmp(o->http, "off") != 0 &&
-	    !dsd_hostport_loopback(o->http)) {
+	    !ds_hostport_loopback(o->http)) {
 		open = o->http;
 	}
 	if (open == NULL) {

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "datasync/v1/datasync.nrpc.h"
 #include "ds_log.h"
+#include "ds_text.h"
 #include "gateway.h"
 #include "gw_limits.h"
 
@@ -49,6 +51,10 @@ static const char gwm_usage[] =
     "  --tls-cert FILE       PEM certificate: serve HTTPS only, with it\n"
     "  --tls-key FILE        its unencrypted PEM key\n"
     "  --upstream-tls-ca FILE  the CA of tls+tcp:// upstreams' certificates\n"
+    "  --insecure-no-auth    serve a non-loopback --http address even when\n"
+    "                        an upstream does not require tokens (without\n"
+    "                        it the gateway asks each upstream (WhoAmI) at\n"
+    "                        start and exits 2 unless all run with --auth)\n"
     "  --quiet               log warnings and errors only\n"
     "  --help                show this text\n"
     "\n"
@@ -69,7 +75,11 @@ typedef struct gwm_opts {
 	long long max_conns, max_per_ip, http_timeout, budget;
 	long long max_streams, heartbeat_ms;
 	bool quiet;
+	bool insecure_no_auth;
 } gwm_opts;
+
+/* How long the start-up WhoAmI of protected mode waits for an upstream. */
+#define GWM_PROTECT_TIMEOUT_MS 5000
 
 static int
 gwm_parse_int(const char *flag, const char *s, long long min, long long max,
@@ -113,6 +123,7 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 		O_TLS_KEY,
 		O_UPSTREAM_TLS_CA,
 		O_QUIET,
+		O_INSECURE,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -133,6 +144,7 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 	    {"tls-key", required_argument, NULL, O_TLS_KEY},
 	    {"upstream-tls-ca", required_argument, NULL, O_UPSTREAM_TLS_CA},
 	    {"quiet", no_argument, NULL, O_QUIET},
+	    {"insecure-no-auth", no_argument, NULL, O_INSECURE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -241,6 +253,9 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 		case O_QUIET:
 			o->quiet = true;
 			break;
+		case O_INSECURE:
+			o->insecure_no_auth = true;
+			break;
 		case O_HELP:
 		case 'h':
 			fputs(gwm_usage, stdout);
@@ -268,6 +283,97 @@ gwm_parse(int argc, char **argv, gwm_opts *o)
 	return 0;
 }
 
+/* gwm_upstream_requires_auth asks one upstream (WhoAmI, its own
+ * short-lived client, dialled blocking so an absent server fails now).
+ * 0: it requires tokens; 1: it does not (or has no WhoAmI: an older
+ * datasyncd, which has no authentication either); -1: it cannot be asked
+ * (st says why). */
+static int
+gwm_upstream_requires_auth(const gwm_opts *o, const char *url,
+    nrpc_status *st)
+{
+	Datasync__V1__WhoAmIRequest req = DATASYNC__V1__WHO_AM_IREQUEST__INIT;
+	Datasync__V1__WhoAmIResponse *resp = NULL;
+	nrpc_client_config ccfg;
+	nrpc_client *c = NULL;
+	nrpc_call_opts co;
+	int rc = -1;
+
+	nrpc_client_config_default(&ccfg);
+	ccfg.urls = &url;
+	ccfg.n_urls = 1;
+	ccfg.timeout_ms = GWM_PROTECT_TIMEOUT_MS;
+	ccfg.client_name = "datasync-gateway";
+	ccfg.dial_blocking = true;
+	ccfg.tls_ca_file = o->upstream_ca;
+	memset(&co, 0, sizeof(co));
+	co.timeout_ms = GWM_PROTECT_TIMEOUT_MS;
+	if (nrpc_client_open(&ccfg, &c, st) != NRPC_OK) {
+		goto done;
+	}
+	switch (datasync_v1_data_sync_who_am_i(c, &req, &resp, &co, st)) {
+	case NRPC_OK:
+		rc = resp->auth_required ? 0 : 1;
+		datasync__v1__who_am_iresponse__free_unpacked(resp, NULL);
+		break;
+	case NRPC_UNIMPLEMENTED:
+		rc = 1;
+		break;
+	default:
+		break;
+	}
+done:
+	nrpc_client_close(c);
+	return rc;
+}
+
+/* gwm_protected: protected mode (DESIGN §11) for the standalone gateway.
+ * datasyncd cannot see that a gateway in front of its ipc:// or loopback
+ * socket serves it to the network, so the gateway refuses (2) a
+ * non-loopback --http address unless every upstream requires tokens, or
+ * --insecure-no-auth says to serve it open. */
+static int
+gwm_protected(const gwm_opts *o)
+{
+	nrpc_status st;
+	int rc = 0;
+
+	if (o->insecure_no_auth || ds_hostport_loopback(o->http)) {
+		return 0;
+	}
+	memset(&st, 0, sizeof(st));
+	for (size_t i = 0; i < o->n_upstreams && rc == 0; i++) {
+		switch (gwm_upstream_requires_auth(o, o->upstreams[i], &st)) {
+		case 0:
+			break;
+		case 1:
+			fprintf(stderr,
+			    "datasync-gateway: protected mode: --http %s is "
+			    "reachable beyond this machine and upstream %s does "
+			    "not require tokens (auth_required is false), so "
+			    "nobody would be asked for one; run datasyncd with "
+			    "--auth (or --bootstrap-token-file FILE), or add "
+			    "--insecure-no-auth here to serve it open\n",
+			    o->http, o->upstreams[i]);
+			rc = 2;
+			break;
+		default:
+			fprintf(stderr,
+			    "datasync-gateway: protected mode: --http %s is "
+			    "reachable beyond this machine and the gateway cannot "
+			    "verify that upstream %s requires tokens (WhoAmI: "
+			    "%s); start it first, run datasyncd with --auth, or "
+			    "add --insecure-no-auth here to serve it open\n",
+			    o->http, o->upstreams[i],
+			    st.message[0] != '\0' ? st.message : "no answer");
+			rc = 2;
+			break;
+		}
+		nrpc_status_fini(&st);
+	}
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -288,6 +394,9 @@ main(int argc, char **argv)
 	}
 	if (o.quiet) {
 		ds_log_set_level(DS_LOG_WARN);
+	}
+	if (gwm_protected(&o) != 0) {
+		return 2;
 	}
 	/* Threads created from here on inherit the blocked signals; main
 	 * alone receives them in sigwait. */

@@ -1,5 +1,6 @@
 /*
- * ds_text.c - UTF-8, hex, constant-time compare, OS randomness, FNV-1a.
+ * ds_text.c - UTF-8, hex, constant-time compare, OS randomness, FNV-1a,
+ * loopback addresses.
  */
 #include <errno.h>
 #include <sys/random.h>
@@ -271,4 +272,67 @@ ds_uri_redact(const char *uri, char *out, size_t cap)
 	}
 	ds_redact_append(out, cap, &len, p, strlen(p));
 	out[len] = '\0';
+}
+
+/* --- loopback addresses (protected mode, DESIGN §11) --- */
+
+/* ds_loopback_host: is host (of a URL or HOST:PORT, brackets allowed)
+ * reachable from this machine only? An empty host or a wildcard is every
+ * interface. */
+bool
+ds_loopback_host(const char *host, size_t len)
+{
+	static const char *const loop[] = {"127.0.0.1", "localhost", "::1",
+	    "[::1]"};
+
+	for (size_t i = 0; i < sizeof(loop) / sizeof(loop[0]); i++) {
+		if (len == strlen(loop[i]) && memcmp(host, loop[i], len) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ds_hostport_loopback: is "HOST:PORT" a loopback address? */
+bool
+ds_hostport_loopback(const char *hp)
+{
+	const char *colon = strrchr(hp, ':');
+
+	return ds_loopback_host(hp, colon != NULL ? (size_t) (colon - hp) :
+	                                             strlen(hp));
+}
+
+/* ds_url_local: does an RPC URL stay on this machine? ipc://, inproc://
+ * and abstract:// always do; anything else (tcp://, tls+tcp://, ws://)
+ * only on a loopback host. */
+bool
+ds_url_local(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	const char *host;
+	const char *end;
+
+	if (strncmp(url, "ipc://", 6) == 0 || strncmp(url, "inproc://", 9) == 0 ||
+	    strncmp(url, "abstract://", 11) == 0) {
+		return true;
+	}
+	if (sep == NULL) {
+		return false;
+	}
+	host = sep + 3;
+	if ((end = strchr(host, '/')) == NULL) {
+		end = host + strlen(host);
+	}
+	{
+		char hp[256];
+		size_t n = (size_t) (end - host);
+
+		if (n >= sizeof(hp)) {
+			return false;
+		}
+		memcpy(hp, host, n);
+		hp[n] = '\0';
+		return ds_hostport_loopback(hp);
+	}
 }

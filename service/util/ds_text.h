@@ -58,4 +58,17 @@ int ds_parse_u64(const char *s, uint64_t *out);
  * key=value parameter, so a libpq connection string can be logged. */
 void ds_uri_redact(const char *uri, char *out, size_t cap);
 
+/* ds_loopback_host: is host[0..len) (of a URL or HOST:PORT, brackets
+ * allowed) reachable from this machine only? An empty host or a wildcard
+ * (0.0.0.0, ::) is every interface: false. */
+bool ds_loopback_host(const char *host, size_t len);
+
+/* ds_hostport_loopback: is "HOST:PORT" a loopback address? */
+bool ds_hostport_loopback(const char *hp);
+
+/* ds_url_local: does an RPC URL stay on this machine? ipc://, inproc://
+ * and abstract:// always do; anything else (tcp://, tls+tcp://, ws://)
+ * only on a loopback host. */
+bool ds_url_local(const char *url);
+
 #endif /* DS_TEXT_H */

@@ -159,6 +159,32 @@ test_uri_redact_hides_every_password(void **state)
 	assert_string_equal(out, "postgresql:");
 }
 
+/* Protected mode's loopback rule, shared by datasyncd and
+ * datasync-gateway: only 127.0.0.1, ::1 and localhost stay on this
+ * machine; a wildcard or an empty host is every interface. */
+static void
+test_loopback_rule_of_protected_mode(void **state)
+{
+	(void) state;
+	assert_true(ds_hostport_loopback("127.0.0.1:8080"));
+	assert_true(ds_hostport_loopback("localhost:0"));
+	assert_true(ds_hostport_loopback("[::1]:8080"));
+	assert_false(ds_hostport_loopback("0.0.0.0:8080"));
+	assert_false(ds_hostport_loopback("[::]:8080"));
+	assert_false(ds_hostport_loopback(":8080"));
+	assert_false(ds_hostport_loopback("192.168.1.2:8080"));
+	assert_false(ds_hostport_loopback("127.0.0.1.example:80"));
+	assert_true(ds_url_local("ipc:///tmp/ds.sock"));
+	assert_true(ds_url_local("inproc://gw"));
+	assert_true(ds_url_local("tcp://127.0.0.1:7000"));
+	assert_true(ds_url_local("tls+tcp://localhost:7000"));
+	assert_true(ds_url_local("tcp://[::1]:7000"));
+	assert_false(ds_url_local("tcp://0.0.0.0:7000"));
+	assert_false(ds_url_local("tcp://*:7000"));
+	assert_false(ds_url_local("tls+tcp://10.0.0.1:7000"));
+	assert_false(ds_url_local("127.0.0.1:7000"));
+}
+
 int
 main(void)
 {
@@ -172,6 +198,7 @@ main(void)
 	    cmocka_unit_test(test_buf_refuses_to_grow_past_max),
 	    cmocka_unit_test(test_alloc_fault_injection_fails_the_nth_allocation),
 	    cmocka_unit_test(test_uri_redact_hides_every_password),
+	    cmocka_unit_test(test_loopback_rule_of_protected_mode),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
