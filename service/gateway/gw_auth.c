@@ -263,7 +263,12 @@ gw_auth_decorate(const gw_core *core, gw_plan *p)
 	}
 	gw_response_header(r, "WWW-Authenticate",
 	    gw_auth_www_authenticate(p->authorization != NULL));
-	if (p->cred_from == GW_CRED_COOKIE) {
+	/* A refused session cookie is cleared, so a revoked session goes
+	 * away, but not by an event stream's 401: EventSource hides the
+	 * status, so the client asks again with a long poll to learn why,
+	 * and that poll must carry the same cookie to get the same reason
+	 * (TOKEN_REVOKED, not TOKEN_MISSING); its 401 clears it. */
+	if (p->cred_from == GW_CRED_COOKIE && !p->stream) {
 		char *c = gw_auth_session_cookie(NULL, 0, core->tls);
 
 		if (c == NULL) {

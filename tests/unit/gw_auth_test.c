@@ -337,6 +337,16 @@ test_unauthenticated_is_401_with_www_authenticate(void **state)
 	assert_non_null(strstr(header(&p, "Set-Cookie"), "Max-Age=0"));
 	assert_no_secret(&p, SECRET);
 	gw_plan_fini(&p);
+
+	/* but an event stream's 401 keeps it: EventSource cannot show the
+	 * reason, the long poll that asks next must meet the same cookie */
+	run(&p, "GET", "/v1/events?prefix=a", NULL,
+	    H({"Cookie", "ds_session=" SECRET}), "10.0.0.1");
+	answer_error(&p, NRPC_UNAUTHENTICATED, "TOKEN_REVOKED", 0);
+	assert_reason(&p, 401, "TOKEN_REVOKED");
+	assert_null(header(&p, "Set-Cookie"));
+	assert_no_secret(&p, SECRET);
+	gw_plan_fini(&p);
 }
 
 static void
