@@ -512,11 +512,17 @@ void nrpc_client_config_default(nrpc_client_config *cfg);
 int nrpc_client_open(const nrpc_client_config *cfg, nrpc_client **out,
     nrpc_status *st);
 
-/* nrpc_client_close cancels calls in flight (their callbacks run with
- * CANCELLED, reason "CANCELLED"), waits for those callbacks, and frees the
- * client. Calls started meanwhile (from those callbacks) fail at once
- * with CANCELLED. Must not be called from an nng callback thread. NULL is
- * a no-op. */
+/* How long nrpc_client_close lets calls in flight end by themselves
+ * before it cancels them (see nrpc_client.c for why it does not cancel at
+ * once). */
+#define NRPC_CLIENT_CLOSE_DRAIN_MS 500
+
+/* nrpc_client_close refuses new calls, waits up to
+ * NRPC_CLIENT_CLOSE_DRAIN_MS for the calls in flight, cancels the rest
+ * (their callbacks run with CANCELLED, reason "CANCELLED"), waits for
+ * those callbacks, and frees the client. Calls started meanwhile (from
+ * those callbacks) fail at once with CANCELLED. Must not be called from
+ * an nng callback thread. NULL is a no-op. */
 void nrpc_client_close(nrpc_client *c);
 
 /* Per-call options; NULL means all defaults. */

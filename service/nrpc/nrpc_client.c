@@ -13,11 +13,19 @@
  * therefore grows to the peak number of concurrent calls and is freed by
  * nrpc_client_close.
  *
- * nrpc_client_close closes the socket, which ends every pending operation
- * with NNG_ECLOSED (reported as CANCELLED), then waits for the count of
- * calls in flight to reach zero. A call is counted from before its first
- * nng operation until after its completion has returned, so close never
- * frees what a callback still uses.
+ * nrpc_client_close refuses new calls, gives the ones in flight
+ * NRPC_CLIENT_CLOSE_DRAIN_MS to end by themselves, cancels the rest and
+ * closes every context before it closes the socket, then waits for the
+ * count of calls in flight to reach zero. A call is counted from before
+ * its first nng operation until after its completion has returned, so
+ * close never frees what a callback still uses. Why not just nng_close:
+ * closing the socket closes its pipes one by one, and nng 1.5.2's REQ
+ * then resends every request still held by a context on the pipes left
+ * (an in-flight call, or one whose deadline passed as its send completed)
+ * while the server may answer into a pipe already closing. nng 1.5.2
+ * loses such a message (nng #1713, fixed in 1.7): the leaks that
+ * tests/integration/nng_*.supp name. A context closed first holds
+ * nothing to resend.
  *
  * nng 1.5.2's nng_close() does not wait for a thread that is still inside
  * nng_ctx_send/nng_ctx_recv/nng_ctx_open on the socket (a completion can
@@ -60,6 +68,7 @@ typedef struct nrpc_cli_call nrpc_cli_call;
 struct nrpc_cli_call {
 	nrpc_client *c;
 	nrpc_cli_call *next;     /* free list link */
+	nrpc_cli_call *all_next; /* every call of the client (c->all) */
 	nng_ctx ctx;
 	nng_aio *aio;            /* owned */
 	bool sending;            /* phase of the operation on aio */
@@ -84,9 +93,10 @@ struct nrpc_client {
 	atomic_uint_fast64_t id_seq;
 	const ds_clock *clock;  /* monotonic */
 
-	pthread_mutex_t mtx;    /* guards free, n_inflight */
+	pthread_mutex_t mtx;    /* guards free, all, n_inflight */
 	pthread_cond_t cv;      /* close waits for n_inflight == 0 */
 	nrpc_cli_call *free;
+	nrpc_cli_call *all;     /* every call ever made, idle or not */
 	size_t n_inflight;
 	atomic_bool closing;    /* set once by close; read anywhere */
 	atomic_uint n_nng;      /* threads inside nng_ctx_* calls */
@@ -120,8 +130,8 @@ nrpc_cli_free(nrpc_client *c)
 {
 	nrpc_cli_call *cc;
 
-	while ((cc = c->free) != NULL) {
-		c->free = cc->next;
+	while ((cc = c->all) != NULL) {
+		c->all = cc->all_next;
 		/* nng_aio_free waits for a callback that is still returning. */
 		nng_aio_free(cc->aio);
 		ds_free(cc);
@@ -322,6 +332,24 @@ oom:
 	return NRPC_RESOURCE_EXHAUSTED;
 }
 
+/* nrpc_cli_drained waits up to ms for the calls in flight to end; true
+ * when none is left. */
+static bool
+nrpc_cli_drained(nrpc_client *c, int ms)
+{
+	struct timespec ts;
+	bool drained;
+
+	ds_clock_abstime(CLOCK_REALTIME, ms, &ts);
+	pthread_mutex_lock(&c->mtx);
+	while (c->n_inflight > 0 &&
+	    pthread_cond_timedwait(&c->cv, &c->mtx, &ts) == 0) {
+	}
+	drained = c->n_inflight == 0;
+	pthread_mutex_unlock(&c->mtx);
+	return drained;
+}
+
 void
 nrpc_client_close(nrpc_client *c)
 {
@@ -335,6 +363,26 @@ nrpc_client_close(nrpc_client *c)
 
 		(void) nanosleep(&ts, NULL);
 	}
+	/* From here no call starts an nng operation (the file comment says
+	 * why the contexts go before the socket). */
+	if (!nrpc_cli_drained(c, NRPC_CLIENT_CLOSE_DRAIN_MS)) {
+		nrpc_cli_call *all;
+
+		pthread_mutex_lock(&c->mtx);
+		all = c->all;
+		pthread_mutex_unlock(&c->mtx);
+		/* calls are never freed before close: the list is stable, and
+		 * cancelling an aio with nothing pending does nothing */
+		for (nrpc_cli_call *cc = all; cc != NULL; cc = cc->all_next) {
+			nng_aio_cancel(cc->aio);
+		}
+		(void) nrpc_cli_drained(c, NRPC_CLIENT_CLOSE_DRAIN_MS);
+	}
+	pthread_mutex_lock(&c->mtx);
+	for (nrpc_cli_call *cc = c->free; cc != NULL; cc = cc->next) {
+		(void) nng_ctx_close(cc->ctx); /* idle: drops a held request */
+	}
+	pthread_mutex_unlock(&c->mtx);
 	(void) nng_close(c->sock); /* pending operations end: ECLOSED */
 	pthread_mutex_lock(&c->mtx);
 	while (c->n_inflight > 0) {
@@ -421,6 +469,10 @@ nrpc_cli_acquire(nrpc_client *c, nrpc_cli_call **out, nrpc_status *st)
 		return NRPC_RESOURCE_EXHAUSTED;
 	}
 	cc->resend_ms = c->resend_ms; /* inherited from the socket */
+	pthread_mutex_lock(&c->mtx);
+	cc->all_next = c->all;
+	c->all = cc;
+	pthread_mutex_unlock(&c->mtx);
 	*out = cc;
 	return NRPC_OK;
 }
