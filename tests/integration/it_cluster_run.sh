@@ -7,7 +7,9 @@
 # repeated); the CLI given every node's URL still answers after node 1
 # is gone; SIGINT to the launcher's process group (what Ctrl-C
 # sends) stops every node and the server and leaves no process behind.
-# Needs DATASYNCD and DATASYNC; the launcher runs $DATASYNCD (no build).
+# Also datasync-gateway with every node as --upstream keeps serving
+# through kill -9 of node 2 and loses no acknowledged write.
+# Needs DATASYNCD, DATASYNC and DATASYNC_GATEWAY; the launcher runs $DATASYNCD (no build).
 source "$(dirname "$0")/it_lib.sh"
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,11 +21,13 @@ readonly START_WAIT_S=120
 readonly STOP_WAIT_S=60
 
 RUN_PID=
+GW_PID=
 # As root the server runs as nobody, who must reach the data directory.
 chmod 755 "$IT_DIR"
 CL_DIR=$IT_DIR/cl
 
 cluster_cleanup() {
+  [[ -z $GW_PID ]] || kill -KILL "$GW_PID" 2>/dev/null || true
   if [[ -n $RUN_PID ]] && kill -0 "$RUN_PID" 2>/dev/null; then
     kill -TERM -- "-$RUN_PID" 2>/dev/null || true
     wait "$RUN_PID" 2>/dev/null || true
@@ -145,6 +149,86 @@ expect_rc 0 "datasync bench with three --url"
   it_fail "the bench over three nodes completed updates without errors"
 [[ $(jq -r '.url | split(",") | length' <<<"$OUT") == "$NODES" ]] ||
   it_fail "the bench reports the three URLs it spread the calls over"
+
+# The standalone gateway in front of every node (--upstream repeated):
+# kill -9 of node 2 while GW_WRITERS writers create records through it.
+# Every create it acknowledged (201) is there afterwards; a call caught
+# by the kill may fail only as a retryable 503 (UNAVAILABLE) or as 412
+# when its create committed before the node died and a retry met it;
+# writes after the kill all succeed through the nodes left.
+readonly GW_WRITERS=4
+readonly GW_WRITES=60      # per writer
+readonly GW_KILL_AFTER=60  # answers in all before the kill
+GW_UP=()
+for ((i = 1; i <= NODES; i++)); do
+  GW_UP+=(--upstream "tcp://127.0.0.1:$((RPC_BASE + i))")
+done
+"$DATASYNC_GATEWAY" "${GW_UP[@]}" --http 127.0.0.1:0 --timeout-ms 5000 \
+  >"$IT_DIR/gw.log" 2>&1 &
+GW_PID=$!
+GW_PORT=
+for _ in $(seq 1 500); do
+  GW_PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]\+\)\/$/\1/p' "$IT_DIR/gw.log")
+  [[ -n $GW_PORT ]] && break
+  kill -0 "$GW_PID" 2>/dev/null || break
+  sleep 0.02
+done
+[[ -n $GW_PORT ]] || it_fail "datasync-gateway with three upstreams starts: $(cat "$IT_DIR/gw.log")"
+G=http://127.0.0.1:$GW_PORT
+# gw_writer N: creates gw/N-0.. in order, one line "KEY STATUS" each.
+gw_writer() {
+  local w code
+  for ((w = 0; w < GW_WRITES; w++)); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+      "$G/v1/records/gw%2F$1-$w" -H 'If-None-Match: *' --data-binary "w$1-$w") ||
+      code=curl-failed
+    echo "$1-$w $code" >>"$IT_DIR/gw-$1.out"
+  done
+}
+writers=()
+for ((n = 0; n < GW_WRITERS; n++)); do
+  gw_writer "$n" &
+  writers+=($!)
+done
+node2=$(cut -d' ' -f2 <<<"$NODE_PIDS")
+for _ in $(seq 1 600); do
+  (($(cat "$IT_DIR"/gw-*.out 2>/dev/null | wc -l) >= GW_KILL_AFTER)) && break
+  sleep 0.05
+done
+kill -KILL "$node2"
+wait "${writers[@]}"
+acked=() unavailable=0 other=()
+while read -r key code; do
+  case $code in
+  201) acked+=("$key") ;;
+  503) unavailable=$((unavailable + 1)) ;;
+  412)
+    http GET "$H3/v1/records/gw%2F$key"
+    [[ $RC == 200 && $OUT == "w$key" ]] || other+=("$key:412 but $RC $OUT")
+    ;;
+  *) other+=("$key:$code") ;;
+  esac
+done < <(cat "$IT_DIR"/gw-*.out)
+((${#other[@]} == 0)) ||
+  it_fail "writes through the gateway while node 2 died: unexpected answers: ${other[*]}"
+total=$((GW_WRITERS * GW_WRITES))
+((${#acked[@]} + unavailable <= total && ${#acked[@]} >= total - 2 * GW_WRITERS)) ||
+  it_fail "the gateway failed over: ${#acked[@]} of $total acknowledged, $unavailable 503"
+lost=()
+for w in "${acked[@]}"; do
+  http GET "$H3/v1/records/gw%2F$w"
+  [[ $RC == 200 && $OUT == "w$w" ]] || lost+=("$w:$RC")
+done
+((${#lost[@]} == 0)) || it_fail "acknowledged writes lost after kill -9 of node 2: ${lost[*]}"
+echo "it_cluster_run: gateway over 3 nodes, $GW_WRITERS writers, node 2 killed" \
+  "after $GW_KILL_AFTER answers: ${#acked[@]} of $total acknowledged (all read" \
+  "back), $unavailable 503"
+kill -TERM "$GW_PID"
+RC=0
+wait "$GW_PID" || RC=$?
+GW_PID=
+OUT='' ERR=$(tail -20 "$IT_DIR/gw.log")
+expect_rc 0 "datasync-gateway stops cleanly (no leak) after its upstream was killed"
 
 # Failover: node 1 gone, the CLI with every URL still reads and writes.
 node1=${NODE_PIDS%% *}
