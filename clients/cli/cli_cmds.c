@@ -237,12 +237,16 @@ cli_lock(datasync_client **cp, const cli_args *a, const char *key,
 	nrpc_call_opts o = cli_opts(a);
 	int rc = CLI_EXIT_OK;
 
-	if (a->owner == NULL || a->owner[0] == '\0') {
+	/* With a token the server names the lock after it (DESIGN §11),
+	 * whatever --owner says; without one the owner is ours to give. */
+	if ((a->owner == NULL || a->owner[0] == '\0') &&
+	    (a->token == NULL || a->token[0] == '\0')) {
 		return cli_usage_error("lock needs --owner NAME (shown to others "
-		                       "while you hold the lock)");
+		                       "while you hold the lock), or a token, "
+		                       "whose name is the owner");
 	}
 	req.key = (char *) key;
-	req.owner = (char *) a->owner;
+	req.owner = (char *) (a->owner != NULL ? a->owner : "");
 	req.ttl_ms = a->ttl_ms;
 	req.lock_token = (char *) (a->lock_token ? a->lock_token : "");
 	req.wait_ms = (uint32_t) a->wait_ms;

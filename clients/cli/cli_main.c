@@ -99,7 +99,9 @@ static const struct {
              "Take a leased lock on KEY (default ttl 30s, 1s..1h) and print\n"
              "its secret token alone on stdout. With --lock-token, renew\n"
              "the lease held with that token. Exit 4 when someone else\n"
-             "holds it (owner and expiry on stderr).\n"
+             "holds it (owner and expiry on stderr). With a token (--token,\n"
+             "$DATASYNC_TOKEN) the owner is the token's name and --owner may\n"
+             "be left out.\n"
              "--wait DUR (at most 60s): when someone else holds it, wait in\n"
              "line up to DUR for it to be released or to expire; waiters\n"
              "get it in arrival order. Exit 4 if it is still held then.\n"},

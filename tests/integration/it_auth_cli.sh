@@ -67,6 +67,26 @@ ds --token "$CI" token list
 expect_rc 6 "token list needs admin"
 
 # list and revoke
+# with a token the lock's owner is the token: --owner may be left out,
+# and another name given is not taken
+ds --token "$ADMIN" put docs/owned --if-absent --value o
+expect_rc 0 "admin writes docs/owned"
+ds --token "$ADMIN" put docs/owned2 --if-absent --value o
+expect_rc 0 "admin writes docs/owned2"
+ds --token "$ADMIN" lock docs/owned --ttl 5s
+expect_rc 0 "lock with a token and no --owner"
+ds --token "$ADMIN" --json get docs/owned
+[[ $OUT == *'"owner": "bootstrap"'* || $OUT == *'"owner":"bootstrap"'* ]] ||
+  it_fail "the lock taken without --owner is the token's: $OUT"
+ds --token "$ADMIN" lock docs/owned2 --owner mallory --ttl 5s
+expect_rc 0 "lock with a token and another --owner"
+ds --token "$ADMIN" --json get docs/owned2
+[[ $OUT == *'"owner": "bootstrap"'* || $OUT == *'"owner":"bootstrap"'* ]] ||
+  it_fail "--owner mallory does not name a token's lock: $OUT"
+ds lock docs/owned3
+expect_rc 2 "lock without a token needs --owner"
+expect_err_has "lock needs --owner NAME" "the usage error names --owner"
+
 ds --token "$ADMIN" token list
 expect_rc 0 "token list"
 [[ $OUT == *"bootstrap"*"active"* && $OUT == *"ci"*"active"*"read:docs/ write:docs/"* ]] || it_fail "token list shows both"
